@@ -1,0 +1,278 @@
+//! The transfer primitives everything above is built on: a file range to a socket, and a
+//! socket into a file at an offset. Both pick a path, report what they did, can be cancelled,
+//! and run the buffer monitor.
+
+use crate::net::{apply_action, buffer_sizes, privileged};
+use crate::tune::{Monitor, Role, SysLimits, TuneAction, TuneDecision, TunePolicy};
+use crate::{Error, IoPath, Result, TransferReport, stats};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Cancels a transfer from another thread. Cheap to clone; all clones share one flag.
+///
+/// A cancelled transfer stops within about 100 ms, waits for every in-flight kernel
+/// operation to complete (so no pipe or buffer is freed under the kernel), and returns
+/// [`Error::Cancelled`] with the bytes committed so far.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Per-transfer settings; anything left `None` comes from the process configuration.
+#[derive(Clone, Debug, Default)]
+pub struct TransferOptions {
+    /// Force a data path (an error if the kernel lacks it).
+    pub path: Option<IoPath>,
+    /// Cancellation.
+    pub cancel: Option<CancelToken>,
+    /// Run the TCP_INFO buffer monitor (default: `io.auto_tune`).
+    pub auto_tune: Option<bool>,
+    /// Cap for buffers the monitor sets (default: `io.max_buffer`).
+    pub max_buffer: Option<usize>,
+    /// Updated with the bytes committed so far, for progress displays.
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+/// How often a blocked transfer wakes to look at its cancel token.
+pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// State shared by the three path implementations for one transfer.
+pub(crate) struct Ctx {
+    pub cfg: crate::IoConfig,
+    cancel: Option<CancelToken>,
+    progress: Option<Arc<AtomicU64>>,
+    monitor: Option<Monitor>,
+    interval: Duration,
+    last_sample: Instant,
+    pub decisions: Vec<TuneDecision>,
+}
+
+impl Ctx {
+    pub fn new(opts: &TransferOptions, role: Role, sock: BorrowedFd<'_>) -> Ctx {
+        let cfg = crate::config();
+        let auto = opts.auto_tune.unwrap_or(cfg.auto_tune);
+        // Only TCP sockets have TCP_INFO; others simply run without a monitor.
+        let monitor = (auto && crate::tcp_info(&sock).is_ok()).then(|| {
+            let policy = TunePolicy {
+                max_buffer: opts.max_buffer.unwrap_or(cfg.max_buffer),
+                privileged: privileged(),
+                max_streams: cfg.max_streams,
+            };
+            Monitor::new(role, SysLimits::read(), policy)
+        });
+        Ctx {
+            interval: Duration::from_millis(cfg.monitor_interval_ms),
+            cfg,
+            cancel: opts.cancel.clone(),
+            progress: opts.progress.clone(),
+            monitor,
+            last_sample: Instant::now(),
+            decisions: Vec::new(),
+        }
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+
+    /// Called between steps with the bytes committed so far: publishes progress and, once per
+    /// interval, samples TCP_INFO and applies what the monitor decides.
+    pub fn tick(&mut self, sock: BorrowedFd<'_>, moved: u64) {
+        if let Some(p) = &self.progress {
+            p.store(moved, Ordering::Relaxed);
+        }
+        let Some(monitor) = self.monitor.as_mut() else { return };
+        if self.last_sample.elapsed() < self.interval {
+            return;
+        }
+        self.last_sample = Instant::now();
+        let Ok(info) = crate::tcp_info(&sock) else { return };
+        let (snd, rcv) = buffer_sizes(sock);
+        let current = match monitor.role() {
+            Role::Sender => snd,
+            Role::Receiver => rcv,
+        };
+        if let Some(d) = monitor.observe(&info, current) {
+            match apply_action(sock, &d.action) {
+                Ok(()) => tracing::info!(
+                    action = ?d.action, rtt_us = d.rtt_us, delivery_rate = d.delivery_rate,
+                    bdp = d.bdp, sndbuf_limited_permille = d.sndbuf_limited_permille,
+                    rwnd_limited_permille = d.rwnd_limited_permille, current = d.current,
+                    reason = %d.reason, "gridos-io: tuning decision"
+                ),
+                Err(e) => tracing::warn!(action = ?d.action, error = %e, "gridos-io: tuning action failed"),
+            }
+            let (s, r) = match d.action {
+                TuneAction::RaiseSndbuf { request, .. } => (Some(request * 2), None),
+                TuneAction::RaiseRcvbuf { request, .. } => (None, Some(request * 2)),
+                TuneAction::SuggestStreams { .. } => (None, None),
+            };
+            stats::decision(s, r);
+            self.decisions.push(d);
+        }
+    }
+}
+
+fn resolve_path(opts: &TransferOptions, cfg: &crate::IoConfig) -> Result<IoPath> {
+    match opts.path {
+        Some(p) => p.check(),
+        None => match cfg.forced_path()? {
+            Some(p) => p.check(),
+            None => Ok(crate::probe()),
+        },
+    }
+}
+
+fn report(ctx: Ctx, bytes: u64, start: Instant, path: IoPath, sock: BorrowedFd<'_>) -> TransferReport {
+    let (snd, rcv) = buffer_sizes(sock);
+    TransferReport {
+        bytes,
+        wire_bytes: bytes,
+        elapsed: start.elapsed(),
+        path,
+        sndbuf: (snd > 0).then_some(snd),
+        rcvbuf: (rcv > 0).then_some(rcv),
+        decisions: ctx.decisions,
+    }
+}
+
+/// Sends `len` bytes of `file` starting at `offset` to the connected socket `sock`.
+///
+/// Fails with [`Error::OffsetPastEof`] before sending anything if the range is not inside the
+/// file; with [`Error::PeerReset`], [`Error::Cancelled`], … carrying the bytes sent otherwise.
+pub fn send_file(
+    file: &File,
+    offset: u64,
+    len: u64,
+    sock: &impl AsFd,
+    opts: &TransferOptions,
+) -> Result<TransferReport> {
+    let sock = sock.as_fd();
+    let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
+    if offset.checked_add(len).is_none_or(|end| end > file_len) {
+        return Err(Error::OffsetPastEof { offset, len, file_len });
+    }
+    let mut ctx = Ctx::new(opts, Role::Sender, sock);
+    let path = resolve_path(opts, &ctx.cfg)?;
+    stats::started(path);
+    let start = Instant::now();
+    let result = match path {
+        IoPath::Uring => crate::uring::send(file.as_fd(), offset, len, sock, &mut ctx),
+        IoPath::Splice => crate::syscall::send(file.as_fd(), offset, len, sock, &mut ctx),
+        IoPath::ReadWrite => crate::rw::send(file.as_fd(), offset, len, sock, &mut ctx),
+    };
+    stats::finished(&result);
+    let moved = match &result {
+        Ok(n) => *n,
+        Err(e) => e.bytes_moved().unwrap_or(0),
+    };
+    stats::add_sent(moved);
+    let bytes = result?;
+    ctx.tick(sock, bytes);
+    tracing::debug!(bytes, %path, "gridos-io: send_file done");
+    Ok(report(ctx, bytes, start, path, sock))
+}
+
+/// Receives from `sock` into `file` at `offset`: exactly `len` bytes when `len` is `Some`
+/// (a peer that closes early gives [`Error::PeerClosed`]), or until the peer closes when
+/// `None`. Bytes land at `offset..offset + n`; nothing else in the file is touched.
+pub fn recv_file(
+    sock: &impl AsFd,
+    file: &File,
+    offset: u64,
+    len: Option<u64>,
+    opts: &TransferOptions,
+) -> Result<TransferReport> {
+    let sock = sock.as_fd();
+    let mut ctx = Ctx::new(opts, Role::Receiver, sock);
+    let path = resolve_path(opts, &ctx.cfg)?;
+    stats::started(path);
+    let start = Instant::now();
+    let result = match path {
+        IoPath::Uring => crate::uring::recv(sock, file.as_fd(), offset, len, &mut ctx),
+        IoPath::Splice => crate::syscall::recv(sock, file.as_fd(), offset, len, &mut ctx),
+        IoPath::ReadWrite => crate::rw::recv(sock, file.as_fd(), offset, len, &mut ctx),
+    };
+    stats::finished(&result);
+    let moved = match &result {
+        Ok(n) => *n,
+        Err(e) => e.bytes_moved().unwrap_or(0),
+    };
+    stats::add_received(moved);
+    let bytes = result?;
+    ctx.tick(sock, bytes);
+    tracing::debug!(bytes, %path, "gridos-io: recv_file done");
+    Ok(report(ctx, bytes, start, path, sock))
+}
+
+/// What a receive loop does when the socket hits end of stream.
+pub(crate) fn eof_result(moved: u64, len: Option<u64>) -> Result<u64> {
+    match len {
+        Some(expected) if moved < expected => Err(Error::PeerClosed { moved, expected }),
+        _ => Ok(moved),
+    }
+}
+
+/// Makes a socket blocking or non-blocking for the duration of a transfer and restores its
+/// previous mode afterwards.
+pub(crate) struct ModeGuard<'a> {
+    fd: BorrowedFd<'a>,
+    restore: Option<nix::fcntl::OFlag>,
+}
+
+impl<'a> ModeGuard<'a> {
+    pub fn set(fd: BorrowedFd<'a>, nonblocking: bool) -> Result<ModeGuard<'a>> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::io("F_GETFL", e))?);
+        let want = if nonblocking { flags | OFlag::O_NONBLOCK } else { flags - OFlag::O_NONBLOCK };
+        if want == flags {
+            return Ok(ModeGuard { fd, restore: None });
+        }
+        fcntl(fd, FcntlArg::F_SETFL(want)).map_err(|e| Error::io("F_SETFL", e))?;
+        Ok(ModeGuard { fd, restore: Some(flags) })
+    }
+}
+
+impl Drop for ModeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(flags) = self.restore {
+            let _ = nix::fcntl::fcntl(self.fd, nix::fcntl::FcntlArg::F_SETFL(flags));
+        }
+    }
+}
+
+/// Waits until `fd` is readable (`POLLIN`) or writable (`POLLOUT`), waking every
+/// [`CANCEL_POLL`] to honour cancellation. Hang-ups and errors count as ready: the next
+/// operation reports them.
+pub(crate) fn wait_ready(fd: BorrowedFd<'_>, write: bool, ctx: &Ctx, moved: u64) -> Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let ev = if write { PollFlags::POLLOUT } else { PollFlags::POLLIN };
+    loop {
+        if ctx.cancelled() {
+            return Err(Error::Cancelled { moved });
+        }
+        let mut fds = [PollFd::new(fd, ev)];
+        match poll(&mut fds, PollTimeout::from(CANCEL_POLL.as_millis() as u16)) {
+            Ok(0) => continue,
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::io("poll", e)),
+        }
+    }
+}

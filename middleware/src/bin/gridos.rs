@@ -1,0 +1,37 @@
+//! `gridos`: the one command-line front end. Parsing and dispatch only; see
+//! `gridos_middleware::cli` for the subcommands.
+
+use clap::{Parser, Subcommand};
+use gridos_middleware::cli;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "gridos", version, about = "GridOS services: zero-copy transfers, FTP/GridFTP, grid processes")]
+struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Copy SRC to DST (local paths and file:// URLs).
+    Cp(cli::cp::CpArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::init_logging(args.verbose);
+    let result = match args.command {
+        Command::Cp(a) => cli::cp::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gridos: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Subcommands of the `gridos` binary. Each module owns its clap arguments and its `run`.
+
+pub mod cp;

@@ -37,7 +37,10 @@ pub struct Compression {
 
 impl Default for Compression {
     fn default() -> Self {
-        Compression { codec: Codec::Gzip, level: 6 }
+        Compression {
+            codec: Codec::Gzip,
+            level: 6,
+        }
     }
 }
 
@@ -51,12 +54,18 @@ struct SockIo<'a, 'c> {
 impl Write for SockIo<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            match nix::sys::socket::send(self.fd.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
+            match nix::sys::socket::send(
+                self.fd.as_raw_fd(),
+                buf,
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            ) {
                 Ok(n) => {
                     self.wire += n as u64;
                     return Ok(n);
                 }
-                Err(Errno::EAGAIN) => wait_ready(self.fd, true, self.ctx, 0).map_err(io::Error::other)?,
+                Err(Errno::EAGAIN) => {
+                    wait_ready(self.fd, true, self.ctx, 0).map_err(io::Error::other)?
+                }
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -75,7 +84,9 @@ impl Read for SockIo<'_, '_> {
                     self.wire += n as u64;
                     return Ok(n);
                 }
-                Err(Errno::EAGAIN) => wait_ready(self.fd, false, self.ctx, 0).map_err(io::Error::other)?,
+                Err(Errno::EAGAIN) => {
+                    wait_ready(self.fd, false, self.ctx, 0).map_err(io::Error::other)?
+                }
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -111,24 +122,38 @@ pub fn send_compressed(
     let sock = sock.as_fd();
     let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
     if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Error::OffsetPastEof { offset, len, file_len });
+        return Err(Error::OffsetPastEof {
+            offset,
+            len,
+            file_len,
+        });
     }
     let ctx = Ctx::new(opts, Role::Sender, sock);
     let _mode = ModeGuard::set(sock, true)?;
     stats::started(IoPath::ReadWrite);
     let start = Instant::now();
     let level = Level::new(comp.level.min(9));
-    let mut io = SockIo { fd: sock, ctx: &ctx, wire: 0 };
+    let mut io = SockIo {
+        fd: sock,
+        ctx: &ctx,
+        wire: 0,
+    };
     let result = match comp.codec {
         Codec::Gzip => {
             let mut enc = GzEncoder::new(&mut io, level);
-            pump(file, offset, len, &ctx, &mut enc)
-                .and_then(|m| enc.finish().map(|_| m).map_err(|e| unwrap_err(e, "send", m)))
+            pump(file, offset, len, &ctx, &mut enc).and_then(|m| {
+                enc.finish()
+                    .map(|_| m)
+                    .map_err(|e| unwrap_err(e, "send", m))
+            })
         }
         Codec::Deflate => {
             let mut enc = DeflateEncoder::new(&mut io, level);
-            pump(file, offset, len, &ctx, &mut enc)
-                .and_then(|m| enc.finish().map(|_| m).map_err(|e| unwrap_err(e, "send", m)))
+            pump(file, offset, len, &ctx, &mut enc).and_then(|m| {
+                enc.finish()
+                    .map(|_| m)
+                    .map_err(|e| unwrap_err(e, "send", m))
+            })
         }
     };
     stats::finished(&result);
@@ -156,9 +181,13 @@ fn pump(file: &File, offset: u64, len: u64, ctx: &Ctx, enc: &mut impl Write) -> 
         let want = (len - moved).min(buf.len() as u64) as usize;
         let n = crate::file_read(file, offset + moved, &mut buf[..want])?;
         if n == 0 {
-            return Err(Error::FileTruncated { moved, expected: len });
+            return Err(Error::FileTruncated {
+                moved,
+                expected: len,
+            });
         }
-        enc.write_all(&buf[..n]).map_err(|e| unwrap_err(e, "send", moved))?;
+        enc.write_all(&buf[..n])
+            .map_err(|e| unwrap_err(e, "send", moved))?;
         moved += n as u64;
     }
     Ok(moved)
@@ -179,7 +208,11 @@ pub fn recv_decompressed(
     let _mode = ModeGuard::set(sock, true)?;
     stats::started(IoPath::ReadWrite);
     let start = Instant::now();
-    let mut io = SockIo { fd: sock, ctx: &ctx, wire: 0 };
+    let mut io = SockIo {
+        fd: sock,
+        ctx: &ctx,
+        wire: 0,
+    };
     let result = (|| {
         let mut dec: Box<dyn Read + '_> = match comp.codec {
             Codec::Gzip => Box::new(GzDecoder::new(&mut io)),
@@ -196,9 +229,15 @@ pub fn recv_decompressed(
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(Error::PeerClosed { moved, expected: moved + 1 });
+                    return Err(Error::PeerClosed {
+                        moved,
+                        expected: moved + 1,
+                    });
                 }
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidInput
+                        || e.kind() == io::ErrorKind::InvalidData =>
+                {
                     return Err(Error::Compression(e));
                 }
                 Err(e) => return Err(unwrap_err(e, "recv", moved)),

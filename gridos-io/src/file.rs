@@ -28,7 +28,12 @@ pub fn file_write(file: &File, offset: u64, buf: &[u8]) -> Result<()> {
     let mut put = 0;
     while put < buf.len() {
         match nix::sys::uio::pwrite(file, &buf[put..], (offset + put as u64) as i64) {
-            Ok(0) => return Err(Error::io("pwrite", std::io::Error::from(std::io::ErrorKind::WriteZero))),
+            Ok(0) => {
+                return Err(Error::io(
+                    "pwrite",
+                    std::io::Error::from(std::io::ErrorKind::WriteZero),
+                ));
+            }
             Ok(n) => put += n,
             Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::transfer("pwrite", e.into(), put as u64)),
@@ -61,14 +66,28 @@ pub struct CopyReport {
 /// Copies `len` bytes (to the end of `src` when `None`) from `src` at `src_off` to `dst` at
 /// `dst_off`, with no user-space copy. Holes in the source stay holes in the destination
 /// (extents are found with SEEK_DATA/SEEK_HOLE), and `dst` is extended to cover the range.
-pub fn file_copy(src: &File, src_off: u64, dst: &File, dst_off: u64, len: Option<u64>) -> Result<CopyReport> {
+pub fn file_copy(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: Option<u64>,
+) -> Result<CopyReport> {
     let src_len = src.metadata().map_err(|e| Error::io("fstat", e))?.len();
     let len = match len {
         Some(l) => l,
-        None => src_len.checked_sub(src_off).ok_or(Error::OffsetPastEof { offset: src_off, len: 0, file_len: src_len })?,
+        None => src_len.checked_sub(src_off).ok_or(Error::OffsetPastEof {
+            offset: src_off,
+            len: 0,
+            file_len: src_len,
+        })?,
     };
     if src_off.checked_add(len).is_none_or(|end| end > src_len) {
-        return Err(Error::OffsetPastEof { offset: src_off, len, file_len: src_len });
+        return Err(Error::OffsetPastEof {
+            offset: src_off,
+            len,
+            file_len: src_len,
+        });
     }
     let end = src_off + len;
     let mut method = CopyMethod::CopyFileRange;
@@ -81,17 +100,30 @@ pub fn file_copy(src: &File, src_off: u64, dst: &File, dst_off: u64, len: Option
         }
         let n = data_end - data_start;
         let dst_at = dst_off + (data_start - src_off);
-        method = copy_extent(src.as_fd(), data_start, dst.as_fd(), dst_at, n, method, data_bytes)?;
+        method = copy_extent(
+            src.as_fd(),
+            data_start,
+            dst.as_fd(),
+            dst_at,
+            n,
+            method,
+            data_bytes,
+        )?;
         data_bytes += n;
         pos = data_end;
     }
     // A trailing hole is not copied: make the destination long enough to include it.
     let dst_len = dst.metadata().map_err(|e| Error::io("fstat", e))?.len();
     if dst_len < dst_off + len {
-        dst.set_len(dst_off + len).map_err(|e| Error::transfer("ftruncate", e, data_bytes))?;
+        dst.set_len(dst_off + len)
+            .map_err(|e| Error::transfer("ftruncate", e, data_bytes))?;
     }
     stats::add_copied(data_bytes);
-    Ok(CopyReport { bytes: len, data_bytes, method })
+    Ok(CopyReport {
+        bytes: len,
+        data_bytes,
+        method,
+    })
 }
 
 /// The next data extent at or after `pos`, clipped to `end`. File systems without
@@ -125,50 +157,112 @@ fn copy_extent(
         let mut off_in = (src_at + done) as i64;
         let mut off_out = (dst_at + done) as i64;
         if method == CopyMethod::CopyFileRange {
-            match nix::fcntl::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            match nix::fcntl::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want)
+            {
                 Ok(0) => {
-                    return Err(Error::FileTruncated { moved: done_before + done, expected: done_before + len });
+                    return Err(Error::FileTruncated {
+                        moved: done_before + done,
+                        expected: done_before + len,
+                    });
                 }
                 Ok(n) => done += n as u64,
                 Err(Errno::EINTR) => {}
-                Err(Errno::EXDEV | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOSYS | Errno::EBADF) => {
+                Err(
+                    Errno::EXDEV | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOSYS | Errno::EBADF,
+                ) => {
                     tracing::debug!("gridos-io: copy_file_range refused, copying by splice");
                     method = CopyMethod::Splice;
                 }
-                Err(e) => return Err(Error::transfer("copy_file_range", e.into(), done_before + done)),
+                Err(e) => {
+                    return Err(Error::transfer(
+                        "copy_file_range",
+                        e.into(),
+                        done_before + done,
+                    ));
+                }
             }
         } else {
-            done += splice_copy(src, src_at + done, dst, dst_at + done, len - done, done_before + done)?;
+            done += splice_copy(
+                src,
+                src_at + done,
+                dst,
+                dst_at + done,
+                len - done,
+                done_before + done,
+            )?;
         }
     }
     Ok(method)
 }
 
 /// file → pipe → file by splice; returns bytes copied (all of `len` unless the source shrank).
-fn splice_copy(src: BorrowedFd<'_>, src_at: u64, dst: BorrowedFd<'_>, dst_at: u64, len: u64, before: u64) -> Result<u64> {
+fn splice_copy(
+    src: BorrowedFd<'_>,
+    src_at: u64,
+    dst: BorrowedFd<'_>,
+    dst_at: u64,
+    len: u64,
+    before: u64,
+) -> Result<u64> {
     let cfg = crate::config();
     let mut pipe = crate::uring::pool(&cfg).take()?;
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(pipe.pipe().capacity() as u64) as usize;
         let mut off_in = (src_at + done) as i64;
-        let n = match splice(src, Some(&mut off_in), &pipe.pipe().write, None, want, SpliceFFlags::SPLICE_F_MOVE) {
-            Ok(0) => return Err(Error::FileTruncated { moved: before + done, expected: before + len }),
+        let n = match splice(
+            src,
+            Some(&mut off_in),
+            &pipe.pipe().write,
+            None,
+            want,
+            SpliceFFlags::SPLICE_F_MOVE,
+        ) {
+            Ok(0) => {
+                return Err(Error::FileTruncated {
+                    moved: before + done,
+                    expected: before + len,
+                });
+            }
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::transfer("splice(file→pipe)", e.into(), before + done)),
+            Err(e) => {
+                return Err(Error::transfer(
+                    "splice(file→pipe)",
+                    e.into(),
+                    before + done,
+                ));
+            }
         };
         let mut left = n;
         while left > 0 {
             let mut off_out = (dst_at + done) as i64;
-            match splice(&pipe.pipe().read, None, dst, Some(&mut off_out), left, SpliceFFlags::SPLICE_F_MOVE) {
-                Ok(0) => return Err(Error::io("splice(pipe→file)", std::io::Error::from(std::io::ErrorKind::WriteZero))),
+            match splice(
+                &pipe.pipe().read,
+                None,
+                dst,
+                Some(&mut off_out),
+                left,
+                SpliceFFlags::SPLICE_F_MOVE,
+            ) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        "splice(pipe→file)",
+                        std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    ));
+                }
                 Ok(k) => {
                     left -= k;
                     done += k as u64;
                 }
                 Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::transfer("splice(pipe→file)", e.into(), before + done)),
+                Err(e) => {
+                    return Err(Error::transfer(
+                        "splice(pipe→file)",
+                        e.into(),
+                        before + done,
+                    ));
+                }
             }
         }
     }
@@ -183,22 +277,36 @@ pub fn copy_path(src: &Path, dst: &Path) -> Result<CopyReport> {
     let input = File::open(src).map_err(|e| Error::io("open source", e))?;
     let meta = input.metadata().map_err(|e| Error::io("fstat", e))?;
     if !meta.is_file() {
-        return Err(Error::io("open source", std::io::Error::other(format!("{} is not a regular file", src.display()))));
+        return Err(Error::io(
+            "open source",
+            std::io::Error::other(format!("{} is not a regular file", src.display())),
+        ));
     }
     let dir = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = dst.file_name().ok_or_else(|| Error::io("destination", std::io::Error::other("destination has no file name")))?;
-    let tmp = dir.join(format!(".{}.gridos-part-{}", name.to_string_lossy(), std::process::id()));
+    let name = dst.file_name().ok_or_else(|| {
+        Error::io(
+            "destination",
+            std::io::Error::other("destination has no file name"),
+        )
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.gridos-part-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
         .map_err(|e| Error::io("create destination", e))?;
     let result = file_copy(&input, 0, &out, 0, None).and_then(|r| {
-        out.set_permissions(meta.permissions()).map_err(|e| Error::io("chmod", e))?;
-        out.sync_all().map_err(|e| Error::transfer("fsync", e, r.data_bytes))?;
+        out.set_permissions(meta.permissions())
+            .map_err(|e| Error::io("chmod", e))?;
+        out.sync_all()
+            .map_err(|e| Error::transfer("fsync", e, r.data_bytes))?;
         std::fs::rename(&tmp, dst).map_err(|e| Error::io("rename", e))?;
         Ok(r)
     });

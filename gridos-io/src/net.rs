@@ -97,7 +97,9 @@ impl GridSocket {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
-        self.stream.peer_addr().map_err(|e| Error::io("getpeername", e))
+        self.stream
+            .peer_addr()
+            .map_err(|e| Error::io("getpeername", e))
     }
 
     /// Blocking read: waits for at least one byte; `Ok(0)` means the peer closed.
@@ -107,7 +109,10 @@ impl GridSocket {
                 Ok(n) => return Ok(n),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => {
-                    let mut fds = [nix::poll::PollFd::new(self.as_fd(), nix::poll::PollFlags::POLLIN)];
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
                     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
                         Ok(_) | Err(Errno::EINTR) => continue,
                         Err(e) => return Err(Error::io("poll", e)),
@@ -124,7 +129,12 @@ impl GridSocket {
         let mut got = 0;
         while got < buf.len() {
             match self.sync_read(&mut buf[got..])? {
-                0 => return Err(Error::PeerClosed { moved: got as u64, expected: buf.len() as u64 }),
+                0 => {
+                    return Err(Error::PeerClosed {
+                        moved: got as u64,
+                        expected: buf.len() as u64,
+                    });
+                }
                 n => got += n,
             }
         }
@@ -148,11 +158,18 @@ impl GridSocket {
     pub fn write(&self, buf: &[u8]) -> Result<()> {
         let mut sent = 0;
         while sent < buf.len() {
-            match send(self.stream.as_raw_fd(), &buf[sent..], MsgFlags::MSG_NOSIGNAL) {
+            match send(
+                self.stream.as_raw_fd(),
+                &buf[sent..],
+                MsgFlags::MSG_NOSIGNAL,
+            ) {
                 Ok(n) => sent += n,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => {
-                    let mut fds = [nix::poll::PollFd::new(self.as_fd(), nix::poll::PollFlags::POLLOUT)];
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.as_fd(),
+                        nix::poll::PollFlags::POLLOUT,
+                    )];
                     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
                         Ok(_) | Err(Errno::EINTR) => {}
                         Err(e) => return Err(Error::io("poll", e)),
@@ -170,14 +187,18 @@ impl GridSocket {
         let max = self.max_buffer.load(Ordering::Relaxed);
         let check = |v: usize| {
             if v.saturating_mul(2) > max {
-                Err(Error::Config(format!("buffer {v} exceeds this socket's max buffer {max} (kernel doubles requests)")))
+                Err(Error::Config(format!(
+                    "buffer {v} exceeds this socket's max buffer {max} (kernel doubles requests)"
+                )))
             } else {
                 Ok(v)
             }
         };
         let limits = SysLimits::read();
         match opt {
-            BufferOpt::SendBuffer(v) => set_buf(self.as_fd(), false, check(v)?, v > limits.wmem_max),
+            BufferOpt::SendBuffer(v) => {
+                set_buf(self.as_fd(), false, check(v)?, v > limits.wmem_max)
+            }
             BufferOpt::RecvBuffer(v) => set_buf(self.as_fd(), true, check(v)?, v > limits.rmem_max),
             BufferOpt::MaxBuffer(v) => {
                 if v < 65536 {
@@ -196,8 +217,10 @@ impl GridSocket {
     /// Reads a buffer option.
     pub fn buffer_getopt(&self, name: BufferOptName) -> Result<usize> {
         Ok(match name {
-            BufferOptName::SendBuffer => getsockopt(&self.stream, sockopt::SndBuf).map_err(|e| Error::io("getsockopt(SO_SNDBUF)", e))?,
-            BufferOptName::RecvBuffer => getsockopt(&self.stream, sockopt::RcvBuf).map_err(|e| Error::io("getsockopt(SO_RCVBUF)", e))?,
+            BufferOptName::SendBuffer => getsockopt(&self.stream, sockopt::SndBuf)
+                .map_err(|e| Error::io("getsockopt(SO_SNDBUF)", e))?,
+            BufferOptName::RecvBuffer => getsockopt(&self.stream, sockopt::RcvBuf)
+                .map_err(|e| Error::io("getsockopt(SO_RCVBUF)", e))?,
             BufferOptName::MaxBuffer => self.max_buffer.load(Ordering::Relaxed),
             BufferOptName::AutoTune => usize::from(self.auto_tune.load(Ordering::Relaxed)),
         })
@@ -214,7 +237,11 @@ impl GridSocket {
     /// and its inputs are logged.
     pub fn tune_for_bandwidth(&self, bandwidth: u64) -> Result<BufferPlan> {
         let info = self.tcp_info()?;
-        let rtt = if info.min_rtt_us > 0 { info.min_rtt_us } else { info.rtt_us };
+        let rtt = if info.min_rtt_us > 0 {
+            info.min_rtt_us
+        } else {
+            info.rtt_us
+        };
         let cfg = crate::config();
         let policy = TunePolicy {
             max_buffer: self.max_buffer.load(Ordering::Relaxed),
@@ -231,18 +258,44 @@ impl GridSocket {
     fn transfer_options(&self, opts: &TransferOptions) -> TransferOptions {
         let mut o = opts.clone();
         o.auto_tune = o.auto_tune.or(Some(self.auto_tune.load(Ordering::Relaxed)));
-        o.max_buffer = o.max_buffer.or(Some(self.max_buffer.load(Ordering::Relaxed)));
+        o.max_buffer = o
+            .max_buffer
+            .or(Some(self.max_buffer.load(Ordering::Relaxed)));
         o
     }
 
     /// [`send_file`](crate::send_file) on this socket, with its tuning settings.
-    pub fn send_file(&self, file: &File, offset: u64, len: u64, opts: &TransferOptions) -> Result<TransferReport> {
-        crate::send_file(file, offset, len, &self.stream, &self.transfer_options(opts))
+    pub fn send_file(
+        &self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        opts: &TransferOptions,
+    ) -> Result<TransferReport> {
+        crate::send_file(
+            file,
+            offset,
+            len,
+            &self.stream,
+            &self.transfer_options(opts),
+        )
     }
 
     /// [`recv_file`](crate::recv_file) on this socket, with its tuning settings.
-    pub fn recv_file(&self, file: &File, offset: u64, len: Option<u64>, opts: &TransferOptions) -> Result<TransferReport> {
-        crate::recv_file(&self.stream, file, offset, len, &self.transfer_options(opts))
+    pub fn recv_file(
+        &self,
+        file: &File,
+        offset: u64,
+        len: Option<u64>,
+        opts: &TransferOptions,
+    ) -> Result<TransferReport> {
+        crate::recv_file(
+            &self.stream,
+            file,
+            offset,
+            len,
+            &self.transfer_options(opts),
+        )
     }
 }
 
@@ -255,9 +308,19 @@ fn set_buf(fd: BorrowedFd<'_>, recv_side: bool, v: usize, force: bool) -> Result
     };
     r.map_err(|e| {
         if e == Errno::EPERM {
-            Error::Config(format!("buffer of {v} bytes is above net.core.{}mem_max and needs CAP_NET_ADMIN", if recv_side { "r" } else { "w" }))
+            Error::Config(format!(
+                "buffer of {v} bytes is above net.core.{}mem_max and needs CAP_NET_ADMIN",
+                if recv_side { "r" } else { "w" }
+            ))
         } else {
-            Error::io(if recv_side { "setsockopt(SO_RCVBUF)" } else { "setsockopt(SO_SNDBUF)" }, e)
+            Error::io(
+                if recv_side {
+                    "setsockopt(SO_RCVBUF)"
+                } else {
+                    "setsockopt(SO_SNDBUF)"
+                },
+                e,
+            )
         }
     })
 }
@@ -286,7 +349,10 @@ pub(crate) fn apply_action(fd: BorrowedFd<'_>, a: &TuneAction) -> Result<()> {
 
 /// SO_SNDBUF and SO_RCVBUF as the kernel reports them (0 when unreadable).
 pub(crate) fn buffer_sizes(fd: BorrowedFd<'_>) -> (usize, usize) {
-    (getsockopt(&fd, sockopt::SndBuf).unwrap_or(0), getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0))
+    (
+        getsockopt(&fd, sockopt::SndBuf).unwrap_or(0),
+        getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0),
+    )
 }
 
 /// Whether this process holds CAP_NET_ADMIN (effective), read once from /proc/self/status.

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 /// The fallback chain, fastest first, is `Uring` → `Splice` → `ReadWrite`. [`probe`] picks the
 /// best one the kernel offers; configuration (`io.path`) or
 /// [`TransferOptions::path`](crate::TransferOptions) can force another.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoPath {
     /// Linked `IORING_OP_SPLICE` requests through a pipe: no user-space copy, few system calls.
@@ -85,7 +87,11 @@ fn probed() -> &'static Probed {
             uring: probe_uring(),
             splice: probe_splice(),
         };
-        tracing::debug!(uring = p.uring, splice = p.splice, "gridos-io: probed kernel I/O paths");
+        tracing::debug!(
+            uring = p.uring,
+            splice = p.splice,
+            "gridos-io: probed kernel I/O paths"
+        );
         p
     })
 }
@@ -126,7 +132,14 @@ fn probe_splice() -> bool {
         return false;
     }
     matches!(
-        nix::fcntl::splice(&a.read, None, &b.write, None, 1, nix::fcntl::SpliceFFlags::empty()),
+        nix::fcntl::splice(
+            &a.read,
+            None,
+            &b.write,
+            None,
+            1,
+            nix::fcntl::SpliceFFlags::empty()
+        ),
         Ok(1)
     )
 }

@@ -20,7 +20,8 @@ impl Pipe {
     /// `fs.pipe-max-size` (and we lack CAP_SYS_RESOURCE) the size is halved until the kernel
     /// accepts it; the pipe keeps the default 64 KiB if nothing larger is allowed.
     pub fn new(size: usize) -> Result<Pipe> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+        let (read, write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
         let mut want = size.clamp(4096, 1 << 30);
         let capacity = loop {
             match fcntl(&write, FcntlArg::F_SETPIPE_SZ(want as i32)) {
@@ -28,11 +29,16 @@ impl Pipe {
                 Err(_) if want > 65536 => want /= 2,
                 Err(_) => {
                     break fcntl(&write, FcntlArg::F_GETPIPE_SZ)
-                        .map_err(|e| Error::io("F_GETPIPE_SZ", e))? as usize;
+                        .map_err(|e| Error::io("F_GETPIPE_SZ", e))?
+                        as usize;
                 }
             }
         };
-        Ok(Pipe { read, write, capacity })
+        Ok(Pipe {
+            read,
+            write,
+            capacity,
+        })
     }
 
     /// The pipe's capacity in bytes (the most one splice into it can move).
@@ -53,7 +59,11 @@ pub struct PipePool {
 impl PipePool {
     /// A pool of pipes of `size` bytes keeping at most `max_idle` idle pipes.
     pub fn new(size: usize, max_idle: usize) -> PipePool {
-        PipePool { size, max_idle, idle: Mutex::new(Vec::new()) }
+        PipePool {
+            size,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// Takes an idle pipe or creates one.
@@ -63,7 +73,11 @@ impl PipePool {
             Some(p) => p,
             None => Pipe::new(self.size)?,
         };
-        Ok(PooledPipe { pool: self, pipe: Some(pipe), clean: false })
+        Ok(PooledPipe {
+            pool: self,
+            pipe: Some(pipe),
+            clean: false,
+        })
     }
 
     /// Number of idle pipes (for stats and tests).
@@ -121,6 +135,10 @@ mod tests {
         {
             let _dirty = pool.take().unwrap();
         }
-        assert_eq!(pool.idle(), 0, "a pipe not marked clean is closed, not reused");
+        assert_eq!(
+            pool.idle(),
+            0,
+            "a pipe not marked clean is closed, not reused"
+        );
     }
 }

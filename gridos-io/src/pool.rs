@@ -46,7 +46,11 @@ impl IoPool {
     pub fn new(threads: usize) -> Result<IoPool> {
         let pool = IoPool {
             inner: Arc::new(Inner {
-                queue: Mutex::new(Queue { jobs: VecDeque::new(), target: 0, shutdown: false }),
+                queue: Mutex::new(Queue {
+                    jobs: VecDeque::new(),
+                    target: 0,
+                    shutdown: false,
+                }),
                 ready: Condvar::new(),
                 live: AtomicUsize::new(0),
             }),
@@ -64,13 +68,17 @@ impl IoPool {
     /// job.
     pub fn set_threads(&self, n: usize) -> Result<()> {
         if n == 0 || n > 1024 {
-            return Err(Error::Config("io.threads must be between 1 and 1024".into()));
+            return Err(Error::Config(
+                "io.threads must be between 1 and 1024".into(),
+            ));
         }
         self.lock().target = n;
         while self.inner.live.load(Ordering::SeqCst) < n {
             self.inner.live.fetch_add(1, Ordering::SeqCst);
             let inner = Arc::clone(&self.inner);
-            let spawned = std::thread::Builder::new().name("gridos-io".into()).spawn(move || worker(&inner));
+            let spawned = std::thread::Builder::new()
+                .name("gridos-io".into())
+                .spawn(move || worker(&inner));
             if let Err(e) = spawned {
                 self.inner.live.fetch_sub(1, Ordering::SeqCst);
                 return Err(Error::io("spawn I/O thread", e));

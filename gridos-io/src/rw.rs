@@ -5,7 +5,13 @@ use crate::{Error, Result};
 use nix::errno::Errno;
 use std::os::fd::BorrowedFd;
 
-pub(crate) fn send(file: BorrowedFd<'_>, offset: u64, len: u64, sock: BorrowedFd<'_>, ctx: &mut Ctx) -> Result<u64> {
+pub(crate) fn send(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+    sock: BorrowedFd<'_>,
+    ctx: &mut Ctx,
+) -> Result<u64> {
     let _mode = ModeGuard::set(sock, true)?;
     let mut buf = vec![0u8; ctx.cfg.chunk_size];
     let mut moved = 0u64;
@@ -15,7 +21,12 @@ pub(crate) fn send(file: BorrowedFd<'_>, offset: u64, len: u64, sock: BorrowedFd
         }
         let want = (len - moved).min(buf.len() as u64) as usize;
         let n = match nix::sys::uio::pread(file, &mut buf[..want], (offset + moved) as i64) {
-            Ok(0) => return Err(Error::FileTruncated { moved, expected: len }),
+            Ok(0) => {
+                return Err(Error::FileTruncated {
+                    moved,
+                    expected: len,
+                });
+            }
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(Error::transfer("pread", e.into(), moved)),

@@ -7,7 +7,13 @@ use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 use std::os::fd::BorrowedFd;
 
-pub(crate) fn send(file: BorrowedFd<'_>, offset: u64, len: u64, sock: BorrowedFd<'_>, ctx: &mut Ctx) -> Result<u64> {
+pub(crate) fn send(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+    sock: BorrowedFd<'_>,
+    ctx: &mut Ctx,
+) -> Result<u64> {
     let _mode = ModeGuard::set(sock, true)?;
     let mut moved = 0u64;
     while moved < len {
@@ -17,7 +23,12 @@ pub(crate) fn send(file: BorrowedFd<'_>, offset: u64, len: u64, sock: BorrowedFd
         let mut off = (offset + moved) as i64;
         let want = (len - moved).min(ctx.cfg.chunk_size as u64) as usize;
         match nix::sys::sendfile::sendfile64(sock, file, Some(&mut off), want) {
-            Ok(0) => return Err(Error::FileTruncated { moved, expected: len }),
+            Ok(0) => {
+                return Err(Error::FileTruncated {
+                    moved,
+                    expected: len,
+                });
+            }
             Ok(n) => moved += n as u64,
             Err(Errno::EAGAIN) => wait_ready(sock, true, ctx, moved)?,
             Err(Errno::EINTR) => {}
@@ -65,8 +76,20 @@ pub(crate) fn recv(
         let mut left = n;
         while left > 0 {
             let mut off = (offset + moved) as i64;
-            match splice(&pipe.pipe().read, None, file, Some(&mut off), left, SpliceFFlags::SPLICE_F_MOVE) {
-                Ok(0) => return Err(Error::io("splice(pipe→file)", std::io::Error::from(std::io::ErrorKind::WriteZero))),
+            match splice(
+                &pipe.pipe().read,
+                None,
+                file,
+                Some(&mut off),
+                left,
+                SpliceFFlags::SPLICE_F_MOVE,
+            ) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        "splice(pipe→file)",
+                        std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    ));
+                }
                 Ok(k) => {
                     left -= k;
                     moved += k as u64;

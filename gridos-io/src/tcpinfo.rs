@@ -128,7 +128,10 @@ pub fn tcp_info(sock: &impl AsFd) -> Result<TcpInfo> {
         )
     };
     if rc != 0 {
-        return Err(Error::io("getsockopt(TCP_INFO)", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "getsockopt(TCP_INFO)",
+            std::io::Error::last_os_error(),
+        ));
     }
     let have = |end: usize| len as usize >= end;
     let off = |f: usize, size: usize| f + size;
@@ -137,16 +140,32 @@ pub fn tcp_info(sock: &impl AsFd) -> Result<TcpInfo> {
         state: raw.state,
         rtt_us: raw.rtt,
         rttvar_us: raw.rttvar,
-        min_rtt_us: if have(off(o!(RawTcpInfo, min_rtt), 4)) { raw.min_rtt } else { 0 },
+        min_rtt_us: if have(off(o!(RawTcpInfo, min_rtt), 4)) {
+            raw.min_rtt
+        } else {
+            0
+        },
         snd_cwnd: raw.snd_cwnd,
         snd_mss: raw.snd_mss,
         rcv_rtt_us: raw.rcv_rtt,
         rcv_space: raw.rcv_space,
-        delivery_rate: if have(off(o!(RawTcpInfo, delivery_rate), 8)) { raw.delivery_rate } else { 0 },
+        delivery_rate: if have(off(o!(RawTcpInfo, delivery_rate), 8)) {
+            raw.delivery_rate
+        } else {
+            0
+        },
         delivery_rate_app_limited: raw.app_limited_bits & 1 == 1,
         pacing_rate: raw.pacing_rate,
-        busy_time_us: if have(off(o!(RawTcpInfo, busy_time), 8)) { raw.busy_time } else { 0 },
-        rwnd_limited_us: if have(off(o!(RawTcpInfo, rwnd_limited), 8)) { raw.rwnd_limited } else { 0 },
+        busy_time_us: if have(off(o!(RawTcpInfo, busy_time), 8)) {
+            raw.busy_time
+        } else {
+            0
+        },
+        rwnd_limited_us: if have(off(o!(RawTcpInfo, rwnd_limited), 8)) {
+            raw.rwnd_limited
+        } else {
+            0
+        },
         sndbuf_limited_us: if have(off(o!(RawTcpInfo, sndbuf_limited), 8)) {
             raw.sndbuf_limited
         } else {
@@ -154,10 +173,18 @@ pub fn tcp_info(sock: &impl AsFd) -> Result<TcpInfo> {
         },
         bytes_acked: raw.bytes_acked,
         bytes_received: raw.bytes_received,
-        bytes_sent: if have(off(o!(RawTcpInfo, bytes_sent), 8)) { raw.bytes_sent } else { 0 },
+        bytes_sent: if have(off(o!(RawTcpInfo, bytes_sent), 8)) {
+            raw.bytes_sent
+        } else {
+            0
+        },
         total_retrans: raw.total_retrans,
         notsent_bytes: raw.notsent_bytes,
-        snd_wnd: if have(off(o!(RawTcpInfo, snd_wnd), 4)) { raw.snd_wnd } else { 0 },
+        snd_wnd: if have(off(o!(RawTcpInfo, snd_wnd), 4)) {
+            raw.snd_wnd
+        } else {
+            0
+        },
     })
 }
 

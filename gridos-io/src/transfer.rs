@@ -97,12 +97,16 @@ impl Ctx {
         if let Some(p) = &self.progress {
             p.store(moved, Ordering::Relaxed);
         }
-        let Some(monitor) = self.monitor.as_mut() else { return };
+        let Some(monitor) = self.monitor.as_mut() else {
+            return;
+        };
         if self.last_sample.elapsed() < self.interval {
             return;
         }
         self.last_sample = Instant::now();
-        let Ok(info) = crate::tcp_info(&sock) else { return };
+        let Ok(info) = crate::tcp_info(&sock) else {
+            return;
+        };
         let (snd, rcv) = buffer_sizes(sock);
         let current = match monitor.role() {
             Role::Sender => snd,
@@ -116,7 +120,9 @@ impl Ctx {
                     rwnd_limited_permille = d.rwnd_limited_permille, current = d.current,
                     reason = %d.reason, "gridos-io: tuning decision"
                 ),
-                Err(e) => tracing::warn!(action = ?d.action, error = %e, "gridos-io: tuning action failed"),
+                Err(e) => {
+                    tracing::warn!(action = ?d.action, error = %e, "gridos-io: tuning action failed")
+                }
             }
             let (s, r) = match d.action {
                 TuneAction::RaiseSndbuf { request, .. } => (Some(request * 2), None),
@@ -139,7 +145,13 @@ fn resolve_path(opts: &TransferOptions, cfg: &crate::IoConfig) -> Result<IoPath>
     }
 }
 
-fn report(ctx: Ctx, bytes: u64, start: Instant, path: IoPath, sock: BorrowedFd<'_>) -> TransferReport {
+fn report(
+    ctx: Ctx,
+    bytes: u64,
+    start: Instant,
+    path: IoPath,
+    sock: BorrowedFd<'_>,
+) -> TransferReport {
     let (snd, rcv) = buffer_sizes(sock);
     TransferReport {
         bytes,
@@ -166,7 +178,11 @@ pub fn send_file(
     let sock = sock.as_fd();
     let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
     if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Error::OffsetPastEof { offset, len, file_len });
+        return Err(Error::OffsetPastEof {
+            offset,
+            len,
+            file_len,
+        });
     }
     let mut ctx = Ctx::new(opts, Role::Sender, sock);
     let path = resolve_path(opts, &ctx.cfg)?;
@@ -239,13 +255,22 @@ pub(crate) struct ModeGuard<'a> {
 impl<'a> ModeGuard<'a> {
     pub fn set(fd: BorrowedFd<'a>, nonblocking: bool) -> Result<ModeGuard<'a>> {
         use nix::fcntl::{FcntlArg, OFlag, fcntl};
-        let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::io("F_GETFL", e))?);
-        let want = if nonblocking { flags | OFlag::O_NONBLOCK } else { flags - OFlag::O_NONBLOCK };
+        let flags = OFlag::from_bits_retain(
+            fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::io("F_GETFL", e))?,
+        );
+        let want = if nonblocking {
+            flags | OFlag::O_NONBLOCK
+        } else {
+            flags - OFlag::O_NONBLOCK
+        };
         if want == flags {
             return Ok(ModeGuard { fd, restore: None });
         }
         fcntl(fd, FcntlArg::F_SETFL(want)).map_err(|e| Error::io("F_SETFL", e))?;
-        Ok(ModeGuard { fd, restore: Some(flags) })
+        Ok(ModeGuard {
+            fd,
+            restore: Some(flags),
+        })
     }
 }
 
@@ -262,7 +287,11 @@ impl Drop for ModeGuard<'_> {
 /// operation reports them.
 pub(crate) fn wait_ready(fd: BorrowedFd<'_>, write: bool, ctx: &Ctx, moved: u64) -> Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let ev = if write { PollFlags::POLLOUT } else { PollFlags::POLLIN };
+    let ev = if write {
+        PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
     loop {
         if ctx.cancelled() {
             return Err(Error::Cancelled { moved });

@@ -106,14 +106,25 @@ pub struct BufferPlan {
     pub reason: String,
 }
 
-fn setting(want_payload: u64, sys_max: usize, autotune_max: usize, policy: &TunePolicy) -> BufferSetting {
+fn setting(
+    want_payload: u64,
+    sys_max: usize,
+    autotune_max: usize,
+    policy: &TunePolicy,
+) -> BufferSetting {
     // Payload a buffer holds ≈ half its memory; setsockopt(v) gives 2v of memory ≈ v payload.
     let autotune_reach = (autotune_max / 2) as u64;
     let cap_request = policy.max_buffer / 2;
     if want_payload <= autotune_reach {
-        return BufferSetting { method: BufferMethod::Autotune, request: 0, reach: autotune_reach };
+        return BufferSetting {
+            method: BufferMethod::Autotune,
+            request: 0,
+            reach: autotune_reach,
+        };
     }
-    let want = usize::try_from(want_payload).unwrap_or(usize::MAX).min(cap_request);
+    let want = usize::try_from(want_payload)
+        .unwrap_or(usize::MAX)
+        .min(cap_request);
     let (method, request) = if policy.privileged {
         (BufferMethod::Force, want)
     } else {
@@ -121,9 +132,17 @@ fn setting(want_payload: u64, sys_max: usize, autotune_max: usize, policy: &Tune
     };
     if (request as u64) <= autotune_reach {
         // Anything we may set is below what autotuning reaches; setting it would only hurt.
-        return BufferSetting { method: BufferMethod::Autotune, request: 0, reach: autotune_reach };
+        return BufferSetting {
+            method: BufferMethod::Autotune,
+            request: 0,
+            reach: autotune_reach,
+        };
     }
-    BufferSetting { method, request, reach: request as u64 }
+    BufferSetting {
+        method,
+        request,
+        reach: request as u64,
+    }
 }
 
 /// Plans buffers for a path whose BDP is `bdp` bytes. Aims a little above the BDP (¼ headroom
@@ -142,9 +161,19 @@ pub fn plan(bdp: u64, limits: &SysLimits, policy: &TunePolicy) -> BufferPlan {
         recv.method,
         recv.request,
         recv.reach,
-        if policy.privileged { ", privileged" } else { ", unprivileged" },
+        if policy.privileged {
+            ", privileged"
+        } else {
+            ", unprivileged"
+        },
     );
-    BufferPlan { bdp, send, recv, streams, reason }
+    BufferPlan {
+        bdp,
+        send,
+        recv,
+        streams,
+        reason,
+    }
 }
 
 /// `ceil(bdp / reach)` clamped to `1..=max`.
@@ -212,7 +241,8 @@ pub enum Role {
 ///
 /// Sender: when more than 10% of the busy time since the last sample was send-buffer limited,
 /// double SO_SNDBUF (at least to the estimated BDP), up to the policy cap; at the cap, or when
-/// the peer's window is the limit, suggest streams. Receiver: when the autotuning receive space
+/// the peer's window is the limit, suggest streams. (A sender that is send-buffer limited
+/// below the autotuning ceiling has a locked buffer, so any raise helps.) Receiver: when the autotuning receive space
 /// reaches the buffer, double SO_RCVBUF the same way (only above the autotuning ceiling —
 /// below it the kernel does better).
 #[derive(Clone, Debug)]
@@ -230,7 +260,13 @@ const LIMITED_PERMILLE: u32 = 100;
 impl Monitor {
     /// A monitor for one socket.
     pub fn new(role: Role, limits: SysLimits, policy: TunePolicy) -> Monitor {
-        Monitor { role, limits, policy, prev: None, suggested: 1 }
+        Monitor {
+            role,
+            limits,
+            policy,
+            prev: None,
+            suggested: 1,
+        }
     }
 
     /// Which side this monitor watches.
@@ -242,7 +278,11 @@ impl Monitor {
     /// for a sender, SO_RCVBUF for a receiver). Returns a decision when one is due.
     pub fn observe(&mut self, info: &TcpInfo, current: usize) -> Option<TuneDecision> {
         let prev = self.prev.replace(*info);
-        let rtt = if info.min_rtt_us > 0 { info.min_rtt_us.max(info.rtt_us / 2) } else { info.rtt_us };
+        let rtt = if info.min_rtt_us > 0 {
+            info.min_rtt_us.max(info.rtt_us / 2)
+        } else {
+            info.rtt_us
+        };
         match self.role {
             Role::Sender => {
                 let prev = prev?;
@@ -270,7 +310,7 @@ impl Monitor {
                 };
                 if snd > LIMITED_PERMILLE {
                     if let Some((request, force)) =
-                        self.raise(current, bdp, self.limits.wmem_max, self.limits.tcp_wmem_max)
+                        self.raise(current, bdp, self.limits.wmem_max, 0)
                     {
                         return Some(decision(
                             TuneAction::RaiseSndbuf { request, force },
@@ -280,7 +320,9 @@ impl Monitor {
                     return self.suggest(current, bdp).map(|streams| {
                         decision(
                             TuneAction::SuggestStreams { streams },
-                            format!("send-buffer limited {snd}‰ at the buffer cap; more streams needed"),
+                            format!(
+                                "send-buffer limited {snd}‰ at the buffer cap; more streams needed"
+                            ),
                         )
                     });
                 }
@@ -301,10 +343,19 @@ impl Monitor {
                 if space == 0 || space.saturating_mul(2) < current {
                     return None;
                 }
-                let rtt = if info.rcv_rtt_us > 0 { info.rcv_rtt_us } else { rtt };
+                let rtt = if info.rcv_rtt_us > 0 {
+                    info.rcv_rtt_us
+                } else {
+                    rtt
+                };
                 let bdp = space as u64;
-                let (request, force) =
-                    self.raise(current, bdp, self.limits.rmem_max, self.limits.tcp_rmem_max)?;
+                // Setting SO_RCVBUF switches autotuning off: never below what it would reach.
+                let (request, force) = self.raise(
+                    current,
+                    bdp,
+                    self.limits.rmem_max,
+                    self.limits.tcp_rmem_max / 2,
+                )?;
                 Some(TuneDecision {
                     action: TuneAction::RaiseRcvbuf { request, force },
                     rtt_us: rtt,
@@ -321,25 +372,36 @@ impl Monitor {
         }
     }
 
-    /// The next buffer request: double the current payload share, at least the BDP, capped.
-    /// `None` when no raise is possible or worthwhile.
-    fn raise(&self, current: usize, bdp: u64, sys_max: usize, autotune_max: usize) -> Option<(usize, bool)> {
+    /// The next buffer request: at least double the current payload share and at least the
+    /// BDP and `floor`, capped. `None` when no raise is possible.
+    fn raise(
+        &self,
+        current: usize,
+        bdp: u64,
+        sys_max: usize,
+        floor: usize,
+    ) -> Option<(usize, bool)> {
         let cap = self.policy.max_buffer / 2;
-        let want = current.max(usize::try_from(bdp).unwrap_or(usize::MAX)).min(cap);
+        let want = current
+            .max(usize::try_from(bdp).unwrap_or(usize::MAX))
+            .max(floor)
+            .min(cap);
         let (request, force) = if self.policy.privileged {
             (want, want > sys_max)
         } else {
             (want.min(sys_max), false)
         };
-        // A request is worth making only if it gives more memory than the socket has now
-        // and more than autotuning would reach on its own.
-        (request * 2 > current && request * 2 > autotune_max).then_some((request, force))
+        (request * 2 > current && request >= floor).then_some((request, force))
     }
 
     fn suggest(&mut self, current: usize, bdp: u64) -> Option<u32> {
-        let streams = streams_for(bdp.saturating_mul(2), (current / 2).max(1) as u64, self.policy.max_streams)
-            .max(self.suggested + 1)
-            .min(self.policy.max_streams);
+        let streams = streams_for(
+            bdp.saturating_mul(2),
+            (current / 2).max(1) as u64,
+            self.policy.max_streams,
+        )
+        .max(self.suggested + 1)
+        .min(self.policy.max_streams);
         (streams > self.suggested).then(|| {
             self.suggested = streams;
             streams
@@ -359,7 +421,11 @@ mod tests {
     };
 
     fn policy(privileged: bool) -> TunePolicy {
-        TunePolicy { max_buffer: 64 << 20, privileged, max_streams: 16 }
+        TunePolicy {
+            max_buffer: 64 << 20,
+            privileged,
+            max_streams: 16,
+        }
     }
 
     #[test]
@@ -398,16 +464,26 @@ mod tests {
         assert_eq!(p.send.request, 4 << 20);
         assert_eq!(p.streams, 3, "12.5 MB over 4 MiB per stream");
         // With a low rmem_max, setting SO_RCVBUF would disable autotuning for less: keep it.
-        let low = SysLimits { rmem_max: 212_992, wmem_max: 212_992, ..LIMITS };
+        let low = SysLimits {
+            rmem_max: 212_992,
+            wmem_max: 212_992,
+            ..LIMITS
+        };
         let p = plan(12_500_000, &low, &policy(false));
         assert_eq!(p.recv.method, BufferMethod::Autotune);
         assert_eq!(p.send.method, BufferMethod::Autotune);
-        assert_eq!(p.streams, 6, "12.5 MB over 2 MiB (send autotune reach) per stream");
+        assert_eq!(
+            p.streams, 6,
+            "12.5 MB over 2 MiB (send autotune reach) per stream"
+        );
     }
 
     #[test]
     fn cap_limits_privileged_buffers_and_streams_make_up() {
-        let pol = TunePolicy { max_buffer: 16 << 20, ..policy(true) };
+        let pol = TunePolicy {
+            max_buffer: 16 << 20,
+            ..policy(true)
+        };
         let p = plan(50_000_000, &LIMITS, &pol);
         assert_eq!(p.send.request, 8 << 20);
         assert_eq!(p.streams, 6);
@@ -429,15 +505,48 @@ mod tests {
     #[test]
     fn sender_raises_sndbuf_when_send_buffer_limited() {
         let mut m = Monitor::new(Role::Sender, LIMITS, policy(true));
-        assert_eq!(m.observe(&sample(0, 0, 0), 4 << 20), None, "first sample is a baseline");
+        assert_eq!(
+            m.observe(&sample(0, 0, 0), 4 << 20),
+            None,
+            "first sample is a baseline"
+        );
         // 800 ms of 1 s busy limited by the send buffer (recorded from a 100 ms RTT run).
         let d = m.observe(&sample(1_000_000, 800_000, 0), 4 << 20).unwrap();
         assert_eq!(d.sndbuf_limited_permille, 800);
         assert_eq!(d.bdp, 4_000_000);
-        assert_eq!(d.action, TuneAction::RaiseSndbuf { request: 4 << 20, force: false });
+        assert_eq!(
+            d.action,
+            TuneAction::RaiseSndbuf {
+                request: 4 << 20,
+                force: false
+            }
+        );
         // Next interval limited again with a larger buffer: doubles and needs FORCE now.
-        let d = m.observe(&sample(2_000_000, 1_500_000, 0), 8 << 20).unwrap();
-        assert_eq!(d.action, TuneAction::RaiseSndbuf { request: 8 << 20, force: true });
+        let d = m
+            .observe(&sample(2_000_000, 1_500_000, 0), 8 << 20)
+            .unwrap();
+        assert_eq!(
+            d.action,
+            TuneAction::RaiseSndbuf {
+                request: 8 << 20,
+                force: true
+            }
+        );
+    }
+
+    #[test]
+    fn sender_with_a_small_locked_buffer_is_raised_to_the_bdp() {
+        let mut m = Monitor::new(Role::Sender, LIMITS, policy(false));
+        m.observe(&sample(0, 0, 0), 16 << 10);
+        let d = m.observe(&sample(500_000, 400_000, 0), 16 << 10).unwrap();
+        // 40 MB/s × 100 ms = 4 MB: straight to the BDP, not a doubling at a time.
+        assert_eq!(
+            d.action,
+            TuneAction::RaiseSndbuf {
+                request: 4_000_000,
+                force: false
+            }
+        );
     }
 
     #[test]
@@ -445,7 +554,11 @@ mod tests {
         let mut m = Monitor::new(Role::Sender, LIMITS, policy(true));
         m.observe(&sample(0, 0, 0), 1 << 20);
         assert_eq!(m.observe(&sample(1_000_000, 50_000, 20_000), 1 << 20), None);
-        assert_eq!(m.observe(&sample(1_000_000, 50_000, 20_000), 1 << 20), None, "no busy time");
+        assert_eq!(
+            m.observe(&sample(1_000_000, 50_000, 20_000), 1 << 20),
+            None,
+            "no busy time"
+        );
     }
 
     #[test]
@@ -454,9 +567,15 @@ mod tests {
         m.observe(&sample(0, 0, 0), 8 << 20);
         let d = m.observe(&sample(1_000_000, 900_000, 0), 8 << 20).unwrap();
         assert!(matches!(d.action, TuneAction::SuggestStreams { streams } if streams >= 2));
-        let TuneAction::SuggestStreams { streams: first } = d.action else { unreachable!() };
-        let d = m.observe(&sample(2_000_000, 1_900_000, 0), 8 << 20).unwrap();
-        let TuneAction::SuggestStreams { streams } = d.action else { panic!("{d:?}") };
+        let TuneAction::SuggestStreams { streams: first } = d.action else {
+            unreachable!()
+        };
+        let d = m
+            .observe(&sample(2_000_000, 1_900_000, 0), 8 << 20)
+            .unwrap();
+        let TuneAction::SuggestStreams { streams } = d.action else {
+            panic!("{d:?}")
+        };
         assert!(streams > first);
     }
 
@@ -477,8 +596,18 @@ mod tests {
         assert_eq!(m.observe(&s, 12 << 20), None, "space well below the buffer");
         s.rcv_space = 7 << 20;
         let d = m.observe(&s, 12 << 20).unwrap();
-        assert_eq!(d.action, TuneAction::RaiseRcvbuf { request: 12 << 20, force: true });
+        assert_eq!(
+            d.action,
+            TuneAction::RaiseRcvbuf {
+                request: 12 << 20,
+                force: true
+            }
+        );
         let mut m = Monitor::new(Role::Receiver, LIMITS, policy(false));
-        assert_eq!(m.observe(&s, 12 << 20), None, "unprivileged cannot beat autotuning");
+        assert_eq!(
+            m.observe(&s, 12 << 20),
+            None,
+            "unprivileged cannot beat autotuning"
+        );
     }
 }

@@ -9,12 +9,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn forced(path: IoPath) -> TransferOptions {
-    TransferOptions { path: Some(path), ..Default::default() }
+    TransferOptions {
+        path: Some(path),
+        ..Default::default()
+    }
 }
 
 /// Sends `data[offset..offset+len]` with `send_path` and receives it at `dst_off` with
 /// `recv_path`; checks the bytes and that the rest of the destination is untouched.
-fn round_trip(data: &[u8], offset: u64, len: u64, dst_off: u64, send_path: IoPath, recv_path: IoPath, known_len: bool) {
+fn round_trip(
+    data: &[u8],
+    offset: u64,
+    len: u64,
+    dst_off: u64,
+    send_path: IoPath,
+    recv_path: IoPath,
+    known_len: bool,
+) {
     let src = file_with(data);
     let mut dst = file_with(&vec![0xEEu8; dst_off as usize]);
     let (c, s) = pair();
@@ -23,17 +34,31 @@ fn round_trip(data: &[u8], offset: u64, len: u64, dst_off: u64, send_path: IoPat
         drop(c);
         r
     });
-    let got = recv_file(&s, &dst, dst_off, known_len.then_some(len), &forced(recv_path)).unwrap();
+    let got = recv_file(
+        &s,
+        &dst,
+        dst_off,
+        known_len.then_some(len),
+        &forced(recv_path),
+    )
+    .unwrap();
     let sent = sender.join().unwrap().unwrap();
     assert_eq!((sent.bytes, got.bytes), (len, len));
     assert_eq!((sent.path, got.path), (send_path, recv_path));
     let want = &data[offset as usize..(offset + len) as usize];
-    assert_eq!(file_sha(&mut dst, dst_off, len), sha(want), "{send_path} → {recv_path}");
+    assert_eq!(
+        file_sha(&mut dst, dst_off, len),
+        sha(want),
+        "{send_path} → {recv_path}"
+    );
     assert_eq!(dst.metadata().unwrap().len(), dst_off + len);
     if dst_off > 0 {
         let mut head = vec![0u8; dst_off as usize];
         dst.read_exact_at(&mut head, 0).unwrap();
-        assert!(head.iter().all(|&b| b == 0xEE), "bytes before the offset were touched");
+        assert!(
+            head.iter().all(|&b| b == 0xEE),
+            "bytes before the offset were touched"
+        );
     }
 }
 
@@ -41,8 +66,16 @@ fn round_trip(data: &[u8], offset: u64, len: u64, dst_off: u64, send_path: IoPat
 fn every_path_moves_bytes_exactly_both_ways() {
     let data = pattern(3 * 1024 * 1024 + 12_345, 1);
     for path in IoPath::ALL {
-        assert!(path.is_available(), "{path} should be available on this kernel");
-        for (offset, len, dst_off) in [(0, 0, 0), (0, 1, 0), (17, 1_000_003, 4095), (0, data.len() as u64, 0)] {
+        assert!(
+            path.is_available(),
+            "{path} should be available on this kernel"
+        );
+        for (offset, len, dst_off) in [
+            (0, 0, 0),
+            (0, 1, 0),
+            (17, 1_000_003, 4095),
+            (0, data.len() as u64, 0),
+        ] {
             round_trip(&data, offset, len, dst_off, path, path, true);
             round_trip(&data, offset, len, dst_off, path, path, false);
         }
@@ -62,7 +95,15 @@ fn paths_interoperate() {
 #[test]
 fn large_transfer_through_the_uring_path() {
     let data = pattern(96 * 1024 * 1024 + 7, 3);
-    round_trip(&data, 0, data.len() as u64, 0, IoPath::Uring, IoPath::Uring, true);
+    round_trip(
+        &data,
+        0,
+        data.len() as u64,
+        0,
+        IoPath::Uring,
+        IoPath::Uring,
+        true,
+    );
 }
 
 /// Cancels a receive once `cut` bytes arrived, then resumes at the reported offset on a new
@@ -86,23 +127,41 @@ fn cancel_and_resume(path: IoPath) {
             token.cancel();
         })
     };
-    let opts = TransferOptions { path: Some(path), cancel: Some(token), progress: Some(progress), ..Default::default() };
+    let opts = TransferOptions {
+        path: Some(path),
+        cancel: Some(token),
+        progress: Some(progress),
+        ..Default::default()
+    };
     let err = recv_file(&s, &dst, 0, Some(total), &opts).unwrap_err();
     watcher.join().unwrap();
-    let Error::Cancelled { moved } = err else { panic!("{path}: expected Cancelled, got {err:?}") };
-    assert!(moved >= 4 * 1024 * 1024 && moved < total, "{path}: cancelled at {moved}");
+    let Error::Cancelled { moved } = err else {
+        panic!("{path}: expected Cancelled, got {err:?}")
+    };
+    assert!(
+        moved >= 4 * 1024 * 1024 && moved < total,
+        "{path}: cancelled at {moved}"
+    );
     drop(s);
     // The sender sees the connection go away: a typed error, not a panic or a hang.
     let send_err = sender.join().unwrap().unwrap_err();
-    assert!(matches!(send_err, Error::PeerReset { .. }), "{path}: sender got {send_err:?}");
+    assert!(
+        matches!(send_err, Error::PeerReset { .. }),
+        "{path}: sender got {send_err:?}"
+    );
     // Resume from `moved` on a fresh connection.
     let (c, s) = pair();
     let src2 = Arc::clone(&src);
-    let sender = std::thread::spawn(move || send_file(&src2, moved, total - moved, &c, &forced(path)));
+    let sender =
+        std::thread::spawn(move || send_file(&src2, moved, total - moved, &c, &forced(path)));
     let got = recv_file(&s, &dst, moved, Some(total - moved), &forced(path)).unwrap();
     sender.join().unwrap().unwrap();
     assert_eq!(got.bytes, total - moved);
-    assert_eq!(file_sha(&mut dst, 0, total), sha(&data), "{path}: resumed file differs");
+    assert_eq!(
+        file_sha(&mut dst, 0, total),
+        sha(&data),
+        "{path}: resumed file differs"
+    );
 }
 
 #[test]
@@ -132,12 +191,22 @@ fn cancel_unblocks_a_receive_from_a_silent_peer() {
             std::thread::sleep(Duration::from_millis(200));
             t2.cancel();
         });
-        let opts = TransferOptions { path: Some(path), cancel: Some(token), ..Default::default() };
+        let opts = TransferOptions {
+            path: Some(path),
+            cancel: Some(token),
+            ..Default::default()
+        };
         let err = recv_file(&s, &dst, 0, Some(10), &opts).unwrap_err();
         canceller.join().unwrap();
-        assert!(matches!(err, Error::Cancelled { moved: 0 }), "{path}: {err:?}");
+        assert!(
+            matches!(err, Error::Cancelled { moved: 0 }),
+            "{path}: {err:?}"
+        );
         // Not a timing assertion on speed: only that the cancel was honoured at all.
-        assert!(start.elapsed() < Duration::from_secs(30), "{path}: cancel not honoured");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{path}: cancel not honoured"
+        );
     }
 }
 
@@ -153,10 +222,16 @@ fn cancel_unblocks_a_send_to_a_peer_that_stops_reading() {
             std::thread::sleep(Duration::from_millis(300));
             t2.cancel();
         });
-        let opts = TransferOptions { path: Some(path), cancel: Some(token), ..Default::default() };
+        let opts = TransferOptions {
+            path: Some(path),
+            cancel: Some(token),
+            ..Default::default()
+        };
         let err = send_file(&src, 0, data.len() as u64, &c, &opts).unwrap_err();
         canceller.join().unwrap();
-        let Error::Cancelled { moved } = err else { panic!("{path}: {err:?}") };
+        let Error::Cancelled { moved } = err else {
+            panic!("{path}: {err:?}")
+        };
         assert!(moved < data.len() as u64);
     }
 }
@@ -172,7 +247,13 @@ fn peer_closing_early_is_reported_with_the_bytes_that_arrived() {
         sender.join().unwrap().unwrap();
         let err = recv_file(&s, &dst, 0, Some(200_000), &forced(path)).unwrap_err();
         assert!(
-            matches!(err, Error::PeerClosed { moved: 100_000, expected: 200_000 }),
+            matches!(
+                err,
+                Error::PeerClosed {
+                    moved: 100_000,
+                    expected: 200_000
+                }
+            ),
             "{path}: {err:?}"
         );
         assert_eq!(err.bytes_moved(), Some(100_000));
@@ -203,10 +284,18 @@ fn ranges_outside_the_file_are_refused_before_sending() {
     let (c, _s) = pair();
     for (off, len) in [(1001, 0), (999, 2), (0, 1001), (u64::MAX, 2)] {
         let err = send_file(&src, off, len, &c, &TransferOptions::default()).unwrap_err();
-        assert!(matches!(err, Error::OffsetPastEof { file_len: 1000, .. }), "{off}+{len}: {err:?}");
+        assert!(
+            matches!(err, Error::OffsetPastEof { file_len: 1000, .. }),
+            "{off}+{len}: {err:?}"
+        );
     }
     // The empty range at the very end is valid.
-    assert_eq!(send_file(&src, 1000, 0, &c, &TransferOptions::default()).unwrap().bytes, 0);
+    assert_eq!(
+        send_file(&src, 1000, 0, &c, &TransferOptions::default())
+            .unwrap()
+            .bytes,
+        0
+    );
 }
 
 /// Unmounts a test tmpfs when dropped.
@@ -226,8 +315,14 @@ fn full_disk_is_reported_as_no_space() {
     }
     let dir = std::env::temp_dir().join(format!("gridos-full-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    nix::mount::mount(Some("tmpfs"), &dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256k"))
-        .unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=256k"),
+    )
+    .unwrap();
     let mount = Mount(dir);
     let total = 2 * 1024 * 1024u64;
     let data = pattern(total as usize, 9);
@@ -238,15 +333,23 @@ fn full_disk_is_reported_as_no_space() {
         let (c, s) = pair();
         let sender = std::thread::spawn(move || send_file(&src, 0, total, &c, &forced(path)));
         let err = recv_file(&s, &dst, 0, Some(total), &forced(path)).unwrap_err();
-        let Error::NoSpace { moved } = err else { panic!("{path}: {err:?}") };
+        let Error::NoSpace { moved } = err else {
+            panic!("{path}: {err:?}")
+        };
         assert!(moved <= 256 * 1024, "{path}: {moved} bytes cannot fit");
-        assert!(dst.metadata().unwrap().len() <= moved, "{path}: file longer than what was reported");
+        assert!(
+            dst.metadata().unwrap().len() <= moved,
+            "{path}: file longer than what was reported"
+        );
         drop(s);
         let _ = sender.join().unwrap();
         std::fs::remove_file(&target).unwrap();
     }
     // The read/write path on a character device that is always full.
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let err = gridos_io::file_write(&full, 0, b"x").unwrap_err();
     assert!(matches!(err, Error::NoSpace { moved: 0 }), "{err:?}");
 }
@@ -254,7 +357,15 @@ fn full_disk_is_reported_as_no_space() {
 #[test]
 fn stats_count_transfers_and_bytes() {
     let before = gridos_io::stats();
-    round_trip(&pattern(10_000, 10), 0, 10_000, 0, IoPath::Splice, IoPath::ReadWrite, true);
+    round_trip(
+        &pattern(10_000, 10),
+        0,
+        10_000,
+        0,
+        IoPath::Splice,
+        IoPath::ReadWrite,
+        true,
+    );
     let after = gridos_io::stats();
     assert!(after.transfers_completed >= before.transfers_completed + 2);
     assert!(after.bytes_sent >= before.bytes_sent + 10_000);

@@ -6,3 +6,5 @@
 //! call the same code.
 
 pub mod cli;
+pub mod location;
+pub mod selftest;

@@ -6,7 +6,11 @@ use gridos_middleware::cli;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gridos", version, about = "GridOS services: zero-copy transfers, FTP/GridFTP, grid processes")]
+#[command(
+    name = "gridos",
+    version,
+    about = "GridOS services: zero-copy transfers, FTP/GridFTP, grid processes"
+)]
 struct Cli {
     /// More log output (repeat for more).
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
@@ -19,6 +23,10 @@ struct Cli {
 enum Command {
     /// Copy SRC to DST (local paths and file:// URLs).
     Cp(cli::cp::CpArgs),
+    /// Move a generated file both ways over loopback through the real stack and verify it.
+    Selftest(cli::selftest::SelftestArgs),
+    #[command(flatten)]
+    Grid(cli::grid::GridCommand),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +34,8 @@ fn main() -> ExitCode {
     cli::init_logging(args.verbose);
     let result = match args.command {
         Command::Cp(a) => cli::cp::run(a),
+        Command::Selftest(a) => cli::selftest::run(a),
+        Command::Grid(c) => cli::grid::run(c).map_err(|e| e.to_string()),
     };
     match result {
         Ok(code) => code,

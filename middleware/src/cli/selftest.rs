@@ -1,0 +1,65 @@
+//! `gridos selftest`.
+
+use clap::Args;
+use std::process::ExitCode;
+
+/// Arguments of `gridos selftest`.
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    /// Size of the generated file (e.g. 1GiB, 256MiB, 1000000).
+    #[arg(long, default_value = "1GiB", value_parser = super::parse_size)]
+    pub size: u64,
+    /// Force an I/O path: io_uring-splice, splice or read-write.
+    #[arg(long)]
+    pub path: Option<gridos_io::IoPath>,
+    /// Directory for the temporary files.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the self-test and prints its figures.
+pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
+    let opts = crate::selftest::SelftestOptions {
+        size: a.size,
+        path: a.path,
+        dir: a.dir,
+    };
+    let legs = crate::selftest::run(&opts).map_err(|e| format!("selftest FAILED: {e}"))?;
+    if a.json {
+        let v: Vec<_> = legs
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "direction": l.direction, "bytes": l.bytes, "seconds": l.elapsed.as_secs_f64(),
+                    "mb_per_sec": l.mb_per_sec(), "cpu_seconds_per_gb": l.cpu_per_gb(), "path": l.path.name(),
+                    "verified": true,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        println!(
+            "gridos selftest: {} bytes over loopback, verified byte for byte",
+            a.size
+        );
+        println!(
+            "{:<10} {:>10} {:>10} {:>14}  path",
+            "direction", "seconds", "MB/s", "CPU s per GB"
+        );
+        for l in &legs {
+            println!(
+                "{:<10} {:>10.3} {:>10.1} {:>14.3}  {}",
+                l.direction,
+                l.elapsed.as_secs_f64(),
+                l.mb_per_sec(),
+                l.cpu_per_gb(),
+                l.path
+            );
+        }
+        println!("OK");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,29 @@
+//! # gridos-ftp — FTP server and client with the GridFTP extensions
+//!
+//! Today this crate holds the I/O-free protocol core, [`proto`]; the server (control
+//! connections on tokio, transfers on the gridos-io pool) and the client will come as the
+//! `server` and `client` modules, both driving the same core. See `DESIGN.md` (gridos-ftp).
+//!
+//! Where to start:
+//! - [`proto::Session`]: the server's per-connection state machine. Feed it control
+//!   connection bytes, write out its replies, carry out its [`proto::Action`]s and report
+//!   back.
+//! - [`proto::Command`]: the command parser (RFC 959, 2389, 2428, 3659, 2640 and GridFTP's
+//!   GFD.20/GFD.47 commands); [`proto::Reply`] / [`proto::ReplyParser`] for replies.
+//! - [`proto::mode_e`]: the MODE E block codec, reassembly and sender planning.
+//!
+//! ```
+//! use gridos_ftp::proto::{Command, Reply, ReplyParser};
+//!
+//! let cmd = Command::parse(b"ERET P 0 1000 /data/big file\r\n").unwrap();
+//! assert_eq!(cmd, Command::Eret { offset: 0, length: 1000, path: "/data/big file".into() });
+//!
+//! let mut parser = ReplyParser::new();
+//! parser.feed(&Reply::multi(211, ["Features:", " MDTM", "End"]).to_bytes());
+//! assert_eq!(parser.poll_reply().unwrap().unwrap().lines.len(), 3);
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod proto;
+
+pub use proto::Error;

@@ -1,0 +1,1887 @@
+//! The server-side session state machine: bytes in, replies and [`Action`]s out.
+//!
+//! A [`Session`] does no I/O. The driver (the server's control-connection task) runs this
+//! loop:
+//!
+//! 1. bytes read from the control connection → [`Session::handle_input`] (only while
+//!    [`Session::wants_input`]);
+//! 2. write every [`Session::poll_reply`] to the control connection;
+//! 3. take every [`Session::poll_action`] and perform it (file system, listener, transfer),
+//!    reporting the outcome with the matching `handle_*` method:
+//!    - [`Action::OpenPassive`] → [`Session::handle_passive_opened`];
+//!    - file-system actions (`Cwd`, `Mkd`, `Rmd`, `Dele`, `Rnfr`, `Rename`, `Size`, `Mdtm`,
+//!      `Mlst`, `Stat`, `Chmod`, `Cksm`) → [`Session::handle_fs_result`];
+//!    - transfers (`Retr`, `Stor`, `List`) → [`Session::handle_transfer_started`] once the
+//!      file is open and the data connection is up, optional
+//!      [`Session::handle_marker`] during, and [`Session::handle_transfer_done`] at the end
+//!      (or alone, with an error, if it never started);
+//!    - [`Action::Abort`] → abort the running transfer, then `handle_transfer_done`;
+//!    - [`Action::ClosePassive`] → close the passive listener(s), no report;
+//! 4. after writing the replies, close the connection if [`Session::is_closing`].
+//!
+//! Only one action that needs a report is outstanding at a time: while it is, further
+//! commands wait in a queue (so pipelined commands are answered in order), except `ABOR`
+//! and a bare `STAT`, which are handled at once during a transfer (RFC 959 §4.1.3).
+//!
+//! Commands that state alone can answer (NOOP, SYST, TYPE, MODE, STRU, PWD, FEAT, HELP,
+//! OPTS, REST, PORT, 530 before login, 503 bad sequence, …) are answered directly.
+//!
+//! ```
+//! use gridos_ftp::proto::{Action, AuthOutcome, Session, SessionConfig};
+//! let auth = |user: &str, pass: &str| {
+//!     if user == "alice" && pass == "secret" { AuthOutcome::Granted { read_only: false } } else { AuthOutcome::Denied }
+//! };
+//! let mut s = Session::new(SessionConfig::default(), Box::new(auth), "127.0.0.1:40000".parse().unwrap());
+//! assert_eq!(s.poll_reply().unwrap().code, 220);
+//! s.handle_input(b"USER alice\r\nPASS secret\r\nCWD docs\r\n");
+//! assert_eq!(s.poll_reply().unwrap().code, 331);
+//! assert_eq!(s.poll_reply().unwrap().code, 230);
+//! let Some(Action::Cwd(p)) = s.poll_action() else { panic!() };
+//! assert_eq!(p.as_str(), "/docs");
+//! s.handle_fs_result(Ok(gridos_ftp::proto::FsOutcome::Done)).unwrap();
+//! assert_eq!(s.poll_reply().unwrap().code, 250);
+//! ```
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::time::SystemTime;
+
+use super::addr::{epsv_reply, pasv_reply, spas_reply};
+use super::command::{
+    Command, Dcau, EpsvArg, ListArgs, Opts, Parallelism, ProtLevel, Restart, RetrOpts, SiteCommand,
+    Structure, TransferMode, TransferType, TrevEvent, Verb,
+};
+use super::error::{Error, ParseError};
+use super::facts::{FactSet, Facts, format_time};
+use super::line::{LineEvent, LineReader};
+use super::markers::{PerfMarker, RangeSet, range_marker_reply};
+use super::path::VirtualPath;
+use super::reply::Reply;
+
+/// What the server supports; FEAT lists exactly these, and commands of disabled features are
+/// answered 502 (or 504 for a disabled parameter such as `MODE E`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Features {
+    /// SIZE (RFC 3659).
+    pub size: bool,
+    /// MDTM (RFC 3659).
+    pub mdtm: bool,
+    /// REST STREAM (RFC 3659).
+    pub rest_stream: bool,
+    /// MLST/MLSD (RFC 3659).
+    pub mlst: bool,
+    /// TVFS (RFC 3659): `/`-separated virtual paths.
+    pub tvfs: bool,
+    /// UTF8 (RFC 2640).
+    pub utf8: bool,
+    /// EPSV/EPRT (RFC 2428).
+    pub epsv: bool,
+    /// LANG tags (RFC 2640); empty disables LANG.
+    pub languages: Vec<String>,
+    /// SITE CHMOD.
+    pub site_chmod: bool,
+    /// MODE E and REST range lists (GridFTP).
+    pub mode_e: bool,
+    /// MODE Z, deflate (GridFTP).
+    pub mode_z: bool,
+    /// OPTS RETR Parallelism/StripeLayout/BlockSize (GridFTP).
+    pub parallelism: bool,
+    /// SPAS (GridFTP).
+    pub spas: bool,
+    /// SPOR (GridFTP).
+    pub spor: bool,
+    /// ERET P (GridFTP).
+    pub eret: bool,
+    /// ESTO A (GridFTP).
+    pub esto: bool,
+    /// SBUF and the SITE buffer commands (GridFTP).
+    pub sbuf: bool,
+    /// DCAU (only `N` is accepted) (GridFTP).
+    pub dcau: bool,
+    /// 111/112 markers and TREV (GridFTP).
+    pub markers: bool,
+    /// CKSM/SCKS algorithms, upper-case; empty disables both (GridFTP).
+    pub checksums: Vec<String>,
+}
+
+impl Features {
+    /// The standard FTP set: RFC 959/2389/2428/3659/2640, no GridFTP extensions.
+    pub fn standard() -> Self {
+        Features {
+            size: true,
+            mdtm: true,
+            rest_stream: true,
+            mlst: true,
+            tvfs: true,
+            utf8: true,
+            epsv: true,
+            languages: vec!["EN".to_string()],
+            site_chmod: true,
+            mode_e: false,
+            mode_z: false,
+            parallelism: false,
+            spas: false,
+            spor: false,
+            eret: false,
+            esto: false,
+            sbuf: false,
+            dcau: false,
+            markers: false,
+            checksums: Vec::new(),
+        }
+    }
+
+    /// Standard plus every GridFTP extension this crate parses (MODE Z left off), with the
+    /// checksum algorithms of GFD.47 practice.
+    pub fn gridftp() -> Self {
+        Features {
+            mode_e: true,
+            parallelism: true,
+            spas: true,
+            spor: true,
+            eret: true,
+            esto: true,
+            sbuf: true,
+            dcau: true,
+            markers: true,
+            checksums: ["MD5", "ADLER32", "SHA1", "SHA256", "SHA512", "CRC32C"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ..Features::standard()
+        }
+    }
+
+    /// The FEAT reply lines (without the `Features:` and `End` lines), each with its leading
+    /// space.
+    pub fn feat_lines(&self, facts: &FactSet) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut add = |on: bool, s: &str| {
+            if on {
+                v.push(format!(" {s}"));
+            }
+        };
+        add(self.epsv, "EPRT");
+        add(self.epsv, "EPSV");
+        add(self.mdtm, "MDTM");
+        add(self.mlst, &format!("MLST {}", facts.feat_string()));
+        add(self.rest_stream, "REST STREAM");
+        add(self.size, "SIZE");
+        add(self.tvfs, "TVFS");
+        add(self.utf8, "UTF8");
+        if !self.languages.is_empty() {
+            let mut langs = self.languages.clone();
+            if let Some(first) = langs.first_mut() {
+                first.push('*');
+            }
+            add(true, &format!("LANG {}", langs.join(";")));
+        }
+        add(self.parallelism, "PARALLEL");
+        add(self.mode_e, "MODE E");
+        add(self.mode_z, "MODE Z");
+        add(self.spas, "SPAS");
+        add(self.spor, "SPOR");
+        add(self.eret, "ERET");
+        add(self.esto, "ESTO");
+        add(self.sbuf, "SBUF");
+        add(self.dcau, "DCAU");
+        add(self.markers, "TREV");
+        if !self.checksums.is_empty() {
+            add(true, &format!("CKSM {}", self.checksums.join(",")));
+            add(true, "SCKS");
+        }
+        v
+    }
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+/// Session policy, filled in by the server.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Text of the 220 greeting.
+    pub greeting: String,
+    /// Text of the SYST reply.
+    pub system: String,
+    /// Accept `anonymous`/`ftp` with any password.
+    pub anonymous: bool,
+    /// Let anonymous users write (otherwise they are read-only: 550 on writes).
+    pub anonymous_write: bool,
+    /// The feature set; FEAT lists it.
+    pub features: Features,
+    /// Verbs answered 502 whatever else is configured.
+    pub disabled: Vec<Verb>,
+    /// Failed PASS attempts before the session replies 421 and closes.
+    pub max_login_failures: u32,
+    /// Commands that may wait in the queue before [`Session::wants_input`] turns false.
+    pub max_pipelined: usize,
+    /// Largest `Parallelism` maximum accepted in OPTS RETR (larger → 501).
+    pub max_parallelism: u32,
+    /// Allow PORT/EPRT/SPOR to an address other than the client's, or to a port below 1024
+    /// (third-party "FXP" transfers; off by default as RFC 2577 advises).
+    pub allow_foreign_data_addr: bool,
+    /// Longest command line (bytes).
+    pub max_line: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            greeting: "gridos FTP server ready.".to_string(),
+            system: "UNIX Type: L8".to_string(),
+            anonymous: false,
+            anonymous_write: false,
+            features: Features::standard(),
+            disabled: Vec::new(),
+            max_login_failures: 3,
+            max_pipelined: 64,
+            max_parallelism: 64,
+            allow_foreign_data_addr: false,
+            max_line: super::line::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// The outcome of a password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Log the user in.
+    Granted {
+        /// Refuse every write command (550).
+        read_only: bool,
+    },
+    /// Wrong user or password (530).
+    Denied,
+}
+
+/// Password checking, supplied by the server (e.g. from its password file). Any
+/// `FnMut(&str, &str) -> AuthOutcome + Send` closure implements it.
+pub trait Authenticator: Send {
+    /// Check `password` for `user`.
+    fn authenticate(&mut self, user: &str, password: &str) -> AuthOutcome;
+}
+
+impl<F: FnMut(&str, &str) -> AuthOutcome + Send> Authenticator for F {
+    fn authenticate(&mut self, user: &str, password: &str) -> AuthOutcome {
+        self(user, password)
+    }
+}
+
+/// An authenticator that denies everyone (anonymous access still works if enabled).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenyAll;
+
+impl Authenticator for DenyAll {
+    fn authenticate(&mut self, _: &str, _: &str) -> AuthOutcome {
+        AuthOutcome::Denied
+    }
+}
+
+/// The logged-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name (`anonymous` for anonymous logins).
+    pub name: String,
+    /// Logged in anonymously.
+    pub anonymous: bool,
+    /// Writes are refused.
+    pub read_only: bool,
+}
+
+/// Which passive command asked for a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassiveKind {
+    /// PASV: one IPv4 listener, answered 227.
+    Pasv,
+    /// EPSV: one listener of the control connection's family, answered 229.
+    Epsv,
+    /// SPAS: one listener per stripe (one for a single host), answered multi-line 229.
+    Spas,
+}
+
+/// How the data connection(s) of the next transfer are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataEndpoint {
+    /// Accept on the listener(s) opened for the last [`Action::OpenPassive`].
+    Passive,
+    /// Connect to these addresses (PORT/EPRT: one; SPOR: one per stripe).
+    Active(Vec<SocketAddr>),
+}
+
+/// Transfer settings in force when a transfer was requested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferParams {
+    /// TYPE.
+    pub ty: TransferType,
+    /// MODE.
+    pub mode: TransferMode,
+    /// STRU.
+    pub stru: Structure,
+    /// OPTS RETR settings (parallelism etc.).
+    pub retr_opts: RetrOpts,
+    /// Socket buffer size for this direction (SBUF / SITE …BUFSIZE), if set.
+    pub buffer_size: Option<u64>,
+    /// Seconds between 112 perf markers (0 = none).
+    pub perf_interval: u32,
+    /// Seconds between 111 range markers (0 = none).
+    pub restart_interval: u32,
+}
+
+/// A retrieve (RETR, or ERET P).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrRequest {
+    /// The file.
+    pub path: VirtualPath,
+    /// First byte to send (REST offset, ERET offset).
+    pub offset: u64,
+    /// Number of bytes (ERET), `None` = to the end.
+    pub length: Option<u64>,
+    /// Ranges the client already has (REST range list): send the rest.
+    pub restart: Option<RangeSet>,
+    /// Data connection.
+    pub data: DataEndpoint,
+    /// Settings.
+    pub params: TransferParams,
+}
+
+/// How a store treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// STOR (at `offset` after REST: resume).
+    Replace,
+    /// APPE.
+    Append,
+    /// STOU: the server picks a new name in `path`'s directory (or uses `path`'s name as a
+    /// base) and reports it in [`TransferStart::name`].
+    Unique,
+    /// ESTO A: write each block at its offset plus [`StorRequest::offset`].
+    Adjusted,
+}
+
+/// A store (STOR, APPE, STOU, ESTO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorRequest {
+    /// The file (for STOU, the suggested name or the working directory).
+    pub path: VirtualPath,
+    /// Replace, append, unique or adjusted.
+    pub kind: StoreKind,
+    /// Start offset (REST) or adjustment (ESTO).
+    pub offset: u64,
+    /// Ranges the server already has (REST range list).
+    pub restart: Option<RangeSet>,
+    /// Expected checksum from SCKS: (algorithm if given, value).
+    pub expected_checksum: Option<(Option<String>, String)>,
+    /// Data connection.
+    pub data: DataEndpoint,
+    /// Settings.
+    pub params: TransferParams,
+}
+
+/// Which listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// LIST: `ls -l` style lines.
+    List,
+    /// NLST: names only.
+    Nlst,
+    /// MLSD: [`Facts`] lines, formatted with [`ListRequest::facts`].
+    Mlsd,
+}
+
+/// A directory listing over the data connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// What to list.
+    pub path: VirtualPath,
+    /// LIST, NLST or MLSD.
+    pub kind: ListKind,
+    /// LIST/NLST options such as `-la`, verbatim.
+    pub options: Option<String>,
+    /// MLSD facts to include (OPTS MLST).
+    pub facts: FactSet,
+    /// Data connection.
+    pub data: DataEndpoint,
+    /// Settings.
+    pub params: TransferParams,
+}
+
+/// Work the session asks the driver to do. See the [module docs](self) for which `handle_*`
+/// call reports each outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Open passive listener(s) (closing earlier ones); report the addresses.
+    OpenPassive(PassiveKind),
+    /// Close any passive listener (a PORT/EPRT/SPOR or REIN replaced it). No report.
+    ClosePassive,
+    /// Check that this is a directory the user may enter (then it becomes the cwd).
+    Cwd(VirtualPath),
+    /// Create a directory.
+    Mkd(VirtualPath),
+    /// Remove a directory.
+    Rmd(VirtualPath),
+    /// Delete a file.
+    Dele(VirtualPath),
+    /// Check that a rename source exists.
+    Rnfr(VirtualPath),
+    /// Rename.
+    Rename {
+        /// Source.
+        from: VirtualPath,
+        /// Destination.
+        to: VirtualPath,
+    },
+    /// Size of a file (report [`FsOutcome::Size`]); `ty` is the TYPE in force.
+    Size {
+        /// The file.
+        path: VirtualPath,
+        /// TYPE in force (a server may refuse SIZE in ASCII mode).
+        ty: TransferType,
+    },
+    /// Modification time (report [`FsOutcome::Modified`]).
+    Mdtm(VirtualPath),
+    /// Facts of one entry (report [`FsOutcome::Facts`]; the session formats them with
+    /// [`Session::mlst_facts`]).
+    Mlst(VirtualPath),
+    /// Listing over the control connection (report [`FsOutcome::Lines`]).
+    Stat(VirtualPath),
+    /// SITE CHMOD.
+    Chmod {
+        /// The file.
+        path: VirtualPath,
+        /// Mode bits.
+        mode: u32,
+    },
+    /// Checksum (report [`FsOutcome::Checksum`]).
+    Cksm {
+        /// The file.
+        path: VirtualPath,
+        /// Algorithm, upper-case, one of [`Features::checksums`].
+        algorithm: String,
+        /// First byte.
+        offset: u64,
+        /// Length, `None` = to the end.
+        length: Option<u64>,
+    },
+    /// Send a file.
+    Retr(RetrRequest),
+    /// Receive a file.
+    Stor(StorRequest),
+    /// Send a listing.
+    List(ListRequest),
+    /// Abort the running transfer, then report it with `handle_transfer_done` (usually
+    /// [`TransferError::Aborted`]).
+    Abort,
+}
+
+/// Successful outcome of a file-system action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsOutcome {
+    /// Done (CWD, MKD, RMD, DELE, RNFR, rename, CHMOD).
+    Done,
+    /// SIZE.
+    Size(u64),
+    /// MDTM.
+    Modified(SystemTime),
+    /// MLST.
+    Facts(Facts),
+    /// STAT path: listing lines.
+    Lines(Vec<String>),
+    /// CKSM: the checksum text (lower-case hex usually).
+    Checksum(String),
+}
+
+/// Kinds of file-system failures, each with its reply code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FsErrorKind {
+    /// 550
+    NotFound,
+    /// 550
+    PermissionDenied,
+    /// 550
+    AlreadyExists,
+    /// 550
+    NotADirectory,
+    /// 550
+    IsADirectory,
+    /// 550
+    NotEmpty,
+    /// 553
+    InvalidName,
+    /// 452
+    StorageFull,
+    /// 552
+    QuotaExceeded,
+    /// 450
+    Busy,
+    /// 504 (e.g. unsupported checksum range, SIZE in ASCII mode)
+    Unsupported,
+    /// 451
+    Other,
+}
+
+impl FsErrorKind {
+    /// The reply code.
+    pub fn reply_code(self) -> u16 {
+        match self {
+            FsErrorKind::NotFound
+            | FsErrorKind::PermissionDenied
+            | FsErrorKind::AlreadyExists
+            | FsErrorKind::NotADirectory
+            | FsErrorKind::IsADirectory
+            | FsErrorKind::NotEmpty => 550,
+            FsErrorKind::InvalidName => 553,
+            FsErrorKind::StorageFull => 452,
+            FsErrorKind::QuotaExceeded => 552,
+            FsErrorKind::Busy => 450,
+            FsErrorKind::Unsupported => 504,
+            FsErrorKind::Other => 451,
+        }
+    }
+
+    fn default_text(self) -> &'static str {
+        match self {
+            FsErrorKind::NotFound => "No such file or directory.",
+            FsErrorKind::PermissionDenied => "Permission denied.",
+            FsErrorKind::AlreadyExists => "File exists.",
+            FsErrorKind::NotADirectory => "Not a directory.",
+            FsErrorKind::IsADirectory => "Is a directory.",
+            FsErrorKind::NotEmpty => "Directory not empty.",
+            FsErrorKind::InvalidName => "File name not allowed.",
+            FsErrorKind::StorageFull => "Insufficient storage space.",
+            FsErrorKind::QuotaExceeded => "Exceeded storage allocation.",
+            FsErrorKind::Busy => "File unavailable (busy).",
+            FsErrorKind::Unsupported => "Not supported for that parameter.",
+            FsErrorKind::Other => "Local error in processing.",
+        }
+    }
+}
+
+/// A failed file-system action. The reply text is `message` if not empty, else a standard
+/// text for `kind` (converting from `io::Error` leaves `message` empty so host paths and OS
+/// messages do not leak to clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsError {
+    /// What went wrong.
+    pub kind: FsErrorKind,
+    /// Reply text override.
+    pub message: String,
+}
+
+impl FsError {
+    /// An error with the standard text.
+    pub fn new(kind: FsErrorKind) -> Self {
+        FsError {
+            kind,
+            message: String::new(),
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        let text = if self.message.is_empty() {
+            self.kind.default_text()
+        } else {
+            &self.message
+        };
+        Reply::new(self.kind.reply_code(), text)
+    }
+}
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => FsErrorKind::NotFound,
+            K::PermissionDenied => FsErrorKind::PermissionDenied,
+            K::AlreadyExists => FsErrorKind::AlreadyExists,
+            K::NotADirectory => FsErrorKind::NotADirectory,
+            K::IsADirectory => FsErrorKind::IsADirectory,
+            K::DirectoryNotEmpty => FsErrorKind::NotEmpty,
+            K::InvalidInput | K::InvalidData => FsErrorKind::InvalidName,
+            K::StorageFull => FsErrorKind::StorageFull,
+            K::QuotaExceeded | K::FileTooLarge => FsErrorKind::QuotaExceeded,
+            K::WouldBlock | K::ResourceBusy => FsErrorKind::Busy,
+            K::Unsupported => FsErrorKind::Unsupported,
+            _ => match e.raw_os_error() {
+                Some(40) => FsErrorKind::NotFound, // ELOOP: symlink outside the root
+                Some(18) => FsErrorKind::PermissionDenied, // EXDEV: RESOLVE_IN_ROOT escape
+                _ => FsErrorKind::Other,
+            },
+        };
+        FsError::new(kind)
+    }
+}
+
+/// Reported by the driver when a transfer's data starts flowing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransferStart {
+    /// The data connection was already open (reused, MODE E): reply 125 instead of 150.
+    pub reused: bool,
+    /// Bytes to send, if known (shown in the 150 text).
+    pub size: Option<u64>,
+    /// STOU: the name chosen (reply `150 FILE: name`).
+    pub name: Option<String>,
+}
+
+/// Reported by the driver when a transfer completed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransferDone {
+    /// Bytes moved.
+    pub bytes: u64,
+}
+
+/// Why a transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// Opening, reading or writing the file failed (before the start: the kind's code, e.g.
+    /// 550; after: 451, 452 or 552).
+    Fs(FsError),
+    /// The data connection could not be made (425).
+    CannotOpenData(String),
+    /// The data connection broke (426).
+    ConnectionClosed(String),
+    /// The peer sent bad data, e.g. an impossible MODE E block (426).
+    BadData(String),
+    /// Aborted by ABOR (426).
+    Aborted,
+    /// Some other local failure (451).
+    Local(String),
+}
+
+impl From<super::error::ModeEError> for TransferError {
+    fn from(e: super::error::ModeEError) -> Self {
+        TransferError::BadData(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Login {
+    Fresh,
+    NeedPass { user: String, anonymous: bool },
+    LoggedIn(UserInfo),
+}
+
+#[derive(Debug, Clone)]
+enum FsOp {
+    Cwd(VirtualPath),
+    Mkd(VirtualPath),
+    Rmd,
+    Dele,
+    Rnfr(VirtualPath),
+    Rename,
+    Size,
+    Mdtm,
+    Mlst(VirtualPath),
+    Stat(VirtualPath),
+    Chmod,
+    Cksm,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Idle,
+    Fs(FsOp),
+    Passive(PassiveKind),
+    Transfer {
+        started: bool,
+        abort: bool,
+        unique: bool,
+    },
+}
+
+/// One queued input.
+#[derive(Debug, Clone)]
+enum Input {
+    Command(Command),
+    Bad(ParseError),
+    Overlong,
+}
+
+/// The FTP/GridFTP server session. See the [module docs](self).
+pub struct Session {
+    config: SessionConfig,
+    auth: Box<dyn Authenticator>,
+    peer: SocketAddr,
+    lines: LineReader,
+    queue: VecDeque<Input>,
+    replies: VecDeque<Reply>,
+    actions: VecDeque<Action>,
+    login: Login,
+    failures: u32,
+    ty: TransferType,
+    mode: TransferMode,
+    stru: Structure,
+    rest: Option<Restart>,
+    rnfr: Option<VirtualPath>,
+    utf8: bool,
+    lang: Option<String>,
+    retr_opts: RetrOpts,
+    retr_buf: Option<u64>,
+    stor_buf: Option<u64>,
+    perf_interval: u32,
+    restart_interval: u32,
+    cwd: VirtualPath,
+    data: Option<DataEndpoint>,
+    epsv_all: bool,
+    mlst_facts: FactSet,
+    scks: Option<(Option<String>, String)>,
+    pending: Pending,
+    closing: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.peer)
+            .field("login", &self.login)
+            .field("cwd", &self.cwd)
+            .field("pending", &self.pending)
+            .field("closing", &self.closing)
+            .finish_non_exhaustive()
+    }
+}
+
+const PRE_LOGIN: &[Verb] = &[
+    Verb::User,
+    Verb::Pass,
+    Verb::Quit,
+    Verb::Feat,
+    Verb::Syst,
+    Verb::Help,
+    Verb::Noop,
+    Verb::Auth,
+    Verb::Lang,
+];
+
+fn r(code: u16, text: &str) -> Reply {
+    Reply::new(code, text)
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+impl Session {
+    /// A new session for a client at `peer`; the 220 greeting is queued at once.
+    pub fn new(config: SessionConfig, auth: Box<dyn Authenticator>, peer: SocketAddr) -> Self {
+        let mut s = Session {
+            lines: LineReader::with_max_line(config.max_line),
+            auth,
+            peer,
+            queue: VecDeque::new(),
+            replies: VecDeque::new(),
+            actions: VecDeque::new(),
+            login: Login::Fresh,
+            failures: 0,
+            ty: TransferType::Ascii(super::command::FormatControl::NonPrint),
+            mode: TransferMode::Stream,
+            stru: Structure::File,
+            rest: None,
+            rnfr: None,
+            utf8: config.features.utf8,
+            lang: None,
+            retr_opts: RetrOpts::default(),
+            retr_buf: None,
+            stor_buf: None,
+            perf_interval: 0,
+            restart_interval: 0,
+            cwd: VirtualPath::root(),
+            data: None,
+            epsv_all: false,
+            mlst_facts: FactSet::default(),
+            scks: None,
+            pending: Pending::Idle,
+            closing: false,
+            config,
+        };
+        let greeting = s.config.greeting.clone();
+        s.reply(r(220, &greeting));
+        s
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    /// Feed bytes read from the control connection.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if self.closing {
+            return;
+        }
+        self.lines.feed(bytes);
+        while let Some(ev) = self.lines.poll_line() {
+            let input = match ev {
+                LineEvent::Line(l) => match Command::parse(&l) {
+                    Ok(c) => Input::Command(c),
+                    Err(e) => Input::Bad(e),
+                },
+                LineEvent::Overlong => Input::Overlong,
+            };
+            self.enqueue(input);
+        }
+        self.run_queue();
+    }
+
+    /// Feed one already framed and parsed command (for drivers that frame lines themselves).
+    pub fn handle_command(&mut self, cmd: Result<Command, ParseError>) {
+        if self.closing {
+            return;
+        }
+        self.enqueue(match cmd {
+            Ok(c) => Input::Command(c),
+            Err(e) => Input::Bad(e),
+        });
+        self.run_queue();
+    }
+
+    /// The idle timer expired: reply 421 and close.
+    pub fn handle_idle_timeout(&mut self) {
+        self.close_with(r(421, "Timeout: closing control connection."));
+    }
+
+    /// The server is shutting down: reply 421 and close.
+    pub fn handle_shutdown(&mut self) {
+        self.close_with(r(421, "Service not available, closing control connection."));
+    }
+
+    fn close_with(&mut self, reply: Reply) {
+        if !self.closing {
+            self.reply(reply);
+            self.closing = true;
+            self.queue.clear();
+        }
+    }
+
+    fn enqueue(&mut self, input: Input) {
+        if let (Pending::Transfer { .. }, Input::Command(c)) = (&self.pending, &input) {
+            match c {
+                Command::Abor => return self.abort_transfer(),
+                Command::Stat(None) => {
+                    let st = self.status_reply();
+                    return self.reply(st);
+                }
+                _ => {}
+            }
+        }
+        self.queue.push_back(input);
+    }
+
+    fn run_queue(&mut self) {
+        while matches!(self.pending, Pending::Idle) && !self.closing {
+            let Some(input) = self.queue.pop_front() else {
+                break;
+            };
+            self.dispatch(input);
+        }
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    /// The next reply to write to the control connection.
+    pub fn poll_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// True once the session is over (QUIT, 421): write the queued replies, then close.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// False while too many commands are queued (or the session is closing): stop reading
+    /// the control connection until it turns true again.
+    pub fn wants_input(&self) -> bool {
+        !self.closing && self.queue.len() < self.config.max_pipelined
+    }
+
+    /// True while an action awaits its report.
+    pub fn is_busy(&self) -> bool {
+        !matches!(self.pending, Pending::Idle)
+    }
+
+    // ----- state accessors ---------------------------------------------------------------
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<&UserInfo> {
+        match &self.login {
+            Login::LoggedIn(u) => Some(u),
+            _ => None,
+        }
+    }
+    /// The current working directory.
+    pub fn cwd(&self) -> &VirtualPath {
+        &self.cwd
+    }
+    /// TYPE in force.
+    pub fn transfer_type(&self) -> TransferType {
+        self.ty
+    }
+    /// MODE in force.
+    pub fn mode(&self) -> TransferMode {
+        self.mode
+    }
+    /// STRU in force.
+    pub fn structure(&self) -> Structure {
+        self.stru
+    }
+    /// A pending REST, if the last command was REST.
+    pub fn rest(&self) -> Option<&Restart> {
+        self.rest.as_ref()
+    }
+    /// The data connection setup for the next transfer.
+    pub fn data_endpoint(&self) -> Option<&DataEndpoint> {
+        self.data.as_ref()
+    }
+    /// Facts selected by OPTS MLST.
+    pub fn mlst_facts(&self) -> FactSet {
+        self.mlst_facts
+    }
+    /// OPTS RETR settings.
+    pub fn retr_opts(&self) -> RetrOpts {
+        self.retr_opts
+    }
+    /// UTF8 option state (paths are parsed as UTF-8 either way).
+    pub fn utf8(&self) -> bool {
+        self.utf8
+    }
+    /// Socket buffer sizes (retrieve, store) from SBUF / SITE …BUFSIZE.
+    pub fn buffer_sizes(&self) -> (Option<u64>, Option<u64>) {
+        (self.retr_buf, self.stor_buf)
+    }
+    /// TREV intervals in seconds (perf, restart).
+    pub fn marker_intervals(&self) -> (u32, u32) {
+        (self.perf_interval, self.restart_interval)
+    }
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    // ----- reports from the driver -------------------------------------------------------
+
+    /// Report the listener addresses for [`Action::OpenPassive`] (or why none could be
+    /// opened).
+    pub fn handle_passive_opened(
+        &mut self,
+        result: Result<Vec<SocketAddr>, String>,
+    ) -> Result<(), Error> {
+        let Pending::Passive(kind) = self.pending else {
+            return Err(Error::UnexpectedReport);
+        };
+        self.pending = Pending::Idle;
+        let fail = |m: &str| Reply::new(425, format!("Can't open passive connection: {m}"));
+        let reply = match result {
+            Err(m) => fail(&m),
+            Ok(addrs) => {
+                let v4: Vec<SocketAddrV4> = addrs
+                    .iter()
+                    .filter_map(|a| match canonical(a.ip()) {
+                        IpAddr::V4(ip) => Some(SocketAddrV4::new(ip, a.port())),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                match kind {
+                    PassiveKind::Pasv => match v4.first() {
+                        Some(a) => pasv_reply(*a),
+                        None => fail("no IPv4 listener"),
+                    },
+                    PassiveKind::Epsv => match addrs.first() {
+                        Some(a) => epsv_reply(a.port()),
+                        None => fail("no listener"),
+                    },
+                    PassiveKind::Spas if !v4.is_empty() => spas_reply(&v4),
+                    PassiveKind::Spas => fail("no IPv4 listener"),
+                }
+            }
+        };
+        if reply.is_completion() {
+            self.data = Some(DataEndpoint::Passive);
+        }
+        self.reply(reply);
+        self.run_queue();
+        Ok(())
+    }
+
+    /// Report the outcome of a file-system action.
+    pub fn handle_fs_result(&mut self, result: Result<FsOutcome, FsError>) -> Result<(), Error> {
+        let Pending::Fs(op) = std::mem::replace(&mut self.pending, Pending::Idle) else {
+            return Err(Error::UnexpectedReport);
+        };
+        let reply = match result {
+            Err(e) => e.reply(),
+            Ok(out) => self.fs_success(op, out),
+        };
+        self.reply(reply);
+        self.run_queue();
+        Ok(())
+    }
+
+    fn fs_success(&mut self, op: FsOp, out: FsOutcome) -> Reply {
+        let internal = || r(451, "Local error in processing (unexpected result).");
+        match (op, out) {
+            (FsOp::Cwd(p), FsOutcome::Done) => {
+                self.cwd = p;
+                r(250, "Directory successfully changed.")
+            }
+            (FsOp::Mkd(p), FsOutcome::Done) => Reply::new(257, format!("{} created.", p.quoted())),
+            (FsOp::Rmd, FsOutcome::Done) => r(250, "Remove directory operation successful."),
+            (FsOp::Dele, FsOutcome::Done) => r(250, "Delete operation successful."),
+            (FsOp::Rnfr(p), FsOutcome::Done) => {
+                self.rnfr = Some(p);
+                r(350, "Ready for RNTO.")
+            }
+            (FsOp::Rename, FsOutcome::Done) => r(250, "Rename successful."),
+            (FsOp::Chmod, FsOutcome::Done) => r(200, "SITE CHMOD command ok."),
+            (FsOp::Size, FsOutcome::Size(n)) => Reply::new(213, n.to_string()),
+            (FsOp::Mdtm, FsOutcome::Modified(t)) => Reply::new(213, format_time(t)),
+            (FsOp::Mlst(p), FsOutcome::Facts(f)) => Reply::multi(
+                250,
+                [
+                    format!("Listing {p}"),
+                    format!(" {}", f.format(&self.mlst_facts)),
+                    "End".to_string(),
+                ],
+            ),
+            (FsOp::Stat(p), FsOutcome::Lines(lines)) => {
+                let mut v = Vec::with_capacity(lines.len() + 2);
+                v.push(format!("Status of {p}:"));
+                v.extend(lines);
+                v.push("End of status".to_string());
+                Reply {
+                    code: 213,
+                    lines: v,
+                }
+            }
+            (FsOp::Cksm, FsOutcome::Checksum(c)) => Reply::new(213, c),
+            _ => internal(),
+        }
+    }
+
+    /// Report that a transfer's data connection is up and data is about to flow (150/125).
+    pub fn handle_transfer_started(&mut self, start: TransferStart) -> Result<(), Error> {
+        let Pending::Transfer {
+            started, unique, ..
+        } = &mut self.pending
+        else {
+            return Err(Error::UnexpectedReport);
+        };
+        if *started {
+            return Err(Error::UnexpectedReport);
+        }
+        *started = true;
+        let unique = *unique;
+        let reply = match (&start.name, unique, start.reused) {
+            (Some(n), true, _) => Reply::new(150, format!("FILE: {n}")),
+            (_, _, true) => r(125, "Data connection already open; transfer starting."),
+            _ => match start.size {
+                Some(n) => Reply::new(150, format!("Opening data connection ({n} bytes).")),
+                None => r(150, "Opening data connection."),
+            },
+        };
+        self.reply(reply);
+        Ok(())
+    }
+
+    /// Queue a 111 range marker or 112 perf marker during a started transfer.
+    pub fn handle_marker(&mut self, marker: Marker<'_>) -> Result<(), Error> {
+        if !matches!(self.pending, Pending::Transfer { started: true, .. }) {
+            return Err(Error::UnexpectedReport);
+        }
+        let reply = match marker {
+            Marker::Range(r) => range_marker_reply(r),
+            Marker::Perf(p) => p.to_reply(),
+        };
+        self.reply(reply);
+        Ok(())
+    }
+
+    /// Report the end of a transfer (or its failure, possibly before it started).
+    pub fn handle_transfer_done(
+        &mut self,
+        result: Result<TransferDone, TransferError>,
+    ) -> Result<(), Error> {
+        let Pending::Transfer { started, abort, .. } = self.pending else {
+            return Err(Error::UnexpectedReport);
+        };
+        self.pending = Pending::Idle;
+        match result {
+            Ok(_) => {
+                if !started {
+                    self.reply(r(150, "Opening data connection."));
+                }
+                self.reply(r(226, "Transfer complete."));
+            }
+            Err(e) => {
+                let reply = match e {
+                    TransferError::Fs(fs) if !started => fs.reply(),
+                    TransferError::Fs(fs) => match fs.kind {
+                        FsErrorKind::StorageFull | FsErrorKind::QuotaExceeded => fs.reply(),
+                        _ => r(451, "Requested action aborted: local error in processing."),
+                    },
+                    TransferError::CannotOpenData(_) => r(425, "Can't open data connection."),
+                    TransferError::ConnectionClosed(_) | TransferError::BadData(_) => {
+                        r(426, "Connection closed; transfer aborted.")
+                    }
+                    TransferError::Aborted => r(426, "Transfer aborted."),
+                    TransferError::Local(_) => {
+                        r(451, "Requested action aborted: local error in processing.")
+                    }
+                };
+                self.reply(reply);
+            }
+        }
+        if abort {
+            self.reply(r(226, "ABOR command successful."));
+        }
+        if self.mode != TransferMode::Extended {
+            // Stream-mode data connections are single use.
+            self.data = None;
+        }
+        self.run_queue();
+        Ok(())
+    }
+
+    fn abort_transfer(&mut self) {
+        if let Pending::Transfer { abort, .. } = &mut self.pending {
+            if !*abort {
+                *abort = true;
+                self.actions.push_back(Action::Abort);
+            }
+        }
+    }
+
+    // ----- dispatch ----------------------------------------------------------------------
+
+    fn reply(&mut self, reply: Reply) {
+        self.replies.push_back(reply);
+    }
+
+    fn act(&mut self, a: Action, p: Pending) {
+        self.actions.push_back(a);
+        self.pending = p;
+    }
+
+    fn logged_in(&self) -> bool {
+        matches!(self.login, Login::LoggedIn(_))
+    }
+
+    fn read_only(&self) -> bool {
+        matches!(&self.login, Login::LoggedIn(u) if u.read_only)
+    }
+
+    fn dispatch(&mut self, input: Input) {
+        // RFC 3659 REST and RNFR state live for exactly one following command.
+        let rest = self.rest.take();
+        let rnfr = self.rnfr.take();
+        let cmd = match input {
+            Input::Overlong => return self.reply(r(500, "Command line too long.")),
+            Input::Bad(e) => {
+                let text = match &e {
+                    ParseError::Empty | ParseError::Unrecognised { .. } => {
+                        "Unknown command.".to_string()
+                    }
+                    ParseError::NotImplemented { .. } => "Command not implemented.".to_string(),
+                    ParseError::BadArguments { reason, .. } => {
+                        format!("Syntax error in parameters or arguments: {reason}.")
+                    }
+                };
+                return self.reply(Reply::new(e.reply_code(), text));
+            }
+            Input::Command(c) => c,
+        };
+        let verb = cmd.verb();
+        if self.config.disabled.contains(&verb) {
+            return self.reply(r(502, "Command not implemented."));
+        }
+        let pre_login_ok = PRE_LOGIN.contains(&verb) || matches!(cmd, Command::Opts(Opts::Utf8(_)));
+        if !self.logged_in() && !pre_login_ok {
+            return self.reply(r(530, "Please login with USER and PASS."));
+        }
+        let writes = matches!(
+            cmd,
+            Command::Stor(_)
+                | Command::Appe(_)
+                | Command::Stou(_)
+                | Command::Esto { .. }
+                | Command::Dele(_)
+                | Command::Mkd(_)
+                | Command::Rmd(_)
+                | Command::Rnfr(_)
+                | Command::Rnto(_)
+                | Command::Site(SiteCommand::Chmod { .. })
+        );
+        if writes && self.read_only() {
+            return self.reply(r(550, "Permission denied."));
+        }
+        self.command(cmd, rest, rnfr);
+    }
+
+    fn command(&mut self, cmd: Command, rest: Option<Restart>, rnfr: Option<VirtualPath>) {
+        let f = self.config.features.clone();
+        match cmd {
+            Command::User(u) => self.user_cmd(u),
+            Command::Pass(p) => self.pass_cmd(&p),
+            Command::Acct(_) => self.reply(r(202, "ACCT command superfluous.")),
+            Command::Quit => self.close_with(r(221, "Goodbye.")),
+            Command::Rein => self.rein(),
+            Command::Noop => self.reply(r(200, "NOOP ok.")),
+            Command::Syst => {
+                let s = self.config.system.clone();
+                self.reply(r(215, &s))
+            }
+            Command::Feat => {
+                let mut lines = vec!["Features:".to_string()];
+                lines.extend(f.feat_lines(&self.mlst_facts));
+                lines.push("End".to_string());
+                self.reply(Reply { code: 211, lines })
+            }
+            Command::Help(_) => self.help(),
+            Command::Stat(None) => {
+                let st = self.status_reply();
+                self.reply(st)
+            }
+            Command::Stat(Some(p)) => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Stat(p.clone()), Pending::Fs(FsOp::Stat(p)))
+            }
+            Command::Opts(o) => self.opts(o, &f),
+            Command::Pwd => {
+                let q = self.cwd.quoted();
+                self.reply(Reply::new(257, format!("{q} is the current directory.")))
+            }
+            Command::Cwd(p) => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Cwd(p.clone()), Pending::Fs(FsOp::Cwd(p)))
+            }
+            Command::Cdup => {
+                self.cwd = self.cwd.parent();
+                self.reply(r(200, "Directory successfully changed."))
+            }
+            Command::Mkd(p) => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Mkd(p.clone()), Pending::Fs(FsOp::Mkd(p)))
+            }
+            Command::Rmd(p) => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Rmd(p), Pending::Fs(FsOp::Rmd))
+            }
+            Command::Dele(p) => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Dele(p), Pending::Fs(FsOp::Dele))
+            }
+            Command::Rnfr(p) => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Rnfr(p.clone()), Pending::Fs(FsOp::Rnfr(p)))
+            }
+            Command::Rnto(p) => match rnfr {
+                None => self.reply(r(503, "RNFR required first.")),
+                Some(from) => {
+                    let to = self.cwd.join(&p);
+                    self.act(Action::Rename { from, to }, Pending::Fs(FsOp::Rename))
+                }
+            },
+            Command::Size(p) if f.size => {
+                let path = self.cwd.join(&p);
+                self.act(Action::Size { path, ty: self.ty }, Pending::Fs(FsOp::Size))
+            }
+            Command::Mdtm(p) if f.mdtm => {
+                let p = self.cwd.join(&p);
+                self.act(Action::Mdtm(p), Pending::Fs(FsOp::Mdtm))
+            }
+            Command::Mlst(p) if f.mlst => {
+                let p = self.cwd.join(p.as_deref().unwrap_or(""));
+                self.act(Action::Mlst(p.clone()), Pending::Fs(FsOp::Mlst(p)))
+            }
+            Command::Mlsd(p) if f.mlst => {
+                let args = ListArgs {
+                    options: None,
+                    path: p,
+                };
+                self.list(args, ListKind::Mlsd)
+            }
+            Command::List(a) => self.list(a, ListKind::List),
+            Command::Nlst(a) => self.list(a, ListKind::Nlst),
+            Command::Type(t) => match t {
+                TransferType::Ascii(super::command::FormatControl::NonPrint) => {
+                    self.ty = t;
+                    self.reply(r(200, "Switching to ASCII mode."))
+                }
+                TransferType::Image | TransferType::Local(8) => {
+                    self.ty = TransferType::Image;
+                    self.reply(r(200, "Switching to Binary mode."))
+                }
+                _ => self.reply(r(504, "Command not implemented for that parameter.")),
+            },
+            Command::Mode(m) => {
+                let ok = match m {
+                    TransferMode::Stream => true,
+                    TransferMode::Extended => f.mode_e,
+                    TransferMode::Deflate => f.mode_z,
+                    TransferMode::Block | TransferMode::Compressed => false,
+                };
+                if ok {
+                    if m != self.mode && self.data.is_some() && m == TransferMode::Stream {
+                        // Cached MODE E connections cannot carry stream mode.
+                        self.data = None;
+                    }
+                    self.mode = m;
+                    let letter = match m {
+                        TransferMode::Stream => "S",
+                        TransferMode::Extended => "E",
+                        _ => "Z",
+                    };
+                    self.reply(Reply::new(200, format!("Mode set to {letter}.")))
+                } else {
+                    self.reply(r(504, "Command not implemented for that parameter."))
+                }
+            }
+            Command::Stru(Structure::File) => {
+                self.stru = Structure::File;
+                self.reply(r(200, "Structure set to F."))
+            }
+            Command::Stru(_) => self.reply(r(504, "Command not implemented for that parameter.")),
+            Command::Pasv | Command::Port(_) | Command::Spas | Command::Spor(_)
+                if self.epsv_all =>
+            {
+                self.reply(r(501, "Only EPSV is allowed after EPSV ALL."))
+            }
+            Command::Eprt(_) if self.epsv_all => {
+                self.reply(r(501, "Only EPSV is allowed after EPSV ALL."))
+            }
+            Command::Pasv => {
+                if canonical(self.peer.ip()).is_ipv6() {
+                    self.reply(r(425, "PASV needs IPv4; use EPSV."))
+                } else {
+                    self.act(
+                        Action::OpenPassive(PassiveKind::Pasv),
+                        Pending::Passive(PassiveKind::Pasv),
+                    )
+                }
+            }
+            Command::Epsv(arg) if f.epsv => self.epsv(arg),
+            Command::Port(a) => self.active(vec![SocketAddr::V4(a)], "PORT"),
+            Command::Eprt(a) if f.epsv => {
+                if canonical(a.ip()).is_ipv4() != canonical(self.peer.ip()).is_ipv4() {
+                    let fam = if canonical(self.peer.ip()).is_ipv4() {
+                        "(1)"
+                    } else {
+                        "(2)"
+                    };
+                    self.reply(Reply::new(
+                        522,
+                        format!("Network protocol not supported, use {fam}"),
+                    ))
+                } else {
+                    self.active(vec![a], "EPRT")
+                }
+            }
+            Command::Spas if f.spas => self.act(
+                Action::OpenPassive(PassiveKind::Spas),
+                Pending::Passive(PassiveKind::Spas),
+            ),
+            Command::Spor(addrs) if f.spor => self.active(addrs, "SPOR"),
+            Command::Rest(Restart::Offset(n)) if f.rest_stream => {
+                self.rest = Some(Restart::Offset(n));
+                self.reply(Reply::new(350, format!("Restart position accepted ({n}).")))
+            }
+            Command::Rest(Restart::Ranges(set)) if f.mode_e => {
+                self.rest = Some(Restart::Ranges(set));
+                self.reply(r(350, "Restart Marker OK."))
+            }
+            Command::Rest(Restart::Ranges(_)) => {
+                self.reply(r(501, "Range lists need MODE E support."))
+            }
+            Command::Retr(p) => {
+                let path = self.cwd.join(&p);
+                self.retr(path, rest, None);
+            }
+            Command::Eret {
+                offset,
+                length,
+                path,
+            } if f.eret => {
+                let path = self.cwd.join(&path);
+                self.retr(path, Some(Restart::Offset(offset)), Some(length));
+            }
+            Command::Stor(p) => {
+                let path = self.cwd.join(&p);
+                self.stor(path, StoreKind::Replace, rest)
+            }
+            Command::Appe(p) => {
+                let path = self.cwd.join(&p);
+                self.stor(path, StoreKind::Append, None)
+            }
+            Command::Stou(p) => {
+                let path = self.cwd.join(p.as_deref().unwrap_or(""));
+                self.stor(path, StoreKind::Unique, None)
+            }
+            Command::Esto { offset, path } if f.esto => {
+                let path = self.cwd.join(&path);
+                self.stor(path, StoreKind::Adjusted, Some(Restart::Offset(offset)))
+            }
+            Command::Abor => self.reply(r(226, "No transfer to ABOR.")),
+            Command::Allo { .. } => self.reply(r(202, "ALLO command ignored.")),
+            Command::Site(s) => self.site(s, &f),
+            Command::Auth(_) => self.reply(r(502, "AUTH not supported (no TLS or GSI).")),
+            Command::Pbsz(_) => self.reply(r(200, "PBSZ=0")),
+            Command::Prot(ProtLevel::Clear) => self.reply(r(200, "Protection level set to Clear.")),
+            Command::Prot(_) => self.reply(r(536, "Only PROT C (clear) is supported.")),
+            Command::Dcau(Dcau::None) if f.dcau => self.reply(r(200, "DCAU N ok.")),
+            Command::Dcau(_) if f.dcau => self.reply(r(504, "Only DCAU N is supported.")),
+            Command::Lang(tag) if !f.languages.is_empty() => match tag {
+                None => {
+                    self.lang = None;
+                    let l = f.languages.first().cloned().unwrap_or_default();
+                    self.reply(Reply::new(200, format!("Language set to {l}.")))
+                }
+                Some(t) => {
+                    let found = f.languages.iter().find(|l| {
+                        let l = l.as_str();
+                        t.eq_ignore_ascii_case(l)
+                            || t.get(..l.len()).is_some_and(|p| p.eq_ignore_ascii_case(l))
+                                && t.as_bytes().get(l.len()) == Some(&b'-')
+                    });
+                    match found.cloned() {
+                        Some(l) => {
+                            self.lang = Some(l.clone());
+                            self.reply(Reply::new(200, format!("Language set to {l}.")))
+                        }
+                        None => self.reply(r(504, "Unsupported language.")),
+                    }
+                }
+            },
+            Command::Sbuf(n) if f.sbuf => {
+                self.retr_buf = Some(n);
+                self.stor_buf = Some(n);
+                self.reply(r(200, "SBUF command successful."))
+            }
+            Command::Cksm {
+                algorithm,
+                offset,
+                length,
+                path,
+            } if !f.checksums.is_empty() => {
+                if f.checksums
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&algorithm))
+                {
+                    let path = self.cwd.join(&path);
+                    self.act(
+                        Action::Cksm {
+                            path,
+                            algorithm,
+                            offset,
+                            length,
+                        },
+                        Pending::Fs(FsOp::Cksm),
+                    )
+                } else {
+                    self.reply(r(504, "Unsupported checksum algorithm."))
+                }
+            }
+            Command::Scks { algorithm, value } if !f.checksums.is_empty() => {
+                if algorithm
+                    .as_ref()
+                    .is_some_and(|a| !f.checksums.iter().any(|c| c.eq_ignore_ascii_case(a)))
+                {
+                    self.reply(r(504, "Unsupported checksum algorithm."))
+                } else {
+                    self.scks = Some((algorithm, value));
+                    self.reply(r(200, "SCKS command successful."))
+                }
+            }
+            Command::Trev { event, interval } if f.markers => {
+                match event {
+                    TrevEvent::Perf => self.perf_interval = interval,
+                    TrevEvent::Restart => self.restart_interval = interval,
+                }
+                self.reply(r(200, "TREV command successful."))
+            }
+            // Recognised commands whose feature is switched off.
+            Command::Size(_)
+            | Command::Mdtm(_)
+            | Command::Mlst(_)
+            | Command::Mlsd(_)
+            | Command::Epsv(_)
+            | Command::Eprt(_)
+            | Command::Spas
+            | Command::Spor(_)
+            | Command::Rest(_)
+            | Command::Eret { .. }
+            | Command::Esto { .. }
+            | Command::Dcau(_)
+            | Command::Lang(_)
+            | Command::Sbuf(_)
+            | Command::Cksm { .. }
+            | Command::Scks { .. }
+            | Command::Trev { .. } => self.reply(r(502, "Command not implemented.")),
+        }
+    }
+
+    fn user_cmd(&mut self, user: String) {
+        self.reset_transfer_state();
+        let anonymous = self.config.anonymous
+            && (user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp"));
+        self.login = Login::NeedPass { user, anonymous };
+        if anonymous {
+            self.reply(r(
+                331,
+                "Anonymous login ok, send your e-mail address as password.",
+            ))
+        } else {
+            self.reply(r(331, "Please specify the password."))
+        }
+    }
+
+    fn pass_cmd(&mut self, password: &str) {
+        match std::mem::replace(&mut self.login, Login::Fresh) {
+            Login::Fresh => self.reply(r(503, "Login with USER first.")),
+            l @ Login::LoggedIn(_) => {
+                self.login = l;
+                self.reply(r(230, "Already logged in."))
+            }
+            Login::NeedPass {
+                anonymous: true, ..
+            } => {
+                self.login = Login::LoggedIn(UserInfo {
+                    name: "anonymous".to_string(),
+                    anonymous: true,
+                    read_only: !self.config.anonymous_write,
+                });
+                self.cwd = VirtualPath::root();
+                self.reply(r(230, "Login successful."))
+            }
+            Login::NeedPass {
+                user,
+                anonymous: false,
+            } => match self.auth.authenticate(&user, password) {
+                AuthOutcome::Granted { read_only } => {
+                    self.login = Login::LoggedIn(UserInfo {
+                        name: user,
+                        anonymous: false,
+                        read_only,
+                    });
+                    self.cwd = VirtualPath::root();
+                    self.failures = 0;
+                    self.reply(r(230, "Login successful."))
+                }
+                AuthOutcome::Denied => {
+                    self.failures += 1;
+                    self.reply(r(530, "Login incorrect."));
+                    if self.failures >= self.config.max_login_failures {
+                        self.close_with(r(421, "Too many failed login attempts, closing."));
+                    }
+                }
+            },
+        }
+    }
+
+    fn reset_transfer_state(&mut self) {
+        if self.data == Some(DataEndpoint::Passive) {
+            self.actions.push_back(Action::ClosePassive);
+        }
+        self.login = Login::Fresh;
+        self.ty = TransferType::Ascii(super::command::FormatControl::NonPrint);
+        self.mode = TransferMode::Stream;
+        self.stru = Structure::File;
+        self.rest = None;
+        self.rnfr = None;
+        self.retr_opts = RetrOpts::default();
+        self.retr_buf = None;
+        self.stor_buf = None;
+        self.perf_interval = 0;
+        self.restart_interval = 0;
+        self.cwd = VirtualPath::root();
+        self.data = None;
+        self.epsv_all = false;
+        self.mlst_facts = FactSet::default();
+        self.scks = None;
+    }
+
+    fn rein(&mut self) {
+        self.reset_transfer_state();
+        self.lang = None;
+        self.utf8 = self.config.features.utf8;
+        self.reply(r(220, "Service ready for new user."))
+    }
+
+    fn help(&mut self) {
+        let mut lines = vec!["The following commands are recognized.".to_string()];
+        let verbs: Vec<&str> = Verb::ALL
+            .iter()
+            .filter(|v| !self.config.disabled.contains(v))
+            .map(|v| v.as_str())
+            .collect();
+        for chunk in verbs.chunks(8) {
+            lines.push(format!(" {}", chunk.join(" ")));
+        }
+        lines.push("Help OK.".to_string());
+        self.reply(Reply { code: 214, lines })
+    }
+
+    fn status_reply(&self) -> Reply {
+        let who = match &self.login {
+            Login::LoggedIn(u) => format!(" Logged in as {}", u.name),
+            _ => " Not logged in".to_string(),
+        };
+        let ty = match self.ty {
+            TransferType::Ascii(_) => "ASCII",
+            _ => "BINARY",
+        };
+        let mode = match self.mode {
+            TransferMode::Stream => "S",
+            TransferMode::Extended => "E",
+            TransferMode::Deflate => "Z",
+            TransferMode::Block => "B",
+            TransferMode::Compressed => "C",
+        };
+        let mut lines = vec![
+            "gridos FTP server status:".to_string(),
+            format!(" Connected from {}", self.peer.ip()),
+            who,
+            format!(" TYPE: {ty}, MODE: {mode}, STRU: F"),
+        ];
+        if matches!(self.pending, Pending::Transfer { .. }) {
+            lines.push(" A transfer is in progress".to_string());
+        }
+        lines.push("End of status".to_string());
+        Reply { code: 211, lines }
+    }
+
+    fn opts(&mut self, o: Opts, f: &Features) {
+        match o {
+            Opts::Utf8(on) if f.utf8 => {
+                self.utf8 = on;
+                self.reply(r(
+                    200,
+                    if on {
+                        "UTF8 set to on."
+                    } else {
+                        "UTF8 set to off."
+                    },
+                ))
+            }
+            Opts::Mlst(set) if f.mlst => {
+                self.mlst_facts = set;
+                self.reply(Reply::new(
+                    200,
+                    format!("MLST OPTS {}", set.selected_string()),
+                ))
+            }
+            Opts::Retr(ro) if f.parallelism => {
+                if let Some(Parallelism {
+                    starting,
+                    minimum,
+                    maximum,
+                }) = ro.parallelism
+                {
+                    let max = self.config.max_parallelism;
+                    if starting > max || minimum > max || maximum > max || minimum > maximum {
+                        return self.reply(r(501, "Parallelism out of range."));
+                    }
+                }
+                if ro.parallelism.is_some() {
+                    self.retr_opts.parallelism = ro.parallelism;
+                }
+                if ro.stripe_layout.is_some() {
+                    self.retr_opts.stripe_layout = ro.stripe_layout;
+                }
+                if ro.block_size.is_some() {
+                    self.retr_opts.block_size = ro.block_size;
+                }
+                self.reply(r(200, "OPTS Command Successful."))
+            }
+            _ => self.reply(r(501, "Option not understood.")),
+        }
+    }
+
+    fn site(&mut self, s: SiteCommand, f: &Features) {
+        match s {
+            SiteCommand::Chmod { mode, path } if f.site_chmod => {
+                let path = self.cwd.join(&path);
+                self.act(Action::Chmod { path, mode }, Pending::Fs(FsOp::Chmod))
+            }
+            SiteCommand::Sbuf(n) if f.sbuf => {
+                self.retr_buf = Some(n);
+                self.stor_buf = Some(n);
+                self.reply(r(200, "SITE SBUF command successful."))
+            }
+            SiteCommand::RetrBufSize(n) if f.sbuf => {
+                self.retr_buf = Some(n);
+                self.reply(r(200, "SITE RETRBUFSIZE command successful."))
+            }
+            SiteCommand::StorBufSize(n) if f.sbuf => {
+                self.stor_buf = Some(n);
+                self.reply(r(200, "SITE STORBUFSIZE command successful."))
+            }
+            SiteCommand::Help => {
+                let mut cmds = Vec::new();
+                if f.site_chmod {
+                    cmds.push("CHMOD");
+                }
+                if f.sbuf {
+                    cmds.extend(["SBUF", "BUFSIZE", "RETRBUFSIZE", "STORBUFSIZE"]);
+                }
+                cmds.push("HELP");
+                self.reply(Reply::new(
+                    214,
+                    format!("SITE commands: {}", cmds.join(" ")),
+                ))
+            }
+            SiteCommand::Other { .. } => self.reply(r(500, "Unknown SITE command.")),
+            _ => self.reply(r(502, "Command not implemented.")),
+        }
+    }
+
+    fn epsv(&mut self, arg: EpsvArg) {
+        let v4 = canonical(self.peer.ip()).is_ipv4();
+        match arg {
+            EpsvArg::All => {
+                self.epsv_all = true;
+                self.reply(r(200, "EPSV ALL ok."))
+            }
+            EpsvArg::Protocol(p) if (p == 1 && v4) || (p == 2 && !v4) => self.act(
+                Action::OpenPassive(PassiveKind::Epsv),
+                Pending::Passive(PassiveKind::Epsv),
+            ),
+            EpsvArg::Protocol(_) => {
+                let fam = if v4 { "(1)" } else { "(2)" };
+                self.reply(Reply::new(
+                    522,
+                    format!("Network protocol not supported, use {fam}"),
+                ))
+            }
+            EpsvArg::Any => self.act(
+                Action::OpenPassive(PassiveKind::Epsv),
+                Pending::Passive(PassiveKind::Epsv),
+            ),
+        }
+    }
+
+    fn active(&mut self, addrs: Vec<SocketAddr>, verb: &str) {
+        if !self.config.allow_foreign_data_addr {
+            let peer = canonical(self.peer.ip());
+            if addrs
+                .iter()
+                .any(|a| canonical(a.ip()) != peer || a.port() < 1024)
+            {
+                return self.reply(Reply::new(
+                    504,
+                    format!(
+                        "{verb} refused: data address must be the client's, port 1024 or above."
+                    ),
+                ));
+            }
+        }
+        if self.data == Some(DataEndpoint::Passive) {
+            self.actions.push_back(Action::ClosePassive);
+        }
+        self.data = Some(DataEndpoint::Active(addrs));
+        self.reply(Reply::new(200, format!("{verb} command successful.")))
+    }
+
+    fn params(&self, retr: bool) -> TransferParams {
+        TransferParams {
+            ty: self.ty,
+            mode: self.mode,
+            stru: self.stru,
+            retr_opts: self.retr_opts,
+            buffer_size: if retr { self.retr_buf } else { self.stor_buf },
+            perf_interval: self.perf_interval,
+            restart_interval: self.restart_interval,
+        }
+    }
+
+    fn data_or_425(&mut self) -> Option<DataEndpoint> {
+        let d = self.data.clone();
+        if d.is_none() {
+            self.reply(r(425, "Use PORT, PASV, EPRT or EPSV first."));
+        }
+        d
+    }
+
+    fn transfer(&mut self, a: Action, unique: bool) {
+        self.act(
+            a,
+            Pending::Transfer {
+                started: false,
+                abort: false,
+                unique,
+            },
+        );
+    }
+
+    fn retr(&mut self, path: VirtualPath, rest: Option<Restart>, length: Option<u64>) {
+        let Some(data) = self.data_or_425() else {
+            return;
+        };
+        let (offset, restart) = match rest {
+            Some(Restart::Offset(n)) => (n, None),
+            Some(Restart::Ranges(set)) => (0, Some(set)),
+            None => (0, None),
+        };
+        let req = RetrRequest {
+            path,
+            offset,
+            length,
+            restart,
+            data,
+            params: self.params(true),
+        };
+        self.transfer(Action::Retr(req), false)
+    }
+
+    fn stor(&mut self, path: VirtualPath, kind: StoreKind, rest: Option<Restart>) {
+        let Some(data) = self.data_or_425() else {
+            return;
+        };
+        let (offset, restart) = match rest {
+            Some(Restart::Offset(n)) => (n, None),
+            Some(Restart::Ranges(set)) => (0, Some(set)),
+            None => (0, None),
+        };
+        let req = StorRequest {
+            path,
+            kind,
+            offset,
+            restart,
+            expected_checksum: self.scks.take(),
+            data,
+            params: self.params(false),
+        };
+        self.transfer(Action::Stor(req), kind == StoreKind::Unique)
+    }
+
+    fn list(&mut self, args: ListArgs, kind: ListKind) {
+        let Some(data) = self.data_or_425() else {
+            return;
+        };
+        let path = self.cwd.join(args.path.as_deref().unwrap_or(""));
+        let req = ListRequest {
+            path,
+            kind,
+            options: args.options,
+            facts: self.mlst_facts,
+            data,
+            params: self.params(true),
+        };
+        self.transfer(Action::List(req), false)
+    }
+}
+
+/// A marker to send during a transfer ([`Session::handle_marker`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Marker<'a> {
+    /// `111 Range Marker …`
+    Range(&'a RangeSet),
+    /// `112-Perf Marker …`
+    Perf(&'a PerfMarker),
+}

@@ -60,6 +60,10 @@ fn monitor_raises_a_send_buffer_limited_transfer_on_a_long_path() {
     let report = sock.send_file(&src, 0, size, &opts).unwrap();
     assert_eq!(report.bytes, size);
     assert_eq!(receiver.join().unwrap().unwrap().bytes, size);
+    for d in &report.decisions {
+        println!("decision: {d:?}");
+    }
+    println!("SO_SNDBUF {before} -> {:?}; {} bytes in {:?}", report.sndbuf, report.bytes, report.elapsed);
     let raises: Vec<_> = report
         .decisions
         .iter()

@@ -7,7 +7,7 @@
 //! `cargo bench -p gridos-benches --bench io_engine`; `GRIDOS_BENCH_DIR` picks where the
 //! files live (default /dev/shm, so disk writeback does not blur the engine's cost);
 //! `GRIDOS_BENCH_SIZE` overrides the size in bytes. Summarise with
-//! `python3 benches/criterion_summary.py io_engine`.
+//! `python3 benches/criterion_summary.py wall cpu_process cpu_side`.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{

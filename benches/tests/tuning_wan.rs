@@ -63,7 +63,10 @@ fn monitor_raises_a_send_buffer_limited_transfer_on_a_long_path() {
     for d in &report.decisions {
         println!("decision: {d:?}");
     }
-    println!("SO_SNDBUF {before} -> {:?}; {} bytes in {:?}", report.sndbuf, report.bytes, report.elapsed);
+    println!(
+        "SO_SNDBUF {before} -> {:?}; {} bytes in {:?}",
+        report.sndbuf, report.bytes, report.elapsed
+    );
     let raises: Vec<_> = report
         .decisions
         .iter()

@@ -1,0 +1,362 @@
+//! The servers and clients the harness compares: gridos ftpd and `gridos cp`,
+//! globus-gridftp-server and globus-url-copy, vsftpd and curl, proftpd and lftp.
+//!
+//! vsftpd and proftpd conflict as Debian packages, so `.ci/run` (and `benches/README.md`)
+//! extract them side by side under `/opt/gridos-peers/` (override with `GRIDOS_PEERS_DIR`).
+
+use super::HarnessError;
+use crate::wan::{Side, Wan};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `gridos ftpd`.
+    Gridos,
+    /// `globus-gridftp-server -aa`.
+    Globus,
+    /// vsftpd (extracted package).
+    Vsftpd,
+    /// proftpd (extracted package).
+    Proftpd,
+}
+
+/// A client implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// `gridos cp`.
+    Gridos,
+    /// `globus-url-copy` with extra flags.
+    Globus(&'static [&'static str]),
+    /// curl.
+    Curl,
+    /// lftp.
+    Lftp,
+}
+
+impl ClientKind {
+    /// Display name.
+    pub fn name(&self) -> String {
+        match self {
+            ClientKind::Gridos => "gridos cp".into(),
+            ClientKind::Globus([]) => "globus-url-copy".into(),
+            ClientKind::Globus(flags) => format!("globus-url-copy {}", flags.join(" ")),
+            ClientKind::Curl => "curl".into(),
+            ClientKind::Lftp => "lftp".into(),
+        }
+    }
+}
+
+impl ServerKind {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Gridos => "gridos ftpd",
+            ServerKind::Globus => "globus-gridftp-server",
+            ServerKind::Vsftpd => "vsftpd",
+            ServerKind::Proftpd => "proftpd",
+        }
+    }
+}
+
+fn peers_dir() -> PathBuf {
+    std::env::var_os("GRIDOS_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/opt/gridos-peers".into())
+}
+
+/// The `gridos` binary: `GRIDOS_BIN`, else next to the running harness, else on PATH.
+pub fn gridos_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GRIDOS_BIN") {
+        return p.into();
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("gridos")));
+    beside
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "gridos".into())
+}
+
+fn free_port(ip: Ipv4Addr) -> Result<u16, HarnessError> {
+    let l =
+        TcpListener::bind((ip, 0)).map_err(|e| HarnessError::Setup(format!("free port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| HarnessError::Setup(e.to_string()))?
+        .port())
+}
+
+/// A running server, killed (with its whole process group) on drop.
+pub struct Server {
+    /// Which one.
+    pub kind: ServerKind,
+    child: Child,
+    addr: SocketAddr,
+    /// Directory served.
+    pub root: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `kind` serving `root` (anonymous, writable `up/`) on `ip`: on the host, or in
+    /// the server namespace of `wan`. `wait_connect` tells when it accepts connections.
+    pub fn start(
+        kind: ServerKind,
+        root: &Path,
+        ip: Ipv4Addr,
+        wan: Option<&Wan>,
+        wait_connect: &dyn Fn(SocketAddr) -> bool,
+    ) -> Result<Server, HarnessError> {
+        let scratch = tempfile::tempdir().map_err(|e| HarnessError::Setup(e.to_string()))?;
+        let port = free_port(Ipv4Addr::LOCALHOST)?;
+        let addr = SocketAddr::from((ip, port));
+        let s = scratch.path();
+        let mut cmd = match kind {
+            ServerKind::Gridos => {
+                let mut c = Command::new(gridos_bin());
+                c.args([
+                    "ftpd",
+                    "--anonymous",
+                    "--anonymous-write",
+                    "--listen",
+                    &addr.to_string(),
+                    "--docroot",
+                ]);
+                c.arg(root);
+                c
+            }
+            ServerKind::Globus => {
+                let mut c = Command::new("globus-gridftp-server");
+                c.args([
+                    "-aa",
+                    "-p",
+                    &port.to_string(),
+                    "-anonymous-user",
+                    "nobody",
+                    "-log-level",
+                    "error",
+                ]);
+                c.args([
+                    "-control-interface",
+                    &ip.to_string(),
+                    "-data-interface",
+                    &ip.to_string(),
+                ]);
+                c.arg("-home-dir").arg(root);
+                c
+            }
+            ServerKind::Vsftpd => {
+                let empty = s.join("empty");
+                std::fs::create_dir_all(&empty).map_err(|e| HarnessError::Setup(e.to_string()))?;
+                let conf = format!(
+                    "listen=YES\nlisten_ipv6=NO\nlisten_address={ip}\nlisten_port={port}\nbackground=NO\n\
+                     anonymous_enable=YES\nanon_root={}\nno_anon_password=YES\n\
+                     ftp_username=daemon\nwrite_enable=YES\nanon_upload_enable=YES\n\
+                     anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_umask=022\n\
+                     allow_writeable_chroot=YES\nlocal_enable=NO\nseccomp_sandbox=NO\n\
+                     secure_chroot_dir={}\npasv_enable=YES\npasv_address={ip}\nmax_clients=1000\n\
+                     max_per_ip=1000\nxferlog_enable=NO\n",
+                    root.display(),
+                    empty.display()
+                );
+                let path = s.join("vsftpd.conf");
+                std::fs::write(&path, conf).map_err(|e| HarnessError::Setup(e.to_string()))?;
+                let mut c = Command::new(peers_dir().join("vsftpd/usr/sbin/vsftpd"));
+                c.arg(path);
+                c
+            }
+            ServerKind::Proftpd => {
+                let conf = format!(
+                    "ServerName \"gridos-bench\"\nServerType standalone\nPort {port}\n\
+                     DefaultAddress {ip}\nSocketBindTight on\nUseIPv6 off\nUser nobody\nGroup nogroup\n\
+                     MaxInstances 1000\nScoreboardFile {s}/scoreboard\nPidFile {s}/proftpd.pid\n\
+                     DelayEngine off\nWtmpLog off\nUseReverseDNS off\n\
+                     <Anonymous {root}>\n  User nobody\n  Group nogroup\n  UserAlias anonymous nobody\n\
+                     \x20 RequireValidShell off\n  MaxClients 1000\n  <Limit WRITE>\n    AllowAll\n  </Limit>\n</Anonymous>\n",
+                    s = s.display(),
+                    root = root.display()
+                );
+                let path = s.join("proftpd.conf");
+                std::fs::write(&path, conf).map_err(|e| HarnessError::Setup(e.to_string()))?;
+                let mut c = Command::new(peers_dir().join("proftpd/usr/sbin/proftpd"));
+                c.args(["-n", "-q", "-c"]).arg(path);
+                c
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if let Some(w) = wan {
+            w.exec_in(Side::Server, &mut cmd);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| HarnessError::PeerMissing(format!("{}: {e}", kind.name())))?;
+        let mut server = Server {
+            kind,
+            child,
+            addr,
+            root: root.to_path_buf(),
+            _scratch: scratch,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !wait_connect(addr) {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(HarnessError::PeerFailed(format!(
+                    "{} exited at start: {status}",
+                    kind.name()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::PeerFailed(format!(
+                    "{} did not listen on {addr}",
+                    kind.name()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// URL of `rel` (a path relative to the served root).
+    pub fn url(&self, rel: &str) -> String {
+        match self.kind {
+            // globus-gridftp-server serves the file system; the root is its home directory.
+            ServerKind::Globus => format!("ftp://{}{}/{rel}", self.addr, self.root.display()),
+            _ => format!("ftp://{}/{rel}", self.addr),
+        }
+    }
+
+    /// PID of the server process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Whether a TCP connect to `addr` succeeds now (host namespace).
+pub fn can_connect(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The servers fork per client: kill the whole group.
+        let pg = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(pg, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// The command that downloads `url` to the local `dst` (a path; `/dev/null` allowed).
+pub fn get_cmd(client: ClientKind, url: &str, dst: &Path) -> Command {
+    match client {
+        ClientKind::Gridos => {
+            let mut c = Command::new(gridos_bin());
+            c.args(["cp", "--quiet", url]).arg(dst);
+            c
+        }
+        ClientKind::Globus(flags) => {
+            let mut c = Command::new("globus-url-copy");
+            c.args(flags)
+                .arg(url)
+                .arg(format!("file://{}", dst.display()));
+            c
+        }
+        ClientKind::Curl => {
+            let mut c = Command::new("curl");
+            c.args(["-s", "-S", "--fail", "-o"]).arg(dst).arg(url);
+            c
+        }
+        ClientKind::Lftp => {
+            let (base, path) = split_url(url);
+            let mut c = Command::new("lftp");
+            c.arg("-c").arg(format!(
+                "set net:max-retries 1; set xfer:clobber on; open {base}; get {path} -o {}",
+                dst.display()
+            ));
+            c
+        }
+    }
+}
+
+/// The command that uploads the local `src` to `url`.
+pub fn put_cmd(client: ClientKind, src: &Path, url: &str) -> Command {
+    match client {
+        ClientKind::Gridos => {
+            let mut c = Command::new(gridos_bin());
+            c.args(["cp", "--quiet"]).arg(src).arg(url);
+            c
+        }
+        ClientKind::Globus(flags) => {
+            let mut c = Command::new("globus-url-copy");
+            c.args(flags)
+                .arg(format!("file://{}", src.display()))
+                .arg(url);
+            c
+        }
+        ClientKind::Curl => {
+            let mut c = Command::new("curl");
+            c.args(["-s", "-S", "--fail", "-T"]).arg(src).arg(url);
+            c
+        }
+        ClientKind::Lftp => {
+            let (base, path) = split_url(url);
+            let mut c = Command::new("lftp");
+            c.arg("-c").arg(format!(
+                "set net:max-retries 1; set xfer:clobber on; open {base}; put {} -o {path}",
+                src.display()
+            ));
+            c
+        }
+    }
+}
+
+/// The command that copies the remote directory `url` (ending in `/`) into the local `dst`.
+pub fn get_tree_cmd(client: ClientKind, url: &str, dst: &Path, names: &[String]) -> Command {
+    match client {
+        ClientKind::Gridos => {
+            let mut c = Command::new(gridos_bin());
+            c.args(["cp", "--quiet", "-r", url]).arg(dst);
+            c
+        }
+        ClientKind::Globus(flags) => {
+            let mut c = Command::new("globus-url-copy");
+            c.args(flags)
+                .args(["-r", "-cd"])
+                .arg(url)
+                .arg(format!("file://{}/", dst.display()));
+            c
+        }
+        ClientKind::Curl => {
+            // One curl process, one connection reused for every file.
+            let mut c = Command::new("curl");
+            c.args(["-s", "-S", "--fail", "--create-dirs"]);
+            for n in names {
+                c.arg("-o").arg(dst.join(n)).arg(format!("{url}{n}"));
+            }
+            c
+        }
+        ClientKind::Lftp => {
+            let (base, path) = split_url(url);
+            let mut c = Command::new("lftp");
+            c.arg("-c").arg(format!(
+                "set net:max-retries 1; set xfer:clobber on; open {base}; mirror {path} {}",
+                dst.display()
+            ));
+            c
+        }
+    }
+}
+
+fn split_url(url: &str) -> (&str, &str) {
+    let after = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after..].find('/') {
+        Some(i) => url.split_at(after + i),
+        None => (url, "/"),
+    }
+}

@@ -128,7 +128,7 @@ pub fn send_compressed(
             file_len,
         });
     }
-    let ctx = Ctx::new(opts, Role::Sender, sock);
+    let ctx = Ctx::new(opts, Role::Sender);
     let _mode = ModeGuard::set(sock, true)?;
     stats::started(IoPath::ReadWrite);
     let start = Instant::now();
@@ -204,7 +204,7 @@ pub fn recv_decompressed(
     opts: &TransferOptions,
 ) -> Result<TransferReport> {
     let sock = sock.as_fd();
-    let ctx = Ctx::new(opts, Role::Receiver, sock);
+    let ctx = Ctx::new(opts, Role::Receiver);
     let _mode = ModeGuard::set(sock, true)?;
     stats::started(IoPath::ReadWrite);
     let start = Instant::now();

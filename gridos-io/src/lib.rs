@@ -16,6 +16,11 @@
 //! - [`IoConfig`]: administrator defaults (`/etc/gridos/io.toml`), changeable at run time.
 //! - [`compress`]: gzip/deflate streams — a user-space path by necessity.
 //!
+//! Like any code that writes to sockets with `sendfile(2)`/`splice(2)` (which have no
+//! `MSG_NOSIGNAL`), gridos-io expects `SIGPIPE` to be ignored, so a peer that goes away is an
+//! [`Error::PeerReset`] rather than a signal. Rust programs ignore it at start-up; C programs
+//! must do the same (`signal(SIGPIPE, SIG_IGN)`).
+//!
 //! ```
 //! use std::io::Write;
 //! use std::net::{TcpListener, TcpStream};

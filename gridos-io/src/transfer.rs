@@ -57,31 +57,37 @@ pub(crate) struct Ctx {
     pub cfg: crate::IoConfig,
     cancel: Option<CancelToken>,
     progress: Option<Arc<AtomicU64>>,
-    monitor: Option<Monitor>,
+    tuning: Tuning,
     interval: Duration,
     last_sample: Instant,
     pub decisions: Vec<TuneDecision>,
 }
 
+/// The buffer monitor of one transfer. It starts only once a transfer has run for a monitor
+/// interval, so short transfers pay nothing for it.
+enum Tuning {
+    Off,
+    Pending { role: Role, max_buffer: usize },
+    On(Monitor),
+}
+
 impl Ctx {
-    pub fn new(opts: &TransferOptions, role: Role, sock: BorrowedFd<'_>) -> Ctx {
+    pub fn new(opts: &TransferOptions, role: Role) -> Ctx {
         let cfg = crate::config();
-        let auto = opts.auto_tune.unwrap_or(cfg.auto_tune);
-        // Only TCP sockets have TCP_INFO; others simply run without a monitor.
-        let monitor = (auto && crate::tcp_info(&sock).is_ok()).then(|| {
-            let policy = TunePolicy {
+        let tuning = if opts.auto_tune.unwrap_or(cfg.auto_tune) {
+            Tuning::Pending {
+                role,
                 max_buffer: opts.max_buffer.unwrap_or(cfg.max_buffer),
-                privileged: privileged(),
-                max_streams: cfg.max_streams,
-            };
-            Monitor::new(role, SysLimits::read(), policy)
-        });
+            }
+        } else {
+            Tuning::Off
+        };
         Ctx {
             interval: Duration::from_millis(cfg.monitor_interval_ms),
             cfg,
             cancel: opts.cancel.clone(),
             progress: opts.progress.clone(),
-            monitor,
+            tuning,
             last_sample: Instant::now(),
             decisions: Vec::new(),
         }
@@ -97,14 +103,24 @@ impl Ctx {
         if let Some(p) = &self.progress {
             p.store(moved, Ordering::Relaxed);
         }
-        let Some(monitor) = self.monitor.as_mut() else {
-            return;
-        };
-        if self.last_sample.elapsed() < self.interval {
+        if matches!(self.tuning, Tuning::Off) || self.last_sample.elapsed() < self.interval {
             return;
         }
         self.last_sample = Instant::now();
+        // Only TCP sockets have TCP_INFO; others run without a monitor.
         let Ok(info) = crate::tcp_info(&sock) else {
+            self.tuning = Tuning::Off;
+            return;
+        };
+        if let Tuning::Pending { role, max_buffer } = self.tuning {
+            let policy = TunePolicy {
+                max_buffer,
+                privileged: privileged(),
+                max_streams: self.cfg.max_streams,
+            };
+            self.tuning = Tuning::On(Monitor::new(role, SysLimits::read(), policy));
+        }
+        let Tuning::On(monitor) = &mut self.tuning else {
             return;
         };
         let (snd, rcv) = buffer_sizes(sock);
@@ -184,7 +200,7 @@ pub fn send_file(
             file_len,
         });
     }
-    let mut ctx = Ctx::new(opts, Role::Sender, sock);
+    let mut ctx = Ctx::new(opts, Role::Sender);
     let path = resolve_path(opts, &ctx.cfg)?;
     stats::started(path);
     let start = Instant::now();
@@ -216,7 +232,7 @@ pub fn recv_file(
     opts: &TransferOptions,
 ) -> Result<TransferReport> {
     let sock = sock.as_fd();
-    let mut ctx = Ctx::new(opts, Role::Receiver, sock);
+    let mut ctx = Ctx::new(opts, Role::Receiver);
     let path = resolve_path(opts, &ctx.cfg)?;
     stats::started(path);
     let start = Instant::now();

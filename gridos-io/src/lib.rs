@@ -69,4 +69,4 @@ pub use pipe::{Pipe, PipePool, PooledPipe};
 pub use pool::{IoPool, JobHandle};
 pub use stats::{GlobalStats, TransferReport, stats};
 pub use tcpinfo::{TcpInfo, tcp_info};
-pub use transfer::{CancelToken, TransferOptions, recv_file, send_file};
+pub use transfer::{CancelToken, TransferOptions, recv_file, send_file, send_file_prefixed};

@@ -221,6 +221,47 @@ pub fn send_file(
     Ok(report(ctx, bytes, start, path, sock))
 }
 
+/// Sends `prefix` (a protocol header such as a MODE E block header) with `MSG_MORE`, then `len`
+/// bytes of `file` at `offset` exactly as [`send_file`] does, so header and payload leave in
+/// the same segments while the payload still moves without a user-space copy.
+pub fn send_file_prefixed(
+    prefix: &[u8],
+    file: &File,
+    offset: u64,
+    len: u64,
+    sock: &impl AsFd,
+    opts: &TransferOptions,
+) -> Result<TransferReport> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_fd();
+    let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
+    if offset.checked_add(len).is_none_or(|end| end > file_len) {
+        return Err(Error::OffsetPastEof {
+            offset,
+            len,
+            file_len,
+        });
+    }
+    // nix has no MSG_MORE constant; the bit comes from libc.
+    let more = MsgFlags::from_bits_retain(if len > 0 { libc::MSG_MORE } else { 0 });
+    let flags = MsgFlags::MSG_NOSIGNAL | more;
+    let mut sent = 0;
+    while sent < prefix.len() {
+        match send(fd.as_raw_fd(), &prefix[sent..], flags) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                let ctx = Ctx::new(opts, Role::Sender);
+                wait_ready(fd, true, &ctx, 0)?;
+            }
+            Err(e) => return Err(Error::transfer("send(header)", e.into(), 0)),
+        }
+    }
+    stats::add_sent(prefix.len() as u64);
+    send_file(file, offset, len, &fd, opts)
+}
+
 /// Receives from `sock` into `file` at `offset`: exactly `len` bytes when `len` is `Some`
 /// (a peer that closes early gives [`Error::PeerClosed`]), or until the peer closes when
 /// `None`. Bytes land at `offset..offset + n`; nothing else in the file is touched.

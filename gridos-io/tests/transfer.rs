@@ -374,3 +374,25 @@ fn stats_count_transfers_and_bytes() {
     assert!(after.transfers_by_path[2] > before.transfers_by_path[2]);
     assert_eq!(after.probed_path, gridos_io::probe().name());
 }
+
+#[test]
+fn prefixed_sends_put_the_header_before_the_payload_on_every_path() {
+    let data = pattern(3 * 1024 * 1024 + 5, 11);
+    let n = data.len() as u64 - 1;
+    for path in IoPath::ALL {
+        let src = file_with(&data);
+        let (c, s) = pair();
+        let header = [0x40u8, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1];
+        let sender = std::thread::spawn(move || {
+            gridos_io::send_file_prefixed(&header, &src, 1, n, &c, &forced(path))
+        });
+        let g = gridos_io::GridSocket::from(s);
+        let mut got = [0u8; 17];
+        g.sync_read_exact(&mut got).unwrap();
+        assert_eq!(got, header);
+        let mut dst = tempfile::tempfile().unwrap();
+        g.recv_file(&dst, 0, Some(n), &forced(path)).unwrap();
+        assert_eq!(sender.join().unwrap().unwrap().bytes, n);
+        assert_eq!(file_sha(&mut dst, 0, n), sha(&data[1..]), "{path}");
+    }
+}

@@ -5,7 +5,8 @@
 //! and a `sendfile(2)` source for socket → file.
 //!
 //! `cargo bench -p gridos-benches --bench io_engine`; `GRIDOS_BENCH_DIR` picks where the
-//! files live (default /dev/shm, so disk writeback does not blur the engine's cost);
+//! files live (default: the system temp dir, i.e. a disk file system's page cache, as an FTP
+//! server sees it; /dev/shm gives tmpfs);
 //! `GRIDOS_BENCH_SIZE` overrides the size in bytes. Summarise with
 //! `python3 benches/criterion_summary.py wall cpu_process cpu_side`.
 

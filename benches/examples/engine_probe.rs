@@ -15,7 +15,8 @@ fn main() {
     if let Some(b) = a.get(4) {
         gridos_io::set_key("io.batch", b).unwrap();
     }
-    let d = std::path::Path::new("/dev/shm");
+    let dd = std::env::var("DIR").unwrap_or_else(|_| "/dev/shm".into());
+    let d = std::path::Path::new(&dd);
     let src = warm_source(d, 1 << 30).unwrap();
     let mut v: Vec<_> = (0..5)
         .map(|_| {

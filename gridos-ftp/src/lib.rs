@@ -1,8 +1,8 @@
 //! # gridos-ftp — FTP server and client with the GridFTP extensions
 //!
-//! Today this crate holds the I/O-free protocol core, [`proto`]; the server (control
-//! connections on tokio, transfers on the gridos-io pool) and the client will come as the
-//! `server` and `client` modules, both driving the same core. See `DESIGN.md` (gridos-ftp).
+//! The I/O-free protocol core, [`proto`], drives both the server (control connections on
+//! tokio, transfers on the gridos-io pool), [`server`], and the client, [`client`]. See
+//! `DESIGN.md` (gridos-ftp).
 //!
 //! Where to start:
 //! - [`proto::Session`]: the server's per-connection state machine. Feed it control
@@ -11,6 +11,11 @@
 //! - [`proto::Command`]: the command parser (RFC 959, 2389, 2428, 3659, 2640 and GridFTP's
 //!   GFD.20/GFD.47 commands); [`proto::Reply`] / [`proto::ReplyParser`] for replies.
 //! - [`proto::mode_e`]: the MODE E block codec, reassembly and sender planning.
+//! - [`server::Server::start`]: the FTP server (listener threads for control connections,
+//!   the gridos-io pool for transfers, openat2-confined docroot, chroot and privilege drop,
+//!   live keys over a control socket); [`server::PasswordFile`] for its users.
+//! - [`client::Client`]: the blocking FTP client (login, list, get/put at offsets, mkdir,
+//!   delete, rename, size/mdtm); data connections go through gridos-io's zero-copy path.
 //!
 //! ```
 //! use gridos_ftp::proto::{Command, Reply, ReplyParser};
@@ -24,6 +29,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod proto;
+pub mod server;
 
 pub use proto::Error;

@@ -1,5 +1,6 @@
 //! Where a copy reads from or writes to: a local path or a URL. The GASS-like uniform access
-//! of the middleware starts here; this build understands local paths and `file://` URLs.
+//! of the middleware starts here; this build understands local paths, `file://` and
+//! `ftp://[user[:password]@]host[:port]/path` URLs (`gridftp://` comes later).
 
 use std::path::PathBuf;
 
@@ -8,6 +9,50 @@ use std::path::PathBuf;
 pub enum Location {
     /// A path on this machine (from a bare path or a `file://` URL).
     Local(PathBuf),
+    /// A file or directory on an FTP server.
+    Ftp(FtpUrl),
+}
+
+/// A parsed `ftp://` URL, percent-decoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FtpUrl {
+    /// User name (`anonymous` when the URL has none).
+    pub user: String,
+    /// Password (`None` when the URL has none).
+    pub password: Option<String>,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Control port (default 21).
+    pub port: u16,
+    /// Path on the server, always starting with `/` (taken as absolute).
+    pub path: String,
+}
+
+impl FtpUrl {
+    /// `host:port`, with brackets around an IPv6 address.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL again, without the password.
+    pub fn display(&self) -> String {
+        let user = if self.user == "anonymous" {
+            String::new()
+        } else {
+            format!("{}@", self.user)
+        };
+        format!("ftp://{user}{}{}", self.authority(), self.path)
+    }
+}
+
+impl std::fmt::Debug for FtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
 }
 
 /// Why an endpoint could not be used.
@@ -16,9 +61,12 @@ pub enum Location {
 pub enum LocationError {
     /// A URL scheme this build cannot serve.
     #[error(
-        "{0}:// URLs are not supported by this build of gridos (supported: local paths, file://)"
+        "{0}:// URLs are not supported by this build of gridos (supported: local paths, file://, ftp://)"
     )]
     UnsupportedScheme(String),
+    /// A scheme planned for a later release.
+    #[error("{0}:// URLs are not supported yet (supported: local paths, file://, ftp://)")]
+    NotYetSupported(String),
     /// A `file://` URL naming another host.
     #[error(
         "file:// URL names host {0:?}; only local files (file:///path or file://localhost/path) are possible"
@@ -62,9 +110,72 @@ impl Location {
                     std::ffi::OsString::from_vec(decoded),
                 )))
             }
+            "ftp" => parse_ftp(text, rest).map(Location::Ftp),
+            "gridftp" | "gsiftp" => Err(LocationError::NotYetSupported(scheme.into())),
             other => Err(LocationError::UnsupportedScheme(other.into())),
         }
     }
+}
+
+fn parse_ftp(text: &str, rest: &str) -> Result<FtpUrl, LocationError> {
+    let invalid = |why| LocationError::Invalid(text.into(), why);
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let text_of = |s: &str| -> Result<String, LocationError> {
+        let bytes = percent_decode(s).ok_or_else(|| invalid("bad percent-encoding"))?;
+        let s = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 after decoding"))?;
+        if s.contains(['\r', '\n']) {
+            return Err(invalid("line break in URL"));
+        }
+        Ok(s)
+    };
+    let (user, password) = match userinfo {
+        None => ("anonymous".to_string(), None),
+        Some(u) => match u.split_once(':') {
+            Some((u, p)) => (text_of(u)?, Some(text_of(p)?)),
+            None => (text_of(u)?, None),
+        },
+    };
+    let user = if user.is_empty() {
+        "anonymous".to_string()
+    } else {
+        user
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| invalid("unclosed [ in host"))?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid("no host"));
+    }
+    let port = match port {
+        None | Some("") => 21,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(invalid("bad port")),
+        },
+    };
+    let path = text_of(path)?;
+    Ok(FtpUrl {
+        user,
+        password,
+        host,
+        port,
+        path,
+    })
 }
 
 /// RFC 3986 percent-decoding to raw bytes (paths need not be UTF-8). A NUL byte is refused.
@@ -118,5 +229,55 @@ mod tests {
             Err(LocationError::UnsupportedScheme(_))
         ));
         assert!(Location::parse("").is_err());
+    }
+
+    #[test]
+    fn ftp_urls() {
+        let Ok(Location::Ftp(u)) = Location::parse("ftp://127.0.0.1:2121/pub/a%20b") else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                u.user.as_str(),
+                u.password,
+                u.host.as_str(),
+                u.port,
+                u.path.as_str()
+            ),
+            ("anonymous", None, "127.0.0.1", 2121, "/pub/a b")
+        );
+        let Ok(Location::Ftp(u)) = Location::parse("ftp://al%40ce:p%3Ass@[::1]/") else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                u.user.as_str(),
+                u.password.as_deref(),
+                u.host.as_str(),
+                u.port
+            ),
+            ("al@ce", Some("p:ss"), "::1", 21)
+        );
+        assert_eq!(u.authority(), "[::1]:21");
+        let Ok(Location::Ftp(u)) = Location::parse("ftp://host") else {
+            panic!()
+        };
+        assert_eq!(u.path, "/");
+        for bad in [
+            "ftp:///x",
+            "ftp://h:0/x",
+            "ftp://h:99999/",
+            "ftp://h/a%0d%0aDELE",
+            "ftp://[::1/x",
+        ] {
+            assert!(
+                matches!(Location::parse(bad), Err(LocationError::Invalid(..))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Location::parse("gridftp://h/x"),
+            Err(LocationError::NotYetSupported(_))
+        ));
     }
 }

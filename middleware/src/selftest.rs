@@ -1,16 +1,19 @@
 //! `gridos selftest`: a real transfer through the real stack on loopback, verified.
 //!
-//! Generates a file, sends it over a loopback TCP connection to a receiver thread
-//! (upload), sends the received copy back (download), compares all three copies byte by
-//! byte, and reports throughput, process CPU seconds per GB (both ends and the kernel's
-//! io_uring workers are in this process) and the I/O path in use.
+//! Starts a gridos FTP server on 127.0.0.1 inside this process (anonymous, writable, serving a
+//! temporary directory), uploads a generated file to it with the FTP client (control
+//! connection, passive data connection, zero-copy file → socket), downloads it back (socket →
+//! file), checks the original, the server's copy and the downloaded copy by SHA-256, and
+//! reports throughput, process CPU seconds per GB (client, server and the kernel's io_uring
+//! workers are all in this process) and the I/O path in use.
 
-use gridos_io::{IoPath, TransferOptions, recv_file, send_file};
+use gridos_ftp::client::{Client, ClientConfig, PutMode};
+use gridos_ftp::server::{Server, ServerConfig};
+use gridos_io::IoPath;
 use serde::Serialize;
 use std::fs::File;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What to run.
@@ -35,8 +38,10 @@ pub struct Leg {
     pub elapsed: Duration,
     /// Process CPU time (user + system, all threads).
     pub cpu: Duration,
-    /// The path the sender used.
+    /// The path the client's side of the transfer used.
     pub path: IoPath,
+    /// SHA-256 of the bytes that arrived (equal to the original's when verified).
+    pub sha256: String,
 }
 
 impl Leg {
@@ -57,16 +62,24 @@ pub enum SelftestError {
     /// A transfer failed.
     #[error("transfer: {0}")]
     Transfer(#[from] gridos_io::Error),
+    /// The FTP client failed.
+    #[error("ftp client: {0}")]
+    Ftp(#[from] gridos_ftp::client::Error),
+    /// The in-process FTP server could not start.
+    #[error("ftp server: {0}")]
+    Server(String),
     /// Setting up files or sockets failed.
     #[error("{0}: {1}")]
     Setup(&'static str, std::io::Error),
     /// The bytes that arrived differ from the bytes sent.
-    #[error("{leg}: received data differs from the original at byte {offset}")]
+    #[error("{leg}: SHA-256 of the received data is {got}, the original's is {expected}")]
     Mismatch {
         /// Which direction.
         leg: &'static str,
-        /// First differing byte.
-        offset: u64,
+        /// The original's digest.
+        expected: String,
+        /// The received data's digest.
+        got: String,
     },
     /// A helper thread died.
     #[error("receiver thread failed")]
@@ -79,74 +92,82 @@ pub fn run(opts: &SelftestOptions) -> Result<Vec<Leg>, SelftestError> {
         .prefix("gridos-selftest-")
         .tempdir_in(opts.dir.clone().unwrap_or_else(std::env::temp_dir))
         .map_err(|e| SelftestError::Setup("temporary directory", e))?;
+    let docroot = dir.path().join("docroot");
+    std::fs::create_dir(&docroot).map_err(|e| SelftestError::Setup("docroot", e))?;
     let original = dir.path().join("original");
     generate(&original, opts.size)?;
-    let open = |p: &PathBuf| File::open(p).map_err(|e| SelftestError::Setup("open", e));
-    let create = |p: &PathBuf| File::create(p).map_err(|e| SelftestError::Setup("create", e));
-    let (up, down) = (dir.path().join("uploaded"), dir.path().join("downloaded"));
-    let transfer = TransferOptions {
-        path: opts.path,
-        ..Default::default()
+    let expected = sha256_file(&original)?;
+
+    let mut config = ServerConfig::new(&docroot);
+    config.anonymous = true;
+    config.anonymous_write = true;
+    let server = Server::start(config).map_err(|e| SelftestError::Server(e.to_string()))?;
+    let mut cc = ClientConfig::default();
+    cc.transfer.path = opts.path;
+    let mut client = Client::connect(server.local_addr(), cc)?;
+    client.login_anonymous()?;
+
+    let src = File::open(&original).map_err(|e| SelftestError::Setup("open", e))?;
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let up = client.put(&src, 0, opts.size, "/selftest.bin", PutMode::Store)?;
+    let up_leg = Leg {
+        direction: "upload",
+        bytes: up.bytes,
+        elapsed: t0.elapsed(),
+        cpu: cpu_time().saturating_sub(cpu0),
+        path: up.path,
+        sha256: sha256_file(&docroot.join("selftest.bin"))?,
     };
-    let up_leg = leg(
-        "upload",
-        &open(&original)?,
-        &create(&up)?,
-        opts.size,
-        &transfer,
-    )?;
-    let down_leg = leg(
-        "download",
-        &open(&up)?,
-        &create(&down)?,
-        opts.size,
-        &transfer,
-    )?;
-    compare(&original, &up, "upload")?;
-    compare(&original, &down, "download")?;
+
+    let down_path = dir.path().join("downloaded");
+    let dst = File::create(&down_path).map_err(|e| SelftestError::Setup("create", e))?;
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let down = client.get("/selftest.bin", &dst, 0, 0)?;
+    let down_leg = Leg {
+        direction: "download",
+        bytes: down.bytes,
+        elapsed: t0.elapsed(),
+        cpu: cpu_time().saturating_sub(cpu0),
+        path: down.path,
+        sha256: sha256_file(&down_path)?,
+    };
+    let _ = client.quit();
+    server.shutdown();
+    for leg in [&up_leg, &down_leg] {
+        if leg.sha256 != expected || leg.bytes != opts.size {
+            return Err(SelftestError::Mismatch {
+                leg: leg.direction,
+                expected: expected.clone(),
+                got: leg.sha256.clone(),
+            });
+        }
+    }
     Ok(vec![up_leg, down_leg])
 }
 
-fn leg(
-    direction: &'static str,
-    src: &File,
-    dst: &File,
-    size: u64,
-    opts: &TransferOptions,
-) -> Result<Leg, SelftestError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| SelftestError::Setup("bind", e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| SelftestError::Setup("bind", e))?;
-    let dst = dst
-        .try_clone()
-        .map_err(|e| SelftestError::Setup("dup", e))?;
-    let ropts = opts.clone();
-    let cpu0 = cpu_time();
-    let start = Instant::now();
-    let receiver = std::thread::spawn(move || -> Result<u64, SelftestError> {
-        let (sock, _) = listener
-            .accept()
-            .map_err(|e| SelftestError::Setup("accept", e))?;
-        Ok(recv_file(&sock, &dst, 0, Some(size), &ropts)?.bytes)
-    });
-    let sock = TcpStream::connect(addr).map_err(|e| SelftestError::Setup("connect", e))?;
-    let sent = send_file(src, 0, size, &sock, opts);
-    drop(sock);
-    let received = receiver.join().map_err(|_| SelftestError::Thread)?;
-    let sent = sent?;
-    received?;
-    Ok(Leg {
-        direction,
-        bytes: sent.bytes,
-        elapsed: start.elapsed(),
-        cpu: cpu_time().saturating_sub(cpu0),
-        path: sent.path,
-    })
+/// SHA-256 of a file, hex.
+fn sha256_file(path: &Path) -> Result<String, SelftestError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| SelftestError::Setup("open", e))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| SelftestError::Setup("read", e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or(&[]));
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes `size` pseudo-random bytes (xorshift64*, incompressible, cheap to make).
-fn generate(path: &PathBuf, size: u64) -> Result<(), SelftestError> {
+fn generate(path: &Path, size: u64) -> Result<(), SelftestError> {
     let mut f = std::io::BufWriter::with_capacity(
         8 << 20,
         File::create(path).map_err(|e| SelftestError::Setup("create", e))?,
@@ -167,45 +188,6 @@ fn generate(path: &PathBuf, size: u64) -> Result<(), SelftestError> {
         left -= n as u64;
     }
     f.flush().map_err(|e| SelftestError::Setup("write", e))
-}
-
-fn compare(a: &PathBuf, b: &PathBuf, leg: &'static str) -> Result<(), SelftestError> {
-    let (fa, fb) = (
-        File::open(a).map_err(|e| SelftestError::Setup("open", e))?,
-        File::open(b).map_err(|e| SelftestError::Setup("open", e))?,
-    );
-    let (la, lb) = (
-        fa.metadata()
-            .map_err(|e| SelftestError::Setup("stat", e))?
-            .len(),
-        fb.metadata()
-            .map_err(|e| SelftestError::Setup("stat", e))?
-            .len(),
-    );
-    let (mut ba, mut bb) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
-    let mut off = 0u64;
-    while off < la.max(lb) {
-        let na = gridos_io::file_read(&fa, off, &mut ba)?;
-        let nb = gridos_io::file_read(&fb, off, &mut bb)?;
-        if let Some(i) = ba[..na.min(nb)]
-            .iter()
-            .zip(&bb[..na.min(nb)])
-            .position(|(x, y)| x != y)
-        {
-            return Err(SelftestError::Mismatch {
-                leg,
-                offset: off + i as u64,
-            });
-        }
-        if na != nb || na == 0 {
-            return Err(SelftestError::Mismatch {
-                leg,
-                offset: off + na.min(nb) as u64,
-            });
-        }
-        off += na as u64;
-    }
-    Ok(())
 }
 
 /// User + system CPU time of the whole process.

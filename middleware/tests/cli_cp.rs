@@ -49,9 +49,11 @@ fn cp_copies_paths_and_file_urls_byte_exact() {
 #[test]
 fn cp_fails_clearly_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
-        (&["cp", "/nonexistent/gridos/src", "x"], "open source"),
+    let cases: [(&[&str], &str); 6] = [
+        (&["cp", "/nonexistent/gridos/src", "x"], "no such file"),
         (&["cp", "ftp2://host/x", "y"], "not supported"),
+        (&["cp", "gridftp://host/x", "y"], "not supported yet"),
+        (&["cp", "ftp://127.0.0.1:0/x", "y"], "bad port"),
         (
             &["cp", "file://otherhost/etc/hosts", "y"],
             "only local files",

@@ -21,10 +21,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Copy SRC to DST (local paths and file:// URLs).
+    /// Copy SRC to DST (local paths, file:// and ftp:// URLs).
     Cp(cli::cp::CpArgs),
     /// Move a generated file both ways over loopback through the real stack and verify it.
     Selftest(cli::selftest::SelftestArgs),
+    /// Run the FTP server in the foreground.
+    Ftpd(cli::ftpd::FtpdArgs),
+    /// Add or replace a user in an ftpd password file (password on stdin).
+    Passwd(cli::passwd::PasswdArgs),
+    /// Get or set a running service's keys, or read its stats, over its control socket.
+    Ctl(cli::ctl::CtlArgs),
     #[command(flatten)]
     Grid(cli::grid::GridCommand),
 }
@@ -35,6 +41,9 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Cp(a) => cli::cp::run(a),
         Command::Selftest(a) => cli::selftest::run(a),
+        Command::Ftpd(a) => cli::ftpd::run(a),
+        Command::Passwd(a) => cli::passwd::run(a),
+        Command::Ctl(a) => cli::ctl::run(a),
         Command::Grid(c) => cli::grid::run(c).map_err(|e| e.to_string()),
     };
     match result {

@@ -1,61 +1,594 @@
-//! `gridos cp SRC DST`.
+//! `gridos cp [-r] [--resume] [--progress|--quiet] [--json] SRC DST`.
+//!
+//! SRC and DST are each a local path, a `file://` URL or an `ftp://` URL. Local → FTP is an
+//! upload, FTP → local a download (both zero-copy through gridos-io), local → local a
+//! `copy_path`, FTP → FTP a relay through a temporary local file (get, then put). Downloads
+//! land atomically (temporary file + rename) unless `--resume`, which continues a partial
+//! destination instead (REST for downloads, SIZE + REST/APPE for uploads). Every file's size is
+//! checked at the end; the exit status is 0 only when every byte arrived.
 
-use crate::location::Location;
+use crate::location::{FtpUrl, Location};
 use clap::Args;
-use std::path::PathBuf;
+use gridos_ftp::client::{Client, ClientConfig, EntryKind, PutMode};
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Arguments of `gridos cp`.
 #[derive(Args, Debug)]
 pub struct CpArgs {
-    /// Source: a local path or file:// URL.
+    /// Source: a local path, file:// URL or ftp://[user[:password]@]host[:port]/path.
     pub src: String,
-    /// Destination: a local path or file:// URL; an existing directory receives the file
-    /// under the source's name.
+    /// Destination, in the same forms; an existing directory receives the source under its
+    /// own name.
     pub dst: String,
+    /// Copy directory trees.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Continue a partial destination instead of replacing it.
+    #[arg(long)]
+    pub resume: bool,
+    /// Show a progress bar (default: when stderr is a terminal).
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress: bool,
     /// Print nothing on success.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One side of the copy: where it is and, for FTP, the open connection.
+enum Side {
+    Local,
+    Ftp(Box<Client>, FtpUrl),
+}
+
+/// A path on one side.
+#[derive(Clone, Debug)]
+enum Node {
+    Local(PathBuf),
+    Remote(String),
+}
+
+impl Node {
+    fn show(&self, side: &Side) -> String {
+        match (self, side) {
+            (Node::Local(p), _) => p.display().to_string(),
+            (Node::Remote(p), Side::Ftp(_, u)) => FtpUrl {
+                path: p.clone(),
+                ..u.clone()
+            }
+            .display(),
+            (Node::Remote(p), Side::Local) => p.clone(),
+        }
+    }
+
+    fn join(&self, name: &str) -> Node {
+        match self {
+            Node::Local(p) => Node::Local(p.join(name)),
+            Node::Remote(p) => Node::Remote(format!("{}/{name}", p.trim_end_matches('/'))),
+        }
+    }
+
+    fn name(&self) -> Option<String> {
+        match self {
+            Node::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Node::Remote(p) => p
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+        }
+    }
+}
+
+/// Totals of a run.
+#[derive(Default)]
+struct Totals {
+    bytes: u64,
+    files: u64,
+    skipped: u64,
+    path: Option<String>,
+}
+
+/// Progress display: a bar fed from the transfer's progress counter by a ticker thread.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    current: Arc<AtomicU64>,
+    base: Arc<AtomicU64>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn new(show: bool) -> Progress {
+        let current = Arc::new(AtomicU64::new(0));
+        let base = Arc::new(AtomicU64::new(0));
+        if !show {
+            return Progress {
+                bar: None,
+                current,
+                base,
+                stop: None,
+                ticker: None,
+            };
+        }
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bytes:>10} / {total_bytes:>10} {wide_bar} {binary_bytes_per_sec:>12} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (b, c, bar2) = (base.clone(), current.clone(), bar.clone());
+        let ticker = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_millis(100))
+            {
+                bar2.set_position(b.load(Ordering::Relaxed) + c.load(Ordering::Relaxed));
+            }
+        });
+        Progress {
+            bar: Some(bar),
+            current,
+            base,
+            stop: Some(tx),
+            ticker: Some(ticker),
+        }
+    }
+
+    fn add_total(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc_length(n);
+        }
+    }
+
+    fn file_done(&self, bytes: u64, name: &str) {
+        self.base.fetch_add(bytes, Ordering::Relaxed);
+        self.current.store(0, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_message(name.to_string());
+        }
+    }
+
+    fn finish(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn connect(url: &FtpUrl, progress: &Arc<AtomicU64>) -> Result<Client, String> {
+    let mut config = ClientConfig::default();
+    config.transfer.progress = Some(progress.clone());
+    let mut c = Client::connect(url.authority(), config)
+        .map_err(|e| format!("cp: {}: {e}", url.display()))?;
+    let password = match &url.password {
+        Some(p) => p.clone(),
+        None if url.user == "anonymous" => "gridos@".into(),
+        None => std::env::var("GRIDOS_FTP_PASSWORD").unwrap_or_default(),
+    };
+    c.login(&url.user, &password)
+        .map_err(|e| format!("cp: {}: login: {e}", url.display()))?;
+    Ok(c)
+}
+
+/// What a node is: `None` when it does not exist.
+fn kind(side: &mut Side, node: &Node) -> Result<Option<EntryKind>, String> {
+    match (side, node) {
+        (_, Node::Local(p)) => Ok(std::fs::metadata(p).ok().map(|m| {
+            if m.is_dir() {
+                EntryKind::Dir
+            } else if m.is_file() {
+                EntryKind::File
+            } else {
+                EntryKind::Other
+            }
+        })),
+        (Side::Ftp(c, u), Node::Remote(p)) => c
+            .stat(p)
+            .map(|e| e.map(|e| e.kind))
+            .map_err(|e| format!("cp: {}: {e}", u.display())),
+        (Side::Local, Node::Remote(_)) => {
+            Err("cp: internal error: remote path on local side".into())
+        }
+    }
 }
 
 /// Copies; exit status 0 only when every byte arrived.
 pub fn run(a: CpArgs) -> Result<ExitCode, String> {
-    let (Location::Local(src), Location::Local(dst)) = (
-        Location::parse(&a.src).map_err(|e| e.to_string())?,
-        Location::parse(&a.dst).map_err(|e| e.to_string())?,
-    );
-    let dst: PathBuf = if dst.is_dir() {
-        let name = src
-            .file_name()
-            .ok_or_else(|| format!("cp: {} has no file name", src.display()))?;
-        dst.join(name)
+    let src_loc = Location::parse(&a.src).map_err(|e| e.to_string())?;
+    let dst_loc = Location::parse(&a.dst).map_err(|e| e.to_string())?;
+    let show_bar = !a.quiet && (a.progress || std::io::stderr().is_terminal());
+    let mut progress = Progress::new(show_bar);
+    let open = |loc: Location| -> Result<(Side, Node), String> {
+        match loc {
+            Location::Local(p) => Ok((Side::Local, Node::Local(p))),
+            Location::Ftp(u) => {
+                let c = connect(&u, &progress.current)?;
+                let path = u.path.clone();
+                Ok((Side::Ftp(Box::new(c), u), Node::Remote(path)))
+            }
+        }
+    };
+    let (mut src_side, src) = open(src_loc)?;
+    let (mut dst_side, dst) = open(dst_loc)?;
+
+    let src_kind = kind(&mut src_side, &src)?
+        .ok_or_else(|| format!("cp: {}: no such file or directory", src.show(&src_side)))?;
+    if src_kind == EntryKind::Dir && !a.recursive {
+        return Err(format!(
+            "cp: {} is a directory (use -r to copy a tree)",
+            src.show(&src_side)
+        ));
+    }
+    // An existing directory receives the source under its own name.
+    let dst = if kind(&mut dst_side, &dst)? == Some(EntryKind::Dir) {
+        match src.name() {
+            Some(n) => dst.join(&n),
+            None if src_kind == EntryKind::Dir => dst,
+            None => return Err(format!("cp: {} has no file name", src.show(&src_side))),
+        }
     } else {
         dst
     };
-    if std::fs::canonicalize(&src)
-        .ok()
-        .is_some_and(|s| std::fs::canonicalize(&dst).ok() == Some(s))
+    if let (Node::Local(s), Node::Local(d)) = (&src, &dst)
+        && std::fs::canonicalize(s)
+            .ok()
+            .is_some_and(|s| std::fs::canonicalize(d).ok() == Some(s))
     {
         return Err(format!(
             "cp: {} and {} are the same file",
-            src.display(),
-            dst.display()
+            s.display(),
+            d.display()
         ));
     }
-    let start = std::time::Instant::now();
-    let r = gridos_io::copy_path(&src, &dst)
-        .map_err(|e| format!("cp: {} → {}: {e}", src.display(), dst.display()))?;
-    if !a.quiet {
-        let secs = start.elapsed().as_secs_f64();
+
+    // Plan: directories to create (parents first) and files to copy.
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    if src_kind == EntryKind::Dir {
+        walk(&mut src_side, &src, &dst, &mut dirs, &mut files)?;
+    } else {
+        // The size is only needed for the progress bar's total.
+        let size = match (&mut src_side, &src) {
+            (_, Node::Local(p)) => std::fs::metadata(p).ok().map(|m| m.len()),
+            (Side::Ftp(c, _), Node::Remote(p)) if show_bar => c.size(p).ok(),
+            _ => None,
+        };
+        files.push((src.clone(), dst.clone(), size));
+    }
+    for (_, _, size) in &files {
+        progress.add_total(size.unwrap_or(0));
+    }
+
+    let start = Instant::now();
+    let mut totals = Totals::default();
+    for d in &dirs {
+        make_dir(&mut dst_side, d)?;
+    }
+    for (s, d, _) in &files {
+        let (bytes, path) = copy_one(&mut src_side, s, &mut dst_side, d, a.resume)?;
+        totals.bytes += bytes;
+        totals.files += 1;
+        if bytes == 0 && a.resume {
+            totals.skipped += 1;
+        }
+        if path.is_some() {
+            totals.path = path;
+        }
+        progress.file_done(bytes, &d.show(&dst_side));
+    }
+    progress.finish();
+    for side in [src_side, dst_side] {
+        if let Side::Ftp(c, _) = side {
+            let _ = c.quit();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mbps = totals.bytes as f64 / secs.max(1e-9) / 1e6;
+    let path = totals.path.unwrap_or_else(|| "none".into());
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "src": a.src_display(), "dst": a.dst_display(), "bytes": totals.bytes,
+                "seconds": secs, "mb_per_sec": mbps, "path": path, "files": totals.files,
+                "directories": dirs.len(), "resumed": a.resume, "complete": true,
+            })
+        );
+    } else if !a.quiet {
         eprintln!(
-            "{} → {}: {} bytes in {:.3} s ({:.1} MB/s, {:?})",
-            src.display(),
-            dst.display(),
-            r.bytes,
-            secs,
-            r.bytes as f64 / secs.max(1e-9) / 1e6,
-            r.method
+            "{} → {}: {} bytes in {} file{} in {secs:.3} s ({mbps:.1} MB/s, {path})",
+            a.src_display(),
+            a.dst_display(),
+            totals.bytes,
+            totals.files,
+            if totals.files == 1 { "" } else { "s" },
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl CpArgs {
+    fn src_display(&self) -> String {
+        redact(&self.src)
+    }
+    fn dst_display(&self) -> String {
+        redact(&self.dst)
+    }
+}
+
+/// A URL with any password replaced by `****`.
+fn redact(url: &str) -> String {
+    match Location::parse(url) {
+        Ok(Location::Ftp(u)) => u.display(),
+        _ => url.to_string(),
+    }
+}
+
+type FileJob = (Node, Node, Option<u64>);
+
+/// Lists `src` recursively: directories to create under `dst` (parents first) and files.
+fn walk(
+    side: &mut Side,
+    src: &Node,
+    dst: &Node,
+    dirs: &mut Vec<Node>,
+    files: &mut Vec<FileJob>,
+) -> Result<(), String> {
+    dirs.push(dst.clone());
+    let entries: Vec<(String, EntryKind, Option<u64>)> = match (&mut *side, src) {
+        (_, Node::Local(p)) => {
+            let mut v = Vec::new();
+            let rd = std::fs::read_dir(p).map_err(|e| format!("cp: {}: {e}", p.display()))?;
+            for e in rd {
+                let e = e.map_err(|e| format!("cp: {}: {e}", p.display()))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let m = std::fs::metadata(e.path())
+                    .map_err(|err| format!("cp: {}: {err}", e.path().display()))?;
+                let k = if m.is_dir() {
+                    EntryKind::Dir
+                } else if m.is_file() {
+                    EntryKind::File
+                } else {
+                    EntryKind::Other
+                };
+                v.push((name, k, Some(m.len())));
+            }
+            v
+        }
+        (Side::Ftp(c, u), Node::Remote(p)) => c
+            .list(Some(p))
+            .map_err(|e| format!("cp: {}: list: {e}", u.display()))?
+            .into_iter()
+            .map(|e| (e.name, e.kind, e.size))
+            .collect(),
+        (Side::Local, Node::Remote(_)) => return Err("cp: internal error".into()),
+    };
+    for (name, k, size) in entries {
+        match k {
+            EntryKind::Dir => walk(side, &src.join(&name), &dst.join(&name), dirs, files)?,
+            EntryKind::File => files.push((src.join(&name), dst.join(&name), size)),
+            _ => eprintln!(
+                "gridos: cp: skipping {} (not a regular file or directory)",
+                src.join(&name).show(side)
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn make_dir(side: &mut Side, d: &Node) -> Result<(), String> {
+    match (&mut *side, d) {
+        (_, Node::Local(p)) => {
+            std::fs::create_dir_all(p).map_err(|e| format!("cp: mkdir {}: {e}", p.display()))
+        }
+        (Side::Ftp(c, u), Node::Remote(p)) => match c.mkdir(p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.reply_code().is_some() => match c.stat(p) {
+                Ok(Some(en)) if en.kind == EntryKind::Dir => Ok(()),
+                _ => Err(format!("cp: {}: mkdir {p}: {e}", u.display())),
+            },
+            Err(e) => Err(format!("cp: {}: mkdir {p}: {e}", u.display())),
+        },
+        (Side::Local, Node::Remote(_)) => Err("cp: internal error".into()),
+    }
+}
+
+/// A temporary file beside `dst` that becomes `dst` on success.
+fn temp_beside(dst: &Path) -> Result<tempfile::NamedTempFile, String> {
+    let dir = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .map_err(|e| format!("cp: temporary file in {}: {e}", dir.display()))
+}
+
+fn file_len(f: &File) -> Result<u64, String> {
+    f.metadata()
+        .map(|m| m.len())
+        .map_err(|e| format!("cp: stat: {e}"))
+}
+
+/// Remote size, `None` when the file does not exist or the server cannot tell.
+fn remote_size(c: &mut Client, p: &str) -> Result<Option<u64>, gridos_ftp::client::Error> {
+    match c.size(p) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.reply_code().is_some() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies one file; returns the bytes moved and the I/O path used.
+fn copy_one(
+    src_side: &mut Side,
+    src: &Node,
+    dst_side: &mut Side,
+    dst: &Node,
+    resume: bool,
+) -> Result<(u64, Option<String>), String> {
+    let what = format!("cp: {} → {}", src.show(src_side), dst.show(dst_side));
+    match (src_side, src, dst_side, dst) {
+        (_, Node::Local(s), _, Node::Local(d)) => {
+            let r = gridos_io::copy_path(s, d).map_err(|e| format!("{what}: {e}"))?;
+            Ok((r.bytes, Some(format!("{:?}", r.method))))
+        }
+        (Side::Ftp(c, _), Node::Remote(s), _, Node::Local(d)) => {
+            let ftp = |e: gridos_ftp::client::Error| format!("{what}: {e}");
+            if resume {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(d)
+                    .map_err(|e| format!("{what}: open {}: {e}", d.display()))?;
+                let have = file_len(&f)?;
+                let total = remote_size(c, s).map_err(ftp)?;
+                if total == Some(have) {
+                    return Ok((0, None));
+                }
+                if total.is_some_and(|t| have > t) {
+                    return Err(format!(
+                        "{what}: destination is longer ({have} bytes) than the source ({} bytes); not resuming",
+                        total.unwrap_or(0)
+                    ));
+                }
+                let r = c.get(s, &f, have, have).map_err(ftp)?;
+                let len = file_len(&f)?;
+                if let Some(t) = total
+                    && len != t
+                {
+                    return Err(format!("{what}: {len} bytes on disk, {t} expected"));
+                }
+                Ok((r.bytes, Some(r.path.name().into())))
+            } else {
+                let tmp = temp_beside(d)?;
+                let r = c.get(s, tmp.as_file(), 0, 0).map_err(ftp)?;
+                let len = file_len(tmp.as_file())?;
+                if len != r.bytes {
+                    return Err(format!("{what}: {len} bytes on disk, {} received", r.bytes));
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let _ = tmp
+                    .as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644));
+                tmp.persist(d)
+                    .map_err(|e| format!("{what}: rename into place: {}", e.error))?;
+                Ok((r.bytes, Some(r.path.name().into())))
+            }
+        }
+        (_, Node::Local(s), Side::Ftp(c, _), Node::Remote(d)) => {
+            let f = File::open(s).map_err(|e| format!("{what}: open source: {e}"))?;
+            let len = file_len(&f)?;
+            put_file(c, &f, len, d, resume).map_err(|e| format!("{what}: {e}"))
+        }
+        (Side::Ftp(sc, _), Node::Remote(s), Side::Ftp(dc, _), Node::Remote(d)) => {
+            // Relay through a temporary local file: correct for any pair of servers.
+            let from = if resume {
+                remote_size(dc, d)
+                    .map_err(|e| format!("{what}: {e}"))?
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            let total = remote_size(sc, s).map_err(|e| format!("{what}: {e}"))?;
+            if resume && total == Some(from) {
+                return Ok((0, None));
+            }
+            let tmp = tempfile::tempfile().map_err(|e| format!("{what}: temporary file: {e}"))?;
+            sc.get(s, &tmp, 0, from)
+                .map_err(|e| format!("{what}: get: {e}"))?;
+            let len = file_len(&tmp)?;
+            let mode = if from == 0 {
+                PutMode::Store
+            } else if dc.features().rest_stream {
+                PutMode::Restart(from)
+            } else {
+                PutMode::Append
+            };
+            let r = dc
+                .put(&tmp, 0, len, d, mode)
+                .map_err(|e| format!("{what}: put: {e}"))?;
+            verify_remote(dc, d, from + len).map_err(|e| format!("{what}: {e}"))?;
+            Ok((r.bytes, Some(r.path.name().into())))
+        }
+        _ => Err(format!("{what}: internal error: mismatched sides")),
+    }
+}
+
+/// Uploads `len` bytes of `f` to `d`, continuing a partial remote file with `resume`.
+fn put_file(
+    c: &mut Client,
+    f: &File,
+    len: u64,
+    d: &str,
+    resume: bool,
+) -> Result<(u64, Option<String>), String> {
+    let mut from = 0;
+    let mut mode = PutMode::Store;
+    if resume {
+        let have = remote_size(c, d).map_err(|e| e.to_string())?.unwrap_or(0);
+        if have == len {
+            return Ok((0, None));
+        }
+        if have > len {
+            return Err(format!(
+                "destination is longer ({have} bytes) than the source ({len} bytes); not resuming"
+            ));
+        }
+        if have > 0 {
+            from = have;
+            mode = if c.features().rest_stream {
+                PutMode::Restart(have)
+            } else {
+                PutMode::Append
+            };
+        }
+    }
+    let r = c
+        .put(f, from, len - from, d, mode)
+        .map_err(|e| e.to_string())?;
+    verify_remote(c, d, len)?;
+    Ok((r.bytes, Some(r.path.name().into())))
+}
+
+/// Checks the remote file's size when the server can tell.
+fn verify_remote(c: &mut Client, d: &str, want: u64) -> Result<(), String> {
+    if !c.features().size {
+        return Ok(());
+    }
+    match c.size(d) {
+        Ok(n) if n == want => Ok(()),
+        Ok(n) => Err(format!(
+            "incomplete upload: the server has {n} bytes, {want} expected"
+        )),
+        Err(e) => Err(format!("checking the upload's size: {e}")),
+    }
 }

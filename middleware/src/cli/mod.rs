@@ -1,7 +1,10 @@
 //! Subcommands of the `gridos` binary. Each module owns its clap arguments and its `run`.
 
 pub mod cp;
+pub mod ctl;
+pub mod ftpd;
 pub mod grid;
+pub mod passwd;
 pub mod selftest;
 
 /// Sets up `tracing` output on stderr: warnings by default, more with each `-v`, or whatever

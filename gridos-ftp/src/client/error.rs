@@ -1,0 +1,109 @@
+//! The client's one error type.
+
+use std::time::Duration;
+
+/// Result alias for the client.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to an FTP server.
+///
+/// A refusal by the server is [`Error::Reply`], with the server's code and text; a transfer
+/// that stopped part-way carries the bytes that arrived ([`Error::bytes_moved`]) so a caller
+/// can resume.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A socket operation failed (connect, read, write…).
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server answered a command with a code the operation cannot accept.
+    #[error("server replied {code} to {command}: {text}")]
+    Reply {
+        /// The command (a password is never shown).
+        command: String,
+        /// The server's reply code.
+        code: u16,
+        /// The server's reply text (all lines, joined).
+        text: String,
+    },
+    /// The server sent something that is not valid FTP (a malformed reply, an unparsable
+    /// address, size or listing).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server closed the control connection.
+    #[error("control connection closed by the server{}", if *.mid_reply { " in the middle of a reply" } else { "" })]
+    Closed {
+        /// Whether the close cut a reply short.
+        mid_reply: bool,
+    },
+    /// No progress for longer than the configured timeout.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
+    /// The data transfer failed part-way.
+    #[error("data transfer failed after {moved} bytes: {source}")]
+    Transfer {
+        /// Bytes that reached their destination before the failure.
+        moved: u64,
+        /// What gridos-io reported.
+        #[source]
+        source: gridos_io::Error,
+    },
+    /// The transfer ended cleanly but moved a different number of bytes than the server's
+    /// `SIZE` said it would.
+    #[error("incomplete transfer: {got} bytes arrived, {expected} expected")]
+    Incomplete {
+        /// Bytes expected.
+        expected: u64,
+        /// Bytes that arrived.
+        got: u64,
+    },
+    /// The operation was cancelled through the configured `CancelToken`.
+    #[error("cancelled after {moved} bytes")]
+    Cancelled {
+        /// Bytes moved before the cancellation took effect.
+        moved: u64,
+    },
+    /// An argument that cannot be sent (a path with CR, LF or NUL, an empty path…).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The server lacks something the operation needs.
+    #[error("not supported by the server: {0}")]
+    Unsupported(&'static str),
+    /// An earlier error left the control connection out of step; reconnect.
+    #[error("control connection unusable after an earlier error")]
+    Poisoned,
+}
+
+impl Error {
+    /// The server's reply code, when the server refused.
+    pub fn reply_code(&self) -> Option<u16> {
+        match self {
+            Error::Reply { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Bytes that reached their destination before a transfer failed.
+    pub fn bytes_moved(&self) -> Option<u64> {
+        match self {
+            Error::Transfer { moved, .. } | Error::Cancelled { moved } => Some(*moved),
+            Error::Incomplete { got, .. } => Some(*got),
+            _ => None,
+        }
+    }
+
+    /// Whether the server refused with a permanent (5yz) reply.
+    pub fn is_permanent(&self) -> bool {
+        self.reply_code().is_some_and(|c| (500..600).contains(&c))
+    }
+
+    pub(crate) fn io(op: &'static str, source: std::io::Error) -> Error {
+        Error::Io { op, source }
+    }
+}

@@ -1,0 +1,896 @@
+//! A blocking FTP client (RFC 959 stream mode, with RFC 2389/2428/3659 when the server offers
+//! them) whose data connections go through gridos-io's zero-copy transfers.
+//!
+//! The control connection is a `TcpStream` with timeouts, driven by [`ReplyParser`]; every
+//! reply code is checked. Data connections are passive (EPSV, falling back to PASV) and always
+//! go to the control connection's peer address — a PASV reply naming another host is not
+//! followed. A download is spliced socket → file by [`gridos_io::recv_file`] (socket reads
+//! overlapped with file writes), an upload file → socket by [`gridos_io::send_file`].
+//!
+//! ```no_run
+//! use gridos_ftp::client::{Client, ClientConfig};
+//! let mut c = Client::connect("127.0.0.1:21", ClientConfig::default())?;
+//! c.login_anonymous()?;
+//! let out = std::fs::File::create("/tmp/readme")?;
+//! let report = c.get("/pub/README", &out, 0, 0)?;
+//! println!("{} bytes via {}", report.bytes, report.path);
+//! c.quit()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod list;
+
+pub use error::{Error, Result};
+pub use list::{Entry, EntryKind};
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use gridos_io::{CancelToken, TransferOptions, TransferReport};
+
+use crate::proto::{Command, EpsvArg, ListArgs, Opts, Reply, ReplyParser, Restart, TransferType};
+use crate::proto::{addr, facts};
+
+/// Client settings. Start from `ClientConfig::default()` and change fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Limit for establishing the control and data connections (default 30 s).
+    pub connect_timeout: Duration,
+    /// Limit for waiting for one reply (default 60 s).
+    pub reply_timeout: Duration,
+    /// A data transfer with no progress for this long is abandoned (default 60 s).
+    pub data_timeout: Duration,
+    /// Options for every data transfer: forced I/O path, cancellation, progress counter.
+    /// The cancel token also interrupts waits for replies.
+    pub transfer: TransferOptions,
+    /// Largest listing accepted, in bytes (default 64 MiB).
+    pub max_listing: usize,
+    /// Try EPSV before PASV (default true; false goes straight to PASV).
+    pub use_epsv: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(60),
+            transfer: TransferOptions::default(),
+            max_listing: 64 << 20,
+            use_epsv: true,
+        }
+    }
+}
+
+/// What the server announced in its FEAT reply (RFC 2389).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Features {
+    /// `MLST` (and so MLSD).
+    pub mlst: bool,
+    /// `SIZE`.
+    pub size: bool,
+    /// `MDTM`.
+    pub mdtm: bool,
+    /// `REST STREAM`.
+    pub rest_stream: bool,
+    /// `EPSV`.
+    pub epsv: bool,
+    /// `UTF8`.
+    pub utf8: bool,
+    /// Every feature line, trimmed, as sent.
+    pub lines: Vec<String>,
+}
+
+impl Features {
+    /// Parses a FEAT reply (211 multi-line).
+    pub fn parse(reply: &Reply) -> Features {
+        let mut f = Features::default();
+        let n = reply.lines.len();
+        for line in reply.lines.iter().take(n.saturating_sub(1)).skip(1) {
+            let line = line.trim();
+            let mut words = line.split_ascii_whitespace();
+            let word = words.next().unwrap_or("").to_ascii_uppercase();
+            match word.as_str() {
+                "MLST" => f.mlst = true,
+                "SIZE" => f.size = true,
+                "MDTM" => f.mdtm = true,
+                "EPSV" => f.epsv = true,
+                "UTF8" => f.utf8 = true,
+                "REST" => {
+                    f.rest_stream = words
+                        .next()
+                        .is_some_and(|w| w.eq_ignore_ascii_case("STREAM"))
+                }
+                _ => {}
+            }
+            if !line.is_empty() {
+                f.lines.push(line.to_string());
+            }
+        }
+        f
+    }
+}
+
+/// How [`Client::put`] writes the remote file.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// `STOR`: create or replace.
+    Store,
+    /// `APPE`: append to the existing file.
+    Append,
+    /// `REST n` + `STOR`: write from byte `n` of the remote file on (RFC 3659 REST STREAM).
+    Restart(u64),
+}
+
+/// A logged-in (or not yet logged-in) FTP control connection.
+pub struct Client {
+    ctrl: TcpStream,
+    peer: SocketAddr,
+    parser: ReplyParser,
+    config: ClientConfig,
+    features: Features,
+    welcome: Reply,
+    epsv_refused: bool,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.peer)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read-timeout granularity on the control connection, so cancellation is noticed.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Reply wait after a failed transfer: the server's verdict is wanted but not worth long.
+const AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+fn connect_any(addrs: &[SocketAddr], timeout: Duration, what: &'static str) -> Result<TcpStream> {
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::io(
+        what,
+        last.unwrap_or_else(|| std::io::Error::other("no address to connect to")),
+    ))
+}
+
+/// Refuses arguments that would break the command line (CR, LF, NUL) or are empty.
+fn arg(s: &str) -> Result<String> {
+    if s.is_empty() {
+        return Err(Error::InvalidArgument("empty path".into()));
+    }
+    if s.contains(['\r', '\n', '\0']) {
+        return Err(Error::InvalidArgument(format!(
+            "{s:?} contains CR, LF or NUL"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// The command as shown in errors: passwords hidden.
+fn shown(cmd: &Command) -> String {
+    match cmd {
+        Command::Pass(_) => "PASS ****".into(),
+        c => c.to_string(),
+    }
+}
+
+fn reply_error(cmd: &Command, r: &Reply) -> Error {
+    Error::Reply {
+        command: shown(cmd),
+        code: r.code,
+        text: r.lines.join(" ").trim().to_string(),
+    }
+}
+
+impl Client {
+    /// Connects to `addr` (host:port; IPv4 or IPv6) and reads the greeting.
+    pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::io("resolve", e))?
+            .collect();
+        let ctrl = connect_any(&addrs, config.connect_timeout, "connect")?;
+        let peer = ctrl.peer_addr().map_err(|e| Error::io("getpeername", e))?;
+        ctrl.set_nodelay(true)
+            .map_err(|e| Error::io("TCP_NODELAY", e))?;
+        ctrl.set_read_timeout(Some(POLL))
+            .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
+        ctrl.set_write_timeout(Some(config.reply_timeout))
+            .map_err(|e| Error::io("SO_SNDTIMEO", e))?;
+        let mut c = Client {
+            ctrl,
+            peer,
+            parser: ReplyParser::new(),
+            config,
+            features: Features::default(),
+            welcome: Reply::new(0, ""),
+            epsv_refused: false,
+            poisoned: false,
+        };
+        let greeting = c.read_final("the greeting", c.config.reply_timeout)?;
+        if greeting.code != 220 {
+            c.poisoned = true;
+            return Err(Error::Reply {
+                command: "(connect)".into(),
+                code: greeting.code,
+                text: greeting.lines.join(" "),
+            });
+        }
+        c.welcome = greeting;
+        Ok(c)
+    }
+
+    /// The server's address (data connections go here too).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The 220 greeting.
+    pub fn welcome(&self) -> &Reply {
+        &self.welcome
+    }
+
+    /// Features from FEAT (empty until [`login`](Self::login) or [`feat`](Self::feat)).
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The settings in force; transfer options (progress counter, cancel token, I/O path) may
+    /// be changed between operations through [`config_mut`](Self::config_mut).
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Mutable settings.
+    pub fn config_mut(&mut self) -> &mut ClientConfig {
+        &mut self.config
+    }
+
+    /// Logs in as `user` with `password`, then asks for FEAT, turns UTF-8 on when offered and
+    /// selects binary type (`TYPE I`).
+    pub fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        let user = Command::User(arg(user)?);
+        if password.contains(['\r', '\n', '\0']) {
+            return Err(Error::InvalidArgument(
+                "password contains CR, LF or NUL".into(),
+            ));
+        }
+        let r = self.command(&user)?;
+        match r.code {
+            230 | 202 => {}
+            331 => {
+                let pass = Command::Pass(password.to_string());
+                let r = self.command(&pass)?;
+                match r.code {
+                    230 | 202 => {}
+                    332 => return Err(Error::Unsupported("an account (ACCT) is required")),
+                    _ => return Err(reply_error(&pass, &r)),
+                }
+            }
+            332 => return Err(Error::Unsupported("an account (ACCT) is required")),
+            _ => return Err(reply_error(&user, &r)),
+        }
+        self.feat()?;
+        if self.features.utf8 {
+            // Best effort: servers that announce UTF8 usually have it on anyway.
+            let _ = self.command(&Command::Opts(Opts::Utf8(true)))?;
+        }
+        self.expect(&Command::Type(TransferType::Image), &[200])?;
+        Ok(())
+    }
+
+    /// Logs in as `anonymous`.
+    pub fn login_anonymous(&mut self) -> Result<()> {
+        self.login("anonymous", "gridos@")
+    }
+
+    /// Sends FEAT and remembers the answer; a server without FEAT (500/502) has no features.
+    pub fn feat(&mut self) -> Result<&Features> {
+        let r = self.command(&Command::Feat)?;
+        self.features = match r.code {
+            211 => Features::parse(&r),
+            500..=504 => Features::default(),
+            _ => return Err(reply_error(&Command::Feat, &r)),
+        };
+        Ok(&self.features)
+    }
+
+    /// `NOOP`.
+    pub fn noop(&mut self) -> Result<()> {
+        self.expect(&Command::Noop, &[200]).map(drop)
+    }
+
+    /// `PWD`: the current directory.
+    pub fn pwd(&mut self) -> Result<String> {
+        let r = self.expect(&Command::Pwd, &[257])?;
+        parse_quoted(r.text())
+            .ok_or_else(|| Error::Protocol(format!("no quoted path in PWD reply {:?}", r.text())))
+    }
+
+    /// `CWD path`.
+    pub fn cwd(&mut self, path: &str) -> Result<()> {
+        self.expect(&Command::Cwd(arg(path)?), &[250, 200])
+            .map(drop)
+    }
+
+    /// `MKD path`.
+    pub fn mkdir(&mut self, path: &str) -> Result<()> {
+        self.expect(&Command::Mkd(arg(path)?), &[257, 250])
+            .map(drop)
+    }
+
+    /// `RMD path`.
+    pub fn rmdir(&mut self, path: &str) -> Result<()> {
+        self.expect(&Command::Rmd(arg(path)?), &[250, 200])
+            .map(drop)
+    }
+
+    /// `DELE path`.
+    pub fn delete(&mut self, path: &str) -> Result<()> {
+        self.expect(&Command::Dele(arg(path)?), &[250, 200])
+            .map(drop)
+    }
+
+    /// `RNFR from` + `RNTO to`.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (arg(from)?, arg(to)?);
+        self.expect(&Command::Rnfr(from), &[350])?;
+        self.expect(&Command::Rnto(to), &[250, 200]).map(drop)
+    }
+
+    /// `SIZE path` (binary type, so the size in bytes).
+    pub fn size(&mut self, path: &str) -> Result<u64> {
+        let r = self.expect(&Command::Size(arg(path)?), &[213])?;
+        let t = r.text().trim();
+        t.parse()
+            .map_err(|_| Error::Protocol(format!("SIZE reply {t:?} is not a number")))
+    }
+
+    /// `MDTM path`: last modification time.
+    pub fn mdtm(&mut self, path: &str) -> Result<SystemTime> {
+        let r = self.expect(&Command::Mdtm(arg(path)?), &[213])?;
+        let t = r.text().trim();
+        facts::parse_time(t).map_err(|_| Error::Protocol(format!("MDTM reply {t:?} is not a time")))
+    }
+
+    /// What `path` is: `Ok(None)` when it does not exist (or cannot be seen). Uses MLST when
+    /// offered, else `CWD` (directory) and `SIZE` (file).
+    pub fn stat(&mut self, path: &str) -> Result<Option<Entry>> {
+        let p = arg(path)?;
+        if self.features.mlst {
+            let cmd = Command::Mlst(Some(p));
+            let r = self.command(&cmd)?;
+            return match r.code {
+                250 => {
+                    let line = r
+                        .lines
+                        .iter()
+                        .skip(1)
+                        .find(|l| l.starts_with(' '))
+                        .map(|l| l.get(1..).unwrap_or(""))
+                        .ok_or_else(|| Error::Protocol("MLST reply without facts".into()))?;
+                    let f = crate::proto::Facts::parse(line)
+                        .map_err(|e| Error::Protocol(format!("MLST facts {line:?}: {e}")))?;
+                    let kind = match f.kind {
+                        Some(crate::proto::FileKind::Dir)
+                        | Some(crate::proto::FileKind::Cdir)
+                        | Some(crate::proto::FileKind::Pdir) => EntryKind::Dir,
+                        Some(crate::proto::FileKind::Other(_)) => EntryKind::Other,
+                        _ => EntryKind::File,
+                    };
+                    Ok(Some(Entry {
+                        name: f.name.rsplit('/').next().unwrap_or("").to_string(),
+                        kind,
+                        size: f.size,
+                        modified: f.modify,
+                    }))
+                }
+                450 | 550 => Ok(None),
+                _ => Err(reply_error(&cmd, &r)),
+            };
+        }
+        let name = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let here = self.pwd()?;
+        let cwd = Command::Cwd(p.clone());
+        let r = self.command(&cwd)?;
+        if (200..300).contains(&r.code) {
+            self.cwd(&here)?;
+            return Ok(Some(Entry {
+                name,
+                kind: EntryKind::Dir,
+                size: None,
+                modified: None,
+            }));
+        }
+        match self.size(&p) {
+            Ok(n) => Ok(Some(Entry {
+                name,
+                kind: EntryKind::File,
+                size: Some(n),
+                modified: None,
+            })),
+            Err(Error::Reply {
+                code: 450 | 550, ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists a directory: MLSD when the server offers MLST (names, types, sizes, times), else
+    /// LIST parsed best-effort (Unix and DOS formats). `.`, `..` and names with `/` are left out.
+    pub fn list(&mut self, path: Option<&str>) -> Result<Vec<Entry>> {
+        let path = path.map(arg).transpose()?;
+        if self.features.mlst {
+            let text = self.listing(Command::Mlsd(path))?;
+            let mut out = Vec::new();
+            for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+                if line.is_empty() {
+                    continue;
+                }
+                match list::parse_mlsd_line(line) {
+                    Some(Ok(e)) => out.push(e),
+                    Some(Err(e)) => {
+                        return Err(Error::Protocol(format!("MLSD line {line:?}: {e}")));
+                    }
+                    None => {}
+                }
+            }
+            Ok(out)
+        } else {
+            let text = self.listing(Command::List(ListArgs {
+                options: None,
+                path,
+            }))?;
+            Ok(text
+                .lines()
+                .filter_map(|l| list::parse_list_line(l.trim_end_matches('\r')))
+                .collect())
+        }
+    }
+
+    /// `NLST`: names only, as the server sends them.
+    pub fn nlst(&mut self, path: Option<&str>) -> Result<Vec<String>> {
+        let path = path.map(arg).transpose()?;
+        let text = self.listing(Command::Nlst(ListArgs {
+            options: None,
+            path,
+        }))?;
+        Ok(text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Downloads `remote` from byte `remote_offset` on into `file` at `file_offset`
+    /// (zero-copy socket → file). When the server offers SIZE, the byte count is checked
+    /// against it and a short transfer is [`Error::Incomplete`].
+    pub fn get(
+        &mut self,
+        remote: &str,
+        file: &File,
+        file_offset: u64,
+        remote_offset: u64,
+    ) -> Result<TransferReport> {
+        let p = arg(remote)?;
+        let total = if self.features.size {
+            match self.size(&p) {
+                Ok(n) => Some(n),
+                Err(Error::Reply { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        if let Some(t) = total
+            && remote_offset > t
+        {
+            return Err(Error::InvalidArgument(format!(
+                "offset {remote_offset} is past the end of {remote} ({t} bytes)"
+            )));
+        }
+        let data = self.open_data()?;
+        if remote_offset > 0 {
+            self.expect(&Command::Rest(Restart::Offset(remote_offset)), &[350])?;
+        }
+        let cmd = Command::Retr(p);
+        let early = self.start_transfer(&cmd)?;
+        let res =
+            self.with_watchdog(|opts| gridos_io::recv_file(&data, file, file_offset, None, opts));
+        drop(data);
+        let report = self.finish_transfer(&cmd, early, res)?;
+        if let Some(t) = total {
+            let want = t - remote_offset;
+            if report.bytes != want {
+                return Err(Error::Incomplete {
+                    expected: want,
+                    got: report.bytes,
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Uploads `len` bytes of `file` from `offset` to `remote` (zero-copy file → socket).
+    pub fn put(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        remote: &str,
+        mode: PutMode,
+    ) -> Result<TransferReport> {
+        let p = arg(remote)?;
+        let data = self.open_data()?;
+        let cmd = match mode {
+            PutMode::Store => Command::Stor(p),
+            PutMode::Append => Command::Appe(p),
+            PutMode::Restart(n) => {
+                self.expect(&Command::Rest(Restart::Offset(n)), &[350])?;
+                Command::Stor(p)
+            }
+        };
+        let early = self.start_transfer(&cmd)?;
+        let res = self.with_watchdog(|opts| gridos_io::send_file(file, offset, len, &data, opts));
+        // End of file in stream mode is the close of the data connection.
+        let _ = data.shutdown(Shutdown::Write);
+        drop(data);
+        self.finish_transfer(&cmd, early, res)
+    }
+
+    /// `QUIT`, then closes the connection.
+    pub fn quit(mut self) -> Result<()> {
+        self.expect(&Command::Quit, &[221, 200]).map(drop)
+    }
+
+    /// Sends a command and returns the final reply, whatever its code (preliminary 1yz
+    /// replies are skipped).
+    pub fn command(&mut self, cmd: &Command) -> Result<Reply> {
+        self.send(cmd)?;
+        self.read_final(&shown(cmd), self.config.reply_timeout)
+    }
+
+    /// Sends a command and checks the final reply's code is one of `ok`.
+    pub fn expect(&mut self, cmd: &Command, ok: &[u16]) -> Result<Reply> {
+        let r = self.command(cmd)?;
+        if ok.contains(&r.code) {
+            Ok(r)
+        } else {
+            Err(reply_error(cmd, &r))
+        }
+    }
+
+    fn send(&mut self, cmd: &Command) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        self.check_cancel(0)?;
+        let r = self.ctrl.write_all(&cmd.to_bytes());
+        r.map_err(|e| {
+            self.poisoned = true;
+            Error::io("write command", e)
+        })
+    }
+
+    fn check_cancel(&self, moved: u64) -> Result<()> {
+        if self
+            .config
+            .transfer
+            .cancel
+            .as_ref()
+            .is_some_and(CancelToken::is_cancelled)
+        {
+            return Err(Error::Cancelled { moved });
+        }
+        Ok(())
+    }
+
+    /// Reads one reply (possibly preliminary).
+    fn read_reply(&mut self, what: &str, timeout: Duration) -> Result<Reply> {
+        let r = self.read_reply_inner(what, timeout);
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn read_reply_inner(&mut self, what: &str, timeout: Duration) -> Result<Reply> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(r) = self.parser.poll_reply() {
+                return r.map_err(|e| Error::Protocol(format!("{e} (in the reply to {what})")));
+            }
+            self.check_cancel(0)?;
+            match self.ctrl.read(&mut buf) {
+                Ok(0) => {
+                    return Err(Error::Closed {
+                        mid_reply: self.parser.is_mid_reply(),
+                    });
+                }
+                Ok(n) => self.parser.feed(buf.get(..n).unwrap_or(&[])),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Timeout(timeout, "a reply"));
+                    }
+                }
+                Err(e) => return Err(Error::io("read reply", e)),
+            }
+        }
+    }
+
+    /// Reads replies until a non-preliminary one.
+    fn read_final(&mut self, what: &str, timeout: Duration) -> Result<Reply> {
+        loop {
+            let r = self.read_reply(what, timeout)?;
+            if !r.is_preliminary() {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Opens a passive data connection to the control peer: EPSV, else PASV (whose address is
+    /// ignored except for the port).
+    fn open_data(&mut self) -> Result<TcpStream> {
+        let ip: IpAddr = self.peer.ip();
+        let port = if self.config.use_epsv && !self.epsv_refused {
+            let cmd = Command::Epsv(EpsvArg::Any);
+            let r = self.command(&cmd)?;
+            match r.code {
+                229 => Some(
+                    addr::parse_epsv_reply(&r.lines.join(" "))
+                        .map_err(|e| Error::Protocol(format!("EPSV reply {:?}: {e}", r.text())))?,
+                ),
+                500..=504 | 522 => {
+                    self.epsv_refused = true;
+                    None
+                }
+                _ => return Err(reply_error(&cmd, &r)),
+            }
+        } else {
+            None
+        };
+        let port = match port {
+            Some(p) => p,
+            None => {
+                if ip.is_ipv6() {
+                    return Err(Error::Unsupported(
+                        "EPSV (PASV cannot address an IPv6 server)",
+                    ));
+                }
+                let r = self.expect(&Command::Pasv, &[227])?;
+                let a = addr::parse_pasv_reply(&r.lines.join(" "))
+                    .map_err(|e| Error::Protocol(format!("PASV reply {:?}: {e}", r.text())))?;
+                if a.port() == 0 {
+                    return Err(Error::Protocol("PASV reply names port 0".into()));
+                }
+                a.port()
+            }
+        };
+        let data = connect_any(
+            &[SocketAddr::new(ip, port)],
+            self.config.connect_timeout,
+            "connect data connection",
+        )?;
+        Ok(data)
+    }
+
+    /// Sends a transfer command and waits for its 1yz. Returns a final reply the server sent
+    /// straight away instead (some send 226 at once for tiny transfers).
+    fn start_transfer(&mut self, cmd: &Command) -> Result<Option<Reply>> {
+        self.send(cmd)?;
+        let r = self.read_reply(&shown(cmd), self.config.reply_timeout)?;
+        match r.code {
+            100..=199 => Ok(None),
+            226 | 250 => Ok(Some(r)),
+            _ => Err(reply_error(cmd, &r)),
+        }
+    }
+
+    /// Reads the verdict after the data connection is closed and combines it with the data
+    /// transfer's own result.
+    fn finish_transfer<T>(
+        &mut self,
+        cmd: &Command,
+        early: Option<Reply>,
+        res: Result<T>,
+    ) -> Result<T> {
+        match res {
+            Ok(report) => {
+                let r = match early {
+                    Some(r) => r,
+                    None => self.read_final(&shown(cmd), self.config.reply_timeout)?,
+                };
+                if matches!(r.code, 226 | 250) {
+                    Ok(report)
+                } else {
+                    Err(reply_error(cmd, &r))
+                }
+            }
+            Err(e) => {
+                // The server reports the broken transfer (426/451…); read it so the control
+                // connection stays in step, but do not wait long.
+                if early.is_none()
+                    && !matches!(e, Error::Cancelled { .. })
+                    && self.read_final(&shown(cmd), AFTER_FAILURE).is_ok()
+                {
+                    return Err(e);
+                }
+                self.poisoned = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a gridos-io transfer under a watchdog that cancels it after `data_timeout`
+    /// without progress (or when the caller's token is cancelled).
+    fn with_watchdog(
+        &self,
+        f: impl FnOnce(&TransferOptions) -> gridos_io::Result<TransferReport>,
+    ) -> Result<TransferReport> {
+        let user = self.config.transfer.clone();
+        let progress = user
+            .progress
+            .clone()
+            .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
+        progress.store(0, Ordering::Relaxed);
+        let cancel = CancelToken::new();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let opts = TransferOptions {
+            cancel: Some(cancel.clone()),
+            progress: Some(progress.clone()),
+            ..user.clone()
+        };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let idle = self.config.data_timeout;
+        let flag = timed_out.clone();
+        let user_cancel = user.cancel.clone();
+        let watchdog = std::thread::Builder::new()
+            .name("ftp-watchdog".into())
+            .spawn(move || {
+                let mut last = (progress.load(Ordering::Relaxed), Instant::now());
+                loop {
+                    match stopped.recv_timeout(Duration::from_millis(100)) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    if user_cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+                        cancel.cancel();
+                        return;
+                    }
+                    let now = progress.load(Ordering::Relaxed);
+                    if now != last.0 {
+                        last = (now, Instant::now());
+                    } else if last.1.elapsed() >= idle {
+                        flag.store(true, Ordering::Release);
+                        cancel.cancel();
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("spawn watchdog", e))?;
+        let res = f(&opts);
+        drop(stop);
+        let _ = watchdog.join();
+        res.map_err(|e| {
+            let moved = e.bytes_moved().unwrap_or(0);
+            match e {
+                gridos_io::Error::Cancelled { moved } if timed_out.load(Ordering::Acquire) => {
+                    let _ = moved;
+                    Error::Timeout(idle, "the data connection")
+                }
+                gridos_io::Error::Cancelled { moved } => Error::Cancelled { moved },
+                e => Error::Transfer { moved, source: e },
+            }
+        })
+    }
+
+    /// Runs a listing command and returns its data as text (bounded by `max_listing`).
+    fn listing(&mut self, cmd: Command) -> Result<String> {
+        let mut data = self.open_data()?;
+        let early = self.start_transfer(&cmd)?;
+        data.set_read_timeout(Some(self.config.data_timeout))
+            .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
+        let max = self.config.max_listing;
+        let mut buf = Vec::new();
+        let res = (&mut data)
+            .take(max as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    Error::Timeout(self.config.data_timeout, "the listing")
+                }
+                _ => Error::io("read listing", e),
+            });
+        drop(data);
+        let res = match res {
+            Ok(_) if buf.len() > max => {
+                Err(Error::Protocol(format!("listing larger than {max} bytes")))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.finish_transfer(&cmd, early, res)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+/// The path in a 257 reply: `"dir ""quoted"" name" created`.
+fn parse_quoted(text: &str) -> Option<String> {
+    let start = text.find('"')? + 1;
+    let mut out = String::new();
+    let mut chars = text.get(start..)?.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_paths_and_features() {
+        assert_eq!(
+            parse_quoted(r#""/a ""b""" is cwd"#).as_deref(),
+            Some(r#"/a "b""#)
+        );
+        assert_eq!(parse_quoted("no quotes"), None);
+        assert_eq!(parse_quoted("\"unterminated"), None);
+        let f = Features::parse(&Reply::multi(
+            211,
+            [
+                "Features:",
+                " MLST type*;size*;",
+                " REST STREAM",
+                " SIZE",
+                " EPSV",
+                "End",
+            ],
+        ));
+        assert!(f.mlst && f.rest_stream && f.size && f.epsv && !f.utf8 && !f.mdtm);
+        assert!(arg("a\r\nDELE x").is_err());
+        assert!(arg("").is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! One control connection: drives a [`proto::Session`](crate::proto::Session) over a tokio
+//! socket, carries out its actions and reports back.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use gridos_io::CancelToken;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::fs::{Entry, Root};
+use super::transfer::{self, Event, Job};
+use super::{SHUTDOWN_ABORT, SHUTDOWN_DRAIN, Shared};
+use crate::proto::{
+    Action, AuthOutcome, Features, FsError, FsErrorKind, FsOutcome, PassiveKind, Session,
+    SessionConfig, TransferError,
+};
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Conn {
+    sess: Session,
+    shared: Arc<Shared>,
+    root: Arc<Root>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    passive: Option<TcpListener>,
+    transfer: Option<CancelToken>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    ctrl_eof: bool,
+    draining: bool,
+    pasv_ports: Option<(u16, u16)>,
+    data_timeout: Duration,
+}
+
+/// Serves one client until it quits, times out, breaks the connection or the server stops.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let settings = shared.settings();
+    let root = shared.root();
+    let config = SessionConfig {
+        anonymous: settings.anonymous,
+        anonymous_write: settings.anonymous_write,
+        features: Features::standard(),
+        ..SessionConfig::default()
+    };
+    let users = Arc::clone(&shared.users);
+    let auth = move |user: &str, pass: &str| {
+        if users.verify(user, pass) {
+            AuthOutcome::Granted { read_only: false }
+        } else {
+            AuthOutcome::Denied
+        }
+    };
+    let (rd, wr) = stream.into_split();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut c = Conn {
+        sess: Session::new(config, Box::new(auth), peer),
+        shared: Arc::clone(&shared),
+        root,
+        peer,
+        local,
+        rd,
+        wr,
+        passive: None,
+        transfer: None,
+        events_tx,
+        ctrl_eof: false,
+        draining: false,
+        pasv_ports: settings.pasv_ports,
+        data_timeout: settings.data_timeout,
+    };
+    tracing::info!(%peer, "ftpd: client connected");
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut buf = vec![0u8; 16 * 1024];
+    let idle_timeout = settings.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let gone = tokio::time::sleep(Duration::from_secs(0));
+    tokio::pin!(gone);
+    loop {
+        if !c.pump().await {
+            break;
+        }
+        if c.sess.is_closing() || (c.ctrl_eof && c.transfer.is_none()) {
+            break;
+        }
+        let shut = *shutdown.borrow();
+        if shut >= SHUTDOWN_DRAIN && !c.draining {
+            c.draining = true;
+            if c.transfer.is_none() {
+                c.sess.handle_shutdown();
+                continue;
+            }
+        }
+        if shut >= SHUTDOWN_ABORT {
+            if let Some(t) = &c.transfer {
+                t.cancel();
+            }
+        }
+        tokio::select! {
+            r = c.rd.read(&mut buf), if c.sess.wants_input() && !c.ctrl_eof => match r {
+                Ok(0) | Err(_) => {
+                    // The client is gone. A running transfer may finish draining what the
+                    // client sent (an upload then stays partial) for up to the data
+                    // timeout, then it is cancelled.
+                    c.ctrl_eof = true;
+                    gone.as_mut().reset(tokio::time::Instant::now() + c.data_timeout);
+                }
+                Ok(n) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    c.sess.handle_input(&buf[..n]);
+                }
+            },
+            Some(ev) = events.recv() => {
+                c.event(ev);
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+            }
+            _ = &mut gone, if c.ctrl_eof && c.transfer.is_some() => {
+                if let Some(t) = &c.transfer {
+                    t.cancel();
+                }
+            }
+            _ = &mut idle, if c.transfer.is_none() => {
+                tracing::info!(%peer, "ftpd: idle timeout");
+                c.sess.handle_idle_timeout();
+            }
+            r = shutdown.changed(), if shut < SHUTDOWN_ABORT => {
+                if r.is_err() {
+                    c.sess.handle_shutdown();
+                }
+            }
+        }
+    }
+    if let Some(t) = &c.transfer {
+        t.cancel();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), c.wr.shutdown()).await;
+    tracing::info!(%peer, "ftpd: client disconnected");
+}
+
+impl Conn {
+    /// Carries out queued actions and writes queued replies until neither is left. False if
+    /// the control connection broke.
+    async fn pump(&mut self) -> bool {
+        loop {
+            let mut acted = false;
+            while let Some(a) = self.sess.poll_action() {
+                acted = true;
+                self.perform(a).await;
+            }
+            let mut out = Vec::new();
+            while let Some(r) = self.sess.poll_reply() {
+                r.write_to(&mut out);
+            }
+            if !out.is_empty() {
+                match tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    _ => return false,
+                }
+            }
+            if !acted {
+                return true;
+            }
+        }
+    }
+
+    fn writable(&self) -> bool {
+        self.sess.user().is_some_and(|u| !u.read_only)
+    }
+
+    async fn perform(&mut self, a: Action) {
+        let r = match a {
+            Action::OpenPassive(kind) => {
+                let r = self.open_passive(kind).await;
+                self.sess.handle_passive_opened(r)
+            }
+            Action::ClosePassive => {
+                self.passive = None;
+                Ok(())
+            }
+            Action::Retr(r) => {
+                self.start(Job::Retr(r));
+                Ok(())
+            }
+            Action::Stor(s) => {
+                self.start(Job::Stor(s));
+                Ok(())
+            }
+            Action::List(l) => {
+                self.start(Job::List(l));
+                Ok(())
+            }
+            Action::Abort => {
+                if let Some(t) = &self.transfer {
+                    t.cancel();
+                }
+                Ok(())
+            }
+            other => {
+                let r = self.fs(other);
+                if let Err(e) = &r {
+                    tracing::debug!(peer = %self.peer, error = ?e.kind, "ftpd: file-system action failed");
+                }
+                self.sess.handle_fs_result(r)
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(peer = %self.peer, error = %e, "ftpd: session report out of order");
+        }
+    }
+
+    fn fs(&self, a: Action) -> Result<FsOutcome, FsError> {
+        let root = &self.root;
+        let done = |r: io::Result<()>| r.map(|_| FsOutcome::Done).map_err(FsError::from);
+        match a {
+            Action::Cwd(p) => {
+                if root.stat(&p)?.is_dir() {
+                    Ok(FsOutcome::Done)
+                } else {
+                    Err(FsError::new(FsErrorKind::NotADirectory))
+                }
+            }
+            Action::Mkd(p) => done(root.mkdir(&p)),
+            Action::Rmd(p) => done(root.rmdir(&p)),
+            Action::Dele(p) => done(root.unlink(&p)),
+            Action::Rnfr(p) => done(root.exists(&p)),
+            Action::Rename { from, to } => done(root.rename(&from, &to)),
+            Action::Size { path, .. } => Ok(FsOutcome::Size(root.size(&path)?)),
+            Action::Mdtm(p) => {
+                let m = root.stat(&p)?;
+                Ok(FsOutcome::Modified(m.modified()?))
+            }
+            Action::Mlst(p) => {
+                let m = root.stat(&p)?;
+                let e = Entry::from_meta(p.as_str().to_string(), &m);
+                Ok(FsOutcome::Facts(
+                    e.facts(p.as_str().to_string(), self.writable()),
+                ))
+            }
+            Action::Stat(p) => {
+                let now = std::time::SystemTime::now();
+                let lines = root
+                    .list(&p)?
+                    .iter()
+                    .map(|e| format!(" {}", e.ls_line(now)))
+                    .collect();
+                Ok(FsOutcome::Lines(lines))
+            }
+            Action::Chmod { path, mode } => done(root.chmod(&path, mode)),
+            _ => Err(FsError::new(FsErrorKind::Unsupported)),
+        }
+    }
+
+    async fn open_passive(&mut self, kind: PassiveKind) -> Result<Vec<SocketAddr>, String> {
+        self.passive = None;
+        let ip = self.local.ip().to_canonical();
+        if kind == PassiveKind::Pasv && !ip.is_ipv4() {
+            return Err("no IPv4 address".into());
+        }
+        let mut last = String::from("no port available");
+        let bind = |port: u16| async move { TcpListener::bind(SocketAddr::new(ip, port)).await };
+        let listener = match self.pasv_ports {
+            None => bind(0).await.map_err(|e| e.to_string())?,
+            Some((lo, hi)) => {
+                let span = u32::from(hi - lo) + 1;
+                let start = (std::process::id().wrapping_add(self.peer.port() as u32)
+                    ^ (self.shared.stats.passive_opened.load(Relaxed) as u32))
+                    % span;
+                let mut found = None;
+                for i in 0..span {
+                    let port = lo + ((start + i) % span) as u16;
+                    match bind(port).await {
+                        Ok(l) => {
+                            found = Some(l);
+                            break;
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                found.ok_or(last)?
+            }
+        };
+        self.shared.stats.passive_opened.fetch_add(1, Relaxed);
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        self.passive = Some(listener);
+        Ok(vec![addr])
+    }
+
+    fn start(&mut self, job: Job) {
+        let cancel = CancelToken::new();
+        if *self.shared.shutdown.borrow() >= SHUTDOWN_ABORT {
+            cancel.cancel();
+        }
+        self.transfer = Some(cancel.clone());
+        let ctx = transfer::Ctx {
+            shared: Arc::clone(&self.shared),
+            root: Arc::clone(&self.root),
+            peer: self.peer,
+            passive: self.passive.take(),
+            data_timeout: self.data_timeout,
+            cancel,
+            writable: self.writable(),
+            events: self.events_tx.clone(),
+        };
+        tokio::spawn(transfer::run(ctx, job));
+    }
+
+    /// Whether the client still holds its control connection (reads and queues anything it
+    /// sent meanwhile).
+    fn client_present(&mut self) -> bool {
+        if self.ctrl_eof {
+            return false;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.rd.try_read(&mut buf) {
+                Ok(0) => {
+                    self.ctrl_eof = true;
+                    return false;
+                }
+                Ok(n) => self.sess.handle_input(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.ctrl_eof = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        let r = match ev {
+            Event::Started(s) => self.sess.handle_transfer_started(s),
+            Event::Finished { result, commit } => {
+                self.transfer = None;
+                let result = match (result, commit) {
+                    (Ok(done), Some(commit)) => {
+                        if self.client_present() {
+                            match commit.apply() {
+                                Ok(()) => Ok(done),
+                                Err(e) => Err(TransferError::Fs(e.into())),
+                            }
+                        } else {
+                            tracing::info!(peer = %self.peer, "ftpd: client left during upload; partial file kept");
+                            Err(TransferError::ConnectionClosed("client gone".into()))
+                        }
+                    }
+                    (r, _) => r,
+                };
+                if let Err(e) = &result {
+                    tracing::info!(peer = %self.peer, error = ?e, "ftpd: transfer failed");
+                }
+                let r = self.sess.handle_transfer_done(result);
+                if self.draining {
+                    self.sess.handle_shutdown();
+                }
+                r
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(peer = %self.peer, error = %e, "ftpd: transfer report out of order");
+        }
+    }
+}

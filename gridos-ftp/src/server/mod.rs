@@ -1,0 +1,667 @@
+//! The FTP server: no process per client. Control connections run on a pool of listener
+//! threads (one single-threaded tokio runtime each, `ftp.threads`); file transfers run on
+//! the gridos-io [`IoPool`] (`io.threads`) through `send_file`/`recv_file`, the zero-copy
+//! path. Both pools can be resized while the server runs.
+//!
+//! - [`Server::start`] binds, opens the docroot, optionally chroots there and drops to an
+//!   unprivileged user (when started as root with [`ServerConfig::run_as`]), and returns a
+//!   [`ServerHandle`] (`local_addr`, live `get`/`set` of keys, `stats`, `shutdown`).
+//! - Paths are resolved beneath the docroot fd with `openat2(RESOLVE_IN_ROOT)` (module
+//!   `fs`), chrooted or not.
+//! - Uploads: `STOR name` writes the hidden partial file `.name.gridos-part` in the same
+//!   directory and renames it over `name` only when the data connection closed normally and
+//!   the client is still connected, so an interrupted upload never harms an existing file.
+//!   `REST n` + `STOR name` resumes: from the partial if it holds at least `n` bytes, else
+//!   from the first `n` bytes of the existing `name`. While a partial exists, `SIZE name`
+//!   reports the partial's length (what a resuming client needs); listings hide partials.
+//!   `APPE` writes in place at the end of the file (appending cannot be atomic); `STOU`
+//!   creates `name`, `name.1`, … (or `file`, `file.1`, … in a directory) with `O_EXCL` and
+//!   writes in place.
+//! - A unix control socket ([`ServerConfig::ctl_socket`]) speaks `get KEY`, `set KEY VALUE`,
+//!   `list`, `stats`, one command per line; each answer ends with a line `ok [note]` or
+//!   `err message`.
+//! - [`PasswordFile`]: `user:argon2-phc` lines.
+//!
+//! ```no_run
+//! use gridos_ftp::server::{Server, ServerConfig};
+//! let mut cfg = ServerConfig::new("/srv/ftp");
+//! cfg.anonymous = true;
+//! let server = Server::start(cfg).unwrap();
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown();
+//! ```
+
+mod conn;
+mod ctl;
+mod error;
+mod fs;
+pub mod passwd;
+mod transfer;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use gridos_io::IoPool;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+pub use error::{Error, Result};
+pub use fs::{Root, is_partial, partial_name};
+pub use passwd::PasswordFile;
+
+pub(crate) const SHUTDOWN_DRAIN: u8 = 1;
+pub(crate) const SHUTDOWN_ABORT: u8 = 2;
+
+/// Server settings. Keys of the same names (with an `ftp.` prefix) are accepted by the
+/// control socket and the `[ftp]` table of the configuration file.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The directory served.
+    pub docroot: PathBuf,
+    /// Control-connection address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Accept `anonymous`/`ftp` logins.
+    pub anonymous: bool,
+    /// Let anonymous users write.
+    pub anonymous_write: bool,
+    /// Password file (`user:phc-hash` lines).
+    pub passwd: Option<PathBuf>,
+    /// Extra users (name, clear-text password), hashed at start; for in-process use.
+    pub users: Vec<(String, String)>,
+    /// When started as root: chroot to the docroot and switch to this user (uid, gid, and
+    /// its group only). `None`: keep the process's identity and root (in-process use).
+    pub run_as: Option<String>,
+    /// Listener (control-connection) threads.
+    pub threads: usize,
+    /// I/O threads (transfers).
+    pub io_threads: usize,
+    /// Passive ports (inclusive range), `None` = any.
+    pub pasv_ports: Option<(u16, u16)>,
+    /// Most clients at once (more get 421).
+    pub max_clients: usize,
+    /// Most clients from one address (more get 421).
+    pub max_per_ip: usize,
+    /// Idle control connections are closed with 421.
+    pub idle_timeout: Duration,
+    /// Time to wait for a data connection (then 425).
+    pub data_timeout: Duration,
+    /// On shutdown, running transfers get this long to finish before they are aborted.
+    pub shutdown_grace: Duration,
+    /// Unix control socket path.
+    pub ctl_socket: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// Defaults for serving `docroot`: listen on 127.0.0.1, any port, no users.
+    pub fn new(docroot: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            docroot: docroot.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            anonymous: false,
+            anonymous_write: false,
+            passwd: None,
+            users: Vec::new(),
+            run_as: None,
+            threads: 2,
+            io_threads: 4,
+            pasv_ports: None,
+            max_clients: 256,
+            max_per_ip: 32,
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            ctl_socket: None,
+        }
+    }
+
+    /// Sets one key (`ftp.` prefix optional) from text, as in the `[ftp]` table.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let k = key.strip_prefix("ftp.").unwrap_or(key);
+        let v = value.trim();
+        match k {
+            "docroot" => self.docroot = PathBuf::from(v),
+            "listen" => {
+                self.listen = v
+                    .parse()
+                    .map_err(|_| Error::Config(format!("listen: {v:?} is not ADDR:PORT")))?
+            }
+            "anonymous" => self.anonymous = ctl::parse_bool(k, v)?,
+            "anonymous_write" => self.anonymous_write = ctl::parse_bool(k, v)?,
+            "passwd" => self.passwd = Some(PathBuf::from(v)),
+            "user" | "run_as" => self.run_as = Some(v.to_string()),
+            "threads" => self.threads = ctl::parse_threads(k, v)?,
+            "io_threads" => self.io_threads = ctl::parse_threads(k, v)?,
+            "pasv_ports" => self.pasv_ports = ctl::parse_ports(v)?,
+            "max_clients" => self.max_clients = ctl::parse_num(k, v)?,
+            "max_per_ip" => self.max_per_ip = ctl::parse_num(k, v)?,
+            "idle_timeout" => self.idle_timeout = ctl::parse_secs(k, v)?,
+            "data_timeout" => self.data_timeout = ctl::parse_secs(k, v)?,
+            "shutdown_grace" => self.shutdown_grace = ctl::parse_secs(k, v)?,
+            "ctl_socket" => self.ctl_socket = Some(PathBuf::from(v)),
+            _ => return Err(Error::Config(format!("unknown key {key:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML configuration file: the `[ftp]` table to this configuration and, if
+    /// present, the `[io]` table to the process-wide gridos-io configuration
+    /// (`gridos_io::IoConfig::from_toml` + `set_config`). Other tables are ignored.
+    pub fn apply_toml(&mut self, text: &str) -> Result<()> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("TOML: {e}")))?;
+        if table.contains_key("io") {
+            gridos_io::set_config(gridos_io::IoConfig::from_toml(text)?)?;
+        }
+        let Some(ftp) = table.get("ftp") else {
+            return Ok(());
+        };
+        let ftp = ftp
+            .as_table()
+            .ok_or_else(|| Error::Config("[ftp] must be a table".into()))?;
+        for (k, v) in ftp {
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            self.set(k, &text)?;
+        }
+        Ok(())
+    }
+}
+
+/// Live settings (changeable through the control socket).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub anonymous: bool,
+    pub anonymous_write: bool,
+    pub pasv_ports: Option<(u16, u16)>,
+    pub max_clients: usize,
+    pub max_per_ip: usize,
+    pub idle_timeout: Duration,
+    pub data_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Counters reported by `stats`.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub clients_now: AtomicU64,
+    pub clients_total: AtomicU64,
+    pub clients_refused: AtomicU64,
+    pub transfers_active: AtomicU64,
+    pub transfers_ok: AtomicU64,
+    pub transfers_failed: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub data_refused: AtomicU64,
+    pub passive_opened: AtomicU64,
+}
+
+type Incoming = (std::net::TcpStream, SocketAddr, ClientGuard);
+
+struct ListenerThread {
+    tx: mpsc::UnboundedSender<Incoming>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// State shared by every thread of one server.
+pub(crate) struct Shared {
+    settings: RwLock<Settings>,
+    root: RwLock<Arc<Root>>,
+    pub users: Arc<PasswordFile>,
+    pub io_pool: IoPool,
+    listeners: Mutex<Vec<ListenerThread>>,
+    retired: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    next: AtomicUsize,
+    pub stats: Stats,
+    pub shutdown: watch::Sender<u8>,
+    clients: Mutex<HashMap<IpAddr, usize>>,
+    chroot: Option<PathBuf>,
+    listen: SocketAddr,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn settings_mut(&self) -> std::sync::RwLockWriteGuard<'_, Settings> {
+        self.settings.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn root(&self) -> Arc<Root> {
+        Arc::clone(&self.root.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_root(&self, root: Root) {
+        *self.root.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(root);
+    }
+
+    /// Resizes the listener pool: new threads take new clients at once; a retired thread
+    /// takes no new clients and exits when its clients have left.
+    pub(crate) fn set_threads(self: &Arc<Self>, n: usize) -> Result<()> {
+        if n == 0 || n > 256 {
+            return Err(Error::Config(
+                "ftp.threads must be between 1 and 256".into(),
+            ));
+        }
+        let mut v = lock(&self.listeners);
+        while v.len() < n {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let shared = Arc::clone(self);
+            let handle = std::thread::Builder::new()
+                .name("ftpd-listener".into())
+                .spawn(move || listener_thread(shared, rx))
+                .map_err(|e| Error::io("spawn listener thread", e))?;
+            v.push(ListenerThread { tx, handle });
+        }
+        while v.len() > n {
+            if let Some(t) = v.pop() {
+                drop(t.tx);
+                lock(&self.retired).push(t.handle);
+            }
+        }
+        Ok(())
+    }
+
+    fn threads(&self) -> usize {
+        lock(&self.listeners).len()
+    }
+
+    fn dispatch(&self, mut item: Incoming) {
+        let v = lock(&self.listeners);
+        let n = v.len();
+        for i in 0..n {
+            let t = &v[(self.next.fetch_add(1, Relaxed) + i) % n];
+            match t.tx.send(item) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => item = back,
+            }
+        }
+        tracing::error!("ftpd: no listener thread to take a client");
+    }
+
+    fn admit(self: &Arc<Self>, s: tokio::net::TcpStream, peer: SocketAddr) {
+        let settings = self.settings();
+        let ip = peer.ip().to_canonical();
+        let refusal = {
+            let mut map = lock(&self.clients);
+            let here = map.get(&ip).copied().unwrap_or(0);
+            if self.stats.clients_now.load(Relaxed) as usize >= settings.max_clients {
+                Some("421 Too many users connected (ftp.max_clients), try again later.\r\n")
+            } else if here >= settings.max_per_ip {
+                Some("421 Too many connections from your address (ftp.max_per_ip).\r\n")
+            } else {
+                *map.entry(ip).or_insert(0) += 1;
+                self.stats.clients_now.fetch_add(1, Relaxed);
+                self.stats.clients_total.fetch_add(1, Relaxed);
+                None
+            }
+        };
+        if let Some(msg) = refusal {
+            self.stats.clients_refused.fetch_add(1, Relaxed);
+            tracing::info!(%peer, "ftpd: client refused: {}", msg.trim_end());
+            tokio::spawn(async move {
+                let mut s = s;
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = s.write_all(msg.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                })
+                .await;
+            });
+            return;
+        }
+        let guard = ClientGuard {
+            shared: Arc::clone(self),
+            ip,
+        };
+        match s.into_std() {
+            Ok(std) => self.dispatch((std, peer, guard)),
+            Err(e) => tracing::warn!(%peer, error = %e, "ftpd: could not hand over a client"),
+        }
+    }
+}
+
+/// Counts a client for the limits while it is connected.
+pub(crate) struct ClientGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        let mut map = lock(&self.shared.clients);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+        self.shared.stats.clients_now.fetch_sub(1, Relaxed);
+    }
+}
+
+fn listener_thread(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Incoming>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "ftpd: listener runtime failed");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some((std, peer, guard)) => {
+                        let _ = std.set_nonblocking(true);
+                        match tokio::net::TcpStream::from_std(std) {
+                            Ok(s) => {
+                                let shared = Arc::clone(&shared);
+                                set.spawn(async move {
+                                    let _guard = guard;
+                                    conn::serve(s, peer, shared).await;
+                                });
+                            }
+                            Err(e) => tracing::warn!(error = %e, "ftpd: could not register a client"),
+                        }
+                    }
+                    None => break,
+                },
+                Some(_) = set.join_next(), if !set.is_empty() => {}
+            }
+        }
+        while set.join_next().await.is_some() {}
+    });
+}
+
+/// Namespace for [`Server::start`].
+#[derive(Debug)]
+pub struct Server;
+
+/// A running server. Dropping it shuts the server down (as [`ServerHandle::shutdown`]).
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop_accept: watch::Sender<bool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+    ctl_socket: Option<PathBuf>,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn drop_privileges(user: &str, docroot: &Path) -> Result<()> {
+    use nix::unistd::{Uid, User, chdir, chroot, setgid, setgroups, setuid};
+    let u = User::from_name(user)
+        .map_err(|e| Error::Privileges(format!("looking up {user:?}: {e}")))?
+        .ok_or_else(|| Error::Privileges(format!("no such user {user:?}")))?;
+    chroot(docroot).map_err(|e| Error::Privileges(format!("chroot {}: {e}", docroot.display())))?;
+    chdir("/").map_err(|e| Error::Privileges(format!("chdir /: {e}")))?;
+    setgroups(&[u.gid]).map_err(|e| Error::Privileges(format!("setgroups: {e}")))?;
+    setgid(u.gid).map_err(|e| Error::Privileges(format!("setgid: {e}")))?;
+    setuid(u.uid).map_err(|e| Error::Privileges(format!("setuid: {e}")))?;
+    if u.uid.as_raw() != 0 && setuid(Uid::from_raw(0)).is_ok() {
+        return Err(Error::Privileges("root could be regained".into()));
+    }
+    tracing::info!(user, uid = u.uid.as_raw(), gid = u.gid.as_raw(), root = %docroot.display(), "ftpd: chrooted and dropped privileges");
+    Ok(())
+}
+
+fn bind_ctl(path: &Path) -> Result<std::os::unix::net::UnixListener> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    l.set_nonblocking(true)
+        .map_err(|e| Error::io("set_nonblocking", e))?;
+    Ok(l)
+}
+
+impl Server {
+    /// Starts a server: binds, opens the docroot and the password file, creates the control
+    /// socket, then (as root, with [`ServerConfig::run_as`]) chroots and drops privileges
+    /// before any thread is started.
+    pub fn start(config: ServerConfig) -> Result<ServerHandle> {
+        if config.threads == 0 || config.io_threads == 0 {
+            return Err(Error::Config("thread counts must be at least 1".into()));
+        }
+        let mut users = match &config.passwd {
+            Some(p) => PasswordFile::load(p)?,
+            None => PasswordFile::default(),
+        };
+        for (u, p) in &config.users {
+            users.set(u, p)?;
+        }
+        if users.is_empty() && !config.anonymous {
+            tracing::warn!("ftpd: no users and no anonymous access: nobody can log in");
+        }
+        let root = Root::open(&config.docroot)
+            .map_err(|e| Error::io(format!("open docroot {}", config.docroot.display()), e))?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| Error::io(format!("bind {}", config.listen), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("set_nonblocking", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("local_addr", e))?;
+        let ctl = config.ctl_socket.as_deref().map(bind_ctl).transpose()?;
+        // Touch process-wide state that reads files, before a chroot hides them.
+        let _ = gridos_io::config();
+        let _ = gridos_io::probe();
+        let mut chrooted = None;
+        if let Some(user) = &config.run_as {
+            if nix::unistd::geteuid().is_root() {
+                let docroot = std::fs::canonicalize(&config.docroot).map_err(|e| {
+                    Error::io(format!("canonicalize {}", config.docroot.display()), e)
+                })?;
+                drop_privileges(user, &docroot)?;
+                chrooted = Some(docroot);
+            } else {
+                tracing::info!(
+                    "ftpd: not root: no chroot or user switch (paths stay confined by openat2)"
+                );
+            }
+        }
+        let (shutdown, _) = watch::channel(0u8);
+        let shared = Arc::new(Shared {
+            settings: RwLock::new(Settings {
+                anonymous: config.anonymous,
+                anonymous_write: config.anonymous_write,
+                pasv_ports: config.pasv_ports,
+                max_clients: config.max_clients,
+                max_per_ip: config.max_per_ip,
+                idle_timeout: config.idle_timeout,
+                data_timeout: config.data_timeout,
+                shutdown_grace: config.shutdown_grace,
+            }),
+            root: RwLock::new(Arc::new(root)),
+            users: Arc::new(users),
+            io_pool: IoPool::new(config.io_threads)?,
+            listeners: Mutex::new(Vec::new()),
+            retired: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            stats: Stats::default(),
+            shutdown,
+            clients: Mutex::new(HashMap::new()),
+            chroot: chrooted,
+            listen: addr,
+        });
+        if let Err(e) = gridos_io::set_key("io.threads", &config.io_threads.to_string()) {
+            tracing::debug!(error = %e, "ftpd: io.threads not recorded in the I/O configuration");
+        }
+        shared.set_threads(config.threads)?;
+        let (stop_accept, stop_rx) = watch::channel(false);
+        let accept_shared = Arc::clone(&shared);
+        let accept = std::thread::Builder::new()
+            .name("ftpd-accept".into())
+            .spawn(move || accept_thread(accept_shared, listener, ctl, stop_rx))
+            .map_err(|e| Error::io("spawn accept thread", e))?;
+        tracing::info!(%addr, docroot = %config.docroot.display(), "ftpd: listening");
+        Ok(ServerHandle {
+            shared,
+            addr,
+            stop_accept,
+            accept: Some(accept),
+            ctl_socket: config.ctl_socket.clone(),
+            stopped: false,
+        })
+    }
+}
+
+fn accept_thread(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    ctl: Option<std::os::unix::net::UnixListener>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "ftpd: accept runtime failed");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "ftpd: listener registration failed");
+                return;
+            }
+        };
+        if let Some(ctl) = ctl {
+            match tokio::net::UnixListener::from_std(ctl) {
+                Ok(l) => {
+                    tokio::spawn(ctl::serve(l, Arc::clone(&shared), stop.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "ftpd: control socket registration failed"),
+            }
+        }
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, peer)) => shared.admit(s, peer),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ftpd: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stop.changed() => break,
+            }
+        }
+    });
+}
+
+impl ServerHandle {
+    /// The control-connection address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Reads a key (`ftp.*` or `io.*`).
+    pub fn get(&self, key: &str) -> Result<String> {
+        self.shared.get_key(key)
+    }
+
+    /// Sets a key live; returns a note for the operator (may be empty).
+    pub fn set(&self, key: &str, value: &str) -> Result<String> {
+        self.shared.set_key(key, value)
+    }
+
+    /// All keys and values.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.shared.list_keys()
+    }
+
+    /// Counters: clients, transfers, bytes, the I/O path.
+    pub fn stats(&self) -> Vec<(String, String)> {
+        self.shared.stats_list()
+    }
+
+    /// Stops accepting, lets running transfers finish for `ftp.shutdown_grace` (then aborts
+    /// them: 426), closes every session with 421 and stops the threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let grace = self.shared.settings().shutdown_grace;
+        let _ = self.shared.shutdown.send(SHUTDOWN_DRAIN);
+        let _ = self.stop_accept.send(true);
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        let wait = |d: Duration| {
+            let end = Instant::now() + d;
+            while self.shared.stats.clients_now.load(Relaxed) > 0 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        wait(grace);
+        if self.shared.stats.clients_now.load(Relaxed) > 0 {
+            tracing::info!("ftpd: grace period over, aborting transfers");
+            let _ = self.shared.shutdown.send(SHUTDOWN_ABORT);
+            wait(Duration::from_secs(5));
+        }
+        let all_gone = self.shared.stats.clients_now.load(Relaxed) == 0;
+        let threads: Vec<_> = lock(&self.shared.listeners).drain(..).collect();
+        let mut handles: Vec<_> = threads
+            .into_iter()
+            .map(|t| {
+                drop(t.tx);
+                t.handle
+            })
+            .collect();
+        handles.extend(lock(&self.shared.retired).drain(..));
+        if all_gone {
+            for h in handles {
+                let _ = h.join();
+            }
+        }
+        if let Some(p) = &self.ctl_socket {
+            let _ = std::fs::remove_file(p);
+        }
+        tracing::info!("ftpd: stopped");
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,535 @@
+//! Transfers: open the file (on the I/O pool), make the data connection (tokio), then move
+//! the bytes on the I/O pool with `gridos_io::send_file` / `recv_file` (TYPE I) or a
+//! user-space line-end conversion loop (TYPE A).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use gridos_io::{CancelToken, GridSocket, TransferOptions};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+use super::fs::Root;
+use crate::proto::{
+    DataEndpoint, FsError, FsErrorKind, ListRequest, RetrRequest, StorRequest, StoreKind,
+    TransferDone, TransferError, TransferStart, TransferType,
+};
+
+/// What the connection asked for.
+pub(crate) enum Job {
+    Retr(RetrRequest),
+    Stor(StorRequest),
+    List(ListRequest),
+}
+
+/// Reports from a transfer task to its control connection.
+pub(crate) enum Event {
+    Started(TransferStart),
+    Finished {
+        result: Result<TransferDone, TransferError>,
+        commit: Option<Commit>,
+    },
+}
+
+/// A completed STOR's partial file, to be renamed over its target once the control
+/// connection confirms the client is still there.
+pub(crate) struct Commit {
+    pub dir: OwnedFd,
+    pub partial: String,
+    pub target: String,
+    pub _lock: Flock<File>,
+}
+
+/// Everything a transfer task needs.
+pub(crate) struct Ctx {
+    pub shared: Arc<Shared>,
+    pub root: Arc<Root>,
+    pub peer: SocketAddr,
+    pub passive: Option<TcpListener>,
+    pub data_timeout: Duration,
+    pub cancel: CancelToken,
+    pub writable: bool,
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+enum Prepared {
+    Retr {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+    Stor {
+        file: Flock<File>,
+        offset: u64,
+        commit: Option<(OwnedFd, String, String)>,
+        name: Option<String>,
+    },
+    List(Vec<u8>),
+}
+
+fn fs_err(kind: FsErrorKind, msg: &str) -> TransferError {
+    TransferError::Fs(FsError {
+        kind,
+        message: msg.to_string(),
+    })
+}
+
+fn lock(f: File) -> Result<Flock<File>, TransferError> {
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        if e == nix::Error::EWOULDBLOCK {
+            fs_err(
+                FsErrorKind::Busy,
+                "File busy: another upload is writing it.",
+            )
+        } else {
+            TransferError::Fs(std::io::Error::from(e).into())
+        }
+    })
+}
+
+fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared, TransferError> {
+    let fs = |e: std::io::Error| TransferError::Fs(e.into());
+    match job {
+        Job::Retr(r) => {
+            let file = root.open_read(&r.path).map_err(fs)?;
+            let size = file.metadata().map_err(fs)?.len();
+            if r.offset > size {
+                return Err(fs_err(
+                    FsErrorKind::Unsupported,
+                    "Restart offset beyond end of file.",
+                ));
+            }
+            let len = match r.length {
+                Some(l) => l.min(size - r.offset),
+                None => size - r.offset,
+            };
+            Ok(Prepared::Retr {
+                file,
+                offset: r.offset,
+                len,
+            })
+        }
+        Job::Stor(s) => match s.kind {
+            StoreKind::Replace => {
+                let (file, dir, target) = root.open_partial(&s.path).map_err(fs)?;
+                let file = lock(file)?;
+                let have = file.metadata().map_err(fs)?.len();
+                if s.offset == 0 || s.offset <= have {
+                    // A fresh upload, or a resume of data the partial already holds.
+                    file.set_len(s.offset).map_err(fs)?;
+                } else if have == 0 {
+                    // No partial: resume on top of the first `offset` bytes of the old file.
+                    let old = Root::open_in(&dir, &target).map_err(|_| {
+                        fs_err(
+                            FsErrorKind::Unsupported,
+                            "Restart offset beyond the data uploaded so far.",
+                        )
+                    })?;
+                    let old_len = old.metadata().map_err(fs)?.len();
+                    if !old.metadata().map_err(fs)?.is_file() || old_len < s.offset {
+                        return Err(fs_err(
+                            FsErrorKind::Unsupported,
+                            "Restart offset beyond the data uploaded so far.",
+                        ));
+                    }
+                    gridos_io::file_copy(&old, 0, &file, 0, Some(s.offset))
+                        .map_err(|e| TransferError::Local(e.to_string()))?;
+                } else {
+                    return Err(fs_err(
+                        FsErrorKind::Unsupported,
+                        "Restart offset beyond the data uploaded so far.",
+                    ));
+                }
+                let partial = super::fs::partial_name(&target);
+                Ok(Prepared::Stor {
+                    file,
+                    offset: s.offset,
+                    commit: Some((dir, partial, target)),
+                    name: None,
+                })
+            }
+            StoreKind::Append => {
+                let file = lock(root.open_append(&s.path).map_err(fs)?)?;
+                let offset = file.metadata().map_err(fs)?.len();
+                Ok(Prepared::Stor {
+                    file,
+                    offset,
+                    commit: None,
+                    name: None,
+                })
+            }
+            StoreKind::Unique => {
+                let (file, name) = root.create_unique(&s.path).map_err(fs)?;
+                Ok(Prepared::Stor {
+                    file: lock(file)?,
+                    offset: 0,
+                    commit: None,
+                    name: Some(name),
+                })
+            }
+            _ => Err(fs_err(
+                FsErrorKind::Unsupported,
+                "Store kind not supported.",
+            )),
+        },
+        Job::List(l) => root
+            .listing(&l.path, l.kind, &l.facts, writable)
+            .map(Prepared::List)
+            .map_err(fs),
+    }
+}
+
+fn map_io(e: gridos_io::Error) -> TransferError {
+    use gridos_io::Error as E;
+    match e {
+        E::Cancelled { .. } => TransferError::Aborted,
+        E::PeerClosed { .. } | E::PeerReset { .. } => {
+            TransferError::ConnectionClosed(e.to_string())
+        }
+        E::NoSpace { .. } => TransferError::Fs(FsError::new(FsErrorKind::StorageFull)),
+        E::OffsetPastEof { .. } => fs_err(
+            FsErrorKind::Unsupported,
+            "Restart offset beyond end of file.",
+        ),
+        e => TransferError::Local(e.to_string()),
+    }
+}
+
+fn map_sock(e: std::io::Error) -> TransferError {
+    TransferError::ConnectionClosed(e.to_string())
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// How often blocking user-space loops wake up to look at the cancel token.
+const WAKE: Duration = Duration::from_millis(100);
+
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// `write_all` that honours cancellation (the socket has a [`WAKE`] write timeout).
+fn write_all(
+    mut sock: &std::net::TcpStream,
+    mut buf: &[u8],
+    cancel: &CancelToken,
+) -> Result<(), TransferError> {
+    let _ = sock.set_write_timeout(Some(WAKE));
+    while !buf.is_empty() {
+        if cancel.is_cancelled() {
+            return Err(TransferError::Aborted);
+        }
+        match sock.write(buf) {
+            Ok(0) => return Err(TransferError::ConnectionClosed("write returned 0".into())),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if would_block(&e) => {}
+            Err(e) => return Err(map_sock(e)),
+        }
+    }
+    Ok(())
+}
+
+/// TYPE A retrieve: LF → CRLF.
+fn send_ascii(
+    file: &File,
+    mut offset: u64,
+    len: u64,
+    sock: &std::net::TcpStream,
+    cancel: &CancelToken,
+) -> Result<u64, TransferError> {
+    let end = offset.saturating_add(len);
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(2 * CHUNK);
+    let mut sent = 0u64;
+    while offset < end {
+        if cancel.is_cancelled() {
+            return Err(TransferError::Aborted);
+        }
+        let want = ((end - offset) as usize).min(CHUNK);
+        let n = gridos_io::file_read(file, offset, &mut buf[..want]).map_err(map_io)?;
+        if n == 0 {
+            break;
+        }
+        out.clear();
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                out.push(b'\r');
+            }
+            out.push(b);
+        }
+        write_all(sock, &out, cancel)?;
+        offset += n as u64;
+        sent += out.len() as u64;
+    }
+    Ok(sent)
+}
+
+/// TYPE A store: CRLF → LF (a CR at a chunk's end waits for the next chunk).
+fn recv_ascii(
+    mut sock: &std::net::TcpStream,
+    file: &File,
+    mut offset: u64,
+    cancel: &CancelToken,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK + 1);
+    let mut pending_cr = false;
+    let mut got = 0u64;
+    let _ = sock.set_read_timeout(Some(WAKE));
+    loop {
+        if cancel.is_cancelled() {
+            return Err(TransferError::Aborted);
+        }
+        let n = match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(map_sock(e)),
+        };
+        got += n as u64;
+        out.clear();
+        for &b in &buf[..n] {
+            if pending_cr {
+                pending_cr = false;
+                if b != b'\n' {
+                    out.push(b'\r');
+                }
+            }
+            if b == b'\r' {
+                pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+        gridos_io::file_write(file, offset, &out).map_err(map_io)?;
+        offset += out.len() as u64;
+    }
+    if pending_cr {
+        gridos_io::file_write(file, offset, b"\r").map_err(map_io)?;
+    }
+    Ok(got)
+}
+
+/// Runs `f` on the I/O pool and awaits its result without blocking the runtime.
+async fn on_pool<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, TransferError> {
+    let (tx, rx) = oneshot::channel();
+    drop(shared.io_pool.spawn(move || {
+        let _ = tx.send(f());
+    }));
+    rx.await
+        .map_err(|_| TransferError::Local("I/O pool job failed".into()))
+}
+
+async fn cancelled(c: &CancelToken) {
+    while !c.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn data_connection(
+    ctx: &mut Ctx,
+    data: &DataEndpoint,
+) -> Result<std::net::TcpStream, TransferError> {
+    let timeout = ctx.data_timeout;
+    let stream = match data {
+        DataEndpoint::Passive => {
+            let Some(listener) = ctx.passive.take() else {
+                return Err(TransferError::CannotOpenData("no passive listener".into()));
+            };
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let r = tokio::select! {
+                    r = tokio::time::timeout_at(deadline, listener.accept()) => r,
+                    _ = cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
+                };
+                match r {
+                    Err(_) => {
+                        return Err(TransferError::CannotOpenData(
+                            "timed out waiting for the data connection".into(),
+                        ));
+                    }
+                    Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
+                    Ok(Ok((s, from))) => {
+                        if from.ip().to_canonical() != ctx.peer.ip().to_canonical() {
+                            tracing::warn!(%from, peer = %ctx.peer, "ftpd: refused a data connection from a foreign address");
+                            ctx.shared.stats.data_refused.fetch_add(1, Relaxed);
+                            continue;
+                        }
+                        break s;
+                    }
+                }
+            }
+        }
+        DataEndpoint::Active(addrs) => {
+            let Some(addr) = addrs.first().copied() else {
+                return Err(TransferError::CannotOpenData("no address".into()));
+            };
+            tokio::select! {
+                r = tokio::time::timeout(timeout, TcpStream::connect(addr)) => match r {
+                    Err(_) => return Err(TransferError::CannotOpenData("connect timed out".into())),
+                    Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
+                    Ok(Ok(s)) => s,
+                },
+                _ = cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
+            }
+        }
+    };
+    let s = stream
+        .into_std()
+        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+    s.set_nonblocking(false)
+        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// Runs one transfer and reports to the connection.
+pub(crate) async fn run(mut ctx: Ctx, job: Job) {
+    let stats = &ctx.shared.stats;
+    stats.transfers_active.fetch_add(1, Relaxed);
+    let (result, commit) = run_inner(&mut ctx, job).await;
+    let stats = &ctx.shared.stats;
+    stats.transfers_active.fetch_sub(1, Relaxed);
+    match &result {
+        Ok(_) => stats.transfers_ok.fetch_add(1, Relaxed),
+        Err(_) => stats.transfers_failed.fetch_add(1, Relaxed),
+    };
+    let _ = ctx.events.send(Event::Finished { result, commit });
+}
+
+async fn run_inner(
+    ctx: &mut Ctx,
+    job: Job,
+) -> (Result<TransferDone, TransferError>, Option<Commit>) {
+    let (data, ascii) = match &job {
+        Job::Retr(r) => (
+            r.data.clone(),
+            matches!(r.params.ty, TransferType::Ascii(_)),
+        ),
+        Job::Stor(s) => (
+            s.data.clone(),
+            matches!(s.params.ty, TransferType::Ascii(_)),
+        ),
+        Job::List(l) => (l.data.clone(), false),
+    };
+    let root = Arc::clone(&ctx.root);
+    let writable = ctx.writable;
+    let prepared = match on_pool(&ctx.shared, move || prepare(&root, &job, writable)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) | Err(e) => return (Err(e), None),
+    };
+    let sock = match data_connection(ctx, &data).await {
+        Ok(s) => s,
+        Err(e) => return (Err(e), None),
+    };
+    let start = match &prepared {
+        Prepared::Retr { len, .. } => TransferStart {
+            reused: false,
+            size: (!ascii).then_some(*len),
+            name: None,
+        },
+        Prepared::Stor { name, .. } => TransferStart {
+            reused: false,
+            size: None,
+            name: name.clone(),
+        },
+        Prepared::List(_) => TransferStart::default(),
+    };
+    let _ = ctx.events.send(Event::Started(start));
+    let cancel = ctx.cancel.clone();
+    let moved = on_pool(&ctx.shared, move || {
+        move_data(prepared, sock, ascii, cancel)
+    })
+    .await;
+    let stats = &ctx.shared.stats;
+    match moved {
+        Ok(Ok((sent, received, commit))) => {
+            stats.bytes_sent.fetch_add(sent, Relaxed);
+            stats.bytes_received.fetch_add(received, Relaxed);
+            (
+                Ok(TransferDone {
+                    bytes: sent + received,
+                }),
+                commit,
+            )
+        }
+        Ok(Err(e)) | Err(e) => (Err(e), None),
+    }
+}
+
+type Moved = (u64, u64, Option<Commit>);
+
+fn move_data(
+    p: Prepared,
+    sock: std::net::TcpStream,
+    ascii: bool,
+    cancel: CancelToken,
+) -> Result<Moved, TransferError> {
+    let sock = GridSocket::from(sock);
+    if let Err(e) = sock.apply_defaults() {
+        tracing::debug!(error = %e, "ftpd: socket buffer defaults not applied");
+    }
+    let opts = TransferOptions {
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    match p {
+        Prepared::Retr { file, offset, len } => {
+            let n = if ascii {
+                send_ascii(&file, offset, len, sock.stream(), &cancel)?
+            } else {
+                gridos_io::send_file(&file, offset, len, &sock, &opts)
+                    .map_err(map_io)?
+                    .bytes
+            };
+            Ok((n, 0, None))
+        }
+        Prepared::Stor {
+            file,
+            offset,
+            commit,
+            ..
+        } => {
+            let n = if ascii {
+                recv_ascii(sock.stream(), &file, offset, &cancel)?
+            } else {
+                gridos_io::recv_file(&sock, &file, offset, None, &opts)
+                    .map_err(map_io)?
+                    .bytes
+            };
+            let commit = commit.map(|(dir, partial, target)| Commit {
+                dir,
+                partial,
+                target,
+                _lock: file,
+            });
+            Ok((0, n, commit))
+        }
+        Prepared::List(bytes) => {
+            write_all(sock.stream(), &bytes, &cancel)?;
+            Ok((bytes.len() as u64, 0, None))
+        }
+    }
+}
+
+impl Commit {
+    /// Renames the partial over the target.
+    pub(crate) fn apply(self) -> std::io::Result<()> {
+        Root::rename_in(&self.dir, &self.partial, &self.target)
+    }
+}

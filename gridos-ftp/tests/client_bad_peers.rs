@@ -1,0 +1,297 @@
+//! The client against scripted misbehaving servers (raw TCP listeners): garbage, truncated
+//! replies, silence, a PASV address pointing elsewhere, data connections that close early or
+//! stall. Each must give a clear error, never a panic or a short file reported as complete.
+
+use gridos_ftp::client::{Client, ClientConfig, Error};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The server side of one scripted control connection.
+struct Ctl {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Ctl {
+    fn send(&mut self, s: &str) {
+        let _ = self.w.write_all(s.as_bytes());
+    }
+    /// Reads one command line and checks it starts with `prefix`.
+    fn expect(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with(prefix),
+            "expected {prefix:?}, client sent {line:?}"
+        );
+        line.trim_end().to_string()
+    }
+    /// Standard login exchange with the given FEAT body.
+    fn login(&mut self, feat: &str) {
+        self.send("220 fake\r\n");
+        self.expect("USER");
+        self.send("331 pass\r\n");
+        self.expect("PASS");
+        self.send("230 in\r\n");
+        self.expect("FEAT");
+        self.send(&format!("211-Features:\r\n{feat}211 End\r\n"));
+        self.expect("TYPE I");
+        self.send("200 binary\r\n");
+    }
+}
+
+fn fake(script: impl FnOnce(&mut Ctl) + Send + 'static) -> (String, JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut ctl = Ctl {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
+        script(&mut ctl);
+    });
+    (addr, h)
+}
+
+fn quick() -> ClientConfig {
+    let mut c = ClientConfig::default();
+    c.reply_timeout = Duration::from_millis(800);
+    c.data_timeout = Duration::from_millis(800);
+    c.connect_timeout = Duration::from_secs(2);
+    c
+}
+
+#[test]
+fn garbage_greeting_is_a_protocol_error() {
+    let (addr, h) = fake(|c| c.send("\u{1}\u{2}garbage \u{ff}\r\nmore garbage\r\n"));
+    let e = Client::connect(&addr, quick()).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    h.join().unwrap();
+}
+
+#[test]
+fn refusing_greeting_carries_code() {
+    let (addr, h) = fake(|c| c.send("421 too many users\r\n"));
+    let e = Client::connect(&addr, quick()).unwrap_err();
+    assert_eq!(e.reply_code(), Some(421), "{e}");
+    assert!(e.to_string().contains("too many users"));
+    h.join().unwrap();
+}
+
+#[test]
+fn truncated_multiline_reply_then_close() {
+    let (addr, h) = fake(|c| {
+        c.send("220 hi\r\n");
+        c.expect("USER");
+        c.send("230 in\r\n");
+        c.expect("FEAT");
+        c.send("211-Features:\r\n SIZE\r\n EPS");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    let e = cl.login_anonymous().unwrap_err();
+    assert!(matches!(e, Error::Closed { mid_reply: true }), "{e}");
+    // The connection is now unusable, and says so.
+    assert!(matches!(cl.noop(), Err(Error::Poisoned)));
+    h.join().unwrap();
+}
+
+#[test]
+fn silent_server_times_out() {
+    let (addr, h) = fake(|c| {
+        c.send("220 hi\r\n");
+        c.expect("USER");
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    let e = cl.login_anonymous().unwrap_err();
+    assert!(matches!(e, Error::Timeout(..)), "{e}");
+    h.join().unwrap();
+}
+
+#[test]
+fn huge_and_malformed_replies_do_not_panic() {
+    let (addr, h) = fake(|c| {
+        c.send("220 hi\r\n");
+        c.expect("USER");
+        let long = "x".repeat(100_000);
+        c.send(&format!("230 {long}\r\n"));
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    let e = cl.login_anonymous().unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    h.join().unwrap();
+
+    let (addr, h) = fake(|c| {
+        c.login(" SIZE\r\n");
+        c.expect("SIZE");
+        c.send("213 lots\r\n");
+        c.expect("EPSV");
+        c.send("229 Entering Extended Passive Mode (|||99999|)\r\n");
+        c.expect("EPSV");
+        c.send("229 nonsense\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_anonymous().unwrap();
+    assert!(matches!(cl.size("/f"), Err(Error::Protocol(_))));
+    let out = tempfile::tempfile().unwrap();
+    let e = cl.list(None).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    let e = cl.list(None).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    drop(out);
+    h.join().unwrap();
+}
+
+/// A server whose PASV reply names 127.3.2.1 (where nothing listens) while its data listener
+/// is on the control address: the client must connect to the control peer.
+#[test]
+fn pasv_address_elsewhere_is_ignored() {
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let sent = payload.clone();
+    let (addr, h) = fake(move |c| {
+        c.login(" SIZE\r\n");
+        c.expect("SIZE /f");
+        c.send(&format!("213 {}\r\n", sent.len()));
+        c.expect("EPSV");
+        c.send("500 what\r\n");
+        c.expect("PASV");
+        let dl = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = dl.local_addr().unwrap().port();
+        c.send(&format!(
+            "227 Entering Passive Mode (127,3,2,1,{},{})\r\n",
+            p >> 8,
+            p & 255
+        ));
+        let (mut d, from) = dl.accept().unwrap();
+        assert!(from.ip().is_loopback());
+        c.expect("RETR /f");
+        c.send("150 here\r\n");
+        d.write_all(&sent).unwrap();
+        drop(d);
+        c.send("226 done\r\n");
+        c.expect("QUIT");
+        c.send("221 bye\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_anonymous().unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let r = cl.get("/f", &out, 0, 0).unwrap();
+    assert_eq!(r.bytes, payload.len() as u64);
+    let mut got = vec![0u8; payload.len()];
+    assert_eq!(
+        gridos_io::file_read(&out, 0, &mut got).unwrap(),
+        payload.len()
+    );
+    assert_eq!(got, payload);
+    cl.quit().unwrap();
+    h.join().unwrap();
+}
+
+/// Serves one RETR whose data connection carries `send` bytes while SIZE says `size`, then
+/// sends `verdict`.
+fn short_retr(size: usize, send: usize, verdict: &'static str) -> Error {
+    let (addr, h) = fake(move |c| {
+        c.login(" SIZE\r\n EPSV\r\n");
+        c.expect("SIZE");
+        c.send(&format!("213 {size}\r\n"));
+        c.expect("EPSV");
+        let dl = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = dl.local_addr().unwrap().port();
+        c.send(&format!("229 Extended Passive Mode OK (|||{p}|)\r\n"));
+        let (mut d, _) = dl.accept().unwrap();
+        c.expect("RETR");
+        c.send("150 here\r\n");
+        d.write_all(&vec![7u8; send]).unwrap();
+        drop(d);
+        c.send(verdict);
+        c.expect("NOOP");
+        c.send("200 ok\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_anonymous().unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let e = cl.get("/f", &out, 0, 0).unwrap_err();
+    // After a failed transfer the control connection is still in step.
+    cl.noop().unwrap();
+    h.join().unwrap();
+    e
+}
+
+#[test]
+fn data_connection_closing_early_is_incomplete() {
+    let e = short_retr(100_000, 40_000, "226 done (liar)\r\n");
+    assert!(
+        matches!(
+            e,
+            Error::Incomplete {
+                expected: 100_000,
+                got: 40_000
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.bytes_moved(), Some(40_000));
+    let e = short_retr(
+        100_000,
+        40_000,
+        "426 connection closed; transfer aborted\r\n",
+    );
+    assert_eq!(e.reply_code(), Some(426), "{e}");
+}
+
+#[test]
+fn stalled_data_connection_times_out() {
+    let (addr, h) = fake(|c| {
+        c.login(" EPSV\r\n");
+        c.expect("EPSV");
+        let dl = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = dl.local_addr().unwrap().port();
+        c.send(&format!("229 ok (|||{p}|)\r\n"));
+        let (mut d, _) = dl.accept().unwrap();
+        c.expect("RETR");
+        c.send("150 here\r\n");
+        d.write_all(b"a little").unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        drop(d);
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_anonymous().unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let e = cl.get("/f", &out, 0, 0).unwrap_err();
+    assert!(matches!(e, Error::Timeout(..)), "{e}");
+    h.join().unwrap();
+}
+
+#[test]
+fn cancellation_stops_a_transfer() {
+    let token = gridos_io::CancelToken::new();
+    let (addr, h) = fake(|c| {
+        c.login(" EPSV\r\n");
+        c.expect("EPSV");
+        let dl = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = dl.local_addr().unwrap().port();
+        c.send(&format!("229 ok (|||{p}|)\r\n"));
+        let (mut d, _) = dl.accept().unwrap();
+        c.expect("RETR");
+        c.send("150 here\r\n");
+        d.write_all(b"some bytes").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let mut config = quick();
+    config.data_timeout = Duration::from_secs(30);
+    config.transfer.cancel = Some(token.clone());
+    let mut cl = Client::connect(&addr, config).unwrap();
+    cl.login_anonymous().unwrap();
+    let t = token.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        t.cancel();
+    });
+    let out = tempfile::tempfile().unwrap();
+    let e = cl.get("/f", &out, 0, 0).unwrap_err();
+    assert!(matches!(e, Error::Cancelled { moved: 10 }), "{e}");
+    h.join().unwrap();
+}

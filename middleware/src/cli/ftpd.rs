@@ -1,0 +1,141 @@
+//! `gridos ftpd`: the FTP server, in the foreground.
+
+use clap::Args;
+use gridos_ftp::server::{Server, ServerConfig};
+use nix::sys::signal::{SigSet, Signal};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `gridos ftpd`. Flags override the configuration file.
+#[derive(Args, Debug)]
+pub struct FtpdArgs {
+    /// Directory to serve (required here or as `docroot` in `[ftp]` of --config).
+    #[arg(long)]
+    pub docroot: Option<PathBuf>,
+    /// Control-connection address [default: 0.0.0.0:2121]; port 0 picks a free port.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Accept anonymous logins (read-only unless --anonymous-write).
+    #[arg(long)]
+    pub anonymous: bool,
+    /// Let anonymous users upload, rename and delete.
+    #[arg(long)]
+    pub anonymous_write: bool,
+    /// Password file (`gridos passwd FILE USER` makes one).
+    #[arg(long)]
+    pub passwd: Option<PathBuf>,
+    /// When started as root: chroot to the docroot and run as this user [default: nobody].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Listener threads for control connections.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// I/O threads for transfers.
+    #[arg(long)]
+    pub io_threads: Option<usize>,
+    /// Passive data ports, LOW-HIGH.
+    #[arg(long)]
+    pub pasv_ports: Option<String>,
+    /// Most clients at once.
+    #[arg(long)]
+    pub max_clients: Option<usize>,
+    /// Most clients from one address.
+    #[arg(long)]
+    pub max_per_ip: Option<usize>,
+    /// Seconds before an idle control connection is closed.
+    #[arg(long)]
+    pub idle_timeout: Option<String>,
+    /// Seconds to wait for a data connection.
+    #[arg(long)]
+    pub data_timeout: Option<String>,
+    /// Unix control socket (`gridos ctl --socket PATH ...`).
+    #[arg(long)]
+    pub ctl_socket: Option<PathBuf>,
+    /// TOML configuration file (`[ftp]` and `[io]` tables).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
+    let mut c = ServerConfig::new(PathBuf::new());
+    c.listen = SocketAddr::from(([0, 0, 0, 0], 2121));
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("ftpd: reading {}: {e}", path.display()))?;
+        c.apply_toml(&text)
+            .map_err(|e| format!("ftpd: {}: {e}", path.display()))?;
+    }
+    let set = |c: &mut ServerConfig, k: &str, v: String| {
+        c.set(k, &v)
+            .map_err(|e| format!("ftpd: --{}: {e}", k.replace('_', "-")))
+    };
+    if let Some(d) = &a.docroot {
+        c.docroot = d.clone();
+    }
+    if let Some(l) = a.listen {
+        c.listen = l;
+    }
+    c.anonymous |= a.anonymous;
+    c.anonymous_write |= a.anonymous_write;
+    if let Some(p) = &a.passwd {
+        c.passwd = Some(p.clone());
+    }
+    if let Some(n) = a.threads {
+        set(&mut c, "threads", n.to_string())?;
+    }
+    if let Some(n) = a.io_threads {
+        set(&mut c, "io_threads", n.to_string())?;
+    }
+    if let Some(p) = &a.pasv_ports {
+        set(&mut c, "pasv_ports", p.clone())?;
+    }
+    if let Some(n) = a.max_clients {
+        c.max_clients = n;
+    }
+    if let Some(n) = a.max_per_ip {
+        c.max_per_ip = n;
+    }
+    if let Some(t) = &a.idle_timeout {
+        set(&mut c, "idle_timeout", t.clone())?;
+    }
+    if let Some(t) = &a.data_timeout {
+        set(&mut c, "data_timeout", t.clone())?;
+    }
+    if let Some(p) = &a.ctl_socket {
+        c.ctl_socket = Some(p.clone());
+    }
+    c.run_as = Some(
+        a.user
+            .clone()
+            .or(c.run_as.take())
+            .unwrap_or_else(|| "nobody".to_string()),
+    );
+    if c.docroot.as_os_str().is_empty() {
+        return Err("ftpd: --docroot DIR is required".into());
+    }
+    Ok(c)
+}
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down cleanly (exit status 0).
+pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
+    // Block the termination signals before any thread starts, so every thread inherits the
+    // mask and the main thread receives them with sigwait.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .map_err(|e| format!("ftpd: blocking signals: {e}"))?;
+    let config = config_from(&a)?;
+    let server = Server::start(config).map_err(|e| format!("ftpd: {e}"))?;
+    println!("gridos ftpd listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    let sig = signals
+        .wait()
+        .map_err(|e| format!("ftpd: waiting for signals: {e}"))?;
+    tracing::info!(signal = %sig, "ftpd: shutting down");
+    server.shutdown();
+    Ok(ExitCode::SUCCESS)
+}

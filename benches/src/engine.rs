@@ -50,18 +50,8 @@ fn timed<T>(f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<(T, Durat
     Ok((v, thread_cpu().saturating_sub(t0)))
 }
 
-/// User + system CPU time of this process.
-pub fn cpu_time() -> Duration {
-    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let tv = |t: nix::sys::time::TimeVal| {
-                Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
-            };
-            tv(u.user_time()) + tv(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
-}
+/// User + system CPU time of the whole process.
+pub use gridos_io::process_cpu_time as cpu_time;
 
 /// Creates (once) a `size`-byte source file in `dir` and reads it, so the page cache is warm.
 pub fn warm_source(dir: &Path, size: u64) -> std::io::Result<PathBuf> {

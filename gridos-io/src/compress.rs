@@ -120,14 +120,7 @@ pub fn send_compressed(
     opts: &TransferOptions,
 ) -> Result<TransferReport> {
     let sock = sock.as_fd();
-    let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
-    if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Error::OffsetPastEof {
-            offset,
-            len,
-            file_len,
-        });
-    }
+    crate::transfer::check_range(file, offset, len)?;
     let ctx = Ctx::new(opts, Role::Sender);
     let _mode = ModeGuard::set(sock, true)?;
     stats::started(IoPath::ReadWrite);

@@ -67,6 +67,6 @@ pub use net::{BufferOpt, BufferOptName, GridSocket, apply_plan, privileged};
 pub use path::{IoPath, probe};
 pub use pipe::{Pipe, PipePool, PooledPipe};
 pub use pool::{IoPool, JobHandle};
-pub use stats::{GlobalStats, TransferReport, stats};
+pub use stats::{GlobalStats, TransferReport, process_cpu_time, stats};
 pub use tcpinfo::{TcpInfo, tcp_info};
 pub use transfer::{CancelToken, TransferOptions, recv_file, send_file, send_file_prefixed};

@@ -90,6 +90,20 @@ static C: Counters = Counters {
     rcvbuf: AtomicU64::new(0),
 };
 
+/// User + system CPU time of the whole process (all threads, io_uring workers included):
+/// what the benchmarks and the self-test divide by the bytes moved.
+pub fn process_cpu_time() -> std::time::Duration {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let tv = |t: nix::sys::time::TimeVal| {
+                std::time::Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+            };
+            tv(u.user_time()) + tv(u.system_time())
+        }
+        Err(_) => std::time::Duration::ZERO,
+    }
+}
+
 /// The process-wide counters.
 pub fn stats() -> GlobalStats {
     GlobalStats {

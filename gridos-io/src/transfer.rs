@@ -180,6 +180,19 @@ fn report(
     }
 }
 
+/// [`Error::OffsetPastEof`] unless `offset..offset + len` lies inside `file`.
+pub(crate) fn check_range(file: &File, offset: u64, len: u64) -> Result<()> {
+    let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
+    if offset.checked_add(len).is_none_or(|end| end > file_len) {
+        return Err(Error::OffsetPastEof {
+            offset,
+            len,
+            file_len,
+        });
+    }
+    Ok(())
+}
+
 /// Sends `len` bytes of `file` starting at `offset` to the connected socket `sock`.
 ///
 /// Fails with [`Error::OffsetPastEof`] before sending anything if the range is not inside the
@@ -192,14 +205,7 @@ pub fn send_file(
     opts: &TransferOptions,
 ) -> Result<TransferReport> {
     let sock = sock.as_fd();
-    let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
-    if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Error::OffsetPastEof {
-            offset,
-            len,
-            file_len,
-        });
-    }
+    check_range(file, offset, len)?;
     let mut ctx = Ctx::new(opts, Role::Sender);
     let path = resolve_path(opts, &ctx.cfg)?;
     stats::started(path);
@@ -235,14 +241,7 @@ pub fn send_file_prefixed(
     use nix::sys::socket::{MsgFlags, send};
     use std::os::fd::AsRawFd;
     let fd = sock.as_fd();
-    let file_len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
-    if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Error::OffsetPastEof {
-            offset,
-            len,
-            file_len,
-        });
-    }
+    check_range(file, offset, len)?;
     // nix has no MSG_MORE constant; the bit comes from libc.
     let more = MsgFlags::from_bits_retain(if len > 0 { libc::MSG_MORE } else { 0 });
     let flags = MsgFlags::MSG_NOSIGNAL | more;

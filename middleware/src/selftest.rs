@@ -191,14 +191,4 @@ fn generate(path: &Path, size: u64) -> Result<(), SelftestError> {
 }
 
 /// User + system CPU time of the whole process.
-pub fn cpu_time() -> Duration {
-    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let tv = |t: nix::sys::time::TimeVal| {
-                Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
-            };
-            tv(u.user_time()) + tv(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
-}
+pub use gridos_io::process_cpu_time as cpu_time;

@@ -80,6 +80,25 @@ pub struct Row {
     pub result: Result<Figures, String>,
 }
 
+impl Row {
+    /// A row for `client ↔ kind`, announced on stderr as it completes.
+    fn new(
+        cell: Cell,
+        client: ClientKind,
+        kind: ServerKind,
+        result: Result<Figures, String>,
+    ) -> Row {
+        let pair = format!("{} ↔ {}", client.name(), kind.name());
+        eprintln!("{cell:?} {pair}: {}", summary(&result));
+        Row {
+            cell,
+            pair,
+            gridos: kind == ServerKind::Gridos,
+            result,
+        }
+    }
+}
+
 /// Medians of a cell.
 #[derive(Clone, Copy, Debug)]
 pub struct Figures {
@@ -429,35 +448,13 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
                     Ok(w) => wan_cell(client, kind, w, &data, s),
                     Err(e) => Err(format!("WAN emulator: {e}")),
                 };
-                eprintln!(
-                    "{cell:?} {} ↔ {}: {}",
-                    client.name(),
-                    kind.name(),
-                    summary(&result)
-                );
-                rows.push(Row {
-                    cell,
-                    pair: format!("{} ↔ {}", client.name(), kind.name()),
-                    gridos: kind == ServerKind::Gridos,
-                    result,
-                });
+                rows.push(Row::new(cell, client, kind, result));
             }
             continue;
         }
         for (client, kind) in loopback_pairs() {
             let result = loopback_cell(cell, client, kind, &data, s);
-            eprintln!(
-                "{cell:?} {} ↔ {}: {}",
-                client.name(),
-                kind.name(),
-                summary(&result)
-            );
-            rows.push(Row {
-                cell,
-                pair: format!("{} ↔ {}", client.name(), kind.name()),
-                gridos: kind == ServerKind::Gridos,
-                result,
-            });
+            rows.push(Row::new(cell, client, kind, result));
         }
     }
     Ok(rows)

@@ -112,9 +112,10 @@ pub fn file_copy(
         data_bytes += n;
         pos = data_end;
     }
-    // A trailing hole is not copied: make the destination long enough to include it.
-    let dst_len = dst.metadata().map_err(|e| Error::io("fstat", e))?.len();
-    if dst_len < dst_off + len {
+    // A trailing hole is not copied: make a regular destination long enough to include it
+    // (a device such as /dev/null has no length to set).
+    let dst_meta = dst.metadata().map_err(|e| Error::io("fstat", e))?;
+    if dst_meta.is_file() && dst_meta.len() < dst_off + len {
         dst.set_len(dst_off + len)
             .map_err(|e| Error::transfer("ftruncate", e, data_bytes))?;
     }
@@ -272,7 +273,8 @@ fn splice_copy(
 
 /// Copies the regular file `src` to `dst` with [`file_copy`]. The copy is written to a
 /// temporary file beside `dst` and renamed over it only when complete, so an existing `dst`
-/// is never left half-written; the source's permission bits are kept.
+/// is never left half-written; the source's permission bits are kept. An existing `dst` that
+/// is a device (such as `/dev/null`) is written in place instead.
 pub fn copy_path(src: &Path, dst: &Path) -> Result<CopyReport> {
     let input = File::open(src).map_err(|e| Error::io("open source", e))?;
     let meta = input.metadata().map_err(|e| Error::io("fstat", e))?;
@@ -281,6 +283,18 @@ pub fn copy_path(src: &Path, dst: &Path) -> Result<CopyReport> {
             "open source",
             std::io::Error::other(format!("{} is not a regular file", src.display())),
         ));
+    }
+    // An existing device or pipe (say /dev/null) is written in place: renaming a temporary
+    // file over it would replace the device node.
+    if let Ok(m) = std::fs::metadata(dst)
+        && !m.is_file()
+        && !m.is_dir()
+    {
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dst)
+            .map_err(|e| Error::io("open destination", e))?;
+        return file_copy(&input, 0, &out, 0, None);
     }
     let dir = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -156,3 +156,19 @@ fn copy_path_replaces_atomically_and_keeps_permissions() {
     assert!(copy_path(&a, &dir.path().join("nope/b")).is_err());
     let _: File = OpenOptions::new().read(true).open(&b).unwrap();
 }
+
+#[test]
+fn copy_path_to_a_device_writes_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    std::fs::write(&a, pattern(70_000, 14)).unwrap();
+    let r = copy_path(&a, std::path::Path::new("/dev/null")).unwrap();
+    assert_eq!(r.bytes, 70_000);
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}

@@ -110,3 +110,25 @@ fn selftest_verifies_every_path() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn cp_to_a_device_writes_into_it_and_keeps_the_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(&src, pattern(100_000)).unwrap();
+    let out = gridos()
+        .arg("cp")
+        .arg("-q")
+        .arg(&src)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = std::fs::metadata("/dev/null").unwrap();
+    assert!(meta.file_type().is_char_device(), "/dev/null was replaced");
+}

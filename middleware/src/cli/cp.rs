@@ -431,6 +431,19 @@ fn temp_beside(dst: &Path) -> Result<tempfile::NamedTempFile, String> {
         .map_err(|e| format!("cp: temporary file in {}: {e}", dir.display()))
 }
 
+/// The destination opened for writing when it exists and is neither a regular file nor a
+/// directory (a device or a pipe).
+fn existing_device(d: &Path) -> Result<Option<File>, String> {
+    match std::fs::metadata(d) {
+        Ok(m) if !m.is_file() && !m.is_dir() => std::fs::OpenOptions::new()
+            .write(true)
+            .open(d)
+            .map(Some)
+            .map_err(|e| format!("cp: open {}: {e}", d.display())),
+        _ => Ok(None),
+    }
+}
+
 fn file_len(f: &File) -> Result<u64, String> {
     f.metadata()
         .map(|m| m.len())
@@ -487,6 +500,11 @@ fn copy_one(
                 {
                     return Err(format!("{what}: {len} bytes on disk, {t} expected"));
                 }
+                Ok((r.bytes, Some(r.path.name().into())))
+            } else if let Some(dev) = existing_device(d)? {
+                // A device such as /dev/null is written in place: renaming a temporary file
+                // over it would replace the device node.
+                let r = c.get(s, &dev, 0, 0).map_err(ftp)?;
                 Ok((r.bytes, Some(r.path.name().into())))
             } else {
                 let tmp = temp_beside(d)?;

@@ -57,16 +57,12 @@ fn with_ring<T>(f: impl FnOnce(&mut Ring) -> Result<T>) -> Result<T> {
     })
 }
 
-/// A ring for this thread. Completions are only reaped by the thread that submits, so the
-/// ring is set up single-issuer with deferred task work (fewer wake-ups and IPIs per
-/// completion); kernels older than 6.1 get a plain ring.
+/// A ring for this thread. Deliberately a plain ring: with `IORING_SETUP_DEFER_TASKRUN` the
+/// kernel frees finished requests — and drops their references to our sockets — only the next
+/// time this thread enters the ring, so a data socket closed by us stays open (no FIN) while
+/// the I/O thread sits idle, and the peer waits for an end of file that never comes.
 fn new_ring() -> Result<IoUring> {
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(RING_ENTRIES)
-        .or_else(|_| IoUring::new(RING_ENTRIES))
-        .map_err(|e| Error::io("io_uring_setup", e))
+    IoUring::new(RING_ENTRIES).map_err(|e| Error::io("io_uring_setup", e))
 }
 
 /// The process-wide pipe pool for a pipe size (pools are created per distinct size, which

@@ -406,3 +406,26 @@ fn prefixed_sends_put_the_header_before_the_payload_on_every_path() {
         assert_eq!(file_sha(&mut dst, 0, n), sha(&data[1..]), "{path}");
     }
 }
+
+#[test]
+fn a_socket_dropped_after_a_send_on_an_idle_io_thread_reaches_end_of_file() {
+    // Regression: with deferred task work the kernel kept a reference to a finished request's
+    // socket until the I/O thread next entered its ring, so the peer never saw EOF.
+    let pool = gridos_io::IoPool::new(1).unwrap();
+    let data = pattern(1024, 15);
+    for _ in 0..20 {
+        let (c, s) = pair();
+        let src = file_with(&data);
+        pool.spawn(move || {
+            send_file(&src, 0, 1024, &c, &forced(IoPath::Uring)).unwrap();
+            drop(c);
+        })
+        .join()
+        .unwrap();
+        // The pool thread is idle now: the connection must be closed all the same.
+        let mut got = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::io::Read::read_to_end(&mut &s, &mut got).expect("end of file, not a time-out");
+        assert_eq!(got, data);
+    }
+}

@@ -322,9 +322,9 @@ fn loopback_cell(
                 t
             }
             Cell::SmallFiles => {
+                // Every client creates the destination directory itself (as `cp -r` does).
                 let dst = data.scratch.join(format!("small-{run}"));
                 let _ = std::fs::remove_dir_all(&dst);
-                std::fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
                 let t = timed(&mut get_tree_cmd(
                     client,
                     &server.url("small/"),
@@ -415,14 +415,52 @@ fn wan_cell(
     for _ in 0..s.runs {
         let dst = data.scratch.join("wan.out");
         let _ = std::fs::remove_file(&dst);
-        let mut cmd = get_cmd(client, &server.url("wan"), &dst);
-        let t = timed(wan.exec_in(Side::Client, &mut cmd))?;
+        let cmd = get_cmd(client, &server.url("wan"), &dst);
+        let t = timed(&mut peers::netns_exec(wan.ns(Side::Client), &cmd))?;
         if std::fs::metadata(&dst).map(|m| m.len()).ok() != Some(s.wan_size) {
             return Err("WAN download has the wrong size".into());
         }
         samples.push(t);
     }
     Ok(medians(samples, s.wan_size, None))
+}
+
+/// `/etc/netns/NS/{hosts,resolv.conf}` for both WAN namespaces, which `ip netns exec` mounts
+/// over the host's: the machine's host name maps to the namespace's own address and DNS is
+/// empty (the Globus tools resolve their own host name and fail without this). Removed on
+/// drop.
+struct NetnsFiles(Vec<PathBuf>);
+
+impl NetnsFiles {
+    fn create(wan: &Wan) -> Result<NetnsFiles, HarnessError> {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        let sides = [
+            (Side::Client, wan.client_addr(), wan.server_addr()),
+            (Side::Server, wan.server_addr(), wan.client_addr()),
+        ];
+        let mut files = NetnsFiles(Vec::new());
+        for (side, own, other) in sides {
+            let dir = Path::new("/etc/netns").join(wan.ns(side));
+            let hosts = format!("127.0.0.1 localhost\n{own} {host} gwan-self\n{other} gwan-peer\n");
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join("hosts"), hosts))
+                .and_then(|_| std::fs::write(dir.join("resolv.conf"), ""))
+                .map_err(|e| HarnessError::Setup(format!("{}: {e}", dir.display())))?;
+            files.0.push(dir);
+        }
+        Ok(files)
+    }
+}
+
+impl Drop for NetnsFiles {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 /// Runs the selected cells and returns one row per cell × pair.
@@ -443,16 +481,27 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
                 (ClientKind::Globus(&["-p", "4"]), ServerKind::Globus),
                 (ClientKind::Curl, ServerKind::Vsftpd),
             ];
+            let files = match &wan {
+                Ok(w) => NetnsFiles::create(w).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("WAN emulator: {e}")),
+            };
             for (client, kind) in pairs {
-                let result = match &wan {
-                    Ok(w) => wan_cell(client, kind, w, &data, s),
-                    Err(e) => Err(format!("WAN emulator: {e}")),
+                let result = match (&wan, &files) {
+                    (Ok(w), Ok(_)) => wan_cell(client, kind, w, &data, s),
+                    (_, Err(e)) => Err(e.clone()),
+                    (Err(e), _) => Err(format!("WAN emulator: {e}")),
                 };
                 rows.push(Row::new(cell, client, kind, result));
             }
             continue;
         }
         for (client, kind) in loopback_pairs() {
+            // Many small files are what globus-url-copy's pipelining (-pp) and channel reuse
+            // (-fast) are for: compare against its best.
+            let client = match (cell, client) {
+                (Cell::SmallFiles, ClientKind::Globus(_)) => ClientKind::Globus(&["-pp", "-fast"]),
+                (_, c) => c,
+            };
             let result = loopback_cell(cell, client, kind, &data, s);
             rows.push(Row::new(cell, client, kind, result));
         }
@@ -486,6 +535,10 @@ pub fn table(rows: &[Row]) -> String {
             Ok(f) => {
                 let ratio = match (gridos, r.gridos) {
                     (_, true) => "—".to_string(),
+                    // CPU per GB means nothing for a 1 KiB transfer: compare times there.
+                    (Some(g), false) if f.bytes < 1_000_000 => {
+                        format!("time {:.2}×", g.wall.as_secs_f64() / f.wall.as_secs_f64())
+                    }
                     (Some(g), false) => format!(
                         "{:.2}×, {:.2}×",
                         g.mb_per_sec() / f.mb_per_sec(),
@@ -502,12 +555,16 @@ pub fn table(rows: &[Row]) -> String {
                     .peak_rss
                     .map(|b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64))
                     .unwrap_or_else(|| "—".into());
+                let cpu = if f.bytes >= 1_000_000 {
+                    format!("{:.3}", f.cpu_per_gb())
+                } else {
+                    "—".into()
+                };
                 out += &format!(
-                    "| {:?} | {} | {wall} | {:.1} | {:.3} | {rss} | {ratio} |\n",
+                    "| {:?} | {} | {wall} | {:.1} | {cpu} | {rss} | {ratio} |\n",
                     r.cell,
                     r.pair,
                     f.mb_per_sec(),
-                    f.cpu_per_gb()
                 );
             }
             Err(e) => {

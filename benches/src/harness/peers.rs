@@ -124,8 +124,10 @@ impl Server {
                     "--anonymous-write",
                     "--listen",
                     &addr.to_string(),
-                    "--docroot",
                 ]);
+                // Every harness client comes from one address: lift the per-address limit as
+                // the peers' configurations do.
+                c.args(["--max-clients", "1000", "--max-per-ip", "1000", "--docroot"]);
                 c.arg(root);
                 c
             }
@@ -191,9 +193,14 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        if let Some(w) = wan {
-            w.exec_in(Side::Server, &mut cmd);
-        }
+        let mut cmd = match wan {
+            Some(w) => netns_exec(w.ns(Side::Server), &cmd),
+            None => cmd,
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
         let child = cmd
             .spawn()
             .map_err(|e| HarnessError::PeerMissing(format!("{}: {e}", kind.name())))?;
@@ -236,6 +243,16 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// `cmd` run through `ip netns exec NS`, which also bind-mounts `/etc/netns/NS/hosts`: some
+/// peers (the Globus tools) resolve their own host name and fail without it.
+pub fn netns_exec(ns: &str, cmd: &Command) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    c
 }
 
 /// Whether a TCP connect to `addr` succeeds now (host namespace).

@@ -81,15 +81,11 @@ pub fn verify_client(
     server: &str,
     got: &str,
 ) -> bool {
-    let Some(got) = from_hex(got) else {
-        return false;
-    };
-    mac(
+    verify(
         key,
         &["gridos-auth-v1 client", challenge, nonce, client, server],
+        got,
     )
-    .verify_slice(&got)
-    .is_ok()
 }
 
 /// Checks a server's proof in constant time.
@@ -101,15 +97,16 @@ pub fn verify_server(
     server: &str,
     got: &str,
 ) -> bool {
-    let Some(got) = from_hex(got) else {
-        return false;
-    };
-    mac(
+    verify(
         key,
         &["gridos-auth-v1 server", nonce, challenge, server, client],
+        got,
     )
-    .verify_slice(&got)
-    .is_ok()
+}
+
+/// Checks a hex-encoded MAC over `parts` in constant time.
+fn verify(key: &[u8], parts: &[&str], got: &str) -> bool {
+    from_hex(got).is_some_and(|got| mac(key, parts).verify_slice(&got).is_ok())
 }
 
 /// Reads a key file: its bytes (a trailing newline removed), at least 16 of them; refused if

@@ -1,10 +1,14 @@
-//! `gridos cp` against a real vsftpd on loopback: uploads, downloads, resume both ways,
-//! directory trees both ways, FTP → FTP, and failures; every byte checked by SHA-256.
+//! `gridos cp` and the FTP client library against real servers over loopback: vsftpd
+//! (extracted under /opt/gridos-peers, see .ci/run) and our own server (`gridos_ftp::server`,
+//! started in this test process). Bytes checked by SHA-256.
 
 #[path = "../../gridos-ftp/tests/client_peers.rs"]
 mod peers;
 
+use gridos_ftp::client::{Client, ClientConfig, EntryKind, PutMode};
+use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
 use peers::{Vsftpd, random_bytes, sha256};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -213,4 +217,202 @@ fn cp_ftp_vsftpd_recursive_both_ways() {
     assert_eq!(j["files"], 4);
     assert_eq!(j["bytes"], 1_300_006);
     assert_eq!(tree(&back), tree(&t));
+}
+
+fn sha(data: &[u8]) -> Vec<u8> {
+    sha2::Sha256::digest(data).to_vec()
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn server(docroot: &std::path::Path) -> ServerHandle {
+    let mut c = ServerConfig::new(docroot);
+    c.anonymous = true;
+    c.anonymous_write = true;
+    c.users = vec![("alice".into(), "s3cret pass".into())];
+    Server::start(c).unwrap()
+}
+
+#[test]
+fn client_library_against_our_server() {
+    let root = tempfile::tempdir().unwrap();
+    let d = data(2_500_000, 3);
+    std::fs::write(root.path().join("f.bin"), &d).unwrap();
+    let srv = server(root.path());
+    let mut c = Client::connect(srv.local_addr(), ClientConfig::default()).unwrap();
+    c.login("alice", "s3cret pass").unwrap();
+    assert!(c.features().mlst && c.features().size && c.features().rest_stream);
+    let out = tempfile::tempfile().unwrap();
+    c.get("/f.bin", &out, 0, 0).unwrap();
+    let mut got = vec![0u8; d.len()];
+    gridos_io::file_read(&out, 0, &mut got).unwrap();
+    assert_eq!(sha(&got), sha(&d));
+    // Resume from an offset.
+    let part = tempfile::tempfile().unwrap();
+    gridos_io::file_write(&part, 0, &d[..1000]).unwrap();
+    c.get("/f.bin", &part, 1000, 1000).unwrap();
+    gridos_io::file_read(&part, 0, &mut got).unwrap();
+    assert_eq!(sha(&got), sha(&d));
+    // Upload in two parts (STOR, then REST + STOR), MLSD listing, rename, delete.
+    let src = tempfile::tempfile().unwrap();
+    gridos_io::file_write(&src, 0, &d).unwrap();
+    let n = d.len() as u64;
+    c.mkdir("/up").unwrap();
+    c.put(&src, 0, 700_000, "/up/g.bin", PutMode::Store)
+        .unwrap();
+    c.put(
+        &src,
+        700_000,
+        n - 700_000,
+        "/up/g.bin",
+        PutMode::Restart(700_000),
+    )
+    .unwrap();
+    assert_eq!(
+        sha(&std::fs::read(root.path().join("up/g.bin")).unwrap()),
+        sha(&d)
+    );
+    let list = c.list(Some("/up")).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].name.as_str(), list[0].kind, list[0].size),
+        ("g.bin", EntryKind::File, Some(n))
+    );
+    c.rename("/up/g.bin", "/up/h.bin").unwrap();
+    assert_eq!(c.size("/up/h.bin").unwrap(), n);
+    c.mdtm("/up/h.bin").unwrap();
+    c.delete("/up/h.bin").unwrap();
+    c.rmdir("/up").unwrap();
+    assert_eq!(
+        c.get("/nope", &out, 0, 0).unwrap_err().reply_code(),
+        Some(550)
+    );
+    c.quit().unwrap();
+    srv.shutdown();
+}
+
+#[test]
+fn cp_against_our_server_both_ways_resume_and_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = server(root.path());
+    let base = format!("ftp://alice:s3cret%20pass@{}", srv.local_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(3_000_000, 5);
+    let src = dir.path().join("a.bin");
+    std::fs::write(&src, &d).unwrap();
+
+    let j = ok(&gridos(&[
+        "cp",
+        "--json",
+        src.to_str().unwrap(),
+        &format!("{base}/a.bin"),
+    ]));
+    assert_eq!(j["bytes"], d.len() as u64);
+    assert_eq!(
+        sha(&std::fs::read(root.path().join("a.bin")).unwrap()),
+        sha(&d)
+    );
+
+    let back = dir.path().join("back.bin");
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        &format!("{base}/a.bin"),
+        back.to_str().unwrap(),
+    ]));
+    assert_eq!(sha(&std::fs::read(&back).unwrap()), sha(&d));
+
+    // Resume both ways.
+    std::fs::write(&back, &d[..123_456]).unwrap();
+    let j = ok(&gridos(&[
+        "cp",
+        "--resume",
+        "--json",
+        &format!("{base}/a.bin"),
+        back.to_str().unwrap(),
+    ]));
+    assert_eq!(j["bytes"], (d.len() - 123_456) as u64);
+    assert_eq!(sha(&std::fs::read(&back).unwrap()), sha(&d));
+    std::fs::write(root.path().join("b.bin"), &d[..999_999]).unwrap();
+    let j = ok(&gridos(&[
+        "cp",
+        "--resume",
+        "--json",
+        src.to_str().unwrap(),
+        &format!("{base}/b.bin"),
+    ]));
+    assert_eq!(j["bytes"], (d.len() - 999_999) as u64);
+    assert_eq!(
+        sha(&std::fs::read(root.path().join("b.bin")).unwrap()),
+        sha(&d)
+    );
+
+    // A tree up and down again (MLSD path).
+    let t = dir.path().join("tree");
+    std::fs::create_dir_all(t.join("x/y z")).unwrap();
+    std::fs::write(t.join("x/1.bin"), data(100_000, 9)).unwrap();
+    std::fs::write(t.join("x/y z/2.bin"), data(5, 10)).unwrap();
+    let j = ok(&gridos(&[
+        "cp",
+        "-r",
+        "--json",
+        t.to_str().unwrap(),
+        &format!("{base}/"),
+    ]));
+    assert_eq!(j["files"], 2);
+    let down = dir.path().join("down");
+    let j = ok(&gridos(&[
+        "cp",
+        "-r",
+        "--json",
+        &format!("{base}/tree"),
+        down.to_str().unwrap(),
+    ]));
+    assert_eq!(j["files"], 2);
+    assert_eq!(j["bytes"], 100_005);
+    assert_eq!(
+        std::fs::read(down.join("x/y z/2.bin")).unwrap(),
+        data(5, 10)
+    );
+    assert_eq!(
+        sha(&std::fs::read(down.join("x/1.bin")).unwrap()),
+        sha(&data(100_000, 9))
+    );
+
+    // A wrong password fails with the server's code and non-zero exit.
+    let out = gridos(&[
+        "cp",
+        &format!("ftp://alice:wrong@{}/a.bin", srv.local_addr()),
+        dir.path().join("z").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("530"));
+    assert!(!dir.path().join("z").exists());
+    srv.shutdown();
+}
+
+#[test]
+fn selftest_goes_through_ftp() {
+    let out = gridos(&["selftest", "--size", "3MiB", "--json"]);
+    let v = ok(&out);
+    let legs = v.as_array().unwrap();
+    assert_eq!(legs.len(), 2);
+    let want = format!("{:x}", sha2::Sha256::digest(vec![0u8; 0]));
+    for leg in legs {
+        assert_eq!(leg["bytes"], 3 * 1024 * 1024);
+        assert_eq!(leg["transport"], "ftp");
+        assert_eq!(leg["verified"], true);
+        assert_ne!(leg["sha256"], want.as_str());
+        assert_eq!(leg["sha256"], legs[0]["sha256"]);
+    }
 }

@@ -82,7 +82,8 @@ fn main() -> ExitCode {
         let cmd: Vec<String> = std::env::args().collect();
         let uptime = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let section = format!(
-            "\n## Side-by-side harness\n\nCommand: `{}` (big file {} bytes, {} runs per cell, medians; load average at the end: {}).\nCPU is whole-machine busy time from /proc/stat during each run.\n\n{table}",
+            "\n## Side-by-side harness, {} UTC\n\nCommand: `{}` (big file {} bytes, {} runs per cell, medians; load average at the end: {}).\nCPU is whole-machine busy time from /proc/stat during each run.\n\n{table}",
+            utc_now(),
             cmd.join(" "),
             settings.big,
             settings.runs,
@@ -106,4 +107,28 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The current UTC date and time as `YYYY-MM-DD HH:MM` (civil-from-days, no time crate).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }

@@ -266,3 +266,28 @@ fn live_keys_control_socket_and_config_file() {
     assert!(bad.apply_toml("[ftp]\nmax_clients = \"many\"\n").is_err());
     assert!(bad.apply_toml("[ftp]\nnope = 1\n").is_err());
 }
+
+#[test]
+fn a_stalled_upload_is_cut_after_the_data_timeout_and_keeps_its_partial() {
+    let s = start(|c| c.anonymous_write = true);
+    s.handle.set("ftp.data_timeout", "1").unwrap();
+    let mut c = Raw::anon(s.addr);
+    assert_eq!(c.cmd("TYPE I").0, 200);
+    let addr = c.epsv();
+    let mut data = std::net::TcpStream::connect(addr).unwrap();
+    c.send(b"STOR stalled\r\n");
+    assert_eq!(c.reply().0, 150);
+    data.write_all(&[7u8; 5000]).unwrap();
+    // Keep the data connection open but send nothing more.
+    let t = Instant::now();
+    let (code, text) = c.reply();
+    assert_eq!(code, 426, "stalled upload: {text}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    drop(data);
+    // The bytes that did arrive are kept for a resume (SIZE reports the partial).
+    let (code, text) = c.cmd("SIZE stalled");
+    assert_eq!(code, 213, "{text}");
+    assert!(text.trim().ends_with(" 5000"), "partial kept: {text}");
+    // The session still works.
+    assert_eq!(c.cmd("NOOP").0, 200);
+}

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use gridos_io::{CancelToken, GridSocket, TransferOptions};
@@ -451,11 +452,33 @@ async fn run_inner(
         Prepared::List(_) => TransferStart::default(),
     };
     let _ = ctx.events.send(Event::Started(start));
-    let cancel = ctx.cancel.clone();
+    // This transfer's own token: ABOR reaches it through the watchdog, which also cancels a
+    // binary transfer that moves no byte for the data timeout.
+    let cancel = CancelToken::new();
+    let progress = Arc::new(AtomicU64::new(0));
+    let stalled = Arc::new(AtomicBool::new(false));
+    let watch_stall = !ascii && !matches!(prepared, Prepared::List(_));
+    let watchdog = tokio::spawn(watchdog(
+        ctx.cancel.clone(),
+        cancel.clone(),
+        watch_stall.then(|| Arc::clone(&progress)),
+        ctx.data_timeout,
+        Arc::clone(&stalled),
+    ));
     let moved = on_pool(&ctx.shared, move || {
-        move_data(prepared, sock, ascii, cancel)
+        move_data(prepared, sock, ascii, cancel, progress)
     })
     .await;
+    watchdog.abort();
+    let moved = match moved {
+        Ok(Err(TransferError::Aborted)) if stalled.load(Relaxed) => {
+            Ok(Err(TransferError::ConnectionClosed(format!(
+                "no data moved for {} s",
+                ctx.data_timeout.as_secs()
+            ))))
+        }
+        other => other,
+    };
     let stats = &ctx.shared.stats;
     match moved {
         Ok(Ok((sent, received, commit))) => {
@@ -474,11 +497,40 @@ async fn run_inner(
 
 type Moved = (u64, u64, Option<Commit>);
 
+/// Forwards ABOR (`abor`) to the transfer's token and, when `progress` is given, cancels a
+/// transfer whose byte count has not moved for `timeout` (marking it `stalled`).
+async fn watchdog(
+    abor: CancelToken,
+    cancel: CancelToken,
+    progress: Option<Arc<AtomicU64>>,
+    timeout: Duration,
+    stalled: Arc<AtomicBool>,
+) {
+    let mut last = (0u64, tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if abor.is_cancelled() {
+            cancel.cancel();
+            return;
+        }
+        let Some(p) = &progress else { continue };
+        let now = p.load(Relaxed);
+        if now != last.0 {
+            last = (now, tokio::time::Instant::now());
+        } else if last.1.elapsed() >= timeout {
+            stalled.store(true, Relaxed);
+            cancel.cancel();
+            return;
+        }
+    }
+}
+
 fn move_data(
     p: Prepared,
     sock: std::net::TcpStream,
     ascii: bool,
     cancel: CancelToken,
+    progress: Arc<AtomicU64>,
 ) -> Result<Moved, TransferError> {
     let sock = GridSocket::from(sock);
     if let Err(e) = sock.apply_defaults() {
@@ -486,6 +538,7 @@ fn move_data(
     }
     let opts = TransferOptions {
         cancel: Some(cancel.clone()),
+        progress: Some(progress),
         ..Default::default()
     };
     match p {

@@ -26,14 +26,16 @@ pub struct SysLimits {
 }
 
 impl SysLimits {
-    /// Reads the limits from /proc/sys (of the caller's network namespace); conservative
-    /// kernel defaults where a file is missing.
+    /// Reads the limits from /proc/sys (of the caller's network namespace). A namespace other
+    /// than the first has no `net.core.[rw]mem_max` files although the host's values apply, so
+    /// those two are then measured: a socket asked for a huge buffer gets `2 × *mem_max`.
     pub fn read() -> SysLimits {
-        fn one(path: &str, default: usize) -> usize {
+        fn one(path: &str, buffer: Option<bool>) -> usize {
             std::fs::read_to_string(path)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(default)
+                .or_else(|| buffer.and_then(measured_max))
+                .unwrap_or(212_992)
         }
         fn third(path: &str, default: usize) -> usize {
             std::fs::read_to_string(path)
@@ -42,12 +44,35 @@ impl SysLimits {
                 .unwrap_or(default)
         }
         SysLimits {
-            wmem_max: one("/proc/sys/net/core/wmem_max", 212_992),
-            rmem_max: one("/proc/sys/net/core/rmem_max", 212_992),
+            wmem_max: one("/proc/sys/net/core/wmem_max", Some(false)),
+            rmem_max: one("/proc/sys/net/core/rmem_max", Some(true)),
             tcp_wmem_max: third("/proc/sys/net/ipv4/tcp_wmem", 4 << 20),
             tcp_rmem_max: third("/proc/sys/net/ipv4/tcp_rmem", 6 << 20),
         }
     }
+}
+
+/// The effective `net.core.rmem_max` (`recv`) or `wmem_max`, measured on a throw-away socket.
+fn measured_max(recv: bool) -> Option<usize> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, getsockopt, setsockopt, socket, sockopt,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    let huge = 1usize << 30;
+    let got = if recv {
+        setsockopt(&fd, sockopt::RcvBuf, &huge).ok()?;
+        getsockopt(&fd, sockopt::RcvBuf).ok()?
+    } else {
+        setsockopt(&fd, sockopt::SndBuf, &huge).ok()?;
+        getsockopt(&fd, sockopt::SndBuf).ok()?
+    };
+    Some(got / 2)
 }
 
 /// What the caller allows.

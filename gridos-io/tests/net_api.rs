@@ -165,3 +165,29 @@ fn corrupt_or_truncated_compressed_streams_are_errors() {
         "{err:?}"
     );
 }
+
+#[test]
+fn buffer_limits_are_known_inside_a_chroot() {
+    // A server that chroots (gridos ftpd started as root) has no /proc: the socket buffer
+    // ceilings must then be measured, not guessed.
+    if !is_root() {
+        eprintln!("SKIP buffer_limits_are_known_inside_a_chroot: needs root to chroot");
+        return;
+    }
+    let host = SysLimits::read();
+    let empty = tempfile::tempdir().unwrap();
+    let root = empty.path().to_path_buf();
+    let inside = std::thread::spawn(move || {
+        // A thread of its own file-system context, so only it is chrooted.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).unwrap();
+        nix::unistd::chroot(&root).unwrap();
+        assert!(!std::path::Path::new("/proc/sys/net/core/wmem_max").exists());
+        SysLimits::read()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        (inside.wmem_max, inside.rmem_max),
+        (host.wmem_max, host.rmem_max)
+    );
+}

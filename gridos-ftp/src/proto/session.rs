@@ -1823,11 +1823,7 @@ impl Session {
         let Some(data) = self.data_or_425() else {
             return;
         };
-        let (offset, restart) = match rest {
-            Some(Restart::Offset(n)) => (n, None),
-            Some(Restart::Ranges(set)) => (0, Some(set)),
-            None => (0, None),
-        };
+        let (offset, restart) = split_restart(rest);
         let req = RetrRequest {
             path,
             offset,
@@ -1843,11 +1839,7 @@ impl Session {
         let Some(data) = self.data_or_425() else {
             return;
         };
-        let (offset, restart) = match rest {
-            Some(Restart::Offset(n)) => (n, None),
-            Some(Restart::Ranges(set)) => (0, Some(set)),
-            None => (0, None),
-        };
+        let (offset, restart) = split_restart(rest);
         let req = StorRequest {
             path,
             kind,
@@ -1884,4 +1876,13 @@ pub enum Marker<'a> {
     Range(&'a RangeSet),
     /// `112-Perf Marker …`
     Perf(&'a PerfMarker),
+}
+
+/// A REST value as a transfer request carries it: a stream offset, or a range list to resume.
+fn split_restart(rest: Option<Restart>) -> (u64, Option<RangeSet>) {
+    match rest {
+        Some(Restart::Offset(n)) => (n, None),
+        Some(Restart::Ranges(set)) => (0, Some(set)),
+        None => (0, None),
+    }
 }

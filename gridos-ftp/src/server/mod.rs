@@ -89,7 +89,8 @@ pub struct ServerConfig {
     pub max_per_ip: usize,
     /// Idle control connections are closed with 421.
     pub idle_timeout: Duration,
-    /// Time to wait for a data connection (then 425).
+    /// Time to wait for a data connection (then 425), and the longest a binary transfer may
+    /// move no byte before it is cut (426).
     pub data_timeout: Duration,
     /// On shutdown, running transfers get this long to finish before they are aborted.
     pub shutdown_grace: Duration,

@@ -29,6 +29,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod blocks;
+pub mod checksum;
 pub mod client;
 pub mod proto;
 pub mod server;

@@ -490,6 +490,8 @@ fn port_eprt_and_bounce_protection() {
     assert_eq!(t.codes("PORT 10,0,0,1,200,10\r\n"), [504]); // foreign host
     assert_eq!(t.codes("PORT 192,0,2,10,0,25\r\n"), [504]); // privileged port
     assert_eq!(t.codes("EPRT |1|192.0.2.10|6000|\r\n"), [200]);
+    // A new endpoint retires the old one's cached MODE E connections.
+    assert_eq!(t.action(), Action::ClosePassive);
     assert_eq!(t.codes("EPRT |2|::1|6000|\r\n"), [522]);
     assert!(t.codes("RETR f\r\n").is_empty());
     let Action::Retr(req) = t.action() else {

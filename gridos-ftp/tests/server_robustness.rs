@@ -23,8 +23,21 @@ fn reply_codes_for_bad_input() {
     assert_eq!(c.cmd("PASS x").0, 230);
     assert_eq!(c.cmd("XYZZY arg").0, 500, "unrecognised");
     assert_eq!(c.cmd("SMNT /mnt").0, 502, "recognised, not implemented");
-    assert_eq!(c.cmd("SPAS").0, 502, "GridFTP off");
-    assert_eq!(c.cmd("MODE E").0, 504, "GridFTP off");
+    assert_eq!(c.cmd("MODE B").0, 504, "block mode is not offered");
+    // Malformed GridFTP arguments (GFD.20).
+    assert_eq!(c.cmd("OPTS RETR Parallelism=x,1,1;").0, 501);
+    assert_eq!(c.cmd("OPTS RETR Parallelism=0,0,0;").0, 501);
+    assert_eq!(c.cmd("REST 10-5").0, 501, "range list backwards");
+    assert_eq!(c.cmd("REST 0-5,x").0, 501);
+    assert_eq!(c.cmd("ERET Q 0 10 f").0, 501, "unknown ERET module");
+    assert_eq!(c.cmd("ERET P -1 10 f").0, 501);
+    assert_eq!(c.cmd("ERET P 0").0, 501);
+    assert_eq!(c.cmd("ESTO A x f").0, 501);
+    assert_eq!(c.cmd("CKSM MD5 x -1 f").0, 501);
+    assert_eq!(c.cmd("CKSM MD5 0").0, 501);
+    assert_eq!(c.cmd("CKSM NOSUCH 0 -1 f").0, 504, "unknown algorithm");
+    assert_eq!(c.cmd("SBUF lots").0, 501);
+    assert_eq!(c.cmd("TREV PERF=x").0, 501);
     assert_eq!(c.cmd("PORT 1,2,3").0, 501, "bad arguments");
     assert_eq!(c.cmd("REST abc").0, 501, "bad arguments");
     assert_eq!(c.cmd("TYPE Q").0, 501, "bad arguments");

@@ -8,8 +8,8 @@ use crate::transfer::{Ctx, ModeGuard, wait_ready};
 use crate::tune::Role;
 use crate::{Error, IoPath, Result, TransferOptions, TransferReport, stats};
 use flate2::Compression as Level;
-use flate2::read::{DeflateDecoder, GzDecoder};
-use flate2::write::{DeflateEncoder, GzEncoder};
+use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
+use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
 use nix::errno::Errno;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -22,8 +22,12 @@ use std::time::Instant;
 pub enum Codec {
     /// RFC 1952 gzip.
     Gzip,
-    /// RFC 1951 raw deflate (what GridFTP's MODE Z carries).
+    /// RFC 1951 raw deflate.
     Deflate,
+    /// RFC 1950 zlib: deflate with a header and an Adler-32 trailer, what FTP's `MODE Z`
+    /// (draft-preston-ftpext-deflate) carries; the trailer lets the receiver detect
+    /// corruption.
+    Zlib,
 }
 
 /// The compression option: a codec and a level (0–9).
@@ -148,6 +152,14 @@ pub fn send_compressed(
                     .map_err(|e| unwrap_err(e, "send", m))
             })
         }
+        Codec::Zlib => {
+            let mut enc = ZlibEncoder::new(&mut io, level);
+            pump(file, offset, len, &ctx, &mut enc).and_then(|m| {
+                enc.finish()
+                    .map(|_| m)
+                    .map_err(|e| unwrap_err(e, "send", m))
+            })
+        }
     };
     stats::finished(&result);
     let bytes = result?;
@@ -210,6 +222,7 @@ pub fn recv_decompressed(
         let mut dec: Box<dyn Read + '_> = match comp.codec {
             Codec::Gzip => Box::new(GzDecoder::new(&mut io)),
             Codec::Deflate => Box::new(DeflateDecoder::new(&mut io)),
+            Codec::Zlib => Box::new(ZlibDecoder::new(&mut io)),
         };
         let mut buf = vec![0u8; 256 * 1024];
         let mut moved = 0u64;

@@ -370,3 +370,57 @@ pub fn privileged() -> bool {
 
 /// Capability number of CAP_NET_ADMIN (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
+
+/// The buffer monitor for one socket whose data does not move through a single gridos-io
+/// transfer call — a MODE E stream, say, whose payload goes block by block. Call
+/// [`SocketTuner::sample`] about once per `io.monitor_interval_ms`; each decision is applied,
+/// logged with its inputs and counted in the stats, as inside [`crate::send_file`].
+#[derive(Debug)]
+pub struct SocketTuner {
+    monitor: crate::tune::Monitor,
+}
+
+impl SocketTuner {
+    /// A tuner for a socket on the `role` side, raising buffers up to `max_buffer` (default
+    /// `io.max_buffer`).
+    pub fn new(role: crate::tune::Role, max_buffer: Option<usize>) -> SocketTuner {
+        let cfg = crate::config();
+        let policy = TunePolicy {
+            max_buffer: max_buffer.unwrap_or(cfg.max_buffer),
+            privileged: privileged(),
+            max_streams: cfg.max_streams,
+        };
+        SocketTuner {
+            monitor: crate::tune::Monitor::new(role, SysLimits::read(), policy),
+        }
+    }
+
+    /// Takes a TCP_INFO sample of `fd` and applies what the monitor decides, if anything.
+    pub fn sample(&mut self, fd: BorrowedFd<'_>) -> Option<crate::tune::TuneDecision> {
+        let info = crate::tcp_info(&fd).ok()?;
+        let (snd, rcv) = buffer_sizes(fd);
+        let current = match self.monitor.role() {
+            crate::tune::Role::Sender => snd,
+            crate::tune::Role::Receiver => rcv,
+        };
+        let d = self.monitor.observe(&info, current)?;
+        match apply_action(fd, &d.action) {
+            Ok(()) => tracing::info!(
+                action = ?d.action, rtt_us = d.rtt_us, delivery_rate = d.delivery_rate,
+                bdp = d.bdp, sndbuf_limited_permille = d.sndbuf_limited_permille,
+                rwnd_limited_permille = d.rwnd_limited_permille, current = d.current,
+                reason = %d.reason, "gridos-io: tuning decision"
+            ),
+            Err(e) => {
+                tracing::warn!(action = ?d.action, error = %e, "gridos-io: tuning action failed")
+            }
+        }
+        let (s, r) = match d.action {
+            TuneAction::RaiseSndbuf { request, .. } => (Some(request * 2), None),
+            TuneAction::RaiseRcvbuf { request, .. } => (None, Some(request * 2)),
+            TuneAction::SuggestStreams { .. } => (None, None),
+        };
+        crate::stats::decision(s, r);
+        Some(d)
+    }
+}

@@ -110,7 +110,7 @@ fn a_bdp_plan_is_applied_to_a_real_socket() {
 fn gzip_and_deflate_round_trip() {
     let mut data = pattern(2_000_000, 31);
     data.extend(std::iter::repeat_n(b'g', 3_000_000)); // compressible tail
-    for codec in [Codec::Gzip, Codec::Deflate] {
+    for codec in [Codec::Gzip, Codec::Deflate, Codec::Zlib] {
         let src = file_with(&data);
         let mut dst = file_with(b"KEEP");
         let (c, s) = pair();

@@ -416,7 +416,9 @@ pub struct ListRequest {
 pub enum Action {
     /// Open passive listener(s) (closing earlier ones); report the addresses.
     OpenPassive(PassiveKind),
-    /// Close any passive listener (a PORT/EPRT/SPOR or REIN replaced it). No report.
+    /// Forget the data channels: close any passive listener and any cached MODE E data
+    /// connections (a new PORT/EPRT/SPOR, a return to MODE S or REIN replaced them). No
+    /// report.
     ClosePassive,
     /// Check that this is a directory the user may enter (then it becomes the cwd).
     Cwd(VirtualPath),
@@ -1331,6 +1333,7 @@ impl Session {
                     if m != self.mode && self.data.is_some() && m == TransferMode::Stream {
                         // Cached MODE E connections cannot carry stream mode.
                         self.data = None;
+                        self.actions.push_back(Action::ClosePassive);
                     }
                     self.mode = m;
                     let letter = match m {
@@ -1781,7 +1784,8 @@ impl Session {
                 ));
             }
         }
-        if self.data == Some(DataEndpoint::Passive) {
+        // Any listener and any cached MODE E connections belong to the old endpoint.
+        if self.data.is_some() {
             self.actions.push_back(Action::ClosePassive);
         }
         self.data = Some(DataEndpoint::Active(addrs));

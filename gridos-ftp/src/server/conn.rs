@@ -17,8 +17,8 @@ use super::fs::{Entry, Root};
 use super::transfer::{self, Event, Job};
 use super::{SHUTDOWN_ABORT, SHUTDOWN_DRAIN, Shared};
 use crate::proto::{
-    Action, AuthOutcome, Features, FsError, FsErrorKind, FsOutcome, PassiveKind, Session,
-    SessionConfig, TransferError,
+    Action, AuthOutcome, Features, FsError, FsErrorKind, FsOutcome, Marker, PassiveKind, Session,
+    SessionConfig, TransferError, VirtualPath,
 };
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,6 +32,8 @@ struct Conn {
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     passive: Option<TcpListener>,
+    /// MODE E data connections kept for the next transfer.
+    channels: Option<transfer::Channels>,
     transfer: Option<CancelToken>,
     events_tx: mpsc::UnboundedSender<Event>,
     ctrl_eof: bool,
@@ -51,7 +53,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let config = SessionConfig {
         anonymous: settings.anonymous,
         anonymous_write: settings.anonymous_write,
-        features: Features::standard(),
+        features: features(),
         ..SessionConfig::default()
     };
     let users = Arc::clone(&shared.users);
@@ -73,6 +75,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         rd,
         wr,
         passive: None,
+        channels: None,
         transfer: None,
         events_tx,
         ctrl_eof: false,
@@ -149,7 +152,56 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     tracing::info!(%peer, "ftpd: client disconnected");
 }
 
+/// What FEAT lists: the standard set plus every GridFTP extension this server carries out.
+fn features() -> Features {
+    Features {
+        mode_z: true,
+        checksums: crate::checksum::ALGORITHMS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..Features::gridftp()
+    }
+}
+
 impl Conn {
+    /// CKSM, computed on the I/O pool next to the data; the result arrives on the channel.
+    fn cksm(
+        &self,
+        path: VirtualPath,
+        algorithm: String,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<FsOutcome, FsError>>, FsError> {
+        use crate::checksum::{Algorithm, ChecksumError, file_checksum};
+        let alg = Algorithm::parse(&algorithm).ok_or(FsError {
+            kind: FsErrorKind::Unsupported,
+            message: "Unknown checksum algorithm.".into(),
+        })?;
+        let root = Arc::clone(&self.root);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        drop(self.shared.io_pool.spawn(move || {
+            let r = (|| {
+                let file = root.open_read(&path)?;
+                if !file.metadata()?.is_file() {
+                    return Err(FsError::new(FsErrorKind::IsADirectory));
+                }
+                file_checksum(&file, alg, offset, length, None).map_err(|e| match e {
+                    ChecksumError::OffsetPastEnd { .. } | ChecksumError::RangePastEnd { .. } => {
+                        FsError {
+                            kind: FsErrorKind::Unsupported,
+                            message: "Range beyond end of file.".into(),
+                        }
+                    }
+                    ChecksumError::Io(e) => e.into(),
+                    _ => FsError::new(FsErrorKind::Other),
+                })
+            })();
+            let _ = tx.send(r.map(FsOutcome::Checksum));
+        }));
+        Ok(rx)
+    }
+
     /// Carries out queued actions and writes queued replies until neither is left. False if
     /// the control connection broke.
     async fn pump(&mut self) -> bool {
@@ -182,12 +234,28 @@ impl Conn {
     async fn perform(&mut self, a: Action) {
         let r = match a {
             Action::OpenPassive(kind) => {
+                self.channels = None;
                 let r = self.open_passive(kind).await;
                 self.sess.handle_passive_opened(r)
             }
             Action::ClosePassive => {
                 self.passive = None;
+                self.channels = None;
                 Ok(())
+            }
+            Action::Cksm {
+                path,
+                algorithm,
+                offset,
+                length,
+            } => {
+                let r = match self.cksm(path, algorithm, offset, length) {
+                    Ok(rx) => rx
+                        .await
+                        .unwrap_or_else(|_| Err(FsError::new(FsErrorKind::Other))),
+                    Err(e) => Err(e),
+                };
+                self.sess.handle_fs_result(r)
             }
             Action::Retr(r) => {
                 self.start(Job::Retr(r));
@@ -308,6 +376,7 @@ impl Conn {
             root: Arc::clone(&self.root),
             peer: self.peer,
             passive: self.passive.take(),
+            channels: self.channels.take(),
             data_timeout: self.data_timeout,
             cancel,
             writable: self.writable(),
@@ -343,8 +412,20 @@ impl Conn {
     fn event(&mut self, ev: Event) {
         let r = match ev {
             Event::Started(s) => self.sess.handle_transfer_started(s),
-            Event::Finished { result, commit } => {
+            Event::Marker(m) => match &m {
+                transfer::MarkerMsg::Perf(p) => self.sess.handle_marker(Marker::Perf(p)),
+                transfer::MarkerMsg::Range(r) => self.sess.handle_marker(Marker::Range(r)),
+            },
+            Event::Finished {
+                result,
+                commit,
+                keep,
+            } => {
                 self.transfer = None;
+                self.channels = keep.channels;
+                if keep.passive.is_some() {
+                    self.passive = keep.passive;
+                }
                 let result = match (result, commit) {
                     (Ok(done), Some(commit)) => {
                         if self.client_present() {

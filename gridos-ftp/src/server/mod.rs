@@ -34,6 +34,7 @@
 mod conn;
 mod ctl;
 mod error;
+mod extended;
 mod fs;
 pub mod passwd;
 mod transfer;

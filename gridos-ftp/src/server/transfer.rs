@@ -20,7 +20,7 @@ use super::Shared;
 use super::fs::Root;
 use crate::proto::{
     DataEndpoint, FsError, FsErrorKind, ListRequest, RetrRequest, StorRequest, StoreKind,
-    TransferDone, TransferError, TransferStart, TransferType,
+    TransferDone, TransferError, TransferMode, TransferStart, TransferType,
 };
 
 /// What the connection asked for.
@@ -33,10 +33,38 @@ pub(crate) enum Job {
 /// Reports from a transfer task to its control connection.
 pub(crate) enum Event {
     Started(TransferStart),
+    Marker(MarkerMsg),
     Finished {
         result: Result<TransferDone, TransferError>,
         commit: Option<Commit>,
+        keep: Keep,
     },
+}
+
+/// A 111/112 marker to send while a transfer runs.
+pub(crate) enum MarkerMsg {
+    Perf(crate::proto::PerfMarker),
+    Range(crate::proto::RangeSet),
+}
+
+/// Which way data went on a set of MODE E connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Send,
+    Recv,
+}
+
+/// MODE E data connections kept open between transfers (data-channel reuse).
+pub(crate) struct Channels {
+    pub dir: Dir,
+    pub socks: Vec<std::net::TcpStream>,
+}
+
+/// What a finished transfer hands back to its connection for the next one.
+#[derive(Default)]
+pub(crate) struct Keep {
+    pub channels: Option<Channels>,
+    pub passive: Option<TcpListener>,
 }
 
 /// A completed STOR's partial file, to be renamed over its target once the control
@@ -54,13 +82,14 @@ pub(crate) struct Ctx {
     pub root: Arc<Root>,
     pub peer: SocketAddr,
     pub passive: Option<TcpListener>,
+    pub channels: Option<Channels>,
     pub data_timeout: Duration,
     pub cancel: CancelToken,
     pub writable: bool,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
-enum Prepared {
+pub(crate) enum Prepared {
     Retr {
         file: File,
         offset: u64,
@@ -95,7 +124,7 @@ fn lock(f: File) -> Result<Flock<File>, TransferError> {
     })
 }
 
-fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared, TransferError> {
+pub(crate) fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared, TransferError> {
     let fs = |e: std::io::Error| TransferError::Fs(e.into());
     match job {
         Job::Retr(r) => {
@@ -118,6 +147,31 @@ fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared, TransferE
             })
         }
         Job::Stor(s) => match s.kind {
+            StoreKind::Replace if s.restart.is_some() => {
+                // REST with a range list (MODE E): the client resumes an upload whose ranges
+                // this server holds in the partial file; keep it as it is.
+                let (file, dir, target) = root.open_partial(&s.path).map_err(fs)?;
+                let file = lock(file)?;
+                let have = file.metadata().map_err(fs)?.len();
+                let end = s
+                    .restart
+                    .as_ref()
+                    .and_then(|r| r.ranges().last().map(|r| r.1))
+                    .unwrap_or(0);
+                if end > have {
+                    return Err(fs_err(
+                        FsErrorKind::Unsupported,
+                        "Restart ranges beyond the data uploaded so far.",
+                    ));
+                }
+                let partial = super::fs::partial_name(&target);
+                Ok(Prepared::Stor {
+                    file,
+                    offset: 0,
+                    commit: Some((dir, partial, target)),
+                    name: None,
+                })
+            }
             StoreKind::Replace => {
                 let (file, dir, target) = root.open_partial(&s.path).map_err(fs)?;
                 let file = lock(file)?;
@@ -175,10 +229,16 @@ fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared, TransferE
                     name: Some(name),
                 })
             }
-            _ => Err(fs_err(
-                FsErrorKind::Unsupported,
-                "Store kind not supported.",
-            )),
+            StoreKind::Adjusted => {
+                // ESTO A: blocks land at their offset plus the adjustment, in place.
+                let file = lock(root.open_append(&s.path).map_err(fs)?)?;
+                Ok(Prepared::Stor {
+                    file,
+                    offset: s.offset,
+                    commit: None,
+                    name: None,
+                })
+            }
         },
         Job::List(l) => root
             .listing(&l.path, l.kind, &l.facts, writable)
@@ -324,7 +384,7 @@ fn recv_ascii(
 }
 
 /// Runs `f` on the I/O pool and awaits its result without blocking the runtime.
-async fn on_pool<T: Send + 'static>(
+pub(crate) async fn on_pool<T: Send + 'static>(
     shared: &Shared,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, TransferError> {
@@ -336,10 +396,87 @@ async fn on_pool<T: Send + 'static>(
         .map_err(|_| TransferError::Local("I/O pool job failed".into()))
 }
 
-async fn cancelled(c: &CancelToken) {
+pub(crate) async fn cancelled(c: &CancelToken) {
     while !c.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Accepts one data connection from the client's address on the passive listener, which
+/// stays in `ctx.passive` (MODE E may accept more later).
+pub(crate) async fn accept_one(ctx: &mut Ctx) -> Result<std::net::TcpStream, TransferError> {
+    let Some(listener) = ctx.passive.as_ref() else {
+        return Err(TransferError::CannotOpenData("no passive listener".into()));
+    };
+    let deadline = tokio::time::Instant::now() + ctx.data_timeout;
+    let s = loop {
+        let r = tokio::select! {
+            r = tokio::time::timeout_at(deadline, listener.accept()) => r,
+            _ = cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
+        };
+        match r {
+            Err(_) => {
+                return Err(TransferError::CannotOpenData(
+                    "timed out waiting for the data connection".into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
+            Ok(Ok((s, from))) => {
+                if from.ip().to_canonical() != ctx.peer.ip().to_canonical() {
+                    tracing::warn!(%from, peer = %ctx.peer, "ftpd: refused a data connection from a foreign address");
+                    ctx.shared.stats.data_refused.fetch_add(1, Relaxed);
+                    continue;
+                }
+                break s;
+            }
+        }
+    };
+    let s = s
+        .into_std()
+        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+    s.set_nonblocking(false)
+        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// SBUF: both socket buffers of a data connection (forced past the system maximum when the
+/// server holds CAP_NET_ADMIN, capped by `io.max_buffer`).
+pub(crate) fn apply_sbuf(s: &std::net::TcpStream, n: u64) {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    let Ok(dup) = s.try_clone() else { return };
+    let g = GridSocket::from(dup);
+    for opt in [
+        gridos_io::BufferOpt::SendBuffer(n),
+        gridos_io::BufferOpt::RecvBuffer(n),
+    ] {
+        if let Err(e) = g.buffer_setopt(opt) {
+            tracing::debug!(error = %e, "ftpd: SBUF not applied");
+        }
+    }
+}
+
+/// SCKS: the stored data must have the checksum the client announced.
+pub(crate) fn verify_expected(
+    file: &File,
+    expected: &(Option<String>, String),
+) -> Result<(), TransferError> {
+    use crate::checksum::{Algorithm, file_checksum};
+    let alg = expected
+        .0
+        .as_deref()
+        .map_or(Some(Algorithm::Md5), Algorithm::parse)
+        .ok_or_else(|| TransferError::Local("unknown checksum algorithm".into()))?;
+    let got = file_checksum(file, alg, 0, None, None)
+        .map_err(|e| TransferError::Local(format!("checksum: {e}")))?;
+    if !got.eq_ignore_ascii_case(expected.1.trim()) {
+        tracing::warn!(expected = %expected.1, %got, "ftpd: stored data does not match the SCKS checksum");
+        return Err(TransferError::BadData(format!(
+            "checksum mismatch: expected {}, got {got}",
+            expected.1
+        )));
+    }
+    Ok(())
 }
 
 async fn data_connection(
@@ -349,32 +486,10 @@ async fn data_connection(
     let timeout = ctx.data_timeout;
     let stream = match data {
         DataEndpoint::Passive => {
-            let Some(listener) = ctx.passive.take() else {
-                return Err(TransferError::CannotOpenData("no passive listener".into()));
-            };
-            let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                let r = tokio::select! {
-                    r = tokio::time::timeout_at(deadline, listener.accept()) => r,
-                    _ = cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
-                };
-                match r {
-                    Err(_) => {
-                        return Err(TransferError::CannotOpenData(
-                            "timed out waiting for the data connection".into(),
-                        ));
-                    }
-                    Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
-                    Ok(Ok((s, from))) => {
-                        if from.ip().to_canonical() != ctx.peer.ip().to_canonical() {
-                            tracing::warn!(%from, peer = %ctx.peer, "ftpd: refused a data connection from a foreign address");
-                            ctx.shared.stats.data_refused.fetch_add(1, Relaxed);
-                            continue;
-                        }
-                        break s;
-                    }
-                }
-            }
+            let s = accept_one(ctx).await;
+            // Stream mode: one connection per listener.
+            ctx.passive = None;
+            return s;
         }
         DataEndpoint::Active(addrs) => {
             let Some(addr) = addrs.first().copied() else {
@@ -401,6 +516,16 @@ async fn data_connection(
 
 /// Runs one transfer and reports to the connection.
 pub(crate) async fn run(mut ctx: Ctx, job: Job) {
+    let mode = match &job {
+        Job::Retr(r) => r.params.mode,
+        Job::Stor(s) => s.params.mode,
+        Job::List(l) => l.params.mode,
+    };
+    if mode == TransferMode::Extended {
+        return super::extended::run(ctx, job).await;
+    }
+    // Stream-mode connections are single use; cached MODE E ones cannot carry it.
+    ctx.channels = None;
     let stats = &ctx.shared.stats;
     stats.transfers_active.fetch_add(1, Relaxed);
     let (result, commit) = run_inner(&mut ctx, job).await;
@@ -410,23 +535,40 @@ pub(crate) async fn run(mut ctx: Ctx, job: Job) {
         Ok(_) => stats.transfers_ok.fetch_add(1, Relaxed),
         Err(_) => stats.transfers_failed.fetch_add(1, Relaxed),
     };
-    let _ = ctx.events.send(Event::Finished { result, commit });
+    let _ = ctx.events.send(Event::Finished {
+        result,
+        commit,
+        keep: Keep::default(),
+    });
 }
 
 async fn run_inner(
     ctx: &mut Ctx,
     job: Job,
 ) -> (Result<TransferDone, TransferError>, Option<Commit>) {
-    let (data, ascii) = match &job {
+    let (data, ascii, deflate, sbuf) = match &job {
         Job::Retr(r) => (
             r.data.clone(),
             matches!(r.params.ty, TransferType::Ascii(_)),
+            r.params.mode == TransferMode::Deflate,
+            r.params.buffer_size,
         ),
         Job::Stor(s) => (
             s.data.clone(),
             matches!(s.params.ty, TransferType::Ascii(_)),
+            s.params.mode == TransferMode::Deflate,
+            s.params.buffer_size,
         ),
-        Job::List(l) => (l.data.clone(), false),
+        Job::List(l) => (
+            l.data.clone(),
+            false,
+            l.params.mode == TransferMode::Deflate,
+            None,
+        ),
+    };
+    let expected = match &job {
+        Job::Stor(s) => s.expected_checksum.clone(),
+        _ => None,
     };
     let root = Arc::clone(&ctx.root);
     let writable = ctx.writable;
@@ -438,6 +580,9 @@ async fn run_inner(
         Ok(s) => s,
         Err(e) => return (Err(e), None),
     };
+    if let Some(n) = sbuf {
+        apply_sbuf(&sock, n);
+    }
     let start = match &prepared {
         Prepared::Retr { len, .. } => TransferStart {
             reused: false,
@@ -465,8 +610,13 @@ async fn run_inner(
         ctx.data_timeout,
         Arc::clone(&stalled),
     ));
+    let how = How {
+        ascii,
+        deflate,
+        expected,
+    };
     let moved = on_pool(&ctx.shared, move || {
-        move_data(prepared, sock, ascii, cancel, progress)
+        move_data(prepared, sock, how, cancel, progress)
     })
     .await;
     watchdog.abort();
@@ -499,7 +649,7 @@ type Moved = (u64, u64, Option<Commit>);
 
 /// Forwards ABOR (`abor`) to the transfer's token and, when `progress` is given, cancels a
 /// transfer whose byte count has not moved for `timeout` (marking it `stalled`).
-async fn watchdog(
+pub(crate) async fn watchdog(
     abor: CancelToken,
     cancel: CancelToken,
     progress: Option<Arc<AtomicU64>>,
@@ -525,13 +675,28 @@ async fn watchdog(
     }
 }
 
+/// How a stream-mode transfer's bytes are represented.
+struct How {
+    ascii: bool,
+    /// MODE Z: one zlib stream on the data connection.
+    deflate: bool,
+    /// SCKS: checksum the stored file must have.
+    expected: Option<(Option<String>, String)>,
+}
+
+const ZLIB: gridos_io::compress::Compression = gridos_io::compress::Compression {
+    codec: gridos_io::compress::Codec::Zlib,
+    level: 6,
+};
+
 fn move_data(
     p: Prepared,
     sock: std::net::TcpStream,
-    ascii: bool,
+    how: How,
     cancel: CancelToken,
     progress: Arc<AtomicU64>,
 ) -> Result<Moved, TransferError> {
+    let ascii = how.ascii;
     let sock = GridSocket::from(sock);
     if let Err(e) = sock.apply_defaults() {
         tracing::debug!(error = %e, "ftpd: socket buffer defaults not applied");
@@ -545,6 +710,10 @@ fn move_data(
         Prepared::Retr { file, offset, len } => {
             let n = if ascii {
                 send_ascii(&file, offset, len, sock.stream(), &cancel)?
+            } else if how.deflate {
+                gridos_io::compress::send_compressed(&file, offset, len, &sock, ZLIB, &opts)
+                    .map_err(map_io)?
+                    .bytes
             } else {
                 gridos_io::send_file(&file, offset, len, &sock, &opts)
                     .map_err(map_io)?
@@ -560,11 +729,21 @@ fn move_data(
         } => {
             let n = if ascii {
                 recv_ascii(sock.stream(), &file, offset, &cancel)?
+            } else if how.deflate {
+                gridos_io::compress::recv_decompressed(&sock, &file, offset, ZLIB, &opts)
+                    .map_err(|e| match e {
+                        gridos_io::Error::Compression(_) => TransferError::BadData(e.to_string()),
+                        e => map_io(e),
+                    })?
+                    .bytes
             } else {
                 gridos_io::recv_file(&sock, &file, offset, None, &opts)
                     .map_err(map_io)?
                     .bytes
             };
+            if let Some(exp) = &how.expected {
+                verify_expected(&file, exp)?;
+            }
             let commit = commit.map(|(dir, partial, target)| Commit {
                 dir,
                 partial,
@@ -574,7 +753,16 @@ fn move_data(
             Ok((0, n, commit))
         }
         Prepared::List(bytes) => {
-            write_all(sock.stream(), &bytes, &cancel)?;
+            if how.deflate {
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                std::io::Write::write_all(&mut enc, &bytes)
+                    .and_then(|_| enc.finish())
+                    .map_err(|e| TransferError::Local(e.to_string()))
+                    .and_then(|z| write_all(sock.stream(), &z, &cancel))?;
+            } else {
+                write_all(sock.stream(), &bytes, &cancel)?;
+            }
             Ok((bytes.len() as u64, 0, None))
         }
     }

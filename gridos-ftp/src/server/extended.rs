@@ -1,0 +1,415 @@
+//! MODE E transfers (GridFTP extended block mode): RETR/ERET sent as blocks over the data
+//! connections the client asked for (`OPTS RETR Parallelism`), STOR/ESTO received from any
+//! number of connections, data connections cached between transfers (reply 125), and the
+//! 111/112 markers while a transfer runs. The byte moving is [`crate::blocks`].
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use gridos_io::{CancelToken, TransferOptions};
+
+use super::transfer::{
+    Channels, Commit, Ctx, Dir, Event, Job, Keep, MarkerMsg, Prepared, apply_sbuf, on_pool,
+    prepare, verify_expected,
+};
+use crate::blocks::{self, DEFAULT_BLOCK_SIZE, Incoming};
+use crate::proto::mode_e::ModeEReceiver;
+use crate::proto::{
+    DataEndpoint, PerfMarker, RangeSet, StoreKind, TransferDone, TransferError, TransferParams,
+    TransferStart,
+};
+
+/// Streams the server opens for a send when the client did not say (`OPTS RETR`).
+const DEFAULT_STREAMS: u32 = 1;
+
+/// Connects `n` data connections to `addrs` (round robin: SPOR gives one per stripe).
+async fn connect_n(
+    ctx: &Ctx,
+    addrs: &[SocketAddr],
+    n: usize,
+) -> Result<Vec<TcpStream>, TransferError> {
+    if addrs.is_empty() {
+        return Err(TransferError::CannotOpenData("no address".into()));
+    }
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let addr = addrs[i % addrs.len()];
+        pending.push(tokio::time::timeout(
+            ctx.data_timeout,
+            tokio::net::TcpStream::connect(addr),
+        ));
+    }
+    let mut out = Vec::with_capacity(n);
+    for p in pending {
+        let s = tokio::select! {
+            r = p => match r {
+                Err(_) => return Err(TransferError::CannotOpenData("connect timed out".into())),
+                Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
+                Ok(Ok(s)) => s,
+            },
+            _ = super::transfer::cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
+        };
+        let s = s
+            .into_std()
+            .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+        s.set_nonblocking(false)
+            .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+        let _ = s.set_nodelay(true);
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn streams_wanted(params: &TransferParams) -> usize {
+    params
+        .retr_opts
+        .parallelism
+        .map_or(DEFAULT_STREAMS, |p| p.starting.max(p.minimum))
+        .clamp(1, 64) as usize
+}
+
+fn block_size(params: &TransferParams) -> u64 {
+    params
+        .retr_opts
+        .block_size
+        .filter(|&b| b > 0)
+        .unwrap_or(DEFAULT_BLOCK_SIZE)
+        .clamp(4096, 64 << 20)
+}
+
+/// Runs one MODE E transfer and reports to the connection.
+pub(crate) async fn run(mut ctx: Ctx, job: Job) {
+    let stats = &ctx.shared.stats;
+    stats.transfers_active.fetch_add(1, Relaxed);
+    let (result, commit) = run_inner(&mut ctx, job).await;
+    let stats = &ctx.shared.stats;
+    stats.transfers_active.fetch_sub(1, Relaxed);
+    match &result {
+        Ok(_) => stats.transfers_ok.fetch_add(1, Relaxed),
+        Err(_) => stats.transfers_failed.fetch_add(1, Relaxed),
+    };
+    let keep = Keep {
+        channels: ctx.channels.take(),
+        passive: ctx.passive.take(),
+    };
+    let _ = ctx.events.send(Event::Finished {
+        result,
+        commit,
+        keep,
+    });
+}
+
+async fn run_inner(
+    ctx: &mut Ctx,
+    job: Job,
+) -> (Result<TransferDone, TransferError>, Option<Commit>) {
+    let (data, params, dir) = match &job {
+        Job::Retr(r) => (r.data.clone(), r.params.clone(), Dir::Send),
+        Job::Stor(s) => (s.data.clone(), s.params.clone(), Dir::Recv),
+        Job::List(l) => (l.data.clone(), l.params.clone(), Dir::Send),
+    };
+    if matches!(params.ty, crate::proto::TransferType::Ascii(_)) {
+        return (
+            Err(TransferError::Local("MODE E carries TYPE I only".into())),
+            None,
+        );
+    }
+    let (restart, expected) = match &job {
+        Job::Retr(r) => (r.restart.clone(), None),
+        Job::Stor(s) => (s.restart.clone(), s.expected_checksum.clone()),
+        Job::List(_) => (None, None),
+    };
+    // ERET P: block offsets count from the requested start, as the Globus tools expect.
+    let shift = match &job {
+        Job::Retr(r) if r.length.is_some() => r.offset,
+        _ => 0,
+    };
+    let (stor_kind, stor_offset) = match &job {
+        Job::Stor(s) => (Some(s.kind), s.offset),
+        _ => (None, 0),
+    };
+    let root = Arc::clone(&ctx.root);
+    let writable = ctx.writable;
+    let prepared = match on_pool(&ctx.shared, move || prepare(&root, &job, writable)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) | Err(e) => return (Err(e), None),
+    };
+
+    // Data channels: cached ones of the same direction first.
+    let cached = match ctx.channels.take() {
+        Some(c) if c.dir == dir => c.socks,
+        _ => Vec::new(),
+    };
+    let reused = !cached.is_empty();
+    let mut socks = cached;
+    let mut listener = None;
+    match (&data, dir) {
+        (DataEndpoint::Active(addrs), Dir::Send) => {
+            let want = streams_wanted(&params);
+            if socks.len() < want {
+                match connect_n(ctx, addrs, want - socks.len()).await {
+                    Ok(mut more) => socks.append(&mut more),
+                    Err(e) => return (Err(e), None),
+                }
+            }
+        }
+        (DataEndpoint::Active(addrs), Dir::Recv) => {
+            // The sender should be the active side in MODE E; a client that sent PORT
+            // anyway gets one connection from us.
+            if socks.is_empty() {
+                match connect_n(ctx, addrs, 1).await {
+                    Ok(more) => socks = more,
+                    Err(e) => return (Err(e), None),
+                }
+            }
+        }
+        (DataEndpoint::Passive, Dir::Send) => {
+            if socks.is_empty() {
+                match super::transfer::accept_one(ctx).await {
+                    Ok(s) => socks.push(s),
+                    Err(e) => return (Err(e), None),
+                }
+            }
+        }
+        (DataEndpoint::Passive, Dir::Recv) => match ctx.passive.take() {
+            Some(l) => match l.into_std() {
+                Ok(l) => listener = Some(l),
+                Err(e) => return (Err(TransferError::CannotOpenData(e.to_string())), None),
+            },
+            None if socks.is_empty() => {
+                return (
+                    Err(TransferError::CannotOpenData("no passive listener".into())),
+                    None,
+                );
+            }
+            None => {}
+        },
+    }
+    if let Some(n) = params.buffer_size {
+        for s in &socks {
+            apply_sbuf(s, n);
+        }
+    }
+
+    let start = match &prepared {
+        Prepared::Retr { len, .. } => TransferStart {
+            reused,
+            size: Some(*len),
+            name: None,
+        },
+        Prepared::Stor { name, .. } => TransferStart {
+            reused,
+            size: None,
+            name: name.clone(),
+        },
+        Prepared::List(_) => TransferStart {
+            reused,
+            ..Default::default()
+        },
+    };
+    let _ = ctx.events.send(Event::Started(start));
+
+    let cancel = CancelToken::new();
+    let progress = Arc::new(AtomicU64::new(0));
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = tokio::spawn(super::transfer::watchdog(
+        ctx.cancel.clone(),
+        cancel.clone(),
+        Some(Arc::clone(&progress)),
+        ctx.data_timeout,
+        Arc::clone(&stalled),
+    ));
+    let opts = TransferOptions {
+        cancel: Some(cancel),
+        progress: Some(Arc::clone(&progress)),
+        ..Default::default()
+    };
+    let peer = ctx.peer.ip();
+    let timeout = ctx.data_timeout;
+    let max_streams = 64;
+    // 111/112 markers while the transfer runs.
+    let rx_state = match (&prepared, stor_kind) {
+        (Prepared::Stor { .. }, Some(kind)) => {
+            let mut rx = ModeEReceiver::new(None).with_max_streams(max_streams as u64);
+            if kind == StoreKind::Adjusted {
+                rx = rx.with_offset_adjustment(stor_offset);
+            } else if kind == StoreKind::Append {
+                if let Prepared::Stor { offset, .. } = &prepared {
+                    rx = rx.with_offset_adjustment(*offset);
+                }
+            }
+            if let Some(r) = &restart {
+                rx.import_restart(r);
+            }
+            Some(Arc::new(Mutex::new(rx)))
+        }
+        _ => None,
+    };
+    let markers = tokio::spawn(markers(
+        ctx.events.clone(),
+        Arc::clone(&progress),
+        rx_state.clone(),
+        params.perf_interval,
+        params.restart_interval,
+    ));
+    let moved = on_pool(&ctx.shared, move || {
+        let r = (|| -> Result<_, TransferError> {
+            match prepared {
+                Prepared::Retr { file, offset, len } => {
+                    let ranges = match &restart {
+                        // REST with a range list: send what the client lacks.
+                        Some(have) => {
+                            let size = file
+                                .metadata()
+                                .map_err(|e| TransferError::Local(e.to_string()))?
+                                .len();
+                            have.missing(size)
+                        }
+                        None => {
+                            let mut r = RangeSet::new();
+                            r.insert(offset, offset + len);
+                            r
+                        }
+                    };
+                    let job = blocks::Send {
+                        ranges,
+                        shift,
+                        block_size: block_size(&params),
+                        close: false,
+                        opts,
+                    };
+                    let out = blocks::send(&file, &job, socks)?;
+                    Ok((out, None, len))
+                }
+                Prepared::Stor {
+                    file,
+                    offset: _,
+                    commit,
+                    ..
+                } => {
+                    let Some(rx) = rx_state else {
+                        return Err(TransferError::Local("no receiver state".into()));
+                    };
+                    let job = blocks::Recv {
+                        rx,
+                        opts,
+                        max_streams,
+                    };
+                    let incoming = listener.as_ref().map(|l| Incoming {
+                        listener: l,
+                        peer: Some(peer),
+                        timeout,
+                    });
+                    let out = blocks::recv(&file, &job, socks, incoming)?;
+                    if let Some(exp) = &expected {
+                        verify_expected(&file, exp)?;
+                    }
+                    let commit = commit.map(|(dir, partial, target)| Commit {
+                        dir,
+                        partial,
+                        target,
+                        _lock: file,
+                    });
+                    let bytes = out.bytes;
+                    Ok((out, commit, bytes))
+                }
+                Prepared::List(bytes) => {
+                    let out = blocks::send_bytes(&bytes, socks, false, &opts)?;
+                    Ok((out, None, bytes.len() as u64))
+                }
+            }
+        })();
+        (r, listener)
+    })
+    .await;
+    let (moved, listener) = match moved {
+        Ok((r, l)) => (Ok(r), l),
+        Err(e) => (Err(e), None),
+    };
+    watchdog.abort();
+    markers.abort();
+    let moved = match moved {
+        Ok(Err(TransferError::Aborted)) if stalled.load(Relaxed) => {
+            Ok(Err(TransferError::ConnectionClosed(format!(
+                "no data moved for {} s",
+                ctx.data_timeout.as_secs()
+            ))))
+        }
+        other => other,
+    };
+    // The listener stays for later transfers: the client may add streams.
+    if let Some(l) = listener {
+        match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => ctx.passive = Some(l),
+            Err(e) => tracing::debug!(error = %e, "ftpd: passive listener not kept"),
+        }
+    }
+    let stats = &ctx.shared.stats;
+    match moved {
+        Ok(Ok((out, commit, bytes))) => {
+            match dir {
+                Dir::Send => stats.bytes_sent.fetch_add(out.bytes, Relaxed),
+                Dir::Recv => stats.bytes_received.fetch_add(out.bytes, Relaxed),
+            };
+            stats.data_refused.fetch_add(out.refused, Relaxed);
+            if !out.channels.is_empty() {
+                ctx.channels = Some(Channels {
+                    dir,
+                    socks: out.channels,
+                });
+            }
+            (Ok(TransferDone { bytes }), commit)
+        }
+        Ok(Err(e)) | Err(e) => (Err(e), None),
+    }
+}
+
+/// Sends 112 perf markers every `perf` seconds and 111 range markers every `restart` seconds
+/// (receives only) until aborted.
+async fn markers(
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    progress: Arc<AtomicU64>,
+    rx: Option<Arc<Mutex<ModeEReceiver>>>,
+    perf: u32,
+    restart: u32,
+) {
+    if perf == 0 && (restart == 0 || rx.is_none()) {
+        return;
+    }
+    let tick = Duration::from_secs(1);
+    let mut n: u64 = 0;
+    loop {
+        tokio::time::sleep(tick).await;
+        n += 1;
+        if perf > 0 && n % u64::from(perf) == 0 {
+            let m = PerfMarker {
+                timestamp: SystemTime::now(),
+                stripe_index: 0,
+                stripe_bytes: progress.load(Relaxed),
+                total_stripes: 1,
+            };
+            if events.send(Event::Marker(MarkerMsg::Perf(m))).is_err() {
+                return;
+            }
+        }
+        if let Some(rx) = &rx {
+            if restart > 0 && n % u64::from(restart) == 0 {
+                let ranges = rx
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .received()
+                    .clone();
+                if !ranges.is_empty()
+                    && events
+                        .send(Event::Marker(MarkerMsg::Range(ranges)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}

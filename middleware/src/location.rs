@@ -1,6 +1,8 @@
 //! Where a copy reads from or writes to: a local path or a URL. The GASS-like uniform access
 //! of the middleware starts here; this build understands local paths, `file://` and
-//! `ftp://[user[:password]@]host[:port]/path` URLs (`gridftp://` comes later).
+//! `ftp://[user[:password]@]host[:port]/path` and `gridftp://…` URLs (an FTP server spoken to
+//! with the GridFTP extensions; default port 2811). `gsiftp://` needs GSI security, which
+//! gridos does not carry.
 
 use std::path::PathBuf;
 
@@ -26,6 +28,8 @@ pub struct FtpUrl {
     pub port: u16,
     /// Path on the server, always starting with `/` (taken as absolute).
     pub path: String,
+    /// The URL said `gridftp://`: the server must offer the GridFTP extensions (MODE E).
+    pub gridftp: bool,
 }
 
 impl FtpUrl {
@@ -38,6 +42,15 @@ impl FtpUrl {
         }
     }
 
+    /// This URL with another path, without the password.
+    pub fn display_path(&self, path: &str) -> String {
+        FtpUrl {
+            path: path.to_string(),
+            ..self.clone()
+        }
+        .display()
+    }
+
     /// The URL again, without the password.
     pub fn display(&self) -> String {
         let user = if self.user == "anonymous" {
@@ -45,7 +58,8 @@ impl FtpUrl {
         } else {
             format!("{}@", self.user)
         };
-        format!("ftp://{user}{}{}", self.authority(), self.path)
+        let scheme = if self.gridftp { "gridftp" } else { "ftp" };
+        format!("{scheme}://{user}{}{}", self.authority(), self.path)
     }
 }
 
@@ -110,14 +124,17 @@ impl Location {
                     std::ffi::OsString::from_vec(decoded),
                 )))
             }
-            "ftp" => parse_ftp(text, rest).map(Location::Ftp),
-            "gridftp" | "gsiftp" => Err(LocationError::NotYetSupported(scheme.into())),
+            "ftp" => parse_ftp(text, rest, 21).map(Location::Ftp),
+            "gridftp" => {
+                parse_ftp(text, rest, 2811).map(|u| Location::Ftp(FtpUrl { gridftp: true, ..u }))
+            }
+            "gsiftp" => Err(LocationError::NotYetSupported(scheme.into())),
             other => Err(LocationError::UnsupportedScheme(other.into())),
         }
     }
 }
 
-fn parse_ftp(text: &str, rest: &str) -> Result<FtpUrl, LocationError> {
+fn parse_ftp(text: &str, rest: &str, default_port: u16) -> Result<FtpUrl, LocationError> {
     let invalid = |why| LocationError::Invalid(text.into(), why);
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -162,7 +179,7 @@ fn parse_ftp(text: &str, rest: &str) -> Result<FtpUrl, LocationError> {
         return Err(invalid("no host"));
     }
     let port = match port {
-        None | Some("") => 21,
+        None | Some("") => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => return Err(invalid("bad port")),
@@ -175,6 +192,7 @@ fn parse_ftp(text: &str, rest: &str) -> Result<FtpUrl, LocationError> {
         host,
         port,
         path,
+        gridftp: false,
     })
 }
 
@@ -276,8 +294,13 @@ mod tests {
             );
         }
         assert!(matches!(
-            Location::parse("gridftp://h/x"),
+            Location::parse("gsiftp://h/x"),
             Err(LocationError::NotYetSupported(_))
         ));
+        let Ok(Location::Ftp(u)) = Location::parse("gridftp://h/x") else {
+            panic!("gridftp:// must parse");
+        };
+        assert!(u.gridftp && u.port == 2811 && u.path == "/x");
+        assert_eq!(u.display(), "gridftp://h:2811/x");
     }
 }

@@ -52,7 +52,7 @@ fn cp_fails_clearly_and_leaves_nothing_behind() {
     let cases: [(&[&str], &str); 6] = [
         (&["cp", "/nonexistent/gridos/src", "x"], "no such file"),
         (&["cp", "ftp2://host/x", "y"], "not supported"),
-        (&["cp", "gridftp://host/x", "y"], "not supported yet"),
+        (&["cp", "gsiftp://host/x", "y"], "not supported yet"),
         (&["cp", "ftp://127.0.0.1:0/x", "y"], "bad port"),
         (
             &["cp", "file://otherhost/etc/hosts", "y"],

@@ -75,6 +75,15 @@ pub enum Error {
     /// The server lacks something the operation needs.
     #[error("not supported by the server: {0}")]
     Unsupported(&'static str),
+    /// A MODE E transfer failed part-way (a broken or misbehaving data connection, a bad
+    /// block, a local write error).
+    #[error("MODE E transfer failed after {moved} bytes: {message}")]
+    ModeE {
+        /// Bytes that reached their destination before the failure.
+        moved: u64,
+        /// What went wrong.
+        message: String,
+    },
     /// An earlier error left the control connection out of step; reconnect.
     #[error("control connection unusable after an earlier error")]
     Poisoned,
@@ -92,7 +101,9 @@ impl Error {
     /// Bytes that reached their destination before a transfer failed.
     pub fn bytes_moved(&self) -> Option<u64> {
         match self {
-            Error::Transfer { moved, .. } | Error::Cancelled { moved } => Some(*moved),
+            Error::Transfer { moved, .. }
+            | Error::Cancelled { moved }
+            | Error::ModeE { moved, .. } => Some(*moved),
             Error::Incomplete { got, .. } => Some(*got),
             _ => None,
         }

@@ -19,9 +19,11 @@
 //! ```
 
 mod error;
+mod gridftp;
 mod list;
 
 pub use error::{Error, Result};
+pub use gridftp::GridOptions;
 pub use list::{Entry, EntryKind};
 
 use std::fs::File;
@@ -85,6 +87,16 @@ pub struct Features {
     pub epsv: bool,
     /// `UTF8`.
     pub utf8: bool,
+    /// `MODE E` (GridFTP extended block mode; `PARALLEL` alone implies it too).
+    pub mode_e: bool,
+    /// `ERET` (partial retrieve).
+    pub eret: bool,
+    /// `ESTO` (adjusted store).
+    pub esto: bool,
+    /// `SBUF`.
+    pub sbuf: bool,
+    /// `CKSM` algorithms, upper-case (`CKSM MD5,ADLER32` or Globus's `CKSM MD5:10;ADLER32:10;`).
+    pub checksums: Vec<String>,
     /// Every feature line, trimmed, as sent.
     pub lines: Vec<String>,
 }
@@ -104,6 +116,23 @@ impl Features {
                 "MDTM" => f.mdtm = true,
                 "EPSV" => f.epsv = true,
                 "UTF8" => f.utf8 = true,
+                "PARALLEL" => f.mode_e = true,
+                "ERET" => f.eret = true,
+                "ESTO" => f.esto = true,
+                "SBUF" => f.sbuf = true,
+                "MODE" if words.next().is_some_and(|w| w.eq_ignore_ascii_case("E")) => {
+                    f.mode_e = true
+                }
+                "CKSM" => {
+                    f.checksums = words
+                        .next()
+                        .unwrap_or("")
+                        .split([',', ';'])
+                        .filter_map(|a| a.split(':').next())
+                        .filter(|a| !a.is_empty())
+                        .map(|a| a.to_ascii_uppercase())
+                        .collect();
+                }
                 "REST" => {
                     f.rest_stream = words
                         .next()
@@ -141,6 +170,7 @@ pub struct Client {
     welcome: Reply,
     epsv_refused: bool,
     poisoned: bool,
+    ext: gridftp::ExtState,
 }
 
 impl std::fmt::Debug for Client {
@@ -151,6 +181,12 @@ impl std::fmt::Debug for Client {
             .finish_non_exhaustive()
     }
 }
+
+/// MODE Z: one zlib stream per data connection.
+const ZLIB: gridos_io::compress::Compression = gridos_io::compress::Compression {
+    codec: gridos_io::compress::Codec::Zlib,
+    level: 6,
+};
 
 /// Read-timeout granularity on the control connection, so cancellation is noticed.
 const POLL: Duration = Duration::from_millis(200);
@@ -225,6 +261,7 @@ impl Client {
             welcome: Reply::new(0, ""),
             epsv_refused: false,
             poisoned: false,
+            ext: gridftp::ExtState::default(),
         };
         let greeting = c.read_final("the greeting", c.config.reply_timeout)?;
         if greeting.code != 220 {
@@ -242,6 +279,12 @@ impl Client {
     /// The server's address (data connections go here too).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// TCP_INFO of the control connection: its RTT is the path's, measured before any data
+    /// moves (the automatic tuning starts from it).
+    pub fn control_tcp_info(&self) -> Result<gridos_io::TcpInfo> {
+        gridos_io::tcp_info(&self.ctrl).map_err(|e| Error::Protocol(format!("TCP_INFO: {e}")))
     }
 
     /// The 220 greeting.
@@ -513,14 +556,20 @@ impl Client {
                 "offset {remote_offset} is past the end of {remote} ({t} bytes)"
             )));
         }
+        self.leave_mode_e()?;
         let data = self.open_data()?;
         if remote_offset > 0 {
             self.expect(&Command::Rest(Restart::Offset(remote_offset)), &[350])?;
         }
         let cmd = Command::Retr(p);
         let early = self.start_transfer(&cmd)?;
-        let res =
-            self.with_watchdog(|opts| gridos_io::recv_file(&data, file, file_offset, None, opts));
+        let res = if self.ext.deflate {
+            self.with_watchdog(|opts| {
+                gridos_io::compress::recv_decompressed(&data, file, file_offset, ZLIB, opts)
+            })
+        } else {
+            self.with_watchdog(|opts| gridos_io::recv_file(&data, file, file_offset, None, opts))
+        };
         drop(data);
         let report = self.finish_transfer(&cmd, early, res)?;
         if let Some(t) = total {
@@ -545,6 +594,7 @@ impl Client {
         mode: PutMode,
     ) -> Result<TransferReport> {
         let p = arg(remote)?;
+        self.leave_mode_e()?;
         let data = self.open_data()?;
         let cmd = match mode {
             PutMode::Store => Command::Stor(p),
@@ -555,7 +605,13 @@ impl Client {
             }
         };
         let early = self.start_transfer(&cmd)?;
-        let res = self.with_watchdog(|opts| gridos_io::send_file(file, offset, len, &data, opts));
+        let res = if self.ext.deflate {
+            self.with_watchdog(|opts| {
+                gridos_io::compress::send_compressed(file, offset, len, &data, ZLIB, opts)
+            })
+        } else {
+            self.with_watchdog(|opts| gridos_io::send_file(file, offset, len, &data, opts))
+        };
         // End of file in stream mode is the close of the data connection.
         let _ = data.shutdown(Shutdown::Write);
         drop(data);
@@ -755,10 +811,10 @@ impl Client {
 
     /// Runs a gridos-io transfer under a watchdog that cancels it after `data_timeout`
     /// without progress (or when the caller's token is cancelled).
-    fn with_watchdog(
+    fn with_watchdog<T>(
         &self,
-        f: impl FnOnce(&TransferOptions) -> gridos_io::Result<TransferReport>,
-    ) -> Result<TransferReport> {
+        f: impl FnOnce(&TransferOptions) -> gridos_io::Result<T>,
+    ) -> Result<T> {
         let user = self.config.transfer.clone();
         let progress = user
             .progress
@@ -818,6 +874,7 @@ impl Client {
 
     /// Runs a listing command and returns its data as text (bounded by `max_listing`).
     fn listing(&mut self, cmd: Command) -> Result<String> {
+        self.leave_mode_e()?;
         let mut data = self.open_data()?;
         let early = self.start_transfer(&cmd)?;
         data.set_read_timeout(Some(self.config.data_timeout))

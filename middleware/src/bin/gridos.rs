@@ -39,7 +39,10 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     cli::init_logging(args.verbose);
     let result = match args.command {
-        Command::Cp(a) => cli::cp::run(a),
+        Command::Cp(mut a) => {
+            a.verbose = args.verbose > 0;
+            cli::cp::run(a)
+        }
         Command::Selftest(a) => cli::selftest::run(a),
         Command::Ftpd(a) => cli::ftpd::run(a),
         Command::Passwd(a) => cli::passwd::run(a),

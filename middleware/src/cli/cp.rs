@@ -6,10 +6,21 @@
 //! land atomically (temporary file + rename) unless `--resume`, which continues a partial
 //! destination instead (REST for downloads, SIZE + REST/APPE for uploads). Every file's size is
 //! checked at the end; the exit status is 0 only when every byte arrived.
+//!
+//! GridFTP: against a server whose FEAT offers MODE E (or any `gridftp://` URL) files move
+//! in MODE E over parallel data connections. With no `-p`/`--tcp-bs` the settings are chosen
+//! from the path ([`auto_plan`]): the control connection's RTT times a link-speed ceiling
+//! gives the bandwidth-delay product, buffers are planned to cover it (forced past the
+//! system maximum when privileged, within `io.max_buffer` per connection) and, where one
+//! connection's buffer cannot, enough streams are opened; each stream's TCP_INFO monitor
+//! keeps raising buffers during the transfer. `-v`/`--json` report the decisions and the
+//! bandwidth measured.
 
 use crate::location::{FtpUrl, Location};
 use clap::Args;
-use gridos_ftp::client::{Client, ClientConfig, EntryKind, PutMode};
+use gridos_ftp::checksum::{Algorithm, file_checksum};
+use gridos_ftp::client::{Client, ClientConfig, EntryKind, GridOptions, PutMode};
+use gridos_ftp::proto::RangeSet;
 use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -41,12 +52,177 @@ pub struct CpArgs {
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Parallel data connections (GridFTP MODE E); default: chosen from the path.
+    #[arg(short = 'p', long = "parallel", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: Option<u32>,
+    /// TCP buffer for every data connection (e.g. 16M), also asked of the server (SBUF);
+    /// default: tuned.
+    #[arg(long = "tcp-bs", value_name = "BYTES", value_parser = super::parse_size)]
+    pub tcp_bs: Option<u64>,
+    /// MODE E block size (default 1M).
+    #[arg(long, value_name = "BYTES", value_parser = super::parse_size)]
+    pub block_size: Option<u64>,
+    /// Compare every file with the server's checksum of it (CKSM); ALG is MD5 (default),
+    /// ADLER32, SHA1, SHA256, SHA512 or CRC32C.
+    #[arg(long, value_name = "ALG", num_args = 0..=1, require_equals = true, default_missing_value = "MD5")]
+    pub verify: Option<String>,
+    /// Copy only the part from byte N (with --length): ERET/ESTO partial transfers; the part
+    /// lands at the same offset of the destination.
+    #[arg(long, value_name = "N", requires = "length")]
+    pub offset: Option<u64>,
+    /// Length of the part to copy (with --offset).
+    #[arg(long, value_name = "N", requires = "offset")]
+    pub length: Option<u64>,
+    /// Compress data on the wire (MODE Z, deflate): worth it on slow networks.
+    #[arg(long, conflicts_with_all = ["parallel", "offset"])]
+    pub compress: bool,
+    /// Pipeline the downloads of a tree: many RETRs in flight on one control connection,
+    /// every file over the same MODE E data connections.
+    #[arg(long)]
+    pub pipeline: bool,
+    /// Report the tuning decisions (RTT, bandwidth, buffers, streams) on stderr: set from the
+    /// global `-v`.
+    #[arg(skip)]
+    pub verbose: bool,
+}
+
+/// Assumed ceiling of a path's bandwidth before anything is measured (10 Gbit/s): with the
+/// RTT it bounds the bandwidth-delay product the first plan has to cover.
+const LINK_CEILING: u64 = 1_250_000_000;
+
+/// Most streams the automatic plan opens.
+const AUTO_MAX_STREAMS: u32 = 8;
+
+/// How one FTP side moves file data.
+#[derive(Clone, Debug)]
+struct Grid {
+    /// MODE E with these settings, or stream mode.
+    ext: Option<GridOptions>,
+    /// The decisions behind `ext`, for -v and --json.
+    plan: serde_json::Value,
+}
+
+/// The automatic plan: BDP from the control connection's RTT and the link ceiling, buffers
+/// and streams to cover it.
+fn auto_plan(c: &Client) -> (GridOptions, serde_json::Value) {
+    use gridos_io::tune::{SysLimits, TunePolicy, bdp_bytes, plan};
+    let info = c.control_tcp_info().ok();
+    let rtt_us = info
+        .map(|i| {
+            if i.min_rtt_us > 0 {
+                i.min_rtt_us
+            } else {
+                i.rtt_us
+            }
+        })
+        .unwrap_or(0)
+        .max(1);
+    let cfg = gridos_io::config();
+    let policy = TunePolicy {
+        max_buffer: cfg.max_buffer,
+        privileged: gridos_io::privileged(),
+        max_streams: AUTO_MAX_STREAMS.min(cfg.max_streams),
+    };
+    let bdp = bdp_bytes(LINK_CEILING, rtt_us);
+    let p = plan(bdp, &SysLimits::read(), &policy);
+    let mut o = GridOptions::default();
+    o.streams = p.streams;
+    // The same buffer on both ends when this side may force it; otherwise autotuning (an
+    // SBUF the server cannot honour would cap its buffer below what autotuning reaches).
+    o.tcp_buffer = match p.recv.method {
+        gridos_io::tune::BufferMethod::Force => Some(p.recv.request as u64),
+        _ => None,
+    };
+    let v = serde_json::json!({
+        "auto": true, "rtt_us": rtt_us, "link_ceiling_bytes_per_sec": LINK_CEILING,
+        "bdp_bytes": bdp, "streams": o.streams, "tcp_buffer": o.tcp_buffer,
+        "privileged": policy.privileged, "reason": p.reason,
+    });
+    (o, v)
+}
+
+impl CpArgs {
+    /// Settings for one FTP side after login.
+    fn grid_for(&self, c: &Client, url: &FtpUrl) -> Result<Grid, String> {
+        if url.gridftp && !c.gridftp() {
+            return Err(format!(
+                "cp: {}: the server does not offer the GridFTP extensions (no MODE E in FEAT)",
+                url.display()
+            ));
+        }
+        if self.compress || !c.gridftp() {
+            if self.parallel.is_some_and(|p| p > 1) && !c.gridftp() {
+                return Err(format!(
+                    "cp: {}: -p needs a GridFTP server (no MODE E in FEAT)",
+                    url.display()
+                ));
+            }
+            return Ok(Grid {
+                ext: None,
+                plan: serde_json::json!({"mode": if self.compress { "Z" } else { "S" }}),
+            });
+        }
+        let (mut o, mut plan) = if self.parallel.is_none() && self.tcp_bs.is_none() {
+            auto_plan(c)
+        } else {
+            (GridOptions::default(), serde_json::json!({"auto": false}))
+        };
+        if let Some(p) = self.parallel {
+            o.streams = p;
+        }
+        if let Some(b) = self.tcp_bs {
+            o.tcp_buffer = Some(b);
+        }
+        if let Some(b) = self.block_size {
+            o.block_size = b.max(1);
+        }
+        plan["mode"] = "E".into();
+        plan["streams"] = o.streams.into();
+        plan["tcp_buffer"] = o.tcp_buffer.into();
+        plan["block_size"] = o.block_size.into();
+        Ok(Grid { ext: Some(o), plan })
+    }
+
+    fn verify_alg(&self) -> Result<Option<Algorithm>, String> {
+        self.verify
+            .as_deref()
+            .map(|a| {
+                Algorithm::parse(a).ok_or_else(|| {
+                    format!("cp: --verify: unknown algorithm {a:?} (MD5, ADLER32, SHA1, SHA256, SHA512, CRC32C)")
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Compares a local file (range) with the server's CKSM of the remote one.
+fn verify_file(
+    c: &mut Client,
+    alg: Algorithm,
+    local: &File,
+    local_off: u64,
+    remote: &str,
+    remote_off: u64,
+    len: u64,
+) -> Result<String, String> {
+    let mine = file_checksum(local, alg, local_off, Some(len), None)
+        .map_err(|e| format!("local checksum: {e}"))?;
+    let theirs = c
+        .checksum(remote, alg, remote_off, Some(len))
+        .map_err(|e| format!("server checksum (CKSM {}): {e}", alg.name()))?;
+    if mine != theirs {
+        return Err(format!(
+            "checksum mismatch ({}): local {mine}, server {theirs}",
+            alg.name()
+        ));
+    }
+    Ok(mine)
 }
 
 /// One side of the copy: where it is and, for FTP, the open connection.
 enum Side {
     Local,
-    Ftp(Box<Client>, FtpUrl),
+    Ftp(Box<Client>, FtpUrl, Box<Grid>),
 }
 
 /// A path on one side.
@@ -60,7 +236,7 @@ impl Node {
     fn show(&self, side: &Side) -> String {
         match (self, side) {
             (Node::Local(p), _) => p.display().to_string(),
-            (Node::Remote(p), Side::Ftp(_, u)) => FtpUrl {
+            (Node::Remote(p), Side::Ftp(_, u, _)) => FtpUrl {
                 path: p.clone(),
                 ..u.clone()
             }
@@ -203,7 +379,7 @@ fn kind(side: &mut Side, node: &Node) -> Result<Option<EntryKind>, String> {
                 EntryKind::Other
             }
         })),
-        (Side::Ftp(c, u), Node::Remote(p)) => c
+        (Side::Ftp(c, u, _), Node::Remote(p)) => c
             .stat(p)
             .map(|e| e.map(|e| e.kind))
             .map_err(|e| format!("cp: {}: {e}", u.display())),
@@ -224,13 +400,31 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
             Location::Local(p) => Ok((Side::Local, Node::Local(p))),
             Location::Ftp(u) => {
                 let c = connect(&u, &progress.current)?;
+                let grid = a.grid_for(&c, &u)?;
+                if a.verbose {
+                    eprintln!("gridos: cp: {}: plan {}", u.display(), grid.plan);
+                }
                 let path = u.path.clone();
-                Ok((Side::Ftp(Box::new(c), u), Node::Remote(path)))
+                Ok((
+                    Side::Ftp(Box::new(c), u, Box::new(grid)),
+                    Node::Remote(path),
+                ))
             }
         }
     };
     let (mut src_side, src) = open(src_loc)?;
     let (mut dst_side, dst) = open(dst_loc)?;
+    a.verify_alg()?;
+    let plans: Vec<serde_json::Value> = [&src_side, &dst_side]
+        .iter()
+        .filter_map(|s| match s {
+            Side::Ftp(_, _, g) => Some(g.plan.clone()),
+            Side::Local => None,
+        })
+        .collect();
+    if a.offset.is_some() && src_kind_is_dir_hint(&a) {
+        return Err("cp: --offset/--length copy one file, not a tree".into());
+    }
 
     let src_kind = kind(&mut src_side, &src)?
         .ok_or_else(|| format!("cp: {}: no such file or directory", src.show(&src_side)))?;
@@ -271,7 +465,7 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
         // The size is only needed for the progress bar's total.
         let size = match (&mut src_side, &src) {
             (_, Node::Local(p)) => std::fs::metadata(p).ok().map(|m| m.len()),
-            (Side::Ftp(c, _), Node::Remote(p)) if show_bar => c.size(p).ok(),
+            (Side::Ftp(c, _, _), Node::Remote(p)) if show_bar => c.size(p).ok(),
             _ => None,
         };
         files.push((src.clone(), dst.clone(), size));
@@ -285,27 +479,66 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
     for d in &dirs {
         make_dir(&mut dst_side, d)?;
     }
-    for (s, d, _) in &files {
-        let (bytes, path) = copy_one(&mut src_side, s, &mut dst_side, d, a.resume)?;
+    if a.compress {
+        for side in [&mut src_side, &mut dst_side] {
+            if let Side::Ftp(c, u, _) = side {
+                c.deflate_mode()
+                    .map_err(|e| format!("cp: {}: MODE Z: {e}", u.display()))?;
+            }
+        }
+    }
+    let pipelined = a.pipeline
+        && !a.resume
+        && a.offset.is_none()
+        && matches!(&src_side, Side::Ftp(_, _, g) if g.ext.is_some())
+        && matches!(dst_side, Side::Local)
+        && files.len() > 1;
+    if pipelined {
+        let Side::Ftp(c, u, g) = &mut src_side else {
+            return Err("cp: internal error".into());
+        };
+        let o = g.ext.clone().unwrap_or_default();
+        let (bytes, n) = get_tree_pipelined(c, u, &o, &files, &a, &progress)?;
         totals.bytes += bytes;
-        totals.files += 1;
-        if bytes == 0 && a.resume {
-            totals.skipped += 1;
+        totals.files += n;
+        totals.path = Some(format!("{} pipelined", gridos_io::probe().name()));
+    } else {
+        for (s, d, _) in &files {
+            let (bytes, path) = copy_one(&mut src_side, s, &mut dst_side, d, &a)?;
+            totals.bytes += bytes;
+            totals.files += 1;
+            if bytes == 0 && a.resume {
+                totals.skipped += 1;
+            }
+            if path.is_some() {
+                totals.path = path;
+            }
+            progress.file_done(bytes, &d.show(&dst_side));
         }
-        if path.is_some() {
-            totals.path = path;
-        }
-        progress.file_done(bytes, &d.show(&dst_side));
     }
     progress.finish();
     for side in [src_side, dst_side] {
-        if let Side::Ftp(c, _) = side {
+        if let Side::Ftp(c, _, _) = side {
             let _ = c.quit();
         }
     }
     let secs = start.elapsed().as_secs_f64();
     let mbps = totals.bytes as f64 / secs.max(1e-9) / 1e6;
     let path = totals.path.unwrap_or_else(|| "none".into());
+    let tuning: Vec<serde_json::Value> = plans
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            // What the path delivered: the bandwidth estimate the next transfer starts from.
+            p["measured_bytes_per_sec"] = ((totals.bytes as f64 / secs.max(1e-9)) as u64).into();
+            p
+        })
+        .collect();
+    if a.verbose {
+        for t in &tuning {
+            eprintln!("gridos: cp: tuning {t}");
+        }
+    }
     if a.json {
         println!(
             "{}",
@@ -313,6 +546,7 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
                 "src": a.src_display(), "dst": a.dst_display(), "bytes": totals.bytes,
                 "seconds": secs, "mb_per_sec": mbps, "path": path, "files": totals.files,
                 "directories": dirs.len(), "resumed": a.resume, "complete": true,
+                "verified": a.verify.is_some(), "tuning": tuning,
             })
         );
     } else if !a.quiet {
@@ -376,7 +610,7 @@ fn walk(
             }
             v
         }
-        (Side::Ftp(c, u), Node::Remote(p)) => c
+        (Side::Ftp(c, u, _), Node::Remote(p)) => c
             .list(Some(p))
             .map_err(|e| format!("cp: {}: list: {e}", u.display()))?
             .into_iter()
@@ -402,7 +636,7 @@ fn make_dir(side: &mut Side, d: &Node) -> Result<(), String> {
         (_, Node::Local(p)) => {
             std::fs::create_dir_all(p).map_err(|e| format!("cp: mkdir {}: {e}", p.display()))
         }
-        (Side::Ftp(c, u), Node::Remote(p)) => match c.mkdir(p) {
+        (Side::Ftp(c, u, _), Node::Remote(p)) => match c.mkdir(p) {
             Ok(()) => Ok(()),
             Err(e) if e.reply_code().is_some() => match c.stat(p) {
                 Ok(Some(en)) if en.kind == EntryKind::Dir => Ok(()),
@@ -459,31 +693,93 @@ fn remote_size(c: &mut Client, p: &str) -> Result<Option<u64>, gridos_ftp::clien
     }
 }
 
+/// `-r` with a part range makes no sense; checked before any connection work is wasted.
+fn src_kind_is_dir_hint(a: &CpArgs) -> bool {
+    a.recursive
+}
+
+fn open_in_place(d: &Path, what: &str) -> Result<File, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create(true)
+        .truncate(false)
+        .open(d)
+        .map_err(|e| format!("{what}: open {}: {e}", d.display()))
+}
+
+/// Checks the server offers `alg` for CKSM.
+fn need_cksm(c: &Client, alg: Algorithm) -> Result<(), String> {
+    if c.features().checksums.iter().any(|a| a == alg.name()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--verify: the server does not offer CKSM {} (it offers: {})",
+            alg.name(),
+            if c.features().checksums.is_empty() {
+                "none".to_string()
+            } else {
+                c.features().checksums.join(", ")
+            }
+        ))
+    }
+}
+
 /// Copies one file; returns the bytes moved and the I/O path used.
 fn copy_one(
     src_side: &mut Side,
     src: &Node,
     dst_side: &mut Side,
     dst: &Node,
-    resume: bool,
+    a: &CpArgs,
 ) -> Result<(u64, Option<String>), String> {
+    let resume = a.resume;
+    let verify = a.verify_alg()?;
+    let range = a.offset.zip(a.length);
     let what = format!("cp: {} → {}", src.show(src_side), dst.show(dst_side));
     match (src_side, src, dst_side, dst) {
         (_, Node::Local(s), _, Node::Local(d)) => {
+            if range.is_some() || verify.is_some() {
+                return Err(format!(
+                    "{what}: --offset/--length and --verify apply to FTP transfers"
+                ));
+            }
             let r = gridos_io::copy_path(s, d).map_err(|e| format!("{what}: {e}"))?;
             Ok((r.bytes, Some(format!("{:?}", r.method))))
         }
-        (Side::Ftp(c, _), Node::Remote(s), _, Node::Local(d)) => {
+        (Side::Ftp(c, _, g), Node::Remote(s), _, Node::Local(d)) => {
             let ftp = |e: gridos_ftp::client::Error| format!("{what}: {e}");
-            if resume {
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(d)
-                    .map_err(|e| format!("{what}: open {}: {e}", d.display()))?;
+            if let Some(alg) = verify {
+                need_cksm(c, alg).map_err(|e| format!("{what}: {e}"))?;
+            }
+            let ext = g.ext.clone();
+            let mode = if ext.is_some() { "MODE E" } else { "stream" };
+            if let Some((off, len)) = range {
+                let Some(o) = &ext else {
+                    return Err(format!(
+                        "{what}: --offset/--length need a GridFTP server (ERET)"
+                    ));
+                };
+                let f = open_in_place(d, &what)?;
+                let r = c
+                    .get_extended(s, &f, off, Some((off, len)), None, o)
+                    .map_err(ftp)?;
+                if r.bytes != len {
+                    return Err(format!(
+                        "{what}: {} bytes of the part arrived, {len} expected",
+                        r.bytes
+                    ));
+                }
+                if let Some(alg) = verify {
+                    verify_file(c, alg, &f, off, s, off, len)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                }
+                return Ok((r.bytes, Some(format!("{} {mode}", r.path.name()))));
+            }
+            let total = remote_size(c, s).map_err(ftp)?;
+            let (file_holder, tmp, have) = if resume {
+                let f = open_in_place(d, &what)?;
                 let have = file_len(&f)?;
-                let total = remote_size(c, s).map_err(ftp)?;
                 if total == Some(have) {
                     return Ok((0, None));
                 }
@@ -493,41 +789,98 @@ fn copy_one(
                         total.unwrap_or(0)
                     ));
                 }
-                let r = c.get(s, &f, have, have).map_err(ftp)?;
-                let len = file_len(&f)?;
-                if let Some(t) = total
-                    && len != t
-                {
-                    return Err(format!("{what}: {len} bytes on disk, {t} expected"));
-                }
-                Ok((r.bytes, Some(r.path.name().into())))
+                (Some(f), None, have)
             } else if let Some(dev) = existing_device(d)? {
                 // A device such as /dev/null is written in place: renaming a temporary file
                 // over it would replace the device node.
-                let r = c.get(s, &dev, 0, 0).map_err(ftp)?;
-                Ok((r.bytes, Some(r.path.name().into())))
+                (Some(dev), None, 0)
             } else {
-                let tmp = temp_beside(d)?;
-                let r = c.get(s, tmp.as_file(), 0, 0).map_err(ftp)?;
-                let len = file_len(tmp.as_file())?;
-                if len != r.bytes {
-                    return Err(format!("{what}: {len} bytes on disk, {} received", r.bytes));
+                (None, Some(temp_beside(d)?), 0)
+            };
+            let f = match (&file_holder, &tmp) {
+                (Some(f), _) => f,
+                (None, Some(t)) => t.as_file(),
+                (None, None) => return Err(format!("{what}: internal error")),
+            };
+            let r = match &ext {
+                Some(o) => {
+                    let mut held = RangeSet::new();
+                    held.insert(0, have);
+                    c.get_extended(s, f, 0, None, (have > 0).then_some(&held), o)
+                        .map_err(ftp)?
                 }
+                None => c.get(s, f, have, have).map_err(ftp)?,
+            };
+            let is_dev = file_holder.is_some() && !resume;
+            if !is_dev {
+                let len = file_len(f)?;
+                let want = total.unwrap_or(have + r.bytes);
+                if len != want {
+                    return Err(format!("{what}: {len} bytes on disk, {want} expected"));
+                }
+                if let Some(alg) = verify {
+                    verify_file(c, alg, f, 0, s, 0, len).map_err(|e| format!("{what}: {e}"))?;
+                }
+            }
+            if let Some(tmp) = tmp {
                 use std::os::unix::fs::PermissionsExt;
                 let _ = tmp
                     .as_file()
                     .set_permissions(std::fs::Permissions::from_mode(0o644));
                 tmp.persist(d)
                     .map_err(|e| format!("{what}: rename into place: {}", e.error))?;
-                Ok((r.bytes, Some(r.path.name().into())))
             }
+            Ok((r.bytes, Some(format!("{} {mode}", r.path.name()))))
         }
-        (_, Node::Local(s), Side::Ftp(c, _), Node::Remote(d)) => {
+        (_, Node::Local(s), Side::Ftp(c, _, g), Node::Remote(d)) => {
             let f = File::open(s).map_err(|e| format!("{what}: open source: {e}"))?;
             let len = file_len(&f)?;
-            put_file(c, &f, len, d, resume).map_err(|e| format!("{what}: {e}"))
+            if let Some(alg) = verify {
+                need_cksm(c, alg).map_err(|e| format!("{what}: {e}"))?;
+            }
+            let ext = g.ext.clone();
+            let out = match (&ext, range) {
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "{what}: --offset/--length need a GridFTP server (ESTO)"
+                    ));
+                }
+                (Some(o), Some((off, n))) => {
+                    if off.checked_add(n).is_none_or(|e| e > len) {
+                        return Err(format!(
+                            "{what}: the part {off}+{n} is past the end of the source ({len} bytes)"
+                        ));
+                    }
+                    let r = c
+                        .put_extended(&f, off, n, d, Some(off), None, o)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                    if let Some(alg) = verify {
+                        verify_file(c, alg, &f, off, d, off, n)
+                            .map_err(|e| format!("{what}: {e}"))?;
+                    }
+                    return Ok((r.bytes, Some(format!("{} MODE E", r.path.name()))));
+                }
+                (Some(o), None) if !resume => {
+                    let r = c
+                        .put_extended(&f, 0, len, d, None, None, o)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                    verify_remote(c, d, len).map_err(|e| format!("{what}: {e}"))?;
+                    (r.bytes, Some(format!("{} MODE E", r.path.name())))
+                }
+                // Resumed uploads continue in stream mode (REST/APPE at the remote size).
+                _ => put_file(c, &f, len, d, resume).map_err(|e| format!("{what}: {e}"))?,
+            };
+            if let Some(alg) = verify {
+                verify_file(c, alg, &f, 0, d, 0, len).map_err(|e| format!("{what}: {e}"))?;
+            }
+            Ok(out)
         }
-        (Side::Ftp(sc, _), Node::Remote(s), Side::Ftp(dc, _), Node::Remote(d)) => {
+        (Side::Ftp(sc, _, _), Node::Remote(s), Side::Ftp(dc, _, _), Node::Remote(d)) => {
+            if range.is_some() || verify.is_some() {
+                return Err(format!(
+                    "{what}: --offset/--length and --verify need one local side"
+                ));
+            }
             // Relay through a temporary local file: correct for any pair of servers.
             let from = if resume {
                 remote_size(dc, d)
@@ -559,6 +912,80 @@ fn copy_one(
         }
         _ => Err(format!("{what}: internal error: mismatched sides")),
     }
+}
+
+/// Downloads a tree's files with pipelined RETRs over cached MODE E connections, each into
+/// a temporary file renamed into place once it is complete (and verified with --verify).
+fn get_tree_pipelined(
+    c: &mut Client,
+    u: &FtpUrl,
+    o: &GridOptions,
+    files: &[FileJob],
+    a: &CpArgs,
+    progress: &Progress,
+) -> Result<(u64, u64), String> {
+    const WINDOW: usize = 64;
+    let verify = a.verify_alg()?;
+    if let Some(alg) = verify {
+        need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
+    }
+    let mut bytes = 0;
+    let mut done = 0;
+    for chunk in files.chunks(256) {
+        let mut items = Vec::with_capacity(chunk.len());
+        let mut tmps = Vec::with_capacity(chunk.len());
+        for (s, d, _) in chunk {
+            let (Node::Remote(s), Node::Local(d)) = (s, d) else {
+                return Err("cp: internal error: pipelined sides".into());
+            };
+            let tmp = temp_beside(d)?;
+            let f = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| format!("cp: {}: {e}", d.display()))?;
+            items.push((s.clone(), f));
+            tmps.push((tmp, d.clone(), s.clone()));
+        }
+        let results = c
+            .get_pipelined(&items, WINDOW, o)
+            .map_err(|e| format!("cp: {}: {e}", u.display()))?;
+        if results.len() != chunk.len() {
+            return Err(format!(
+                "cp: {}: {} results for {} files",
+                u.display(),
+                results.len(),
+                chunk.len()
+            ));
+        }
+        for (r, ((tmp, d, s), (_, size))) in results
+            .into_iter()
+            .zip(tmps.into_iter().zip(chunk.iter().map(|(s, _, n)| (s, n))))
+        {
+            let what = format!("cp: {} → {}", u.display_path(&s), d.display());
+            let got = r.map_err(|e| format!("{what}: {e}"))?;
+            let len = file_len(tmp.as_file())?;
+            if len != got || size.is_some_and(|n| n != len) {
+                return Err(format!(
+                    "{what}: {len} bytes on disk, {} expected",
+                    size.unwrap_or(got)
+                ));
+            }
+            if let Some(alg) = verify {
+                verify_file(c, alg, tmp.as_file(), 0, &s, 0, len)
+                    .map_err(|e| format!("{what}: {e}"))?;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let _ = tmp
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644));
+            tmp.persist(&d)
+                .map_err(|e| format!("{what}: rename into place: {}", e.error))?;
+            bytes += got;
+            done += 1;
+            progress.file_done(got, &d.display().to_string());
+        }
+    }
+    Ok((bytes, done))
 }
 
 /// Uploads `len` bytes of `f` to `d`, continuing a partial remote file with `resume`.

@@ -1,0 +1,531 @@
+//! The client side of the GridFTP extensions (GFD.20): MODE E transfers over parallel data
+//! connections, partial transfers (ERET/ESTO), REST range lists, SBUF, CKSM, data-channel
+//! reuse and pipelined batches of small files.
+//!
+//! MODE E's direction rule decides who connects: the sender of the data. So a download
+//! listens (PORT/EPRT) and the server connects its streams to us; an upload asks for a
+//! passive address (PASV/EPSV) and connects its own streams. Connections that ended with EOD
+//! stay open for the next transfer in the same direction (the server then answers 125).
+
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gridos_io::TransferReport;
+
+use super::{Client, Error, Result, arg, connect_any, reply_error};
+use crate::blocks::{self, DEFAULT_BLOCK_SIZE, Incoming};
+use crate::checksum::Algorithm;
+use crate::proto::mode_e::ModeEReceiver;
+use crate::proto::{
+    Command, EpsvArg, Opts, Parallelism, RangeSet, Restart, RetrOpts, TransferError, TransferMode,
+    addr,
+};
+
+/// Settings of one GridFTP transfer.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct GridOptions {
+    /// Parallel data connections (MODE E); at least 1.
+    pub streams: u32,
+    /// Socket buffer for every data connection, sent to the server as `SBUF` and applied
+    /// locally; `None` leaves the buffers to the tuner and kernel autotuning.
+    pub tcp_buffer: Option<u64>,
+    /// MODE E block size.
+    pub block_size: u64,
+}
+
+impl Default for GridOptions {
+    fn default() -> Self {
+        GridOptions {
+            streams: 1,
+            tcp_buffer: None,
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+/// Which way cached data connections carried data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Download,
+    Upload,
+}
+
+/// MODE E state kept on the client between transfers.
+#[derive(Debug, Default)]
+pub(super) struct ExtState {
+    mode_e: bool,
+    /// MODE Z is on: stream-mode transfers carry one zlib stream.
+    pub(super) deflate: bool,
+    parallelism: Option<u32>,
+    sbuf: Option<u64>,
+    /// Open data connections, the direction they carried, and (downloads) our listener.
+    cache: Option<(Dir, Vec<TcpStream>, Option<TcpListener>)>,
+}
+
+fn transfer_err(e: TransferError, moved: u64) -> Error {
+    let msg = match e {
+        TransferError::Aborted => return Error::Cancelled { moved },
+        TransferError::Fs(f) => format!("{:?}: {}", f.kind, f.message),
+        TransferError::CannotOpenData(m) => format!("data connection: {m}"),
+        TransferError::ConnectionClosed(m) => format!("data connection broke: {m}"),
+        TransferError::BadData(m) => format!("bad MODE E data: {m}"),
+        TransferError::Local(m) => m,
+    };
+    Error::ModeE {
+        moved,
+        message: msg,
+    }
+}
+
+impl Client {
+    /// Whether the server announced MODE E (GridFTP extended block mode) in FEAT.
+    pub fn gridftp(&self) -> bool {
+        self.features.mode_e
+    }
+
+    /// `TYPE I` + `MODE E`, once per session.
+    fn ensure_mode_e(&mut self) -> Result<()> {
+        if !self.ext.mode_e {
+            self.expect(&Command::Mode(TransferMode::Extended), &[200])?;
+            self.ext.mode_e = true;
+            self.ext.deflate = false;
+        }
+        Ok(())
+    }
+
+    /// Back to stream mode (MODE S) if MODE E or Z was on; cached data connections are
+    /// dropped.
+    pub fn stream_mode(&mut self) -> Result<()> {
+        if self.ext.mode_e || self.ext.deflate {
+            self.expect(&Command::Mode(TransferMode::Stream), &[200])?;
+            self.ext.mode_e = false;
+            self.ext.deflate = false;
+            self.ext.cache = None;
+        }
+        Ok(())
+    }
+
+    /// Leaves MODE E (not MODE Z) before a stream-mode transfer or listing.
+    pub(super) fn leave_mode_e(&mut self) -> Result<()> {
+        if self.ext.mode_e {
+            self.expect(&Command::Mode(TransferMode::Stream), &[200])?;
+            self.ext.mode_e = false;
+            self.ext.cache = None;
+        }
+        Ok(())
+    }
+
+    /// `MODE Z`: later [`get`](Client::get)/[`put`](Client::put) calls carry their data as
+    /// one zlib (deflate) stream — worth it when the network, not the CPU, is the limit.
+    /// Fails with the server's reply if it does not offer MODE Z.
+    pub fn deflate_mode(&mut self) -> Result<()> {
+        if !self.ext.deflate {
+            self.expect(&Command::Mode(TransferMode::Deflate), &[200])?;
+            self.ext.deflate = true;
+            self.ext.mode_e = false;
+            self.ext.cache = None;
+        }
+        Ok(())
+    }
+
+    fn ensure_sbuf(&mut self, o: &GridOptions) -> Result<()> {
+        if let Some(n) = o.tcp_buffer {
+            if self.ext.sbuf != Some(n) {
+                // Not every server has SBUF; the local side still gets its buffers.
+                let r = self.command(&Command::Sbuf(n))?;
+                if r.code == 200 {
+                    self.ext.sbuf = Some(n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_local_buffers(socks: &[TcpStream], o: &GridOptions) {
+        if let Some(n) = o.tcp_buffer {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            for s in socks {
+                if let Ok(dup) = s.try_clone() {
+                    let g = gridos_io::GridSocket::from(dup);
+                    let _ = g.buffer_setopt(gridos_io::BufferOpt::SendBuffer(n));
+                    let _ = g.buffer_setopt(gridos_io::BufferOpt::RecvBuffer(n));
+                }
+            }
+        }
+    }
+
+    /// Sets up (or reuses) the data connections of a download: a listener the server
+    /// connects to. Returns cached connections and the listener.
+    fn download_channels(
+        &mut self,
+        o: &GridOptions,
+    ) -> Result<(Vec<TcpStream>, Option<TcpListener>)> {
+        let streams = o.streams.max(1);
+        if self.ext.parallelism != Some(streams) {
+            let p = Parallelism {
+                starting: streams,
+                minimum: streams,
+                maximum: streams,
+            };
+            let opts = RetrOpts {
+                parallelism: Some(p),
+                ..RetrOpts::default()
+            };
+            self.expect(&Command::Opts(Opts::Retr(opts)), &[200])?;
+            self.ext.parallelism = Some(streams);
+            // The server may reuse what it has; new PORT below makes it connect afresh.
+            self.ext.cache = None;
+        }
+        if let Some((Dir::Download, socks, listener)) = self.ext.cache.take() {
+            if socks.len() == streams as usize {
+                return Ok((socks, listener));
+            }
+        }
+        let local = self
+            .ctrl
+            .local_addr()
+            .map_err(|e| Error::io("getsockname", e))?;
+        let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0))
+            .map_err(|e| Error::io("listen for data connections", e))?;
+        let at = listener
+            .local_addr()
+            .map_err(|e| Error::io("getsockname", e))?;
+        let cmd = match at {
+            SocketAddr::V4(v4) => Command::Port(v4),
+            v6 => Command::Eprt(v6),
+        };
+        self.expect(&cmd, &[200])?;
+        Ok((Vec::new(), Some(listener)))
+    }
+
+    /// Sets up (or reuses) the data connections of an upload: passive address, then
+    /// `streams` connections to it.
+    fn upload_channels(&mut self, o: &GridOptions) -> Result<Vec<TcpStream>> {
+        let streams = o.streams.max(1) as usize;
+        if let Some((Dir::Upload, socks, _)) = self.ext.cache.take() {
+            if socks.len() == streams {
+                return Ok(socks);
+            }
+        }
+        let ip: IpAddr = self.peer.ip();
+        let port = if self.config.use_epsv && !self.epsv_refused {
+            let r = self.command(&Command::Epsv(EpsvArg::Any))?;
+            if r.code == 229 {
+                Some(
+                    addr::parse_epsv_reply(&r.lines.join(" "))
+                        .map_err(|e| Error::Protocol(format!("EPSV reply: {e}")))?,
+                )
+            } else {
+                self.epsv_refused = true;
+                None
+            }
+        } else {
+            None
+        };
+        let port = match port {
+            Some(p) => p,
+            None => {
+                let r = self.expect(&Command::Pasv, &[227])?;
+                addr::parse_pasv_reply(&r.lines.join(" "))
+                    .map_err(|e| Error::Protocol(format!("PASV reply: {e}")))?
+                    .port()
+            }
+        };
+        let to = SocketAddr::new(ip, port);
+        let mut socks = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            let s = connect_any(
+                &[to],
+                self.config.connect_timeout,
+                "connect data connection",
+            )?;
+            let _ = s.set_nodelay(true);
+            socks.push(s);
+        }
+        Ok(socks)
+    }
+
+    /// MODE E download of `remote` into `file`.
+    ///
+    /// `range`: `Some((offset, len))` fetches only that part with `ERET P` and writes it at
+    /// `file_offset + 0 …` (the part's first byte at `file_offset`). `have`: byte ranges of
+    /// the whole file already in `file` (a restart): the server sends the rest (`REST`
+    /// range list) at their own offsets. Without either, the whole file lands at
+    /// `file_offset`.
+    pub fn get_extended(
+        &mut self,
+        remote: &str,
+        file: &File,
+        file_offset: u64,
+        range: Option<(u64, u64)>,
+        have: Option<&RangeSet>,
+        o: &GridOptions,
+    ) -> Result<TransferReport> {
+        let p = arg(remote)?;
+        self.ensure_mode_e()?;
+        self.ensure_sbuf(o)?;
+        let (cached, listener) = self.download_channels(o)?;
+        let cmd = match range {
+            Some((offset, length)) => Command::Eret {
+                offset,
+                length,
+                path: p,
+            },
+            None => {
+                if let Some(h) = have.filter(|h| !h.is_empty()) {
+                    self.expect(&Command::Rest(Restart::Ranges(h.clone())), &[350])?;
+                }
+                Command::Retr(p)
+            }
+        };
+        let limit = range.map(|(_, l)| l);
+        let early = match self.start_transfer(&cmd) {
+            Ok(e) => e,
+            Err(e) => {
+                // The connections and listener are still good for another try.
+                self.ext.cache = Some((Dir::Download, cached, listener));
+                return Err(e);
+            }
+        };
+        Self::apply_local_buffers(&cached, o);
+        let mut rx = ModeEReceiver::new(limit).with_offset_adjustment(file_offset);
+        if let Some(h) = have {
+            rx.import_restart(h);
+        }
+        let rx = Arc::new(Mutex::new(rx));
+        let start = Instant::now();
+        let res = self.with_watchdog(|opts| {
+            let job = blocks::Recv {
+                rx: Arc::clone(&rx),
+                opts: opts.clone(),
+                max_streams: o.streams.max(1) as usize,
+            };
+            let incoming = listener.as_ref().map(|l| Incoming {
+                listener: l,
+                peer: Some(self.peer.ip()),
+                timeout: self.config.data_timeout,
+            });
+            Ok(blocks::recv(file, &job, cached, incoming))
+        });
+        let moved = rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .received()
+            .total();
+        let res = match res {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(transfer_err(e, moved)),
+            Err(e) => Err(e),
+        };
+        let out = self.finish_transfer(&cmd, early, res)?;
+        let bytes = out.bytes;
+        if !out.channels.is_empty() {
+            self.ext.cache = Some((Dir::Download, out.channels, listener));
+        }
+        Ok(report(bytes, start))
+    }
+
+    /// MODE E upload of `len` bytes of `file` from `offset`.
+    ///
+    /// `esto`: `Some(adjust)` stores with `ESTO A adjust` (every block lands at its offset
+    /// plus `adjust` in the remote file, which is updated in place); otherwise `STOR`, whose
+    /// block offsets count from `offset` (the remote file gets bytes `offset..offset+len` of
+    /// `file` at `0..len`). `expected`: send `SCKS` first so the server verifies the stored
+    /// data.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_extended(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        remote: &str,
+        esto: Option<u64>,
+        expected: Option<(Algorithm, String)>,
+        o: &GridOptions,
+    ) -> Result<TransferReport> {
+        let p = arg(remote)?;
+        self.ensure_mode_e()?;
+        self.ensure_sbuf(o)?;
+        let socks = self.upload_channels(o)?;
+        Self::apply_local_buffers(&socks, o);
+        if let Some((alg, value)) = expected {
+            self.expect(
+                &Command::Scks {
+                    algorithm: Some(alg.name().to_string()),
+                    value,
+                },
+                &[200],
+            )?;
+        }
+        if esto.is_none() {
+            // Lets the server reserve the space; ignored (202) where not supported.
+            let _ = self.command(&Command::Allo {
+                size: len,
+                record: None,
+            })?;
+        }
+        let cmd = match esto {
+            Some(adjust) => Command::Esto {
+                offset: adjust,
+                path: p,
+            },
+            None => Command::Stor(p),
+        };
+        let early = match self.start_transfer(&cmd) {
+            Ok(e) => e,
+            Err(e) => {
+                self.ext.cache = Some((Dir::Upload, socks, None));
+                return Err(e);
+            }
+        };
+        let mut ranges = RangeSet::new();
+        ranges.insert(offset, offset + len);
+        let start = Instant::now();
+        let res = self.with_watchdog(|opts| {
+            let job = blocks::Send {
+                ranges,
+                shift: offset,
+                block_size: o.block_size.max(1),
+                close: false,
+                opts: opts.clone(),
+            };
+            Ok(blocks::send(file, &job, socks))
+        });
+        let res = match res {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(transfer_err(e, 0)),
+            Err(e) => Err(e),
+        };
+        let out = self.finish_transfer(&cmd, early, res)?;
+        let bytes = out.bytes;
+        if !out.channels.is_empty() {
+            self.ext.cache = Some((Dir::Upload, out.channels, None));
+        }
+        Ok(report(bytes, start))
+    }
+
+    /// Downloads many files over one control connection: the RETR commands are pipelined
+    /// (up to `window` outstanding) and every file's blocks come over the same cached MODE E
+    /// connections, so a small file costs about one block header and one reply.
+    ///
+    /// Returns one result per item, in order; a failed file does not stop the others unless
+    /// the control connection broke.
+    pub fn get_pipelined(
+        &mut self,
+        items: &[(String, File)],
+        window: usize,
+        o: &GridOptions,
+    ) -> Result<Vec<Result<u64>>> {
+        self.ensure_mode_e()?;
+        self.ensure_sbuf(o)?;
+        let (mut cached, listener) = self.download_channels(o)?;
+        let window = window.max(1);
+        let mut sent = 0;
+        let mut results = Vec::with_capacity(items.len());
+        for (i, (_, file)) in items.iter().enumerate() {
+            // Keep up to `window` commands in flight.
+            while sent < items.len() && sent < i + window {
+                let p = arg(&items[sent].0)?;
+                self.send(&Command::Retr(p))?;
+                sent += 1;
+            }
+            let cmd = Command::Retr(items[i].0.clone());
+            let r = self.read_reply(&items[i].0, self.config.reply_timeout)?;
+            let early = match r.code {
+                100..=199 => None,
+                226 | 250 => Some(r),
+                _ => {
+                    results.push(Err(reply_error(&cmd, &r)));
+                    continue;
+                }
+            };
+            let rx = Arc::new(Mutex::new(ModeEReceiver::new(None)));
+            let socks = std::mem::take(&mut cached);
+            let res = self.with_watchdog(|opts| {
+                let job = blocks::Recv {
+                    rx: Arc::clone(&rx),
+                    opts: opts.clone(),
+                    max_streams: o.streams.max(1) as usize,
+                };
+                let incoming = listener.as_ref().map(|l| Incoming {
+                    listener: l,
+                    peer: Some(self.peer.ip()),
+                    timeout: self.config.data_timeout,
+                });
+                Ok(blocks::recv(file, &job, socks, incoming))
+            });
+            let res = match res {
+                Ok(Ok(out)) => Ok(out),
+                Ok(Err(e)) => Err(transfer_err(e, 0)),
+                Err(e) => Err(e),
+            };
+            match self.finish_transfer(&cmd, early, res) {
+                Ok(out) => {
+                    cached = out.channels;
+                    results.push(Ok(out.bytes));
+                }
+                Err(e) if self.poisoned => return Err(e),
+                Err(e) => {
+                    // The data connections of a failed transfer are not trusted again; with
+                    // the listener gone, the commands already sent fail fast (425).
+                    drop(listener);
+                    results.push(Err(e));
+                    for (name, _) in &items[i + 1..sent] {
+                        let r = self.read_final(name, self.config.reply_timeout)?;
+                        results.push(Err(reply_error(&Command::Retr(name.clone()), &r)));
+                    }
+                    for _ in &items[sent..] {
+                        results.push(Err(Error::Protocol(
+                            "not attempted after an earlier failure".into(),
+                        )));
+                    }
+                    return Ok(results);
+                }
+            }
+        }
+        if !cached.is_empty() {
+            self.ext.cache = Some((Dir::Download, cached, listener));
+        }
+        Ok(results)
+    }
+
+    /// `CKSM alg offset length path` (length `None` = to the end): the server computes a
+    /// checksum of its copy.
+    pub fn checksum(
+        &mut self,
+        remote: &str,
+        alg: Algorithm,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<String> {
+        let cmd = Command::Cksm {
+            algorithm: alg.name().to_string(),
+            offset,
+            length,
+            path: arg(remote)?,
+        };
+        let r = self.expect(&cmd, &[213])?;
+        let text = r.text().trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Protocol(format!(
+                "CKSM reply {text:?} is not a checksum"
+            )));
+        }
+        Ok(text.to_ascii_lowercase())
+    }
+}
+
+fn report(bytes: u64, start: Instant) -> TransferReport {
+    TransferReport {
+        bytes,
+        wire_bytes: bytes,
+        elapsed: start.elapsed(),
+        path: gridos_io::probe(),
+        sndbuf: None,
+        rcvbuf: None,
+        decisions: Vec::new(),
+    }
+}

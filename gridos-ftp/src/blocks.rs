@@ -18,8 +18,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,9 @@ struct Flags {
     failure: Mutex<Option<TransferError>>,
     wake: (UnixStream, UnixStream),
     halt: (UnixStream, UnixStream),
+    /// Stream threads that have finished their work (counted before `notify`, so the
+    /// coordinator never waits for a wake-up that already happened).
+    finished: AtomicUsize,
 }
 
 impl Flags {
@@ -137,6 +140,7 @@ impl Flags {
             failure: Mutex::new(None),
             wake: pair().map_err(err)?,
             halt: pair().map_err(err)?,
+            finished: AtomicUsize::new(0),
         })
     }
 
@@ -162,6 +166,7 @@ impl Flags {
 
     /// A stream thread finished: wake the coordinator.
     fn notify(&self) {
+        self.finished.fetch_add(1, Relaxed);
         let _ = (&self.wake.0).write(&[1]);
     }
 
@@ -204,30 +209,51 @@ fn monitor_interval() -> Duration {
     Duration::from_millis(gridos_io::config().monitor_interval_ms.max(10))
 }
 
-/// One buffer monitor per stream (on a duplicate of its descriptor), when auto-tuning is on.
-fn tuners(
-    socks: &[TcpStream],
-    opts: &TransferOptions,
+/// The buffer monitors of a transfer's streams (each on a duplicate of its descriptor),
+/// when auto-tuning is on. They start only once the transfer has run for a monitor interval,
+/// so small transfers pay nothing for them.
+struct Tuners {
     role: Role,
-) -> Vec<(TcpStream, SocketTuner)> {
-    if !opts.auto_tune.unwrap_or(gridos_io::config().auto_tune) {
-        return Vec::new();
-    }
-    socks
-        .iter()
-        .filter_map(|s| s.try_clone().ok())
-        .map(|s| (s, SocketTuner::new(role, opts.max_buffer)))
-        .collect()
+    max_buffer: Option<usize>,
+    on: bool,
+    socks: Vec<TcpStream>,
+    tuners: Vec<SocketTuner>,
+    last: Instant,
 }
 
-/// Samples every stream's TCP_INFO for its buffer monitor, at most once per interval.
-fn sample(tuners: &mut [(TcpStream, SocketTuner)], last: &mut Instant) {
-    if tuners.is_empty() || last.elapsed() < monitor_interval() {
-        return;
+impl Tuners {
+    fn new(opts: &TransferOptions, role: Role) -> Tuners {
+        Tuners {
+            role,
+            max_buffer: opts.max_buffer,
+            on: opts.auto_tune.unwrap_or(gridos_io::config().auto_tune),
+            socks: Vec::new(),
+            tuners: Vec::new(),
+            last: Instant::now(),
+        }
     }
-    *last = Instant::now();
-    for (sock, tuner) in tuners {
-        let _ = tuner.sample(sock.as_fd());
+
+    fn add(&mut self, sock: &TcpStream) {
+        if self.on {
+            if let Ok(dup) = sock.try_clone() {
+                self.socks.push(dup);
+            }
+        }
+    }
+
+    /// Samples every stream's TCP_INFO for its monitor, at most once per interval.
+    fn sample(&mut self) {
+        if self.socks.is_empty() || self.last.elapsed() < monitor_interval() {
+            return;
+        }
+        self.last = Instant::now();
+        while self.tuners.len() < self.socks.len() {
+            self.tuners
+                .push(SocketTuner::new(self.role, self.max_buffer));
+        }
+        for (sock, tuner) in self.socks.iter().zip(&mut self.tuners) {
+            let _ = tuner.sample(sock.as_fd());
+        }
     }
 }
 
@@ -247,7 +273,10 @@ pub fn send(file: &File, job: &Send, socks: Vec<TcpStream>) -> Result<Outcome, T
     let flags = Flags::new()?;
     let sent = AtomicU64::new(0);
     let opts = stream_opts(&job.opts, &flags.stop);
-    let mut tuners = tuners(&socks, &job.opts, Role::Sender);
+    let mut tuners = Tuners::new(&job.opts, Role::Sender);
+    for sock in &socks {
+        tuners.add(sock);
+    }
     let channels = std::thread::scope(|s| {
         let workers: Vec<_> = socks
             .into_iter()
@@ -267,12 +296,12 @@ pub fn send(file: &File, job: &Send, socks: Vec<TcpStream>) -> Result<Outcome, T
                 })
             })
             .collect();
-        let mut last = Instant::now();
-        while !workers.iter().all(|w| w.is_finished()) {
+        let n = workers.len();
+        while flags.finished.load(Relaxed) < n {
             if cancelled(&job.opts) {
                 flags.fail(TransferError::Aborted);
             }
-            sample(&mut tuners, &mut last);
+            tuners.sample();
             flags.wait(None, Duration::from_millis(u64::from(WAKE_MS)));
         }
         workers
@@ -345,8 +374,18 @@ fn send_stream(
             offset: h.offset - job.shift.min(h.offset),
             ..h
         };
-        gridos_io::send_file_prefixed(&wire.encode(), file, h.offset, h.count, sock, opts)
-            .map_err(map_io)?;
+        if h.count <= SMALL {
+            // A small block leaves in one segment: header and payload in one write.
+            let mut buf = Vec::with_capacity(HEADER_LEN + h.count as usize);
+            buf.extend_from_slice(&wire.encode());
+            buf.resize(HEADER_LEN + h.count as usize, 0);
+            read_exact_at(file, &mut buf[HEADER_LEN..], h.offset)?;
+            let mut w = sock;
+            w.write_all(&buf).map_err(|e| io_err("send block", e))?;
+        } else {
+            gridos_io::send_file_prefixed(&wire.encode(), file, h.offset, h.count, sock, opts)
+                .map_err(map_io)?;
+        }
         let total = sent.fetch_add(h.count, Relaxed) + h.count;
         if let Some(p) = &job.opts.progress {
             p.store(total, Relaxed);
@@ -386,6 +425,37 @@ fn wait_readable(sock: &TcpStream, flags: &Flags, between: bool) -> Result<bool,
             Err(e) => return Err(io_err("poll", e)),
         }
     }
+}
+
+/// Blocks at most this large move through a user-space buffer (one syscall each way).
+const SMALL: u64 = 64 * 1024;
+
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), TransferError> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            TransferError::Local("file shrank while sending".into())
+        }
+        _ => TransferError::Fs(e.into()),
+    })
+}
+
+fn read_exact(mut sock: &TcpStream, buf: &mut [u8], flags: &Flags) -> Result<(), TransferError> {
+    let mut got = 0;
+    while got < buf.len() {
+        // Poll first so a stalled peer cannot hold the thread past cancellation.
+        if !wait_readable(sock, flags, false)? {
+            return Err(TransferError::Aborted);
+        }
+        match sock.read(&mut buf[got..]) {
+            Ok(0) => return Err(TransferError::ConnectionClosed("closed in a block".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(io_err("read block", e)),
+        }
+    }
+    Ok(())
 }
 
 /// Reads one header. `Ok(None)`: the connection ended cleanly before any header byte.
@@ -468,6 +538,17 @@ fn recv_stream(
         let h = BlockHeader::decode(&raw)?;
         let placement = lock(&job.rx).handle_header(id, &h)?;
         match placement {
+            Placement::Write { offset, len } if len <= SMALL => {
+                // Small payloads: one read and one pwrite beat setting up a splice.
+                let mut buf = vec![0u8; len as usize];
+                read_exact(&sock, &mut buf, flags)?;
+                gridos_io::file_write(file, offset, &buf).map_err(map_io)?;
+                lock(&job.rx).handle_written(id, len)?;
+                let total = written.fetch_add(len, Relaxed) + len;
+                if let Some(p) = &job.opts.progress {
+                    p.store(total, Relaxed);
+                }
+            }
             Placement::Write { offset, len } => {
                 let r = gridos_io::recv_file(&sock, file, offset, Some(len), &opts);
                 let n = match &r {
@@ -523,13 +604,9 @@ pub fn recv(
     let had_sockets = !socks.is_empty();
     let channels = std::thread::scope(|s| {
         let mut workers = Vec::new();
-        let mut tuners = Vec::new();
-        let spawn = |sock: TcpStream, workers: &mut Vec<_>, tuners: &mut Vec<_>| {
-            tuners.extend(self::tuners(
-                std::slice::from_ref(&sock),
-                &job.opts,
-                Role::Receiver,
-            ));
+        let mut tuners = Tuners::new(&job.opts, Role::Receiver);
+        let spawn = |sock: TcpStream, workers: &mut Vec<_>, tuners: &mut Tuners| {
+            tuners.add(&sock);
             let id = lock(&job.rx).add_stream();
             let (flags, written) = (&flags, &written);
             workers.push(s.spawn(move || {
@@ -548,7 +625,6 @@ pub fn recv(
             spawn(sock, &mut workers, &mut tuners);
         }
         let started = Instant::now();
-        let mut last_sample = Instant::now();
         let mut listener_ready = false;
         loop {
             if cancelled(&job.opts) {
@@ -572,7 +648,7 @@ pub fn recv(
                 .filter(|_| workers.len() < job.max_streams.max(1));
             // Every stream ended but the transfer is not complete: nothing more can arrive
             // unless another connection may still come.
-            if accepting.is_none() && workers.iter().all(|w| w.is_finished()) {
+            if accepting.is_none() && flags.finished.load(Relaxed) >= workers.len() {
                 flags.fail(TransferError::ConnectionClosed(
                     "the data connections ended before the transfer was complete".into(),
                 ));
@@ -612,7 +688,7 @@ pub fn recv(
                     break;
                 }
             }
-            sample(&mut tuners, &mut last_sample);
+            tuners.sample();
             let extra = accepting.map(|inc| inc.listener.as_fd());
             listener_ready = flags.wait(extra, Duration::from_millis(u64::from(WAKE_MS)));
         }

@@ -66,6 +66,10 @@ pub struct Recv {
     pub opts: TransferOptions,
     /// Most data connections accepted for this transfer.
     pub max_streams: usize,
+    /// Fail the transfer when a connection that ended with EOD already holds more bytes (a
+    /// server: its client must not send the next transfer's data before the 125/150). A
+    /// client leaves it off: a server may start the next pipelined transfer at once.
+    pub strict_eod: bool,
 }
 
 /// Where further data connections of a receive come from.
@@ -119,8 +123,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Flags {
     stop: CancelToken,
     failure: Mutex<Option<TransferError>>,
-    wake: (UnixStream, UnixStream),
-    halt: (UnixStream, UnixStream),
+    wake: Option<(UnixStream, UnixStream)>,
+    halt: Option<(UnixStream, UnixStream)>,
     /// Stream threads that have finished their work (counted before `notify`, so the
     /// coordinator never waits for a wake-up that already happened).
     finished: AtomicUsize,
@@ -138,10 +142,22 @@ impl Flags {
         Ok(Flags {
             stop: CancelToken::new(),
             failure: Mutex::new(None),
-            wake: pair().map_err(err)?,
-            halt: pair().map_err(err)?,
+            wake: Some(pair().map_err(err)?),
+            halt: Some(pair().map_err(err)?),
             finished: AtomicUsize::new(0),
         })
+    }
+
+    /// For a stream handled on the caller's thread: no coordinator, so no wake-up pairs;
+    /// `stop` is the caller's token.
+    fn inline(stop: CancelToken) -> Flags {
+        Flags {
+            stop,
+            failure: Mutex::new(None),
+            wake: None,
+            halt: None,
+            finished: AtomicUsize::new(0),
+        }
     }
 
     fn fail(&self, e: TransferError) {
@@ -156,25 +172,36 @@ impl Flags {
 
     /// Tells stream threads waiting between blocks to return.
     fn end(&self) {
-        let _ = (&self.halt.0).write(&[1]);
+        if let Some((tx, _)) = &self.halt {
+            let _ = (&*tx).write(&[1]);
+        }
     }
 
     fn ended(&self) -> bool {
-        let mut fds = [PollFd::new(self.halt.1.as_fd(), PollFlags::POLLIN)];
+        let Some((_, rx)) = &self.halt else {
+            return false;
+        };
+        let mut fds = [PollFd::new(rx.as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// A stream thread finished: wake the coordinator.
     fn notify(&self) {
         self.finished.fetch_add(1, Relaxed);
-        let _ = (&self.wake.0).write(&[1]);
+        if let Some((tx, _)) = &self.wake {
+            let _ = (&*tx).write(&[1]);
+        }
     }
 
     /// The coordinator's wait: until a stream thread finishes, `extra` is readable, or
     /// `timeout` passes. Returns whether `extra` is readable.
     fn wait(&self, extra: Option<BorrowedFd<'_>>, timeout: Duration) -> bool {
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = vec![PollFd::new(self.wake.1.as_fd(), PollFlags::POLLIN)];
+        let Some((_, wake)) = &self.wake else {
+            std::thread::sleep(timeout);
+            return false;
+        };
+        let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
         if let Some(fd) = extra {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
@@ -184,7 +211,7 @@ impl Flags {
             .and_then(|f| f.revents())
             .is_some_and(|r| !r.is_empty());
         let mut sink = [0u8; 64];
-        while matches!((&self.wake.1).read(&mut sink), Ok(n) if n > 0) {}
+        while matches!((&*wake).read(&mut sink), Ok(n) if n > 0) {}
         extra_ready
     }
 
@@ -270,6 +297,21 @@ pub fn send(file: &File, job: &Send, socks: Vec<TcpStream>) -> Result<Outcome, T
     let planner = ModeESender::new(&job.ranges, socks.len(), job.block_size.max(1))
         .map_err(|e| TransferError::Local(e.to_string()))?;
     let planner = Mutex::new(planner);
+    if socks.len() == 1 && job.ranges.total() <= SMALL {
+        // One stream and a small file: no coordinator thread, no monitor.
+        let sent = AtomicU64::new(0);
+        let opts = TransferOptions {
+            auto_tune: Some(false),
+            progress: None,
+            ..job.opts.clone()
+        };
+        send_stream(file, job, 0, &socks[0], &planner, &sent, &opts)?;
+        return Ok(Outcome {
+            bytes: sent.load(Relaxed),
+            channels: if job.close { Vec::new() } else { socks },
+            refused: 0,
+        });
+    }
     let flags = Flags::new()?;
     let sent = AtomicU64::new(0);
     let opts = stream_opts(&job.opts, &flags.stop);
@@ -405,10 +447,10 @@ fn wait_readable(sock: &TcpStream, flags: &Flags, between: bool) -> Result<bool,
         if flags.stop.is_cancelled() || (between && flags.ended()) {
             return Ok(false);
         }
-        let mut fds = [
-            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
-            PollFd::new(flags.halt.1.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        if let Some((_, halt)) = &flags.halt {
+            fds.push(PollFd::new(halt.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::from(WAKE_MS)) {
             Ok(0) => {}
             Ok(_) => {
@@ -440,49 +482,71 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), Transfe
     })
 }
 
-fn read_exact(mut sock: &TcpStream, buf: &mut [u8], flags: &Flags) -> Result<(), TransferError> {
+/// A read that never blocks (the socket itself stays blocking for the splice paths), so a
+/// stalled peer cannot hold the thread past cancellation: waits go through `wait_readable`.
+fn recv_nb(sock: &TcpStream, buf: &mut [u8]) -> nix::Result<usize> {
+    use std::os::fd::AsRawFd;
+    nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        buf,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )
+}
+
+fn read_exact(sock: &TcpStream, buf: &mut [u8], flags: &Flags) -> Result<(), TransferError> {
     let mut got = 0;
     while got < buf.len() {
-        // Poll first so a stalled peer cannot hold the thread past cancellation.
-        if !wait_readable(sock, flags, false)? {
-            return Err(TransferError::Aborted);
-        }
-        match sock.read(&mut buf[got..]) {
+        match recv_nb(sock, &mut buf[got..]) {
             Ok(0) => return Err(TransferError::ConnectionClosed("closed in a block".into())),
             Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                if !wait_readable(sock, flags, false)? {
+                    return Err(TransferError::Aborted);
+                }
+            }
             Err(e) => return Err(io_err("read block", e)),
         }
     }
     Ok(())
 }
 
+/// What waiting for the next block header gave.
+enum Next {
+    Header([u8; HEADER_LEN]),
+    /// The peer closed the connection before any header byte.
+    Eof,
+    /// The transfer ended (or failed) while this connection was idle.
+    Idle,
+}
+
 /// Reads one header. `Ok(None)`: the connection ended cleanly before any header byte.
-fn read_header(
-    mut sock: &TcpStream,
-    flags: &Flags,
-) -> Result<Option<[u8; HEADER_LEN]>, TransferError> {
+fn read_header(sock: &TcpStream, flags: &Flags) -> Result<Next, TransferError> {
     let mut buf = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
-        if got > 0 && !wait_readable(sock, flags, false)? {
-            return Err(TransferError::Aborted);
-        }
-        match sock.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
+        match recv_nb(sock, &mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(Next::Eof),
             Ok(0) => {
                 return Err(TransferError::BadData(
                     "data connection closed inside a block header".into(),
                 ));
             }
             Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                // Between blocks the transfer may end without this connection.
+                if !wait_readable(sock, flags, got == 0)? {
+                    if got == 0 && !flags.stop.is_cancelled() {
+                        return Ok(Next::Idle);
+                    }
+                    return Err(TransferError::Aborted);
+                }
+            }
             Err(e) => return Err(io_err("read block header", e)),
         }
     }
-    Ok(Some(buf))
+    Ok(Next::Header(buf))
 }
 
 fn discard(mut sock: &TcpStream, mut len: u64, flags: &Flags) -> Result<(), TransferError> {
@@ -498,6 +562,25 @@ fn discard(mut sock: &TcpStream, mut len: u64, flags: &Flags) -> Result<(), Tran
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(io_err("read", e)),
+        }
+    }
+    Ok(())
+}
+
+/// A connection that ended its part with EOD must be quiet until the next transfer starts:
+/// bytes already waiting on it were sent after EOD — a protocol violation that, left alone,
+/// would be taken for the next transfer's data.
+fn check_quiet(kept: &[TcpStream]) -> Result<(), TransferError> {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    for s in kept {
+        let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_PEEK;
+        if let Ok(n) = nix::sys::socket::recv(s.as_raw_fd(), &mut b, flags) {
+            if n > 0 {
+                return Err(TransferError::BadData(
+                    "data arrived after the end of data (EOD) of its connection".into(),
+                ));
+            }
         }
     }
     Ok(())
@@ -519,20 +602,18 @@ fn recv_stream(
     loop {
         // Between blocks. A cached channel the sender leaves unused this time stays open
         // for the next transfer.
-        if !wait_readable(&sock, flags, true)? {
-            if flags.stop.is_cancelled() {
-                return Err(TransferError::Aborted);
+        let raw = match read_header(&sock, flags)? {
+            Next::Header(raw) => raw,
+            Next::Idle => return Ok(Some(sock)),
+            Next::Eof => {
+                // A connection closed before its first block was never part of this
+                // transfer (an unused cached channel the sender dropped); one that carried
+                // blocks must have ended with EOD.
+                if got_any {
+                    lock(&job.rx).handle_close(id)?;
+                }
+                return Ok(None);
             }
-            return Ok(Some(sock));
-        }
-        let Some(raw) = read_header(&sock, flags)? else {
-            // A connection closed before its first block was never part of this transfer
-            // (an unused cached channel the sender dropped); one that carried blocks must
-            // have ended with EOD.
-            if got_any {
-                lock(&job.rx).handle_close(id)?;
-            }
-            return Ok(None);
         };
         got_any = true;
         let h = BlockHeader::decode(&raw)?;
@@ -598,8 +679,30 @@ pub fn recv(
             .set_nonblocking(true)
             .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
     }
-    let flags = Flags::new()?;
     let written = AtomicU64::new(0);
+    if socks.len() == 1 && incoming.is_none() {
+        // One reused stream (pipelined small files): receive on this thread; the caller's
+        // token is the stop token.
+        let flags = Flags::inline(job.opts.cancel.clone().unwrap_or_default());
+        let mut socks = socks;
+        let sock = socks.remove(0);
+        let id = lock(&job.rx).add_stream();
+        let kept = recv_stream(file, job, id, sock, &flags, &written)?;
+        if job.strict_eod {
+            check_quiet(kept.as_slice())?;
+        }
+        return match lock(&job.rx).status() {
+            ReceiveStatus::Complete => Ok(Outcome {
+                bytes: written.load(Relaxed),
+                channels: kept.into_iter().collect(),
+                refused: 0,
+            }),
+            _ => Err(TransferError::ConnectionClosed(
+                "the data connection ended before the transfer was complete".into(),
+            )),
+        };
+    }
+    let flags = Flags::new()?;
     let mut refused = 0;
     let had_sockets = !socks.is_empty();
     let channels = std::thread::scope(|s| {
@@ -700,6 +803,9 @@ pub fn recv(
     });
     if let Some(e) = flags.take() {
         return Err(e);
+    }
+    if job.strict_eod {
+        check_quiet(&channels)?;
     }
     Ok(Outcome {
         bytes: written.load(Relaxed),

@@ -15,7 +15,13 @@
 //!   the gridos-io pool for transfers, openat2-confined docroot, chroot and privilege drop,
 //!   live keys over a control socket); [`server::PasswordFile`] for its users.
 //! - [`client::Client`]: the blocking FTP client (login, list, get/put at offsets, mkdir,
-//!   delete, rename, size/mdtm); data connections go through gridos-io's zero-copy path.
+//!   delete, rename, size/mdtm); data connections go through gridos-io's zero-copy path. Its
+//!   GridFTP side: [`client::Client::get_extended`] / [`client::Client::put_extended`] (MODE E
+//!   over parallel streams, ERET/ESTO, REST ranges, SBUF), [`client::Client::get_pipelined`]
+//!   (many files on reused data channels), [`client::Client::checksum`] (CKSM),
+//!   [`client::Client::deflate_mode`] (MODE Z).
+//! - [`blocks`]: MODE E on real sockets, shared by server and client; [`checksum`]: the CKSM
+//!   algorithms.
 //!
 //! ```
 //! use gridos_ftp::proto::{Command, Reply, ReplyParser};

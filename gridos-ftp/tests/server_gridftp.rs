@@ -9,8 +9,8 @@
 //! - with a raw client speaking the protocol byte by byte: FEAT, CKSM for every algorithm
 //!   (computed here with the hash crates), MODE E uploads over several connections with blocks
 //!   out of order, impossible blocks and early closes (426/451, target never committed),
-//!   data-channel reuse (125), ERET P, REST range lists, ESTO A, SPAS/SPOR, SCKS, MODE Z,
-//!   TREV markers (111/112).
+//!   data-channel reuse (125), ERET P, REST range lists (download and upload resume), ESTO A,
+//!   SPAS/SPOR, SCKS, MODE Z, TREV markers (111/112), ABOR, uploads whose client left.
 //!
 //! Traffic stays on 127.0.0.1.
 
@@ -38,13 +38,16 @@ const GUC_DEADLINE: Duration = Duration::from_secs(60);
 
 static GUC_RUNS: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `globus-url-copy args…` with a deadline; panics with its output if it fails or hangs.
-/// Output goes to files in `work` (pipes could fill up while we poll).
-fn guc(work: &Path, args: &[String]) {
+/// Runs `globus-url-copy -dbg args…` with a deadline; panics with the protocol transcript
+/// and the end of its output if it fails or hangs. Returns the transcript: `> COMMAND` and
+/// `< first reply line`, in the order printed. Output goes to files in `work` (pipes could
+/// fill up while we poll).
+fn guc(work: &Path, args: &[String]) -> Vec<String> {
     let n = GUC_RUNS.fetch_add(1, Ordering::Relaxed);
     let out_path = work.join(format!("guc-{n}.stdout"));
     let err_path = work.join(format!("guc-{n}.stderr"));
     let mut child = Command::new("globus-url-copy")
+        .arg("-dbg")
         .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
@@ -52,6 +55,21 @@ fn guc(work: &Path, args: &[String]) {
         .spawn()
         .expect("spawn globus-url-copy");
     let started = Instant::now();
+    let output = || {
+        let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let t = transcript(&err);
+        let tail: Vec<&str> = err.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        (
+            t.clone(),
+            format!(
+                "protocol transcript:\n{}\nstdout: {out}\nstderr (last 40 lines):\n{}",
+                t.join("\n"),
+                tail.join("\n")
+            ),
+        )
+    };
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
@@ -60,21 +78,59 @@ fn guc(work: &Path, args: &[String]) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "globus-url-copy {args:?} hung for more than {} s and was killed\nstdout: {}\nstderr: {}",
+                "globus-url-copy {args:?} hung for more than {} s and was killed\n{}",
                 GUC_DEADLINE.as_secs(),
-                std::fs::read_to_string(&out_path).unwrap_or_default(),
-                std::fs::read_to_string(&err_path).unwrap_or_default()
+                output().1
             );
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    let (t, text) = output();
     if !status.success() {
-        panic!(
-            "globus-url-copy {args:?} failed: {status}\nstdout: {}\nstderr: {}",
-            std::fs::read_to_string(&out_path).unwrap_or_default(),
-            std::fs::read_to_string(&err_path).unwrap_or_default()
-        );
+        panic!("globus-url-copy {args:?} failed: {status}\n{text}");
     }
+    // Interoperability: our server refused nothing globus-url-copy asked, except the SITE
+    // CLIENTINFO note (not a GridFTP command).
+    for (i, line) in t.iter().enumerate() {
+        let Some(code) = line.strip_prefix("< ").and_then(|r| r.get(..3)) else {
+            continue;
+        };
+        if code.starts_with('4') || (code.starts_with('5') && !line.contains("Unknown SITE")) {
+            panic!("globus-url-copy {args:?}: our server replied {line:?} (line {i})\n{text}");
+        }
+    }
+    t
+}
+
+/// The commands (`> …`) and replies (`< first line`) in globus-url-copy's `-dbg` output.
+fn transcript(dbg: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = dbg.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with("debug: sending command to ") {
+            if let Some(cmd) = lines.next() {
+                out.push(format!("> {}", cmd.trim_end()));
+            }
+        } else if l.starts_with("debug: response from ") {
+            if let Some(reply) = lines.next() {
+                out.push(format!("< {}", reply.trim_end()));
+            }
+        }
+    }
+    out
+}
+
+/// Asserts the transcript holds a line starting with `prefix`.
+fn saw(t: &[String], prefix: &str, what: &str) {
+    assert!(
+        t.iter().any(|l| l.starts_with(prefix)),
+        "{what}: globus-url-copy never sent/received {prefix:?}; transcript:\n{}",
+        t.join("\n")
+    );
+}
+
+fn count(t: &[String], prefix: &str) -> usize {
+    t.iter().filter(|l| l.starts_with(prefix)).count()
 }
 
 fn args(v: &[&str]) -> Vec<String> {
@@ -176,10 +232,13 @@ fn globus_stream_mode_both_ways() {
     let data = random_bytes(3 * 1024 * 1024 + 4321, 11);
     std::fs::write(s.root.join("s.bin"), &data).unwrap();
     let down = work.join("down.bin");
-    guc(work, &[format!("{}/s.bin", s.url()), file_url(&down)]);
+    let t = guc(work, &[format!("{}/s.bin", s.url()), file_url(&down)]);
     assert_same_file(&down, &data, "stream download");
-    guc(work, &[file_url(&down), format!("{}/s-up.bin", s.url())]);
+    saw(&t, "> RETR /s.bin", "stream download");
+    assert_eq!(count(&t, "> MODE E"), 0, "no flags: stream mode");
+    let t = guc(work, &[file_url(&down), format!("{}/s-up.bin", s.url())]);
     assert_same_file(&s.root.join("s-up.bin"), &data, "stream upload");
+    saw(&t, "> STOR /s-up.bin", "stream upload");
     assert_no_partials(&s.root);
 }
 
@@ -193,7 +252,7 @@ fn globus_four_parallel_streams_both_ways() {
     let data = random_bytes(4 * 1024 * 1024 + 17, 12);
     std::fs::write(s.root.join("p.bin"), &data).unwrap();
     let down = work.join("p4.bin");
-    guc(
+    let t = guc(
         work,
         &[
             "-p".into(),
@@ -203,7 +262,11 @@ fn globus_four_parallel_streams_both_ways() {
         ],
     );
     assert_same_file(&down, &data, "-p 4 download");
-    guc(
+    saw(&t, "> MODE E", "-p 4 download");
+    saw(&t, "< 200 Mode set to E", "-p 4 download");
+    saw(&t, "> OPTS RETR Parallelism=4,4,4;", "-p 4 download");
+    saw(&t, "< 200 OPTS", "-p 4 download");
+    let t = guc(
         work,
         &[
             "-p".into(),
@@ -213,6 +276,8 @@ fn globus_four_parallel_streams_both_ways() {
         ],
     );
     assert_same_file(&s.root.join("p4-up.bin"), &data, "-p 4 upload");
+    saw(&t, "> MODE E", "-p 4 upload");
+    saw(&t, "> STOR /p4-up.bin", "-p 4 upload");
     assert_no_partials(&s.root);
 }
 
@@ -241,7 +306,7 @@ fn globus_fast_list_file_several_files_both_ways() {
     }
     let listfile = work.join("list.txt");
     std::fs::write(&listfile, &list).unwrap();
-    guc(
+    let t = guc(
         work,
         &[
             "-fast".into(),
@@ -254,6 +319,13 @@ fn globus_fast_list_file_several_files_both_ways() {
     for (p, data) in &want {
         assert_same_file(p, data, "-fast -f list");
     }
+    saw(&t, "> MODE E", "-fast -p 2");
+    // -fast keeps the data channels between files of the same direction: 125 on reuse.
+    assert!(
+        count(&t, "< 125") >= 3,
+        "-fast: expected data-channel reuse (125) for most files; transcript:\n{}",
+        t.join("\n")
+    );
     assert_no_partials(&s.root);
 }
 
@@ -295,7 +367,7 @@ fn globus_pipelined_recursive_tree_both_ways() {
     // The same with MODE E (-fast, -p 2): pipelined transfers over reused channels.
     let src2 = work.join("src2");
     make_tree(&src2, 50, 900);
-    guc(
+    let t = guc(
         work,
         &[
             "-pp".into(),
@@ -309,8 +381,13 @@ fn globus_pipelined_recursive_tree_both_ways() {
         ],
     );
     assert_same_tree(&s.root.join("newtree2"), &src2, "-pp -fast -p 2 upload");
+    assert!(
+        count(&t, "< 125") >= 40,
+        "-pp -fast upload of 50 files: expected the channels reused (125) for most; transcript:\n{}",
+        t.join("\n")
+    );
     let back2 = work.join("back2");
-    guc(
+    let t = guc(
         work,
         &[
             "-pp".into(),
@@ -324,6 +401,11 @@ fn globus_pipelined_recursive_tree_both_ways() {
         ],
     );
     assert_same_tree(&back2, &src2, "-pp -fast -p 2 download");
+    assert!(
+        count(&t, "< 125") >= 40,
+        "-pp -fast download of 50 files: expected the channels reused (125) for most; transcript:\n{}",
+        t.join("\n")
+    );
     assert_no_partials(&s.root);
 }
 
@@ -352,7 +434,8 @@ fn globus_partial_download_off_len() {
             format!("{}/o.bin", s.url()),
             file_url(&dst),
         ]);
-        guc(work, &a);
+        let t = guc(work, &a);
+        saw(&t, &format!("> ERET P {off} {len} /o.bin"), "-off/-len");
         let got = std::fs::read(&dst).unwrap();
         assert_eq!(
             got.len(),
@@ -381,34 +464,48 @@ fn globus_verify_checksum_both_ways() {
     let work = s.dir.path();
     let data = random_bytes(2 * 1024 * 1024 + 5, 14);
     std::fs::write(s.root.join("v.bin"), &data).unwrap();
-    let down = work.join("v.bin");
-    for extra in [vec![], vec!["-verify-checksum", "-p", "2"]] {
-        let _ = std::fs::remove_file(&down);
-        let mut a = args(&extra);
+    // globus-url-copy computes the local side's checksum with OpenSSL digests, so it can
+    // only verify these algorithms (it refuses ADLER32 and CRC32C by itself).
+    for alg in ["MD5", "SHA1", "SHA256", "SHA512"] {
+        let down = work.join(format!("v-down-{alg}.bin"));
+        let mut a = args(&["-verify-checksum", "-checksum-alg", alg, "-p", "2"]);
         a.extend([format!("{}/v.bin", s.url()), file_url(&down)]);
-        guc(work, &a);
-        assert_same_file(&down, &data, &format!("{extra:?} download"));
-    }
-    for alg in ["MD5", "ADLER32", "SHA256"] {
-        let name = format!("v-up-{alg}.bin");
-        guc(
-            work,
-            &[
-                "-verify-checksum".into(),
-                "-checksum-alg".into(),
-                alg.into(),
-                "-p".into(),
-                "2".into(),
-                file_url(&down),
-                format!("{}/{name}", s.url()),
-            ],
+        let t = guc(work, &a);
+        assert_same_file(
+            &down,
+            &data,
+            &format!("-verify-checksum -checksum-alg {alg} -p 2 download"),
         );
+        saw(&t, &format!("> CKSM {alg} 0 -1 /v.bin"), "-verify-checksum");
+        saw(&t, "< 213 ", "-verify-checksum download");
+        let name = format!("v-up-{alg}.bin");
+        let mut a = args(&["-verify-checksum", "-checksum-alg", alg, "-p", "2"]);
+        a.extend([file_url(&down), format!("{}/{name}", s.url())]);
+        let t = guc(work, &a);
+        saw(
+            &t,
+            &format!("> CKSM {alg} 0 -1 /{name}"),
+            "-verify-checksum",
+        );
+        saw(&t, "< 213 ", "-verify-checksum upload");
         assert_same_file(
             &s.root.join(&name),
             &data,
-            &format!("-verify-checksum -checksum-alg {alg} upload"),
+            &format!("-verify-checksum -checksum-alg {alg} -p 2 upload"),
         );
     }
+    // Default algorithm (MD5), stream mode.
+    let down = work.join("v-stream.bin");
+    let t = guc(
+        work,
+        &args(&[
+            "-verify-checksum",
+            &format!("{}/v.bin", s.url()),
+            &file_url(&down),
+        ]),
+    );
+    assert_same_file(&down, &data, "-verify-checksum stream download");
+    saw(&t, "> CKSM MD5 0 -1 /v.bin", "-verify-checksum");
 }
 
 #[test]
@@ -424,12 +521,15 @@ fn globus_tcp_bs_4m_two_streams_both_ways() {
     let flags = ["-tcp-bs", "4M", "-p", "2"];
     let mut a = args(&flags);
     a.extend([format!("{}/t.bin", s.url()), file_url(&down)]);
-    guc(work, &a);
+    let t = guc(work, &a);
     assert_same_file(&down, &data, "-tcp-bs 4M -p 2 download");
+    saw(&t, "> SITE RETRBUFSIZE 4194304", "-tcp-bs 4M download");
+    saw(&t, "< 200 SITE RETRBUFSIZE", "-tcp-bs 4M download");
     let mut a = args(&flags);
     a.extend([file_url(&down), format!("{}/t-up.bin", s.url())]);
-    guc(work, &a);
+    let t = guc(work, &a);
     assert_same_file(&s.root.join("t-up.bin"), &data, "-tcp-bs 4M -p 2 upload");
+    saw(&t, "> SITE STORBUFSIZE 4194304", "-tcp-bs 4M upload");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -712,8 +812,18 @@ fn cksm_matches_independent_checksums_and_refuses_ranges_past_eof() {
     std::fs::write(s.root.join("c.bin"), &data).unwrap();
     std::fs::write(s.root.join("empty"), b"").unwrap();
     std::fs::create_dir(s.root.join("dir")).unwrap();
+    std::fs::create_dir(s.root.join("sub dir")).unwrap();
+    std::fs::write(s.root.join("sub dir/a file.bin"), &data[..5000]).unwrap();
     let mut c = logged_in(&s);
     let n = data.len();
+    // Paths with spaces: everything after the third argument is the path.
+    let (code, text) = c.cmd("CKSM SHA1 7 1000 sub dir/a file.bin");
+    assert_eq!(code, 213, "{text}");
+    assert_eq!(
+        text[4..].trim(),
+        checksum("SHA1", &data[7..1007]),
+        "path with spaces"
+    );
     for alg in ALGS {
         for (off, len, slice) in [
             (0usize, None, &data[..]),
@@ -1044,6 +1154,9 @@ fn mode_e_retr_parallel_over_port_and_channel_reuse() {
         "RETR one.bin",
     );
 
+    // A failing RETR in between (missing file) leaves the channels open and cached.
+    let r = c.cmd("RETR missing.bin");
+    assert_eq!(r.0, 550, "RETR of a missing file: {r:?}");
     for (name, want) in [("two.bin", &two[..]), ("three.bin", &b""[..])] {
         let r = c.cmd(&format!("RETR {name}"));
         assert_eq!(
@@ -1352,7 +1465,53 @@ fn mode_z_download_and_upload() {
         !s.root.join("ztrunc.bin").exists(),
         "truncated MODE Z upload committed"
     );
+    // An empty file: still a complete zlib stream.
+    std::fs::write(s.root.join("empty"), b"").unwrap();
+    let wire = c
+        .retr("empty")
+        .unwrap_or_else(|code| panic!("MODE Z RETR of an empty file failed: {code}"));
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(&wire[..])
+        .read_to_end(&mut plain)
+        .unwrap_or_else(|e| {
+            panic!("MODE Z RETR of an empty file is not a zlib stream ({wire:?}): {e}")
+        });
+    assert!(plain.is_empty());
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(b"").unwrap();
+    c.store("STOR", "zempty", &enc.finish().unwrap())
+        .unwrap_or_else(|code| panic!("MODE Z STOR of an empty stream failed: {code}"));
+    assert_eq!(std::fs::read(s.root.join("zempty")).unwrap(), b"");
+    // Listings are compressed too.
+    let wire =
+        data_bytes(&mut c, "NLST").unwrap_or_else(|code| panic!("MODE Z NLST failed: {code}"));
+    let mut names = String::new();
+    flate2::read::ZlibDecoder::new(&wire[..])
+        .read_to_string(&mut names)
+        .unwrap_or_else(|e| panic!("MODE Z NLST is not a zlib stream: {e}"));
+    for n in ["z.txt", "zu.bin", "empty"] {
+        assert!(
+            names.lines().any(|l| l.trim() == n),
+            "NLST lacks {n}: {names}"
+        );
+    }
     assert_eq!(c.cmd("NOOP").0, 200);
+}
+
+/// A stream-mode command with incoming data over EPSV: the raw bytes, or the failing code.
+fn data_bytes(c: &mut Raw, cmd: &str) -> Result<Vec<u8>, u16> {
+    let a = c.epsv();
+    let mut d = connect(a);
+    let (code, _) = c.cmd(cmd);
+    if code >= 400 {
+        return Err(code);
+    }
+    let mut buf = Vec::new();
+    d.read_to_end(&mut buf).unwrap();
+    match c.reply().0 {
+        226 => Ok(buf),
+        code => Err(code),
+    }
 }
 
 /// The value after `key:` in a 112 perf marker.
@@ -1459,4 +1618,341 @@ fn trev_restart_and_perf_markers_during_a_slow_upload() {
     let fin = reply_skipping_markers(&mut c);
     assert_eq!(fin.0, 226, "{fin:?}");
     assert_same_file(&s.root.join("slowup.bin"), &data, "slow MODE E upload");
+}
+
+#[test]
+fn mode_e_upload_resumes_with_a_rest_range_list() {
+    let s = start(|_| {});
+    let data = random_bytes(2 * 1024 * 1024 + 321, 58);
+    let mut c = logged_in(&s);
+    mode_e(&mut c);
+    // First attempt: two ranges arrive, then the connection that should carry the rest
+    // breaks.
+    let a = pasv(&mut c);
+    let mut d: Vec<TcpStream> = (0..2).map(|_| connect(a)).collect();
+    let r = c.cmd("STOR res.bin");
+    assert_eq!(r.0, 150, "{r:?}");
+    d[0].write_all(&block(0, 0, &data[..300_000])).unwrap();
+    d[0].write_all(&block(0, 600_000, &data[600_000..700_000]))
+        .unwrap();
+    d[0].write_all(&eof_block(EOD, 2)).unwrap();
+    d[1].write_all(&header(0, 500_000, 300_000)).unwrap();
+    d[1].write_all(&data[300_000..400_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(d);
+    let (fin, pre) = final_reply(&mut c);
+    assert_eq!(fin.0, 426, "broken first attempt: {fin:?} after {pre:?}");
+    assert!(
+        !s.root.join("res.bin").exists(),
+        "res.bin committed after a broken upload"
+    );
+
+    // Resume: the client says what it knows the server holds (REST right before STOR, as
+    // REST lives for one command); only the rest is sent.
+    let a = pasv(&mut c);
+    assert_eq!(c.cmd("REST 0-300000,600000-700000").0, 350);
+    let mut d: Vec<TcpStream> = (0..2).map(|_| connect(a)).collect();
+    let r = c.cmd("STOR res.bin");
+    assert_eq!(r.0, 150, "resumed STOR: {r:?}");
+    d[1].write_all(&block(0, 700_000, &data[700_000..]))
+        .unwrap();
+    d[0].write_all(&block(0, 300_000, &data[300_000..600_000]))
+        .unwrap();
+    d[0].write_all(&header(EOD, 0, 0)).unwrap();
+    d[1].write_all(&eof_block(EOD, 2)).unwrap();
+    let (fin, pre) = final_reply(&mut c);
+    assert_eq!(fin.0, 226, "resumed STOR: {fin:?} after {pre:?}");
+    assert_same_file(
+        &s.root.join("res.bin"),
+        &data,
+        "MODE E upload resumed by REST ranges",
+    );
+    assert_no_partials(&s.root);
+
+    // A range list claiming more than the server holds is refused, nothing is committed.
+    let a = pasv(&mut c);
+    let _d = connect(a);
+    assert_eq!(c.cmd("REST 0-5000000").0, 350);
+    let (fin, _) = final_reply_of(&mut c, "STOR res2.bin");
+    assert!(
+        (400..600).contains(&fin.0),
+        "REST ranges past the partial: expected an error, got {fin:?}"
+    );
+    assert!(!s.root.join("res2.bin").exists());
+    assert_eq!(c.cmd("NOOP").0, 200);
+}
+
+#[test]
+fn abor_during_mode_e_transfers() {
+    let s = start(|_| {});
+    let big = random_bytes(12 * 1024 * 1024, 59);
+    std::fs::write(s.root.join("big.bin"), &big).unwrap();
+    let mut c = logged_in(&s);
+    mode_e(&mut c);
+
+    // Upload: part of the data, then ABOR.
+    let a = pasv(&mut c);
+    let mut d: Vec<TcpStream> = (0..2).map(|_| connect(a)).collect();
+    let r = c.cmd("STOR ab.bin");
+    assert_eq!(r.0, 150, "{r:?}");
+    d[0].write_all(&block(0, 0, &big[..200_000])).unwrap();
+    d[1].write_all(&header(0, 1_000_000, 200_000)).unwrap();
+    d[1].write_all(&big[200_000..300_000]).unwrap();
+    let t = Instant::now();
+    let r = c.cmd("ABOR");
+    assert_eq!(r.0, 426, "ABOR of a MODE E upload: {r:?}");
+    let r = c.reply();
+    assert_eq!(r.0, 226, "ABOR of a MODE E upload: {r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "ABOR took {:?}",
+        t.elapsed()
+    );
+    assert!(!s.root.join("ab.bin").exists(), "aborted upload committed");
+    drop(d);
+
+    // Download the client does not read (small receive buffer): the sender is blocked on a
+    // full socket when ABOR comes.
+    let (l, hp) = listen();
+    nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::RcvBuf, &65536).unwrap();
+    assert_eq!(c.cmd("OPTS RETR Parallelism=2,2,2;").0, 200);
+    assert_eq!(c.cmd(&format!("PORT {hp}")).0, 200);
+    c.send(b"RETR big.bin\r\n");
+    let d = [accept(&l), accept(&l)];
+    let r = c.reply();
+    assert_eq!(r.0, 150, "{r:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let r = c.cmd("ABOR");
+    assert_eq!(r.0, 426, "ABOR of a blocked MODE E download: {r:?}");
+    let r = c.reply();
+    assert_eq!(r.0, 226, "ABOR of a blocked MODE E download: {r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "ABOR took {:?}",
+        t.elapsed()
+    );
+    drop(d);
+
+    // The session goes on: a whole MODE E download on fresh channels.
+    let (l, hp) = listen();
+    assert_eq!(c.cmd(&format!("PORT {hp}")).0, 200);
+    c.send(b"RETR big.bin\r\n");
+    let mut d = vec![accept(&l), accept(&l)];
+    let r = c.reply();
+    assert_eq!(r.0, 150, "RETR after ABOR: {r:?}");
+    let streams = read_streams(&mut d, "RETR after ABOR");
+    let (fin, _) = final_reply(&mut c);
+    assert_eq!(fin.0, 226, "{fin:?}");
+    assert_bytes(
+        &assemble(&streams, big.len(), "RETR after ABOR"),
+        &big,
+        "RETR after ABOR",
+    );
+}
+
+#[test]
+fn mode_e_edge_cases() {
+    let s = start(|_| {});
+    std::fs::create_dir(s.root.join("dir")).unwrap();
+    std::fs::write(s.root.join("f1"), b"one").unwrap();
+    let data = random_bytes(1_000_003, 60);
+    std::fs::write(s.root.join("d.bin"), &data).unwrap();
+    let mut c = logged_in(&s);
+    mode_e(&mut c);
+
+    // A directory cannot be retrieved; a missing file neither.
+    for path in ["dir", "missing"] {
+        let a = pasv(&mut c);
+        let _d = connect(a);
+        let (fin, pre) = final_reply_of(&mut c, &format!("RETR {path}"));
+        assert!(
+            (500..600).contains(&fin.0),
+            "RETR {path} in MODE E: expected 5xx, got {fin:?} after {pre:?}"
+        );
+    }
+    // MODE E carries TYPE I only.
+    assert_eq!(c.cmd("TYPE A").0, 200);
+    let a = pasv(&mut c);
+    let _d = connect(a);
+    let (fin, pre) = final_reply_of(&mut c, "RETR d.bin");
+    assert!(
+        (400..600).contains(&fin.0),
+        "RETR in MODE E with TYPE A: expected an error, got {fin:?} after {pre:?}"
+    );
+    assert_eq!(c.cmd("TYPE I").0, 200);
+
+    // An absurd SBUF is capped, not fatal.
+    assert_eq!(c.cmd("SBUF 1000000000000").0, 200);
+    // MLSD in MODE E: the listing comes as blocks.
+    let (l, hp) = listen();
+    assert_eq!(c.cmd(&format!("PORT {hp}")).0, 200);
+    c.send(b"MLSD\r\n");
+    let mut d = vec![accept(&l)];
+    let r = c.reply();
+    assert!(r.0 == 150 || r.0 == 125, "MLSD in MODE E: {r:?}");
+    let streams = read_streams(&mut d, "MLSD");
+    let (fin, _) = final_reply(&mut c);
+    assert_eq!(fin.0, 226, "MLSD in MODE E: {fin:?}");
+    let len: usize = streams[0].blocks.iter().map(|b| b.1.len()).sum();
+    let listing = String::from_utf8(assemble(&streams, len, "MLSD")).unwrap();
+    for name in ["dir", "f1", "d.bin"] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(&format!(" {name}"))),
+            "MLSD in MODE E lacks {name}:\n{listing}"
+        );
+    }
+    // The same connection, reused, then carries a file.
+    let r = c.cmd("RETR d.bin");
+    assert_eq!(r.0, 125, "RETR after MLSD on the kept channel: {r:?}");
+    let streams = read_streams(&mut d, "RETR after MLSD");
+    let (fin, _) = final_reply(&mut c);
+    assert_eq!(fin.0, 226, "{fin:?}");
+    assert_bytes(
+        &assemble(&streams, data.len(), "RETR"),
+        &data,
+        "RETR after MLSD",
+    );
+    assert_eq!(c.cmd("NOOP").0, 200);
+}
+
+#[test]
+fn mode_e_stor_over_port_and_many_streams_retr() {
+    let s = start(|_| {});
+    let data = random_bytes(2 * 1024 * 1024 + 7, 61);
+    let mut c = logged_in(&s);
+    mode_e(&mut c);
+    // STOR with PORT: the server connects once; we send the blocks on that connection.
+    let (l, hp) = listen();
+    assert_eq!(c.cmd(&format!("PORT {hp}")).0, 200);
+    c.send(b"STOR port.bin\r\n");
+    let mut d = accept(&l);
+    let r = c.reply();
+    assert_eq!(r.0, 150, "STOR over PORT in MODE E: {r:?}");
+    for (off, range) in blocks_of(data.len(), 300_000).into_iter().rev() {
+        d.write_all(&block(0, off, &data[range])).unwrap();
+    }
+    d.write_all(&eof_block(EOD, 1)).unwrap();
+    let (fin, pre) = final_reply(&mut c);
+    assert_eq!(fin.0, 226, "STOR over PORT: {fin:?} after {pre:?}");
+    assert_same_file(&s.root.join("port.bin"), &data, "MODE E STOR over PORT");
+    drop(d);
+
+    // 16 parallel streams, small blocks: every stream gets some, all reassemble.
+    assert_eq!(c.cmd("OPTS RETR Parallelism=16,16,16;").0, 200);
+    let (l, hp) = listen();
+    assert_eq!(c.cmd(&format!("PORT {hp}")).0, 200);
+    c.send(b"RETR port.bin\r\n");
+    let mut socks: Vec<TcpStream> = (0..16).map(|_| accept(&l)).collect();
+    let r = c.reply();
+    assert_eq!(r.0, 150, "{r:?}");
+    let streams = read_streams(&mut socks, "16-stream RETR");
+    let (fin, _) = final_reply(&mut c);
+    assert_eq!(fin.0, 226, "{fin:?}");
+    assert_bytes(
+        &assemble(&streams, data.len(), "16 streams"),
+        &data,
+        "16-stream RETR",
+    );
+}
+
+#[test]
+fn mode_e_upload_finished_after_the_client_left_is_not_committed() {
+    let s = start(|_| {});
+    let old = b"old contents".to_vec();
+    std::fs::write(s.root.join("left.bin"), &old).unwrap();
+    let data = random_bytes(500_000, 62);
+    let mut c = logged_in(&s);
+    mode_e(&mut c);
+    let a = pasv(&mut c);
+    let mut d = connect(a);
+    let r = c.cmd("STOR left.bin");
+    assert_eq!(r.0, 150, "{r:?}");
+    d.write_all(&block(0, 0, &data)).unwrap();
+    // The control connection goes away; then the data side completes properly.
+    let _ = c.w.shutdown(std::net::Shutdown::Both);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = d.write_all(&eof_block(EOD, 1));
+    std::thread::sleep(Duration::from_millis(500));
+    drop(d);
+    let partial = s.root.join(gridos_ftp::server::partial_name("left.bin"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < data.len() as u64
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read(s.root.join("left.bin")).unwrap(),
+        old,
+        "an upload whose client left before 226 replaced the file"
+    );
+    // The server still serves others.
+    let mut c2 = logged_in(&s);
+    assert_eq!(c2.retr("left.bin").unwrap(), old);
+}
+
+#[test]
+fn mode_e_block_after_eod_does_not_leak_into_the_next_transfer() {
+    // A block sent after the EOD (and EOF) that completed a transfer belongs to no transfer:
+    // the client sent it before it issued the next command. Either the transfer it follows
+    // fails (426/451, not committed), or the block is dropped — it must never become data of
+    // the next upload over the reused channel.
+    let s = start(|_| {});
+    let mut c = logged_in(&s);
+    mode_e(&mut c);
+    let a_data = random_bytes(1000, 63);
+    let b_data = random_bytes(1000, 64);
+    let a = pasv(&mut c);
+    let mut d = connect(a);
+    let r = c.cmd("STOR a.bin");
+    assert_eq!(r.0, 150, "{r:?}");
+    d.write_all(&block(0, 0, &a_data)).unwrap();
+    d.write_all(&eof_block(EOD, 1)).unwrap();
+    d.write_all(&block(0, 1_000_000, b"STRAYBLOCK")).unwrap();
+    let (fin, pre) = final_reply(&mut c);
+    match fin.0 {
+        426 | 451 => {
+            assert!(
+                !s.root.join("a.bin").exists(),
+                "a.bin committed despite {fin:?}"
+            );
+            return;
+        }
+        226 => assert_same_file(
+            &s.root.join("a.bin"),
+            &a_data,
+            "a.bin (stray block after EOD)",
+        ),
+        _ => panic!("STOR a.bin with a block after EOD: {fin:?} after {pre:?}"),
+    }
+    // The channel is reused for the next upload.
+    let r = c.cmd("STOR b.bin");
+    assert!(r.0 == 125 || r.0 == 150, "STOR b.bin: {r:?}");
+    let _ = d.write_all(&block(0, 0, &b_data));
+    let _ = d.write_all(&eof_block(EOD, 1));
+    let (fin, pre) = final_reply(&mut c);
+    match fin.0 {
+        226 => {
+            let got = std::fs::read(s.root.join("b.bin")).unwrap();
+            assert!(
+                got == b_data,
+                "the block sent after a.bin's EOD leaked into b.bin: b.bin is {} bytes (sent {}), \
+                 STRAYBLOCK found: {}",
+                got.len(),
+                b_data.len(),
+                got.windows(10).any(|w| w == b"STRAYBLOCK")
+            );
+        }
+        code if (400..600).contains(&code) => {
+            assert!(
+                !s.root.join("b.bin").exists(),
+                "b.bin committed despite {fin:?}"
+            );
+        }
+        _ => panic!("STOR b.bin: {fin:?} after {pre:?}"),
+    }
+    assert_eq!(c.cmd("NOOP").0, 200);
 }

@@ -338,7 +338,7 @@ pub fn get_tree_cmd(client: ClientKind, url: &str, dst: &Path, names: &[String])
     match client {
         ClientKind::Gridos => {
             let mut c = Command::new(gridos_bin());
-            c.args(["cp", "--quiet", "-r", url]).arg(dst);
+            c.args(["cp", "--quiet", "-r", "--pipeline", url]).arg(dst);
             c
         }
         ClientKind::Globus(flags) => {

@@ -87,9 +87,14 @@ impl Client {
     }
 
     /// `TYPE I` + `MODE E`, once per session.
+    /// Queues a set-up command to leave with the next command (one round trip for the lot).
+    fn defer(&mut self, cmd: Command, ok: &[u16]) {
+        self.deferred.push((cmd, ok.to_vec()));
+    }
+
     fn ensure_mode_e(&mut self) -> Result<()> {
         if !self.ext.mode_e {
-            self.expect(&Command::Mode(TransferMode::Extended), &[200])?;
+            self.defer(Command::Mode(TransferMode::Extended), &[200]);
             self.ext.mode_e = true;
             self.ext.deflate = false;
         }
@@ -134,11 +139,10 @@ impl Client {
     fn ensure_sbuf(&mut self, o: &GridOptions) -> Result<()> {
         if let Some(n) = o.tcp_buffer {
             if self.ext.sbuf != Some(n) {
-                // Not every server has SBUF; the local side still gets its buffers.
-                let r = self.command(&Command::Sbuf(n))?;
-                if r.code == 200 {
-                    self.ext.sbuf = Some(n);
-                }
+                // Not every server has SBUF (5yz is fine); the local side still gets its
+                // buffers.
+                self.defer(Command::Sbuf(n), &[200, 500, 501, 502, 504]);
+                self.ext.sbuf = Some(n);
             }
         }
         Ok(())
@@ -174,7 +178,7 @@ impl Client {
                 parallelism: Some(p),
                 ..RetrOpts::default()
             };
-            self.expect(&Command::Opts(Opts::Retr(opts)), &[200])?;
+            self.defer(Command::Opts(Opts::Retr(opts)), &[200]);
             self.ext.parallelism = Some(streams);
             // The server may reuse what it has; new PORT below makes it connect afresh.
             self.ext.cache = None;
@@ -197,7 +201,7 @@ impl Client {
             SocketAddr::V4(v4) => Command::Port(v4),
             v6 => Command::Eprt(v6),
         };
-        self.expect(&cmd, &[200])?;
+        self.defer(cmd, &[200]);
         Ok((Vec::new(), Some(listener)))
     }
 
@@ -276,7 +280,7 @@ impl Client {
             },
             None => {
                 if let Some(h) = have.filter(|h| !h.is_empty()) {
-                    self.expect(&Command::Rest(Restart::Ranges(h.clone())), &[350])?;
+                    self.defer(Command::Rest(Restart::Ranges(h.clone())), &[350]);
                 }
                 Command::Retr(p)
             }
@@ -302,12 +306,16 @@ impl Client {
                 rx: Arc::clone(&rx),
                 opts: opts.clone(),
                 max_streams: o.streams.max(1) as usize,
+                strict_eod: false,
             };
-            let incoming = listener.as_ref().map(|l| Incoming {
-                listener: l,
-                peer: Some(self.peer.ip()),
-                timeout: self.config.data_timeout,
-            });
+            let incoming = listener
+                .as_ref()
+                .filter(|_| cached.len() < o.streams.max(1) as usize)
+                .map(|l| Incoming {
+                    listener: l,
+                    peer: Some(self.peer.ip()),
+                    timeout: self.config.data_timeout,
+                });
             Ok(blocks::recv(file, &job, cached, incoming))
         });
         let moved = rx
@@ -423,6 +431,9 @@ impl Client {
         self.ensure_sbuf(o)?;
         let (mut cached, listener) = self.download_channels(o)?;
         let window = window.max(1);
+        // One watchdog for the whole batch: a thread per small file would cost more than the
+        // file.
+        let watchdog = BatchWatchdog::start(&self.config.transfer, self.config.data_timeout)?;
         let mut sent = 0;
         let mut results = Vec::with_capacity(items.len());
         for (i, (_, file)) in items.iter().enumerate() {
@@ -444,23 +455,31 @@ impl Client {
             };
             let rx = Arc::new(Mutex::new(ModeEReceiver::new(None)));
             let socks = std::mem::take(&mut cached);
-            let res = self.with_watchdog(|opts| {
-                let job = blocks::Recv {
-                    rx: Arc::clone(&rx),
-                    opts: opts.clone(),
-                    max_streams: o.streams.max(1) as usize,
-                };
-                let incoming = listener.as_ref().map(|l| Incoming {
+            let job = blocks::Recv {
+                rx: Arc::clone(&rx),
+                opts: watchdog.opts.clone(),
+                max_streams: o.streams.max(1) as usize,
+                strict_eod: false,
+            };
+            // Only while the server has not connected every stream yet.
+            let incoming = listener
+                .as_ref()
+                .filter(|_| socks.len() < o.streams.max(1) as usize)
+                .map(|l| Incoming {
                     listener: l,
                     peer: Some(self.peer.ip()),
                     timeout: self.config.data_timeout,
                 });
-                Ok(blocks::recv(file, &job, socks, incoming))
-            });
-            let res = match res {
-                Ok(Ok(out)) => Ok(out),
-                Ok(Err(e)) => Err(transfer_err(e, 0)),
-                Err(e) => Err(e),
+            let res = match blocks::recv(file, &job, socks, incoming) {
+                Ok(out) => {
+                    watchdog.tick();
+                    Ok(out)
+                }
+                Err(TransferError::Aborted) if watchdog.timed_out() => Err(Error::Timeout(
+                    self.config.data_timeout,
+                    "the data connection",
+                )),
+                Err(e) => Err(transfer_err(e, 0)),
             };
             match self.finish_transfer(&cmd, early, res) {
                 Ok(out) => {
@@ -527,5 +546,84 @@ fn report(bytes: u64, start: Instant) -> TransferReport {
         sndbuf: None,
         rcvbuf: None,
         decisions: Vec::new(),
+    }
+}
+
+/// Cancels a batch of transfers when neither bytes nor finished files have moved for the
+/// data timeout (or when the caller's token fires).
+struct BatchWatchdog {
+    opts: gridos_io::TransferOptions,
+    files: Arc<std::sync::atomic::AtomicU64>,
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BatchWatchdog {
+    fn start(user: &gridos_io::TransferOptions, idle: std::time::Duration) -> Result<Self> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+        let bytes = Arc::new(AtomicU64::new(0));
+        let files = Arc::new(AtomicU64::new(0));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let cancel = gridos_io::CancelToken::new();
+        let opts = gridos_io::TransferOptions {
+            cancel: Some(cancel.clone()),
+            progress: Some(Arc::clone(&bytes)),
+            ..user.clone()
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (b, f, t, user_cancel) = (
+            Arc::clone(&bytes),
+            Arc::clone(&files),
+            Arc::clone(&timed_out),
+            user.cancel.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("ftp-batch-watchdog".into())
+            .spawn(move || {
+                let mut last = ((b.load(Relaxed), f.load(Relaxed)), Instant::now());
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(std::time::Duration::from_millis(100))
+                {
+                    if user_cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                        cancel.cancel();
+                        return;
+                    }
+                    let now = (b.load(Relaxed), f.load(Relaxed));
+                    if now != last.0 {
+                        last = (now, Instant::now());
+                    } else if last.1.elapsed() >= idle {
+                        t.store(true, Relaxed);
+                        cancel.cancel();
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("spawn watchdog", e))?;
+        Ok(BatchWatchdog {
+            opts,
+            files,
+            timed_out,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn tick(&self) {
+        self.files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for BatchWatchdog {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -171,6 +171,9 @@ pub struct Client {
     epsv_refused: bool,
     poisoned: bool,
     ext: gridftp::ExtState,
+    /// Set-up commands (MODE, OPTS, PORT, REST…) written together with the next command;
+    /// each with the reply codes that mean success.
+    deferred: Vec<(Command, Vec<u16>)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -262,6 +265,7 @@ impl Client {
             epsv_refused: false,
             poisoned: false,
             ext: gridftp::ExtState::default(),
+            deferred: Vec::new(),
         };
         let greeting = c.read_final("the greeting", c.config.reply_timeout)?;
         if greeting.code != 220 {
@@ -317,12 +321,19 @@ impl Client {
                 "password contains CR, LF or NUL".into(),
             ));
         }
-        let r = self.command(&user)?;
+        // USER and PASS leave in one segment (RFC 959 lets a client send commands ahead):
+        // on a long path every round trip saved is one RTT off every transfer.
+        let pass = Command::Pass(password.to_string());
+        self.send_many(&[&user, &pass])?;
+        let r = self.read_final(&shown(&user), self.config.reply_timeout)?;
+        let after = self.read_final(&shown(&pass), self.config.reply_timeout);
         match r.code {
-            230 | 202 => {}
+            // Logged in without a password: PASS got 503 or 202; either way we are in.
+            230 | 202 => {
+                after?;
+            }
             331 => {
-                let pass = Command::Pass(password.to_string());
-                let r = self.command(&pass)?;
+                let r = after?;
                 match r.code {
                     230 | 202 => {}
                     332 => return Err(Error::Unsupported("an account (ACCT) is required")),
@@ -330,14 +341,25 @@ impl Client {
                 }
             }
             332 => return Err(Error::Unsupported("an account (ACCT) is required")),
+            // A server may hang up after refusing USER; the refusal is the error to report.
             _ => return Err(reply_error(&user, &r)),
         }
-        self.feat()?;
-        if self.features.utf8 {
-            // Best effort: servers that announce UTF8 usually have it on anyway.
-            let _ = self.command(&Command::Opts(Opts::Utf8(true)))?;
+        // FEAT, OPTS UTF8 (best effort: servers that announce UTF8 usually have it on
+        // anyway, others answer 5yz) and TYPE I in one round trip.
+        let opts = Command::Opts(Opts::Utf8(true));
+        let ty = Command::Type(TransferType::Image);
+        self.send_many(&[&Command::Feat, &opts, &ty])?;
+        let r = self.read_final("FEAT", self.config.reply_timeout)?;
+        self.features = match r.code {
+            211 => Features::parse(&r),
+            500..=504 => Features::default(),
+            _ => return Err(reply_error(&Command::Feat, &r)),
+        };
+        let _ = self.read_final(&shown(&opts), self.config.reply_timeout)?;
+        let r = self.read_final(&shown(&ty), self.config.reply_timeout)?;
+        if r.code != 200 {
+            return Err(reply_error(&ty, &r));
         }
-        self.expect(&Command::Type(TransferType::Image), &[200])?;
         Ok(())
     }
 
@@ -641,15 +663,42 @@ impl Client {
     }
 
     fn send(&mut self, cmd: &Command) -> Result<()> {
+        self.send_many(&[cmd])
+    }
+
+    /// Writes commands in one segment — any deferred ones first, whose replies are then read
+    /// and checked before this returns (see [`gridftp`]'s set-up commands).
+    fn send_many(&mut self, cmds: &[&Command]) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
         self.check_cancel(0)?;
-        let r = self.ctrl.write_all(&cmd.to_bytes());
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut bytes = Vec::new();
+        for (c, _) in &deferred {
+            bytes.extend_from_slice(&c.to_bytes());
+        }
+        for c in cmds {
+            bytes.extend_from_slice(&c.to_bytes());
+        }
+        let r = self.ctrl.write_all(&bytes);
         r.map_err(|e| {
             self.poisoned = true;
             Error::io("write command", e)
-        })
+        })?;
+        let mut first_err = None;
+        for (c, ok) in &deferred {
+            let r = self.read_final(&shown(c), self.config.reply_timeout)?;
+            if !ok.contains(&r.code) && first_err.is_none() {
+                first_err = Some(reply_error(c, &r));
+            }
+        }
+        if let Some(e) = first_err {
+            // The commands sent behind the failed one ran in a state we did not intend.
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn check_cancel(&self, moved: u64) -> Result<()> {

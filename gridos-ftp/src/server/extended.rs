@@ -25,7 +25,8 @@ use crate::proto::{
 /// Streams the server opens for a send when the client did not say (`OPTS RETR`).
 const DEFAULT_STREAMS: u32 = 1;
 
-/// Connects `n` data connections to `addrs` (round robin: SPOR gives one per stripe).
+/// Connects `n` data connections to `addrs` (round robin: SPOR gives one per stripe), all
+/// at once: on a long path each sequential connect would cost a round trip.
 async fn connect_n(
     ctx: &Ctx,
     addrs: &[SocketAddr],
@@ -34,24 +35,26 @@ async fn connect_n(
     if addrs.is_empty() {
         return Err(TransferError::CannotOpenData("no address".into()));
     }
-    let mut pending = Vec::with_capacity(n);
+    let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
         let addr = addrs[i % addrs.len()];
-        pending.push(tokio::time::timeout(
-            ctx.data_timeout,
-            tokio::net::TcpStream::connect(addr),
-        ));
+        let limit = ctx.data_timeout;
+        set.spawn(async move {
+            match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+                Err(_) => Err(TransferError::CannotOpenData("connect timed out".into())),
+                Ok(Err(e)) => Err(TransferError::CannotOpenData(e.to_string())),
+                Ok(Ok(s)) => Ok(s),
+            }
+        });
     }
     let mut out = Vec::with_capacity(n);
-    for p in pending {
-        let s = tokio::select! {
-            r = p => match r {
-                Err(_) => return Err(TransferError::CannotOpenData("connect timed out".into())),
-                Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
-                Ok(Ok(s)) => s,
-            },
+    loop {
+        let joined = tokio::select! {
+            r = set.join_next() => r,
             _ = super::transfer::cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
         };
+        let Some(r) = joined else { break };
+        let s = r.map_err(|e| TransferError::Local(e.to_string()))??;
         let s = s
             .into_std()
             .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
@@ -297,6 +300,7 @@ async fn run_inner(
                         rx,
                         opts,
                         max_streams,
+                        strict_eod: true,
                     };
                     let incoming = listener.as_ref().map(|l| Incoming {
                         listener: l,

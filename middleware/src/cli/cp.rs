@@ -369,19 +369,25 @@ fn connect(url: &FtpUrl, progress: &Arc<AtomicU64>) -> Result<Client, String> {
 
 /// What a node is: `None` when it does not exist.
 fn kind(side: &mut Side, node: &Node) -> Result<Option<EntryKind>, String> {
+    stat(side, node).map(|k| k.map(|(k, _)| k))
+}
+
+/// What a node is and its size when known: `None` when it does not exist.
+fn stat(side: &mut Side, node: &Node) -> Result<Option<(EntryKind, Option<u64>)>, String> {
     match (side, node) {
         (_, Node::Local(p)) => Ok(std::fs::metadata(p).ok().map(|m| {
-            if m.is_dir() {
+            let k = if m.is_dir() {
                 EntryKind::Dir
             } else if m.is_file() {
                 EntryKind::File
             } else {
                 EntryKind::Other
-            }
+            };
+            (k, Some(m.len()))
         })),
         (Side::Ftp(c, u, _), Node::Remote(p)) => c
             .stat(p)
-            .map(|e| e.map(|e| e.kind))
+            .map(|e| e.map(|e| (e.kind, e.size)))
             .map_err(|e| format!("cp: {}: {e}", u.display())),
         (Side::Local, Node::Remote(_)) => {
             Err("cp: internal error: remote path on local side".into())
@@ -426,7 +432,7 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
         return Err("cp: --offset/--length copy one file, not a tree".into());
     }
 
-    let src_kind = kind(&mut src_side, &src)?
+    let (src_kind, src_size) = stat(&mut src_side, &src)?
         .ok_or_else(|| format!("cp: {}: no such file or directory", src.show(&src_side)))?;
     if src_kind == EntryKind::Dir && !a.recursive {
         return Err(format!(
@@ -462,13 +468,9 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
     if src_kind == EntryKind::Dir {
         walk(&mut src_side, &src, &dst, &mut dirs, &mut files)?;
     } else {
-        // The size is only needed for the progress bar's total.
-        let size = match (&mut src_side, &src) {
-            (_, Node::Local(p)) => std::fs::metadata(p).ok().map(|m| m.len()),
-            (Side::Ftp(c, _, _), Node::Remote(p)) if show_bar => c.size(p).ok(),
-            _ => None,
-        };
-        files.push((src.clone(), dst.clone(), size));
+        // From MLST: the progress bar's total and the download's expected size, without
+        // another round trip.
+        files.push((src.clone(), dst.clone(), src_size));
     }
     for (_, _, size) in &files {
         progress.add_total(size.unwrap_or(0));
@@ -503,8 +505,8 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
         totals.files += n;
         totals.path = Some(format!("{} pipelined", gridos_io::probe().name()));
     } else {
-        for (s, d, _) in &files {
-            let (bytes, path) = copy_one(&mut src_side, s, &mut dst_side, d, &a)?;
+        for (s, d, size) in &files {
+            let (bytes, path) = copy_one(&mut src_side, s, &mut dst_side, d, *size, &a)?;
             totals.bytes += bytes;
             totals.files += 1;
             if bytes == 0 && a.resume {
@@ -731,6 +733,7 @@ fn copy_one(
     src: &Node,
     dst_side: &mut Side,
     dst: &Node,
+    known_size: Option<u64>,
     a: &CpArgs,
 ) -> Result<(u64, Option<String>), String> {
     let resume = a.resume;
@@ -776,7 +779,10 @@ fn copy_one(
                 }
                 return Ok((r.bytes, Some(format!("{} {mode}", r.path.name()))));
             }
-            let total = remote_size(c, s).map_err(ftp)?;
+            let total = match known_size {
+                Some(n) => Some(n),
+                None => remote_size(c, s).map_err(ftp)?,
+            };
             let (file_holder, tmp, have) = if resume {
                 let f = open_in_place(d, &what)?;
                 let have = file_len(&f)?;
@@ -914,8 +920,16 @@ fn copy_one(
     }
 }
 
+/// Files per extra control connection of a pipelined tree download.
+const FILES_PER_SESSION: usize = 128;
+
+/// Most control connections a pipelined tree download uses.
+const MAX_SESSIONS: usize = 4;
+
 /// Downloads a tree's files with pipelined RETRs over cached MODE E connections, each into
 /// a temporary file renamed into place once it is complete (and verified with --verify).
+/// A large tree is split over up to [`MAX_SESSIONS`] control connections working in
+/// parallel, so per-file latency on one side overlaps work on the other.
 fn get_tree_pipelined(
     c: &mut Client,
     u: &FtpUrl,
@@ -924,11 +938,50 @@ fn get_tree_pipelined(
     a: &CpArgs,
     progress: &Progress,
 ) -> Result<(u64, u64), String> {
-    const WINDOW: usize = 64;
     let verify = a.verify_alg()?;
     if let Some(alg) = verify {
         need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
     }
+    let sessions = (files.len() / FILES_PER_SESSION).clamp(1, MAX_SESSIONS);
+    if sessions == 1 {
+        return pipelined_share(c, u, o, files, verify, progress);
+    }
+    let share = files.len().div_ceil(sessions);
+    let mut parts = files.chunks(share);
+    let first = parts.next().unwrap_or(&[]);
+    std::thread::scope(|s| {
+        let others: Vec<_> = parts
+            .map(|part| {
+                s.spawn(move || -> Result<(u64, u64), String> {
+                    let mut extra = connect(u, &progress.current)?;
+                    let r = pipelined_share(&mut extra, u, o, part, verify, progress);
+                    let _ = extra.quit();
+                    r
+                })
+            })
+            .collect();
+        let mut total = pipelined_share(c, u, o, first, verify, progress)?;
+        for h in others {
+            let (b, n) = h
+                .join()
+                .map_err(|_| "cp: a download session panicked".to_string())??;
+            total.0 += b;
+            total.1 += n;
+        }
+        Ok(total)
+    })
+}
+
+/// One control connection's share of a pipelined tree download.
+fn pipelined_share(
+    c: &mut Client,
+    u: &FtpUrl,
+    o: &GridOptions,
+    files: &[FileJob],
+    verify: Option<Algorithm>,
+    progress: &Progress,
+) -> Result<(u64, u64), String> {
+    const WINDOW: usize = 64;
     let mut bytes = 0;
     let mut done = 0;
     for chunk in files.chunks(256) {

@@ -87,6 +87,9 @@ fn truncated_multiline_reply_then_close() {
         c.send("220 hi\r\n");
         c.expect("USER");
         c.send("230 in\r\n");
+        // The client sends PASS right behind USER; a server that needed none refuses it.
+        c.expect("PASS");
+        c.send("503 already logged in\r\n");
         c.expect("FEAT");
         c.send("211-Features:\r\n SIZE\r\n EPS");
     });

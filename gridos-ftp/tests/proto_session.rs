@@ -571,7 +571,7 @@ fn state_commands() {
     );
     assert_eq!(
         t.codes("ALLO 10\r\nACCT x\r\nPBSZ 0\r\nPROT C\r\nPROT P\r\nAUTH TLS\r\n"),
-        [202, 202, 200, 200, 536, 502]
+        [200, 202, 200, 200, 536, 502]
     );
     assert_eq!(
         t.codes(

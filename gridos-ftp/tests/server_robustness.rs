@@ -54,7 +54,7 @@ fn reply_codes_for_bad_input() {
     assert_eq!(c.cmd("SYST").0, 215);
     assert_eq!(c.cmd("HELP").0, 214);
     assert_eq!(c.cmd("STAT").0, 211);
-    assert_eq!(c.cmd("ALLO 100").0, 202);
+    assert_eq!(c.cmd("ALLO 100").0, 200);
     assert_eq!(c.cmd("STRU F").0, 200);
     assert_eq!(c.cmd("MODE S").0, 200);
     assert_eq!(c.cmd("QUIT").0, 221);

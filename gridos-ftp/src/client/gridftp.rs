@@ -46,6 +46,9 @@ impl Default for GridOptions {
     }
 }
 
+/// Replies to ALLO that let the upload go on: reserved (200), not needed (202), unknown.
+pub(super) const ALLO_OK: &[u16] = &[200, 202, 500, 501, 502, 504];
+
 /// Which way cached data connections carried data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dir {
@@ -370,10 +373,13 @@ impl Client {
         }
         if esto.is_none() {
             // Lets the server reserve the space; ignored (202) where not supported.
-            let _ = self.command(&Command::Allo {
-                size: len,
-                record: None,
-            })?;
+            self.defer(
+                Command::Allo {
+                    size: len,
+                    record: None,
+                },
+                ALLO_OK,
+            );
         }
         let cmd = match esto {
             Some(adjust) => Command::Esto {

@@ -344,18 +344,23 @@ impl Client {
             // A server may hang up after refusing USER; the refusal is the error to report.
             _ => return Err(reply_error(&user, &r)),
         }
-        // FEAT, OPTS UTF8 (best effort: servers that announce UTF8 usually have it on
-        // anyway, others answer 5yz) and TYPE I in one round trip.
-        let opts = Command::Opts(Opts::Utf8(true));
+        // FEAT and TYPE I in one round trip.
         let ty = Command::Type(TransferType::Image);
-        self.send_many(&[&Command::Feat, &opts, &ty])?;
+        self.send_many(&[&Command::Feat, &ty])?;
         let r = self.read_final("FEAT", self.config.reply_timeout)?;
         self.features = match r.code {
             211 => Features::parse(&r),
             500..=504 => Features::default(),
             _ => return Err(reply_error(&Command::Feat, &r)),
         };
-        let _ = self.read_final(&shown(&opts), self.config.reply_timeout)?;
+        if self.features.utf8 {
+            // Best effort (servers that announce UTF8 usually have it on anyway): it leaves
+            // with the next command instead of costing a round trip of its own.
+            self.deferred.push((
+                Command::Opts(Opts::Utf8(true)),
+                vec![200, 202, 500, 501, 502, 504],
+            ));
+        }
         let r = self.read_final(&shown(&ty), self.config.reply_timeout)?;
         if r.code != 200 {
             return Err(reply_error(&ty, &r));
@@ -619,7 +624,17 @@ impl Client {
         self.leave_mode_e()?;
         let data = self.open_data()?;
         let cmd = match mode {
-            PutMode::Store => Command::Stor(p),
+            PutMode::Store => {
+                // Leaves with STOR (no extra round trip); a server may reserve the space.
+                self.deferred.push((
+                    Command::Allo {
+                        size: len,
+                        record: None,
+                    },
+                    gridftp::ALLO_OK.to_vec(),
+                ));
+                Command::Stor(p)
+            }
             PutMode::Append => Command::Appe(p),
             PutMode::Restart(n) => {
                 self.expect(&Command::Rest(Restart::Offset(n)), &[350])?;

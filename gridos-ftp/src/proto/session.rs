@@ -375,6 +375,9 @@ pub struct StorRequest {
     pub restart: Option<RangeSet>,
     /// Expected checksum from SCKS: (algorithm if given, value).
     pub expected_checksum: Option<(Option<String>, String)>,
+    /// Bytes the client announced with ALLO just before: the driver may reserve them
+    /// (fallocate) so the file is written into allocated blocks.
+    pub allocate: Option<u64>,
     /// Data connection.
     pub data: DataEndpoint,
     /// Settings.
@@ -720,6 +723,8 @@ pub struct Session {
     mode: TransferMode,
     stru: Structure,
     rest: Option<Restart>,
+    /// ALLO size, for the next store only.
+    allo: Option<u64>,
     rnfr: Option<VirtualPath>,
     utf8: bool,
     lang: Option<String>,
@@ -785,6 +790,7 @@ impl Session {
             mode: TransferMode::Stream,
             stru: Structure::File,
             rest: None,
+            allo: None,
             rnfr: None,
             utf8: config.features.utf8,
             lang: None,
@@ -1182,6 +1188,7 @@ impl Session {
     fn dispatch(&mut self, input: Input) {
         // RFC 3659 REST and RNFR state live for exactly one following command.
         let rest = self.rest.take();
+        let allo = self.allo.take();
         let rnfr = self.rnfr.take();
         let cmd = match input {
             Input::Overlong => return self.reply(r(500, "Command line too long.")),
@@ -1223,10 +1230,16 @@ impl Session {
         if writes && self.read_only() {
             return self.reply(r(550, "Permission denied."));
         }
-        self.command(cmd, rest, rnfr);
+        self.command(cmd, rest, allo, rnfr);
     }
 
-    fn command(&mut self, cmd: Command, rest: Option<Restart>, rnfr: Option<VirtualPath>) {
+    fn command(
+        &mut self,
+        cmd: Command,
+        rest: Option<Restart>,
+        allo: Option<u64>,
+        rnfr: Option<VirtualPath>,
+    ) {
         let f = self.config.features.clone();
         match cmd {
             Command::User(u) => self.user_cmd(u),
@@ -1416,22 +1429,34 @@ impl Session {
             }
             Command::Stor(p) => {
                 let path = self.cwd.join(&p);
-                self.stor(path, StoreKind::Replace, rest)
+                self.stor(path, StoreKind::Replace, rest, allo)
             }
             Command::Appe(p) => {
                 let path = self.cwd.join(&p);
-                self.stor(path, StoreKind::Append, None)
+                self.stor(path, StoreKind::Append, None, allo)
             }
             Command::Stou(p) => {
                 let path = self.cwd.join(p.as_deref().unwrap_or(""));
-                self.stor(path, StoreKind::Unique, None)
+                self.stor(path, StoreKind::Unique, None, allo)
             }
             Command::Esto { offset, path } if f.esto => {
                 let path = self.cwd.join(&path);
-                self.stor(path, StoreKind::Adjusted, Some(Restart::Offset(offset)))
+                self.stor(
+                    path,
+                    StoreKind::Adjusted,
+                    Some(Restart::Offset(offset)),
+                    allo,
+                )
             }
             Command::Abor => self.reply(r(226, "No transfer to ABOR.")),
-            Command::Allo { .. } => self.reply(r(202, "ALLO command ignored.")),
+            Command::Allo { size, .. } => {
+                // Kept for the next command only, like REST.
+                self.allo = Some(size);
+                self.reply(Reply::new(
+                    200,
+                    format!("ALLO {size} bytes: reserved with the next store."),
+                ))
+            }
             Command::Site(s) => self.site(s, &f),
             Command::Auth(_) => self.reply(r(502, "AUTH not supported (no TLS or GSI).")),
             Command::Pbsz(_) => self.reply(r(200, "PBSZ=0")),
@@ -1596,6 +1621,7 @@ impl Session {
         self.mode = TransferMode::Stream;
         self.stru = Structure::File;
         self.rest = None;
+        self.allo = None;
         self.rnfr = None;
         self.retr_opts = RetrOpts::default();
         self.retr_buf = None;
@@ -1839,7 +1865,13 @@ impl Session {
         self.transfer(Action::Retr(req), false)
     }
 
-    fn stor(&mut self, path: VirtualPath, kind: StoreKind, rest: Option<Restart>) {
+    fn stor(
+        &mut self,
+        path: VirtualPath,
+        kind: StoreKind,
+        rest: Option<Restart>,
+        allocate: Option<u64>,
+    ) {
         let Some(data) = self.data_or_425() else {
             return;
         };
@@ -1850,6 +1882,7 @@ impl Session {
             offset,
             restart,
             expected_checksum: self.scks.take(),
+            allocate,
             data,
             params: self.params(false),
         };

@@ -23,8 +23,13 @@ use crate::proto::{
     addr,
 };
 
+/// Called with the byte ranges a download holds so far (file offsets), at the start, five
+/// times a second and once at the end, so a caller can record them and resume after a crash: with parallel
+/// streams blocks arrive out of order, so a partial file's size says nothing about its holes.
+pub type RangesHook = Arc<dyn Fn(&RangeSet) + Send + Sync>;
+
 /// Settings of one GridFTP transfer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GridOptions {
     /// Parallel data connections (MODE E); at least 1.
@@ -34,6 +39,19 @@ pub struct GridOptions {
     pub tcp_buffer: Option<u64>,
     /// MODE E block size.
     pub block_size: u64,
+    /// Downloads report the ranges they hold here (see [`RangesHook`]).
+    pub on_ranges: Option<RangesHook>,
+}
+
+impl std::fmt::Debug for GridOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GridOptions")
+            .field("streams", &self.streams)
+            .field("tcp_buffer", &self.tcp_buffer)
+            .field("block_size", &self.block_size)
+            .field("on_ranges", &self.on_ranges.is_some())
+            .finish()
+    }
 }
 
 impl Default for GridOptions {
@@ -42,6 +60,7 @@ impl Default for GridOptions {
             streams: 1,
             tcp_buffer: None,
             block_size: DEFAULT_BLOCK_SIZE,
+            on_ranges: None,
         }
     }
 }
@@ -62,7 +81,8 @@ pub(super) struct ExtState {
     mode_e: bool,
     /// MODE Z is on: stream-mode transfers carry one zlib stream.
     pub(super) deflate: bool,
-    parallelism: Option<u32>,
+    /// Last `OPTS RETR` sent: streams and block size.
+    parallelism: Option<(u32, Option<u64>)>,
     sbuf: Option<u64>,
     /// Open data connections, the direction they carried, and (downloads) our listener.
     cache: Option<(Dir, Vec<TcpStream>, Option<TcpListener>)>,
@@ -171,7 +191,9 @@ impl Client {
         o: &GridOptions,
     ) -> Result<(Vec<TcpStream>, Option<TcpListener>)> {
         let streams = o.streams.max(1);
-        if self.ext.parallelism != Some(streams) {
+        // Block size is the sender's choice: ask for a non-default one.
+        let block = (o.block_size != DEFAULT_BLOCK_SIZE).then_some(o.block_size);
+        if self.ext.parallelism != Some((streams, block)) {
             let p = Parallelism {
                 starting: streams,
                 minimum: streams,
@@ -179,10 +201,11 @@ impl Client {
             };
             let opts = RetrOpts {
                 parallelism: Some(p),
+                block_size: block,
                 ..RetrOpts::default()
             };
             self.defer(Command::Opts(Opts::Retr(opts)), &[200]);
-            self.ext.parallelism = Some(streams);
+            self.ext.parallelism = Some((streams, block));
             // The server may reuse what it has; new PORT below makes it connect afresh.
             self.ext.cache = None;
         }
@@ -319,13 +342,41 @@ impl Client {
                     peer: Some(self.peer.ip()),
                     timeout: self.config.data_timeout,
                 });
-            Ok(blocks::recv(file, &job, cached, incoming))
+            let Some(hook) = &o.on_ranges else {
+                return Ok(blocks::recv(file, &job, cached, incoming));
+            };
+            // Report the ranges held while the blocks arrive.
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            std::thread::scope(|s| {
+                let rx = &rx;
+                s.spawn(move || {
+                    loop {
+                        let now = rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .received()
+                            .clone();
+                        hook(&now);
+                        match stopped.recv_timeout(std::time::Duration::from_millis(200)) {
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                            _ => break,
+                        }
+                    }
+                });
+                let r = blocks::recv(file, &job, cached, incoming);
+                drop(stop);
+                Ok(r)
+            })
         });
-        let moved = rx
+        let held = rx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .received()
-            .total();
+            .clone();
+        if let Some(hook) = &o.on_ranges {
+            hook(&held);
+        }
+        let moved = held.total();
         let res = match res {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(transfer_err(e, moved)),

@@ -23,7 +23,7 @@ mod gridftp;
 mod list;
 
 pub use error::{Error, Result};
-pub use gridftp::GridOptions;
+pub use gridftp::{GridOptions, RangesHook};
 pub use list::{Entry, EntryKind};
 
 use std::fs::File;

@@ -710,6 +710,48 @@ fn open_in_place(d: &Path, what: &str) -> Result<File, String> {
         .map_err(|e| format!("{what}: open {}: {e}", d.display()))
 }
 
+/// `.NAME.gridos-ranges` beside `d`: the byte ranges a resumable MODE E download holds.
+fn ranges_sidecar(d: &Path) -> PathBuf {
+    let name = d
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    d.with_file_name(format!(".{name}.gridos-ranges"))
+}
+
+/// The recorded ranges (`0-100,200-300`, the 111 marker format), if a record exists.
+fn read_ranges(p: &Path) -> Result<Option<RangeSet>, String> {
+    match std::fs::read_to_string(p) {
+        Ok(t) if t.trim().is_empty() => Ok(Some(RangeSet::new())),
+        Ok(t) => RangeSet::parse(t.trim())
+            .map(Some)
+            .map_err(|e| format!("{}: not a range record: {e}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", p.display())),
+    }
+}
+
+/// Records `r` atomically (write beside, then rename), so a kill never leaves half a record.
+fn write_ranges(p: &Path, r: &RangeSet) -> std::io::Result<()> {
+    let tmp = p.with_extension("gridos-ranges.new");
+    std::fs::write(&tmp, r.to_marker_string())?;
+    std::fs::rename(&tmp, p)
+}
+
+/// `a ∩ b`.
+fn intersect(a: &RangeSet, b: &RangeSet) -> RangeSet {
+    let mut out = RangeSet::new();
+    for &(s1, e1) in a.ranges() {
+        for &(s2, e2) in b.ranges() {
+            let (s, e) = (s1.max(s2), e1.min(e2));
+            if s < e {
+                out.insert(s, e);
+            }
+        }
+    }
+    out
+}
+
 /// Checks the server offers `alg` for CKSM.
 fn need_cksm(c: &Client, alg: Algorithm) -> Result<(), String> {
     if c.features().checksums.iter().any(|a| a == alg.name()) {
@@ -783,10 +825,24 @@ fn copy_one(
                 Some(n) => Some(n),
                 None => remote_size(c, s).map_err(ftp)?,
             };
+            // MODE E blocks arrive out of order: a resumable download records the ranges it
+            // holds beside the file, and a resume trusts that record over the file's size.
+            let sidecar = ranges_sidecar(d);
+            let recorded = if resume {
+                read_ranges(&sidecar).map_err(|e| format!("{what}: {e}"))?
+            } else {
+                None
+            };
             let (file_holder, tmp, have) = if resume {
                 let f = open_in_place(d, &what)?;
                 let have = file_len(&f)?;
-                if total == Some(have) {
+                let complete = match (&recorded, total) {
+                    (Some(r), Some(t)) => r.covers(0, t) && have == t,
+                    (None, Some(t)) => have == t,
+                    _ => false,
+                };
+                if complete {
+                    let _ = std::fs::remove_file(&sidecar);
                     return Ok((0, None));
                 }
                 if total.is_some_and(|t| have > t) {
@@ -810,10 +866,33 @@ fn copy_one(
             };
             let r = match &ext {
                 Some(o) => {
-                    let mut held = RangeSet::new();
-                    held.insert(0, have);
-                    c.get_extended(s, f, 0, None, (have > 0).then_some(&held), o)
-                        .map_err(ftp)?
+                    let held = match &recorded {
+                        // Only ranges the file really reaches count.
+                        Some(r) => {
+                            let mut upto = RangeSet::new();
+                            upto.insert(0, have);
+                            intersect(r, &upto)
+                        }
+                        None => {
+                            let mut h = RangeSet::new();
+                            h.insert(0, have);
+                            h
+                        }
+                    };
+                    let mut o = o.clone();
+                    if resume {
+                        let path = sidecar.clone();
+                        o.on_ranges = Some(Arc::new(move |r: &RangeSet| {
+                            let _ = write_ranges(&path, r);
+                        }));
+                    }
+                    let r = c
+                        .get_extended(s, f, 0, None, (!held.is_empty()).then_some(&held), &o)
+                        .map_err(ftp)?;
+                    if resume {
+                        let _ = std::fs::remove_file(&sidecar);
+                    }
+                    r
                 }
                 None => c.get(s, f, have, have).map_err(ftp)?,
             };

@@ -17,6 +17,7 @@
 //! auto_tune = true          # monitor TCP_INFO during transfers and raise buffers
 //! monitor_interval_ms = 250 # how often the monitor samples TCP_INFO
 //! max_streams = 16          # most parallel streams the tuner will suggest
+//! max_total_buffer = 268435456 # cap on the buffers all streams of one transfer may force
 //! ```
 //!
 //! The same keys are readable and settable at run time by name (`io.auto_tune`, …) through
@@ -53,6 +54,9 @@ pub struct IoConfig {
     pub monitor_interval_ms: u64,
     /// The most parallel streams the tuner suggests.
     pub max_streams: u32,
+    /// Cap on the sum of the buffers the streams of one transfer (one connection to a
+    /// server) may set, so parallel streams × big buffers cannot exhaust memory.
+    pub max_total_buffer: usize,
 }
 
 impl Default for IoConfig {
@@ -69,6 +73,7 @@ impl Default for IoConfig {
             auto_tune: true,
             monitor_interval_ms: 250,
             max_streams: 16,
+            max_total_buffer: 256 << 20,
         }
     }
 }
@@ -125,6 +130,9 @@ impl IoConfig {
         if self.monitor_interval_ms == 0 {
             return bad("io.monitor_interval_ms must be positive");
         }
+        if self.max_total_buffer < 65536 {
+            return bad("io.max_total_buffer must be at least 65536");
+        }
         if self.max_streams == 0 || self.max_streams > 256 {
             return bad("io.max_streams must be between 1 and 256");
         }
@@ -132,7 +140,7 @@ impl IoConfig {
     }
 
     /// The names of all keys, as used by [`get_key`] and [`set_key`].
-    pub const KEYS: [&'static str; 11] = [
+    pub const KEYS: [&'static str; 12] = [
         "io.path",
         "io.threads",
         "io.pipe_size",
@@ -144,6 +152,7 @@ impl IoConfig {
         "io.auto_tune",
         "io.monitor_interval_ms",
         "io.max_streams",
+        "io.max_total_buffer",
     ];
 
     /// Reads one key (`io.` prefix optional) as text.
@@ -161,6 +170,7 @@ impl IoConfig {
             "auto_tune" => self.auto_tune.to_string(),
             "monitor_interval_ms" => self.monitor_interval_ms.to_string(),
             "max_streams" => self.max_streams.to_string(),
+            "max_total_buffer" => self.max_total_buffer.to_string(),
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         })
     }
@@ -192,6 +202,7 @@ impl IoConfig {
             }
             "monitor_interval_ms" => next.monitor_interval_ms = num(key, value)?,
             "max_streams" => next.max_streams = num(key, value)?,
+            "max_total_buffer" => next.max_total_buffer = num(key, value)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         next.validate()?;

@@ -133,10 +133,16 @@ fn auto_plan(c: &Client) -> (GridOptions, serde_json::Value) {
         gridos_io::tune::BufferMethod::Force => Some(p.recv.request as u64),
         _ => None,
     };
+    // All streams together stay within io.max_total_buffer (kernel doubles each request).
+    if let Some(b) = o.tcp_buffer {
+        let share = (cfg.max_total_buffer / 2 / o.streams.max(1) as usize) as u64;
+        o.tcp_buffer = (share >= 64 * 1024).then_some(b.min(share));
+    }
     let v = serde_json::json!({
         "auto": true, "rtt_us": rtt_us, "link_ceiling_bytes_per_sec": LINK_CEILING,
         "bdp_bytes": bdp, "streams": o.streams, "tcp_buffer": o.tcp_buffer,
-        "privileged": policy.privileged, "reason": p.reason,
+        "privileged": policy.privileged, "max_total_buffer": cfg.max_total_buffer,
+        "reason": p.reason,
     });
     (o, v)
 }
@@ -1002,12 +1008,18 @@ fn copy_one(
 /// Files per extra control connection of a pipelined tree download.
 const FILES_PER_SESSION: usize = 128;
 
-/// Most control connections a pipelined tree download uses.
-const MAX_SESSIONS: usize = 4;
+/// Most control connections a pipelined tree download uses: one per core (up to 4) — more
+/// only contend for the destination directory's lock.
+fn max_sessions() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
 
 /// Downloads a tree's files with pipelined RETRs over cached MODE E connections, each into
 /// a temporary file renamed into place once it is complete (and verified with --verify).
-/// A large tree is split over up to [`MAX_SESSIONS`] control connections working in
+/// A large tree is split over up to [`max_sessions`] control connections working in
 /// parallel, so per-file latency on one side overlaps work on the other.
 fn get_tree_pipelined(
     c: &mut Client,
@@ -1021,7 +1033,7 @@ fn get_tree_pipelined(
     if let Some(alg) = verify {
         need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
     }
-    let sessions = (files.len() / FILES_PER_SESSION).clamp(1, MAX_SESSIONS);
+    let sessions = (files.len() / FILES_PER_SESSION).clamp(1, max_sessions());
     if sessions == 1 {
         return pipelined_share(c, u, o, files, verify, progress);
     }

@@ -751,7 +751,11 @@ pub fn recv(
                 .filter(|_| workers.len() < job.max_streams.max(1));
             // Every stream ended but the transfer is not complete: nothing more can arrive
             // unless another connection may still come.
-            if accepting.is_none() && flags.finished.load(Relaxed) >= workers.len() {
+            // (Re-read the status: the last stream may have finished the transfer since.)
+            if accepting.is_none()
+                && flags.finished.load(Relaxed) >= workers.len()
+                && !matches!(lock(&job.rx).status(), ReceiveStatus::Complete)
+            {
                 flags.fail(TransferError::ConnectionClosed(
                     "the data connections ended before the transfer was complete".into(),
                 ));

@@ -8,7 +8,6 @@ use nix::sys::socket::{MsgFlags, getsockopt, recv, send, setsockopt, sockopt};
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A buffer option for [`GridSocket::buffer_setopt`].
@@ -355,21 +354,17 @@ pub(crate) fn buffer_sizes(fd: BorrowedFd<'_>) -> (usize, usize) {
     )
 }
 
-/// Whether this process holds CAP_NET_ADMIN (effective), read once from /proc/self/status.
+/// Whether this thread holds CAP_NET_ADMIN in its effective set (capget(2), so it also works
+/// inside a chroot without /proc, and after a server drops root keeping only this
+/// capability).
 pub fn privileged() -> bool {
-    static P: OnceLock<bool> = OnceLock::new();
-    *P.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
-    })
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_NET_ADMIN,
+    )
+    .unwrap_or(false)
 }
-
-/// Capability number of CAP_NET_ADMIN (linux/capability.h).
-const CAP_NET_ADMIN: u32 = 12;
 
 /// The buffer monitor for one socket whose data does not move through a single gridos-io
 /// transfer call — a MODE E stream, say, whose payload goes block by block. Call

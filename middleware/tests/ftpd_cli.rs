@@ -238,6 +238,50 @@ fn passwd_file_login_ctl_config_and_sigterm() {
     assert_eq!(anon.reply().0, 421);
 }
 
+/// A capability set from a /proc status text.
+fn cap(status: &str, key: &str) -> u64 {
+    let l = status.lines().find(|l| l.starts_with(key)).unwrap();
+    u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+#[test]
+fn keep_net_admin_keeps_that_capability_and_nothing_else() {
+    if !is_root() {
+        eprintln!("SKIPPED: the capability test needs root");
+        return;
+    }
+    let (_dir, root) = scratch();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let ftpd = Ftpd::start(&[
+        "--docroot",
+        root.to_str().unwrap(),
+        "--anonymous",
+        "--user",
+        "nobody",
+        "--keep-net-admin",
+    ]);
+    let pid = ftpd.child.id();
+    const NET_ADMIN: u64 = 1 << 12;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace()
+                .skip(1)
+                .all(|x| x == nobody.uid.as_raw().to_string()),
+            "{uid}"
+        );
+        assert_eq!(cap(&status, "CapEff:"), NET_ADMIN, "{status}");
+        assert_eq!(cap(&status, "CapPrm:"), NET_ADMIN, "{status}");
+        assert_eq!(cap(&status, "CapInh:"), 0, "{status}");
+    }
+    // And it serves.
+    let mut c = Ctl::connect(ftpd.addr);
+    assert_eq!(c.cmd("USER anonymous").0, 331);
+    assert_eq!(c.cmd("PASS x").0, 230);
+    assert_eq!(c.cmd("SBUF 16777216").0, 200);
+}
+
 #[test]
 fn as_root_chroots_and_drops_privileges() {
     if !is_root() {
@@ -282,6 +326,7 @@ fn as_root_chroots_and_drops_privileges() {
         assert_eq!(ids("Uid:"), vec![nobody.uid.as_raw(); 4], "{}", t.display());
         assert_eq!(ids("Gid:"), vec![nobody.gid.as_raw(); 4], "{}", t.display());
         assert_eq!(ids("Groups:"), vec![nobody.gid.as_raw()], "{}", t.display());
+        assert_eq!(cap(&status, "CapEff:"), 0, "no capability left: {}", t.display());
     }
     let proc_root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
     assert_eq!(proc_root, std::fs::canonicalize(&root).unwrap());

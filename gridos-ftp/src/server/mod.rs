@@ -78,6 +78,11 @@ pub struct ServerConfig {
     /// When started as root: chroot to the docroot and switch to this user (uid, gid, and
     /// its group only). `None`: keep the process's identity and root (in-process use).
     pub run_as: Option<String>,
+    /// With `run_as`: keep CAP_NET_ADMIN, and only it, after giving up root, so SBUF and the
+    /// buffer monitor may force socket buffers past `net.core.*mem_max` (still within
+    /// `io.max_buffer` per socket and `io.max_total_buffer` per transfer). Off by default:
+    /// the capability also allows changing the host's network configuration.
+    pub keep_net_admin: bool,
     /// Listener (control-connection) threads.
     pub threads: usize,
     /// I/O threads (transfers).
@@ -110,6 +115,7 @@ impl ServerConfig {
             passwd: None,
             users: Vec::new(),
             run_as: None,
+            keep_net_admin: false,
             threads: 2,
             io_threads: 4,
             pasv_ports: None,
@@ -137,6 +143,7 @@ impl ServerConfig {
             "anonymous_write" => self.anonymous_write = ctl::parse_bool(k, v)?,
             "passwd" => self.passwd = Some(PathBuf::from(v)),
             "user" | "run_as" => self.run_as = Some(v.to_string()),
+            "keep_net_admin" => self.keep_net_admin = ctl::parse_bool(k, v)?,
             "threads" => self.threads = ctl::parse_threads(k, v)?,
             "io_threads" => self.io_threads = ctl::parse_threads(k, v)?,
             "pasv_ports" => self.pasv_ports = ctl::parse_ports(v)?,
@@ -416,7 +423,7 @@ impl std::fmt::Debug for ServerHandle {
     }
 }
 
-fn drop_privileges(user: &str, docroot: &Path) -> Result<()> {
+fn drop_privileges(user: &str, docroot: &Path, keep_net_admin: bool) -> Result<()> {
     use nix::unistd::{Uid, User, chdir, chroot, setgid, setgroups, setuid};
     let u = User::from_name(user)
         .map_err(|e| Error::Privileges(format!("looking up {user:?}: {e}")))?
@@ -425,9 +432,23 @@ fn drop_privileges(user: &str, docroot: &Path) -> Result<()> {
     chdir("/").map_err(|e| Error::Privileges(format!("chdir /: {e}")))?;
     setgroups(&[u.gid]).map_err(|e| Error::Privileges(format!("setgroups: {e}")))?;
     setgid(u.gid).map_err(|e| Error::Privileges(format!("setgid: {e}")))?;
+    let caps_err = |e: caps::errors::CapsError| Error::Privileges(format!("capabilities: {e}"));
+    if keep_net_admin {
+        // Permitted capabilities survive the uid change only with KEEPCAPS (this thread's
+        // setting; the server's other threads start after this and inherit the result).
+        caps::securebits::set_keepcaps(true).map_err(caps_err)?;
+    }
     setuid(u.uid).map_err(|e| Error::Privileges(format!("setuid: {e}")))?;
     if u.uid.as_raw() != 0 && setuid(Uid::from_raw(0)).is_ok() {
         return Err(Error::Privileges("root could be regained".into()));
+    }
+    if keep_net_admin {
+        let only: caps::CapsHashSet = [caps::Capability::CAP_NET_ADMIN].into_iter().collect();
+        caps::set(None, caps::CapSet::Permitted, &only).map_err(caps_err)?;
+        caps::set(None, caps::CapSet::Effective, &only).map_err(caps_err)?;
+        caps::clear(None, caps::CapSet::Inheritable).map_err(caps_err)?;
+        caps::securebits::set_keepcaps(false).map_err(caps_err)?;
+        tracing::info!("ftpd: kept CAP_NET_ADMIN (only it) to force socket buffers");
     }
     tracing::info!(user, uid = u.uid.as_raw(), gid = u.gid.as_raw(), root = %docroot.display(), "ftpd: chrooted and dropped privileges");
     Ok(())
@@ -484,7 +505,7 @@ impl Server {
                 let docroot = std::fs::canonicalize(&config.docroot).map_err(|e| {
                     Error::io(format!("canonicalize {}", config.docroot.display()), e)
                 })?;
-                drop_privileges(user, &docroot)?;
+                drop_privileges(user, &docroot, config.keep_net_admin)?;
                 chrooted = Some(docroot);
             } else {
                 tracing::info!(

@@ -811,19 +811,28 @@ fn copy_one(
                         "{what}: --offset/--length need a GridFTP server (ERET)"
                     ));
                 };
+                let existed = d.exists();
                 let f = open_in_place(d, &what)?;
+                // A destination this copy created does not outlive its failure.
+                let undo = |e: String| {
+                    if !existed {
+                        let _ = std::fs::remove_file(d);
+                    }
+                    e
+                };
                 let r = c
                     .get_extended(s, &f, off, Some((off, len)), None, o)
-                    .map_err(ftp)?;
+                    .map_err(ftp)
+                    .map_err(undo)?;
                 if r.bytes != len {
-                    return Err(format!(
+                    return Err(undo(format!(
                         "{what}: {} bytes of the part arrived, {len} expected",
                         r.bytes
-                    ));
+                    )));
                 }
                 if let Some(alg) = verify {
                     verify_file(c, alg, &f, off, s, off, len)
-                        .map_err(|e| format!("{what}: {e}"))?;
+                        .map_err(|e| undo(format!("{what}: {e}")))?;
                 }
                 return Ok((r.bytes, Some(format!("{} {mode}", r.path.name()))));
             }

@@ -29,6 +29,10 @@ pub struct FtpdArgs {
     /// When started as root: chroot to the docroot and run as this user [default: nobody].
     #[arg(long)]
     pub user: Option<String>,
+    /// With root: keep CAP_NET_ADMIN (only it) after switching user, so data-socket buffers
+    /// may be forced past net.core.*mem_max on long fat networks.
+    #[arg(long)]
+    pub keep_net_admin: bool,
     /// Listener threads for control connections.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -105,6 +109,9 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     }
     if let Some(p) = &a.ctl_socket {
         c.ctl_socket = Some(p.clone());
+    }
+    if a.keep_net_admin {
+        c.keep_net_admin = true;
     }
     c.run_as = Some(
         a.user

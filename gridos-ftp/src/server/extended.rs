@@ -22,6 +22,18 @@ use crate::proto::{
     TransferStart,
 };
 
+/// Largest file the pipelined fast path sends (see `run_inner`).
+const FAST_MAX: u64 = 4 << 20;
+
+/// What the first I/O-pool job of a transfer did.
+enum Staged {
+    /// Opened the file; the transfer continues on the general path (with the cached
+    /// connections it was handed, if any).
+    Prepared(Prepared, Option<Vec<TcpStream>>),
+    /// The fast path sent the whole file.
+    Sent(blocks::Outcome, u64),
+}
+
 /// Streams the server opens for a send when the client did not say (`OPTS RETR`).
 const DEFAULT_STREAMS: u32 = 1;
 
@@ -136,9 +148,81 @@ async fn run_inner(
     };
     let root = Arc::clone(&ctx.root);
     let writable = ctx.writable;
-    let prepared = match on_pool(&ctx.shared, move || prepare(&root, &job, writable)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) | Err(e) => return (Err(e), None),
+    // Fast path for pipelined small files: a RETR on cached connections, with no markers to
+    // send, is opened and sent in one I/O-pool job — no connection to wait for, and a file
+    // this small cannot stall long enough to need the watchdog (ABOR still cancels it).
+    let fast = matches!(&job, Job::Retr(r) if r.restart.is_none())
+        && params.perf_interval == 0
+        && ctx
+            .channels
+            .as_ref()
+            .is_some_and(|c| c.dir == Dir::Send && !c.socks.is_empty());
+    let fast_socks = if fast {
+        ctx.channels.take().map(|c| c.socks)
+    } else {
+        None
+    };
+    let events = ctx.events.clone();
+    let cancel = ctx.cancel.clone();
+    let block = block_size(&params);
+    let staged = on_pool(&ctx.shared, move || {
+        // A failed open keeps the cached connections for the next transfer.
+        let p = match prepare(&root, &job, writable) {
+            Ok(p) => p,
+            Err(e) => return Err((e, fast_socks)),
+        };
+        match (fast_socks, p) {
+            (Some(socks), Prepared::Retr { file, offset, len }) if len <= FAST_MAX => {
+                let _ = events.send(Event::Started(TransferStart {
+                    reused: true,
+                    size: Some(len),
+                    name: None,
+                }));
+                let mut ranges = RangeSet::new();
+                ranges.insert(offset, offset + len);
+                let send = blocks::Send {
+                    ranges,
+                    shift,
+                    block_size: block,
+                    close: false,
+                    opts: TransferOptions {
+                        cancel: Some(cancel),
+                        ..Default::default()
+                    },
+                };
+                blocks::send(&file, &send, socks)
+                    .map(|out| Staged::Sent(out, len))
+                    .map_err(|e| (e, None))
+            }
+            (socks, p) => Ok(Staged::Prepared(p, socks)),
+        }
+    })
+    .await;
+    let prepared = match staged {
+        Ok(Ok(Staged::Prepared(p, socks))) => {
+            if let Some(socks) = socks {
+                ctx.channels = Some(Channels { dir, socks });
+            }
+            p
+        }
+        Ok(Ok(Staged::Sent(out, len))) => {
+            let stats = &ctx.shared.stats;
+            stats.bytes_sent.fetch_add(out.bytes, Relaxed);
+            if !out.channels.is_empty() {
+                ctx.channels = Some(Channels {
+                    dir,
+                    socks: out.channels,
+                });
+            }
+            return (Ok(TransferDone { bytes: len }), None);
+        }
+        Ok(Err((e, socks))) => {
+            if let Some(socks) = socks {
+                ctx.channels = Some(Channels { dir, socks });
+            }
+            return (Err(e), None);
+        }
+        Err(e) => return (Err(e), None),
     };
 
     // Data channels: cached ones of the same direction first.

@@ -1014,8 +1014,9 @@ fn copy_one(
     }
 }
 
-/// Files per extra control connection of a pipelined tree download.
-const FILES_PER_SESSION: usize = 128;
+/// Files per extra control connection of a pipelined tree download (one connection already
+/// keeps a loopback server busy for a thousand small files).
+const FILES_PER_SESSION: usize = 1024;
 
 /// Most control connections a pipelined tree download uses: one per core (up to 4) — more
 /// only contend for the destination directory's lock.
@@ -1091,9 +1092,9 @@ fn pipelined_share(
             let (Node::Remote(s), Node::Local(d)) = (s, d) else {
                 return Err("cp: internal error: pipelined sides".into());
             };
-            let tmp = temp_beside(d)?;
+            let tmp = Landing::new(d)?;
             let f = tmp
-                .as_file()
+                .file()
                 .try_clone()
                 .map_err(|e| format!("cp: {}: {e}", d.display()))?;
             items.push((s.clone(), f));
@@ -1116,7 +1117,7 @@ fn pipelined_share(
         {
             let what = format!("cp: {} → {}", u.display_path(&s), d.display());
             let got = r.map_err(|e| format!("{what}: {e}"))?;
-            let len = file_len(tmp.as_file())?;
+            let len = file_len(tmp.file())?;
             if len != got || size.is_some_and(|n| n != len) {
                 return Err(format!(
                     "{what}: {len} bytes on disk, {} expected",
@@ -1124,21 +1125,113 @@ fn pipelined_share(
                 ));
             }
             if let Some(alg) = verify {
-                verify_file(c, alg, tmp.as_file(), 0, &s, 0, len)
+                verify_file(c, alg, tmp.file(), 0, &s, 0, len)
                     .map_err(|e| format!("{what}: {e}"))?;
             }
-            use std::os::unix::fs::PermissionsExt;
-            let _ = tmp
-                .as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644));
-            tmp.persist(&d)
-                .map_err(|e| format!("{what}: rename into place: {}", e.error))?;
+            tmp.commit(&d).map_err(|e| format!("{what}: {e}"))?;
             bytes += got;
             done += 1;
             progress.file_done(got, &d.display().to_string());
         }
     }
     Ok((bytes, done))
+}
+
+/// A download that appears under its name only once complete. Preferably an unnamed file
+/// (O_TMPFILE) linked into place at the end — one directory update per file instead of a
+/// create and a rename, which matters for trees of many small files; else a temporary file
+/// renamed into place.
+enum Landing {
+    Unnamed(File),
+    Named(tempfile::NamedTempFile),
+}
+
+impl Landing {
+    fn new(d: &Path) -> Result<Landing, String> {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        let dir = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match open(
+            dir,
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        ) {
+            Ok(fd) => Ok(Landing::Unnamed(File::from(fd))),
+            // File systems without O_TMPFILE.
+            Err(_) => temp_beside(d).map(Landing::Named),
+        }
+    }
+
+    fn file(&self) -> &File {
+        match self {
+            Landing::Unnamed(f) => f,
+            Landing::Named(t) => t.as_file(),
+        }
+    }
+
+    /// Gives the file its name `d` (replacing an existing file atomically).
+    fn commit(self, d: &Path) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let f = match self {
+            Landing::Named(t) => {
+                let _ = t
+                    .as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644));
+                return t
+                    .persist(d)
+                    .map(drop)
+                    .map_err(|e| format!("rename into place: {}", e.error));
+            }
+            Landing::Unnamed(f) => f,
+        };
+        match link_unnamed(&f, d) {
+            Ok(()) => Ok(()),
+            Err(nix::Error::EEXIST) => {
+                // Replacing a file: link under a temporary name, then rename over it.
+                let name = d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let tmp = d.with_file_name(format!(
+                    ".{name}.{}.{}.part",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|t| t.as_nanos())
+                        .unwrap_or(0)
+                ));
+                link_unnamed(&f, &tmp).map_err(|e| format!("link into place: {e}"))?;
+                std::fs::rename(&tmp, d).map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    format!("rename into place: {e}")
+                })
+            }
+            Err(e) => Err(format!("link into place: {e}")),
+        }
+    }
+}
+
+/// Links an O_TMPFILE file to `to`: AT_EMPTY_PATH (needs CAP_DAC_READ_SEARCH), else through
+/// /proc/self/fd (any user).
+fn link_unnamed(f: &File, to: &Path) -> nix::Result<()> {
+    use nix::fcntl::{AT_FDCWD, AtFlags};
+    use std::os::fd::AsRawFd;
+    match nix::unistd::linkat(f, "", AT_FDCWD, to, AtFlags::AT_EMPTY_PATH) {
+        Err(nix::Error::ENOENT | nix::Error::EPERM) => {
+            let via = format!("/proc/self/fd/{}", f.as_raw_fd());
+            nix::unistd::linkat(
+                AT_FDCWD,
+                via.as_str(),
+                AT_FDCWD,
+                to,
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+        }
+        r => r,
+    }
 }
 
 /// Uploads `len` bytes of `f` to `d`, continuing a partial remote file with `resume`.

@@ -139,9 +139,15 @@ pub struct Data {
     pub root: PathBuf,
     /// Client-side scratch.
     pub scratch: PathBuf,
+    /// Where the small-file trees land: a tmpfs (/dev/shm) when there is one. Creating a
+    /// thousand files on this machine's ext4 took anywhere from 30 ms to 900 ms depending on
+    /// how many inodes earlier runs had just freed, which drowned what the cell compares —
+    /// each tool's per-file protocol cost.
+    pub small_scratch: PathBuf,
     big_hash: [u8; 32],
     small_names: Vec<String>,
     _dir: tempfile::TempDir,
+    _small_dir: Option<tempfile::TempDir>,
 }
 
 fn write_pattern(path: &Path, size: u64, seed: u64) -> Result<[u8; 32], HarnessError> {
@@ -208,12 +214,21 @@ impl Data {
             let _ = perm(&e, if e.is_dir() { 0o755 } else { 0o644 });
         }
         perm(&root.join("up"), 0o777).map_err(|e| HarnessError::Setup(e.to_string()))?;
+        let small_dir = tempfile::Builder::new()
+            .prefix("gridos-harness-small-")
+            .tempdir_in("/dev/shm")
+            .ok();
+        let small_scratch = small_dir
+            .as_ref()
+            .map_or_else(|| scratch.clone(), |d| d.path().to_path_buf());
         Ok(Data {
             root,
             scratch,
+            small_scratch,
             big_hash,
             small_names,
             _dir: dir,
+            _small_dir: small_dir,
         })
     }
 }
@@ -323,7 +338,7 @@ fn loopback_cell(
             }
             Cell::SmallFiles => {
                 // Every client creates the destination directory itself (as `cp -r` does).
-                let dst = data.scratch.join(format!("small-{run}"));
+                let dst = data.small_scratch.join(format!("small-{run}"));
                 let _ = std::fs::remove_dir_all(&dst);
                 let t = timed(&mut get_tree_cmd(
                     client,

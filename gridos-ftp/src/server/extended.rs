@@ -22,8 +22,11 @@ use crate::proto::{
     TransferStart,
 };
 
-/// Largest file the pipelined fast path sends (see `run_inner`).
+/// Largest file the pipelined fast path sends in one I/O-pool job (see `run_inner`).
 const FAST_MAX: u64 = 4 << 20;
+
+/// Largest file the pipelined fast path sends from the control connection's own thread.
+const INLINE_MAX: u64 = 64 * 1024;
 
 /// What the first I/O-pool job of a transfer did.
 enum Staged {
@@ -165,6 +168,63 @@ async fn run_inner(
     let events = ctx.events.clone();
     let cancel = ctx.cancel.clone();
     let block = block_size(&params);
+    let send_now = move |file: &std::fs::File,
+                         offset: u64,
+                         len: u64,
+                         socks: Vec<TcpStream>,
+                         events: &tokio::sync::mpsc::UnboundedSender<Event>,
+                         cancel: CancelToken| {
+        let _ = events.send(Event::Started(TransferStart {
+            reused: true,
+            size: Some(len),
+            name: None,
+        }));
+        let mut ranges = RangeSet::new();
+        ranges.insert(offset, offset + len);
+        let send = blocks::Send {
+            ranges,
+            shift,
+            block_size: block,
+            close: false,
+            opts: TransferOptions {
+                cancel: Some(cancel),
+                ..Default::default()
+            },
+        };
+        blocks::send(file, &send, socks)
+    };
+    // The smallest files (one block, page cache) go out right here: a hop to the I/O pool
+    // and back would cost more than opening and sending them.
+    let (job, fast_socks) = match (job, fast_socks) {
+        (Job::Retr(r), Some(socks)) => {
+            let job = Job::Retr(r);
+            match prepare(&ctx.root, &job, writable) {
+                Ok(Prepared::Retr { file, offset, len }) if len <= INLINE_MAX => {
+                    return match send_now(&file, offset, len, socks, &events, cancel) {
+                        Ok(out) => {
+                            ctx.shared.stats.bytes_sent.fetch_add(out.bytes, Relaxed);
+                            if !out.channels.is_empty() {
+                                ctx.channels = Some(Channels {
+                                    dir,
+                                    socks: out.channels,
+                                });
+                            }
+                            (Ok(TransferDone { bytes: len }), None)
+                        }
+                        Err(e) => (Err(e), None),
+                    };
+                }
+                Err(e) => {
+                    // A failed open keeps the cached connections for the next transfer.
+                    ctx.channels = Some(Channels { dir, socks });
+                    return (Err(e), None);
+                }
+                // Larger: open again on the pool, which also sends it.
+                Ok(_) => (job, Some(socks)),
+            }
+        }
+        other => other,
+    };
     let staged = on_pool(&ctx.shared, move || {
         // A failed open keeps the cached connections for the next transfer.
         let p = match prepare(&root, &job, writable) {
@@ -173,24 +233,7 @@ async fn run_inner(
         };
         match (fast_socks, p) {
             (Some(socks), Prepared::Retr { file, offset, len }) if len <= FAST_MAX => {
-                let _ = events.send(Event::Started(TransferStart {
-                    reused: true,
-                    size: Some(len),
-                    name: None,
-                }));
-                let mut ranges = RangeSet::new();
-                ranges.insert(offset, offset + len);
-                let send = blocks::Send {
-                    ranges,
-                    shift,
-                    block_size: block,
-                    close: false,
-                    opts: TransferOptions {
-                        cancel: Some(cancel),
-                        ..Default::default()
-                    },
-                };
-                blocks::send(&file, &send, socks)
+                send_now(&file, offset, len, socks, &events, cancel)
                     .map(|out| Staged::Sent(out, len))
                     .map_err(|e| (e, None))
             }

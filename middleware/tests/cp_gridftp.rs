@@ -792,6 +792,21 @@ fn ours_pipelined_tree() {
     .ok();
     assert_eq!(j["files"], n);
     assert_eq!(tree(&back2), tree(&t));
+
+    // Pipelined uploads of the tree (STORs in flight, one set of MODE E channels).
+    for (name, extra) in [("up1", &[][..]), ("up2", &["-p", "2", "--verify"][..])] {
+        let mut args = vec!["cp", "-r", "--pipeline", "--json"];
+        args.extend_from_slice(extra);
+        let url = srv.url(name);
+        args.extend_from_slice(&[s(&back), &url]);
+        let j = gridos(&args).ok();
+        assert_eq!(j["files"], n, "{name}: {j}");
+        assert!(
+            j["path"].as_str().is_some_and(|p| p.contains("pipelined")),
+            "{name} not pipelined: {j}"
+        );
+        assert_eq!(tree(&srv.path(name)), tree(&t), "{name}");
+    }
 }
 
 #[test]

@@ -326,7 +326,12 @@ fn as_root_chroots_and_drops_privileges() {
         assert_eq!(ids("Uid:"), vec![nobody.uid.as_raw(); 4], "{}", t.display());
         assert_eq!(ids("Gid:"), vec![nobody.gid.as_raw(); 4], "{}", t.display());
         assert_eq!(ids("Groups:"), vec![nobody.gid.as_raw()], "{}", t.display());
-        assert_eq!(cap(&status, "CapEff:"), 0, "no capability left: {}", t.display());
+        assert_eq!(
+            cap(&status, "CapEff:"),
+            0,
+            "no capability left: {}",
+            t.display()
+        );
     }
     let proc_root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
     assert_eq!(proc_root, std::fs::canonicalize(&root).unwrap());

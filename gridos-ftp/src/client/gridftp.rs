@@ -568,6 +568,78 @@ impl Client {
         Ok(results)
     }
 
+    /// Uploads many files over one control connection: the STOR commands are pipelined (up to
+    /// `window` outstanding) and every file's blocks go over the same MODE E connections. A
+    /// file's data leaves only once the server has started its transfer (125/150), so data
+    /// never runs ahead of its command.
+    ///
+    /// Returns one result per item (bytes sent), in order. A refused STOR (5yz) fails only its
+    /// item; a transfer that breaks part-way ends the batch with that error (the connection
+    /// is then unusable).
+    pub fn put_pipelined(
+        &mut self,
+        items: &[(File, u64, String)],
+        window: usize,
+        o: &GridOptions,
+    ) -> Result<Vec<Result<u64>>> {
+        self.ensure_mode_e()?;
+        self.ensure_sbuf(o)?;
+        let mut socks = self.upload_channels(o)?;
+        Self::apply_local_buffers(&socks, o);
+        let window = window.max(1);
+        let watchdog = BatchWatchdog::start(&self.config.transfer, self.config.data_timeout)?;
+        let mut sent = 0;
+        let mut results = Vec::with_capacity(items.len());
+        for (i, (file, len, remote)) in items.iter().enumerate() {
+            while sent < items.len() && sent < i + window {
+                let p = arg(&items[sent].2)?;
+                self.send(&Command::Stor(p))?;
+                sent += 1;
+            }
+            let cmd = Command::Stor(remote.clone());
+            let r = self.read_reply(remote, self.config.reply_timeout)?;
+            if !r.is_preliminary() {
+                // Refused before any data (a 226 here would be a server error).
+                results.push(Err(reply_error(&cmd, &r)));
+                continue;
+            }
+            let mut ranges = RangeSet::new();
+            ranges.insert(0, *len);
+            let job = blocks::Send {
+                ranges,
+                shift: 0,
+                block_size: o.block_size.max(1),
+                close: false,
+                opts: watchdog.opts.clone(),
+            };
+            match blocks::send(file, &job, std::mem::take(&mut socks)) {
+                Ok(out) => {
+                    watchdog.tick();
+                    socks = out.channels;
+                    let r = self.read_final(remote, self.config.reply_timeout)?;
+                    if matches!(r.code, 226 | 250) {
+                        results.push(Ok(out.bytes));
+                    } else {
+                        results.push(Err(reply_error(&cmd, &r)));
+                    }
+                }
+                Err(e) => {
+                    self.poisoned = true;
+                    return Err(match e {
+                        TransferError::Aborted if watchdog.timed_out() => {
+                            Error::Timeout(self.config.data_timeout, "the data connection")
+                        }
+                        e => transfer_err(e, 0),
+                    });
+                }
+            }
+        }
+        if !socks.is_empty() {
+            self.ext.cache = Some((Dir::Upload, socks, None));
+        }
+        Ok(results)
+    }
+
     /// `CKSM alg offset length path` (length `None` = to the end): the server computes a
     /// checksum of its copy.
     pub fn checksum(

@@ -76,8 +76,8 @@ pub struct CpArgs {
     /// Compress data on the wire (MODE Z, deflate): worth it on slow networks.
     #[arg(long, conflicts_with_all = ["parallel", "offset"])]
     pub compress: bool,
-    /// Pipeline the downloads of a tree: many RETRs in flight on one control connection,
-    /// every file over the same MODE E data connections.
+    /// Pipeline the files of a tree (`-r`, either direction): many RETRs or STORs in flight
+    /// on one control connection, every file over the same MODE E data connections.
     #[arg(long)]
     pub pipeline: bool,
     /// Report the tuning decisions (RTT, bandwidth, buffers, streams) on stderr: set from the
@@ -501,12 +501,27 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
         && matches!(&src_side, Side::Ftp(_, _, g) if g.ext.is_some())
         && matches!(dst_side, Side::Local)
         && files.len() > 1;
+    let pipelined_up = a.pipeline
+        && !a.resume
+        && a.offset.is_none()
+        && matches!(src_side, Side::Local)
+        && matches!(&dst_side, Side::Ftp(_, _, g) if g.ext.is_some())
+        && files.len() > 1;
     if pipelined {
         let Side::Ftp(c, u, g) = &mut src_side else {
             return Err("cp: internal error".into());
         };
         let o = g.ext.clone().unwrap_or_default();
         let (bytes, n) = get_tree_pipelined(c, u, &o, &files, &a, &progress)?;
+        totals.bytes += bytes;
+        totals.files += n;
+        totals.path = Some(format!("{} pipelined", gridos_io::probe().name()));
+    } else if pipelined_up {
+        let Side::Ftp(c, u, g) = &mut dst_side else {
+            return Err("cp: internal error".into());
+        };
+        let o = g.ext.clone().unwrap_or_default();
+        let (bytes, n) = put_tree_pipelined(c, u, &o, &files, &a, &progress)?;
         totals.bytes += bytes;
         totals.files += n;
         totals.path = Some(format!("{} pipelined", gridos_io::probe().name()));
@@ -1071,6 +1086,61 @@ fn get_tree_pipelined(
         }
         Ok(total)
     })
+}
+
+/// Uploads a tree's files with pipelined STORs over cached MODE E connections (each file's
+/// data leaves once the server has started its transfer), checking each with --verify.
+fn put_tree_pipelined(
+    c: &mut Client,
+    u: &FtpUrl,
+    o: &GridOptions,
+    files: &[FileJob],
+    a: &CpArgs,
+    progress: &Progress,
+) -> Result<(u64, u64), String> {
+    const WINDOW: usize = 64;
+    let verify = a.verify_alg()?;
+    if let Some(alg) = verify {
+        need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
+    }
+    let (mut bytes, mut done) = (0, 0);
+    // Chunks bound the number of open files.
+    for chunk in files.chunks(256) {
+        let mut items = Vec::with_capacity(chunk.len());
+        for (s, d, _) in chunk {
+            let (Node::Local(s), Node::Remote(d)) = (s, d) else {
+                return Err("cp: internal error: pipelined sides".into());
+            };
+            let f = File::open(s).map_err(|e| format!("cp: {}: {e}", s.display()))?;
+            let len = file_len(&f)?;
+            items.push((f, len, d.clone()));
+        }
+        let results = c
+            .put_pipelined(&items, WINDOW, o)
+            .map_err(|e| format!("cp: {}: {e}", u.display()))?;
+        if results.len() != items.len() {
+            return Err(format!(
+                "cp: {}: {} results for {} files",
+                u.display(),
+                results.len(),
+                items.len()
+            ));
+        }
+        for (r, ((f, len, d), (s, _, _))) in results.into_iter().zip(items.iter().zip(chunk)) {
+            let what = format!("cp: {} → {}", s.show(&Side::Local), u.display_path(d));
+            let got = r.map_err(|e| format!("{what}: {e}"))?;
+            if got != *len {
+                return Err(format!("{what}: {got} bytes sent, {len} expected"));
+            }
+            if let Some(alg) = verify {
+                verify_file(c, alg, f, 0, d, 0, *len).map_err(|e| format!("{what}: {e}"))?;
+            }
+            bytes += got;
+            done += 1;
+            progress.file_done(got, d);
+        }
+    }
+    Ok((bytes, done))
 }
 
 /// One control connection's share of a pipelined tree download.

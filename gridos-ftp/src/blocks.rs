@@ -98,7 +98,8 @@ fn io_err(op: &str, e: impl std::fmt::Display) -> TransferError {
     TransferError::ConnectionClosed(format!("{op}: {e}"))
 }
 
-fn map_io(e: gridos_io::Error) -> TransferError {
+/// A gridos-io failure as the transfer error the FTP layer replies with.
+pub(crate) fn map_io(e: gridos_io::Error) -> TransferError {
     use gridos_io::Error as E;
     match e {
         E::Cancelled { .. } => TransferError::Aborted,
@@ -106,6 +107,10 @@ fn map_io(e: gridos_io::Error) -> TransferError {
             TransferError::ConnectionClosed(e.to_string())
         }
         E::NoSpace { .. } => TransferError::Fs(FsError::new(FsErrorKind::StorageFull)),
+        E::OffsetPastEof { .. } => TransferError::Fs(FsError {
+            kind: FsErrorKind::Unsupported,
+            message: "Restart offset beyond end of file.".into(),
+        }),
         e => TransferError::Local(e.to_string()),
     }
 }

@@ -2,8 +2,8 @@
 //! socket into a file at an offset. Both pick a path, report what they did, can be cancelled,
 //! and run the buffer monitor.
 
-use crate::net::{apply_action, buffer_sizes, privileged};
-use crate::tune::{Monitor, Role, SysLimits, TuneAction, TuneDecision, TunePolicy};
+use crate::net::buffer_sizes;
+use crate::tune::{Role, TuneDecision};
 use crate::{Error, IoPath, Result, TransferReport, stats};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -68,7 +68,7 @@ pub(crate) struct Ctx {
 enum Tuning {
     Off,
     Pending { role: Role, max_buffer: usize },
-    On(Monitor),
+    On(crate::net::SocketTuner),
 }
 
 impl Ctx {
@@ -108,44 +108,17 @@ impl Ctx {
         }
         self.last_sample = Instant::now();
         // Only TCP sockets have TCP_INFO; others run without a monitor.
-        let Ok(info) = crate::tcp_info(&sock) else {
+        if crate::tcp_info(&sock).is_err() {
             self.tuning = Tuning::Off;
             return;
-        };
-        if let Tuning::Pending { role, max_buffer } = self.tuning {
-            let policy = TunePolicy {
-                max_buffer,
-                privileged: privileged(),
-                max_streams: self.cfg.max_streams,
-            };
-            self.tuning = Tuning::On(Monitor::new(role, SysLimits::read(), policy));
         }
-        let Tuning::On(monitor) = &mut self.tuning else {
+        if let Tuning::Pending { role, max_buffer } = self.tuning {
+            self.tuning = Tuning::On(crate::net::SocketTuner::new(role, Some(max_buffer)));
+        }
+        let Tuning::On(tuner) = &mut self.tuning else {
             return;
         };
-        let (snd, rcv) = buffer_sizes(sock);
-        let current = match monitor.role() {
-            Role::Sender => snd,
-            Role::Receiver => rcv,
-        };
-        if let Some(d) = monitor.observe(&info, current) {
-            match apply_action(sock, &d.action) {
-                Ok(()) => tracing::info!(
-                    action = ?d.action, rtt_us = d.rtt_us, delivery_rate = d.delivery_rate,
-                    bdp = d.bdp, sndbuf_limited_permille = d.sndbuf_limited_permille,
-                    rwnd_limited_permille = d.rwnd_limited_permille, current = d.current,
-                    reason = %d.reason, "gridos-io: tuning decision"
-                ),
-                Err(e) => {
-                    tracing::warn!(action = ?d.action, error = %e, "gridos-io: tuning action failed")
-                }
-            }
-            let (s, r) = match d.action {
-                TuneAction::RaiseSndbuf { request, .. } => (Some(request * 2), None),
-                TuneAction::RaiseRcvbuf { request, .. } => (None, Some(request * 2)),
-                TuneAction::SuggestStreams { .. } => (None, None),
-            };
-            stats::decision(s, r);
+        if let Some(d) = tuner.sample(sock) {
             self.decisions.push(d);
         }
     }

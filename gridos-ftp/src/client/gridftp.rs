@@ -184,6 +184,23 @@ impl Client {
         }
     }
 
+    /// Where a download's further data connections come from: the listener, only while the
+    /// server has not connected every stream yet (`have` are open).
+    fn incoming<'a>(
+        &self,
+        listener: Option<&'a TcpListener>,
+        have: usize,
+        o: &GridOptions,
+    ) -> Option<Incoming<'a>> {
+        listener
+            .filter(|_| have < o.streams.max(1) as usize)
+            .map(|l| Incoming {
+                listener: l,
+                peer: Some(self.peer.ip()),
+                timeout: self.config.data_timeout,
+            })
+    }
+
     /// Sets up (or reuses) the data connections of a download: a listener the server
     /// connects to. Returns cached connections and the listener.
     fn download_channels(
@@ -334,14 +351,7 @@ impl Client {
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
             };
-            let incoming = listener
-                .as_ref()
-                .filter(|_| cached.len() < o.streams.max(1) as usize)
-                .map(|l| Incoming {
-                    listener: l,
-                    peer: Some(self.peer.ip()),
-                    timeout: self.config.data_timeout,
-                });
+            let incoming = self.incoming(listener.as_ref(), cached.len(), o);
             let Some(hook) = &o.on_ranges else {
                 return Ok(blocks::recv(file, &job, cached, incoming));
             };
@@ -518,15 +528,7 @@ impl Client {
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
             };
-            // Only while the server has not connected every stream yet.
-            let incoming = listener
-                .as_ref()
-                .filter(|_| socks.len() < o.streams.max(1) as usize)
-                .map(|l| Incoming {
-                    listener: l,
-                    peer: Some(self.peer.ip()),
-                    timeout: self.config.data_timeout,
-                });
+            let incoming = self.incoming(listener.as_ref(), socks.len(), o);
             let res = match blocks::recv(file, &job, socks, incoming) {
                 Ok(out) => {
                     watchdog.tick();

@@ -70,13 +70,7 @@ async fn connect_n(
         };
         let Some(r) = joined else { break };
         let s = r.map_err(|e| TransferError::Local(e.to_string()))??;
-        let s = s
-            .into_std()
-            .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
-        s.set_nonblocking(false)
-            .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
-        let _ = s.set_nodelay(true);
-        out.push(s);
+        out.push(super::transfer::to_std(s)?);
     }
     Ok(out)
 }
@@ -462,15 +456,7 @@ async fn run_inner(
     };
     watchdog.abort();
     markers.abort();
-    let moved = match moved {
-        Ok(Err(TransferError::Aborted)) if stalled.load(Relaxed) => {
-            Ok(Err(TransferError::ConnectionClosed(format!(
-                "no data moved for {} s",
-                ctx.data_timeout.as_secs()
-            ))))
-        }
-        other => other,
-    };
+    let moved = super::transfer::stall_verdict(moved, &stalled, ctx.data_timeout);
     // The listener stays for later transfers: the client may add streams.
     if let Some(l) = listener {
         match tokio::net::TcpListener::from_std(l) {

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use super::fs::Root;
+use crate::blocks::map_io;
 use crate::proto::{
     DataEndpoint, FsError, FsErrorKind, ListRequest, RetrRequest, StorRequest, StoreKind,
     TransferDone, TransferError, TransferMode, TransferStart, TransferType,
@@ -271,22 +272,6 @@ fn reserve(file: &File, offset: u64, len: u64) -> Result<(), TransferError> {
     }
 }
 
-fn map_io(e: gridos_io::Error) -> TransferError {
-    use gridos_io::Error as E;
-    match e {
-        E::Cancelled { .. } => TransferError::Aborted,
-        E::PeerClosed { .. } | E::PeerReset { .. } => {
-            TransferError::ConnectionClosed(e.to_string())
-        }
-        E::NoSpace { .. } => TransferError::Fs(FsError::new(FsErrorKind::StorageFull)),
-        E::OffsetPastEof { .. } => fs_err(
-            FsErrorKind::Unsupported,
-            "Restart offset beyond end of file.",
-        ),
-        e => TransferError::Local(e.to_string()),
-    }
-}
-
 fn map_sock(e: std::io::Error) -> TransferError {
     TransferError::ConnectionClosed(e.to_string())
 }
@@ -455,13 +440,7 @@ pub(crate) async fn accept_one(ctx: &mut Ctx) -> Result<std::net::TcpStream, Tra
             }
         }
     };
-    let s = s
-        .into_std()
-        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
-    s.set_nonblocking(false)
-        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
-    let _ = s.set_nodelay(true);
-    Ok(s)
+    to_std(s)
 }
 
 /// SBUF: both socket buffers of a data connection (forced past the system maximum when the
@@ -529,13 +508,7 @@ async fn data_connection(
             }
         }
     };
-    let s = stream
-        .into_std()
-        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
-    s.set_nonblocking(false)
-        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
-    let _ = s.set_nodelay(true);
-    Ok(s)
+    to_std(stream)
 }
 
 /// Runs one transfer and reports to the connection.
@@ -644,15 +617,7 @@ async fn run_inner(
     })
     .await;
     watchdog.abort();
-    let moved = match moved {
-        Ok(Err(TransferError::Aborted)) if stalled.load(Relaxed) => {
-            Ok(Err(TransferError::ConnectionClosed(format!(
-                "no data moved for {} s",
-                ctx.data_timeout.as_secs()
-            ))))
-        }
-        other => other,
-    };
+    let moved = stall_verdict(moved, &stalled, ctx.data_timeout);
     let stats = &ctx.shared.stats;
     match moved {
         Ok(Ok((sent, received, commit))) => {
@@ -670,6 +635,33 @@ async fn run_inner(
 }
 
 type Moved = (u64, u64, Option<Commit>);
+
+/// A transfer the watchdog cut for moving no byte reads as a broken connection (426), not as
+/// an ABOR.
+pub(crate) fn stall_verdict<T>(
+    moved: Result<Result<T, TransferError>, TransferError>,
+    stalled: &AtomicBool,
+    timeout: Duration,
+) -> Result<Result<T, TransferError>, TransferError> {
+    match moved {
+        Ok(Err(TransferError::Aborted)) if stalled.load(Relaxed) => Ok(Err(
+            TransferError::ConnectionClosed(format!("no data moved for {} s", timeout.as_secs())),
+        )),
+        other => other,
+    }
+}
+
+/// A data connection accepted or connected by tokio, made a blocking std stream for the I/O
+/// pool, with Nagle off.
+pub(crate) fn to_std(s: TcpStream) -> Result<std::net::TcpStream, TransferError> {
+    let s = s
+        .into_std()
+        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+    s.set_nonblocking(false)
+        .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
 
 /// Forwards ABOR (`abor`) to the transfer's token and, when `progress` is given, cancels a
 /// transfer whose byte count has not moved for `timeout` (marking it `stalled`).

@@ -34,9 +34,14 @@ pub type RangesHook = Arc<dyn Fn(&RangeSet) + Send + Sync>;
 pub struct GridOptions {
     /// Parallel data connections (MODE E); at least 1.
     pub streams: u32,
-    /// Socket buffer for every data connection, sent to the server as `SBUF` and applied
-    /// locally; `None` leaves the buffers to the tuner and kernel autotuning.
+    /// Socket buffer for every data connection, applied locally (and sent to the server as
+    /// `SBUF` with [`sbuf`](Self::sbuf)); `None` leaves the buffers to the tuner and kernel
+    /// autotuning.
     pub tcp_buffer: Option<u64>,
+    /// Ask the server for `tcp_buffer` too (`SBUF`). Worth it when the user asks; risky
+    /// otherwise: a server that cannot force the size caps its buffer at the system maximum,
+    /// below what its autotuning would reach.
+    pub sbuf: bool,
     /// MODE E block size.
     pub block_size: u64,
     /// Downloads report the ranges they hold here (see [`RangesHook`]).
@@ -48,6 +53,7 @@ impl std::fmt::Debug for GridOptions {
         f.debug_struct("GridOptions")
             .field("streams", &self.streams)
             .field("tcp_buffer", &self.tcp_buffer)
+            .field("sbuf", &self.sbuf)
             .field("block_size", &self.block_size)
             .field("on_ranges", &self.on_ranges.is_some())
             .finish()
@@ -59,6 +65,7 @@ impl Default for GridOptions {
         GridOptions {
             streams: 1,
             tcp_buffer: None,
+            sbuf: true,
             block_size: DEFAULT_BLOCK_SIZE,
             on_ranges: None,
         }
@@ -160,7 +167,7 @@ impl Client {
     }
 
     fn ensure_sbuf(&mut self, o: &GridOptions) -> Result<()> {
-        if let Some(n) = o.tcp_buffer {
+        if let Some(n) = o.tcp_buffer.filter(|_| o.sbuf) {
             if self.ext.sbuf != Some(n) {
                 // Not every server has SBUF (5yz is fine); the local side still gets its
                 // buffers.

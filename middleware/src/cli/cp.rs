@@ -127,8 +127,10 @@ fn auto_plan(c: &Client) -> (GridOptions, serde_json::Value) {
     let p = plan(bdp, &SysLimits::read(), &policy);
     let mut o = GridOptions::default();
     o.streams = p.streams;
-    // The same buffer on both ends when this side may force it; otherwise autotuning (an
-    // SBUF the server cannot honour would cap its buffer below what autotuning reaches).
+    // Forced buffers on this side only: an SBUF the server cannot force would cap its
+    // buffer at the system maximum, below what its autotuning reaches; the streams cover the
+    // rest.
+    o.sbuf = false;
     o.tcp_buffer = match p.recv.method {
         gridos_io::tune::BufferMethod::Force => Some(p.recv.request as u64),
         _ => None,
@@ -140,7 +142,7 @@ fn auto_plan(c: &Client) -> (GridOptions, serde_json::Value) {
     }
     let v = serde_json::json!({
         "auto": true, "rtt_us": rtt_us, "link_ceiling_bytes_per_sec": LINK_CEILING,
-        "bdp_bytes": bdp, "streams": o.streams, "tcp_buffer": o.tcp_buffer,
+        "bdp_bytes": bdp, "streams": o.streams, "tcp_buffer": o.tcp_buffer, "sbuf": o.sbuf,
         "privileged": policy.privileged, "max_total_buffer": cfg.max_total_buffer,
         "reason": p.reason,
     });

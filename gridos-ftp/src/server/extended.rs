@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use gridos_io::{CancelToken, TransferOptions};
 
 use super::transfer::{
-    Channels, Commit, Ctx, Dir, Event, Job, Keep, MarkerMsg, Prepared, apply_sbuf, on_pool,
-    prepare, verify_expected,
+    Channels, Commit, Ctx, Dir, Event, Job, MarkerMsg, Prepared, apply_sbuf, on_pool, prepare,
+    verify_expected,
 };
 use crate::blocks::{self, DEFAULT_BLOCK_SIZE, Incoming};
 use crate::proto::mode_e::ModeEReceiver;
@@ -92,29 +92,8 @@ fn block_size(params: &TransferParams) -> u64 {
         .clamp(4096, 64 << 20)
 }
 
-/// Runs one MODE E transfer and reports to the connection.
-pub(crate) async fn run(mut ctx: Ctx, job: Job) {
-    let stats = &ctx.shared.stats;
-    stats.transfers_active.fetch_add(1, Relaxed);
-    let (result, commit) = run_inner(&mut ctx, job).await;
-    let stats = &ctx.shared.stats;
-    stats.transfers_active.fetch_sub(1, Relaxed);
-    match &result {
-        Ok(_) => stats.transfers_ok.fetch_add(1, Relaxed),
-        Err(_) => stats.transfers_failed.fetch_add(1, Relaxed),
-    };
-    let keep = Keep {
-        channels: ctx.channels.take(),
-        passive: ctx.passive.take(),
-    };
-    let _ = ctx.events.send(Event::Finished {
-        result,
-        commit,
-        keep,
-    });
-}
-
-async fn run_inner(
+/// Runs one MODE E transfer (the caller reports it to the connection).
+pub(crate) async fn run_inner(
     ctx: &mut Ctx,
     job: Job,
 ) -> (Result<TransferDone, TransferError>, Option<Commit>) {

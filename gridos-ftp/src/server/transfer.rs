@@ -518,24 +518,37 @@ pub(crate) async fn run(mut ctx: Ctx, job: Job) {
         Job::Stor(s) => s.params.mode,
         Job::List(l) => l.params.mode,
     };
-    if mode == TransferMode::Extended {
-        return super::extended::run(ctx, job).await;
+    let extended = mode == TransferMode::Extended;
+    if !extended {
+        // Stream-mode connections are single use; cached MODE E ones cannot carry it.
+        ctx.channels = None;
     }
-    // Stream-mode connections are single use; cached MODE E ones cannot carry it.
-    ctx.channels = None;
     let stats = &ctx.shared.stats;
     stats.transfers_active.fetch_add(1, Relaxed);
-    let (result, commit) = run_inner(&mut ctx, job).await;
+    let (result, commit) = if extended {
+        super::extended::run_inner(&mut ctx, job).await
+    } else {
+        run_inner(&mut ctx, job).await
+    };
     let stats = &ctx.shared.stats;
     stats.transfers_active.fetch_sub(1, Relaxed);
     match &result {
         Ok(_) => stats.transfers_ok.fetch_add(1, Relaxed),
         Err(_) => stats.transfers_failed.fetch_add(1, Relaxed),
     };
+    // MODE E keeps its connections (and passive listener) for the next transfer.
+    let keep = if extended {
+        Keep {
+            channels: ctx.channels.take(),
+            passive: ctx.passive.take(),
+        }
+    } else {
+        Keep::default()
+    };
     let _ = ctx.events.send(Event::Finished {
         result,
         commit,
-        keep: Keep::default(),
+        keep,
     });
 }
 

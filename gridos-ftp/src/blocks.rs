@@ -289,6 +289,14 @@ impl Tuners {
     }
 }
 
+/// Adds `n` payload bytes to a transfer's counter and publishes the total as its progress.
+fn count(counter: &AtomicU64, n: u64, opts: &TransferOptions) {
+    let total = counter.fetch_add(n, Relaxed) + n;
+    if let Some(p) = &opts.progress {
+        p.store(total, Relaxed);
+    }
+}
+
 fn cancelled(opts: &TransferOptions) -> bool {
     opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
 }
@@ -433,10 +441,7 @@ fn send_stream(
             gridos_io::send_file_prefixed(&wire.encode(), file, h.offset, h.count, sock, opts)
                 .map_err(map_io)?;
         }
-        let total = sent.fetch_add(h.count, Relaxed) + h.count;
-        if let Some(p) = &job.opts.progress {
-            p.store(total, Relaxed);
-        }
+        count(sent, h.count, &job.opts);
     }
     let last = lock(planner).final_block(i, job.close);
     let mut w = sock;
@@ -630,10 +635,7 @@ fn recv_stream(
                 read_exact(&sock, &mut buf, flags)?;
                 gridos_io::file_write(file, offset, &buf).map_err(map_io)?;
                 lock(&job.rx).handle_written(id, len)?;
-                let total = written.fetch_add(len, Relaxed) + len;
-                if let Some(p) = &job.opts.progress {
-                    p.store(total, Relaxed);
-                }
+                count(written, len, &job.opts);
             }
             Placement::Write { offset, len } => {
                 let r = gridos_io::recv_file(&sock, file, offset, Some(len), &opts);
@@ -642,10 +644,7 @@ fn recv_stream(
                     Err(e) => e.bytes_moved().unwrap_or(0),
                 };
                 lock(&job.rx).handle_written(id, n)?;
-                let total = written.fetch_add(n, Relaxed) + n;
-                if let Some(p) = &job.opts.progress {
-                    p.store(total, Relaxed);
-                }
+                count(written, n, &job.opts);
                 r.map_err(map_io)?;
             }
             Placement::Discard { len } => {

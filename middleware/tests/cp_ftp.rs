@@ -223,18 +223,6 @@ fn sha(data: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(data).to_vec()
 }
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn server(docroot: &std::path::Path) -> ServerHandle {
     let mut c = ServerConfig::new(docroot);
     c.anonymous = true;
@@ -246,7 +234,7 @@ fn server(docroot: &std::path::Path) -> ServerHandle {
 #[test]
 fn client_library_against_our_server() {
     let root = tempfile::tempdir().unwrap();
-    let d = data(2_500_000, 3);
+    let d = random_bytes(2_500_000, 3);
     std::fs::write(root.path().join("f.bin"), &d).unwrap();
     let srv = server(root.path());
     let mut c = Client::connect(srv.local_addr(), ClientConfig::default()).unwrap();
@@ -307,7 +295,7 @@ fn cp_against_our_server_both_ways_resume_and_tree() {
     let srv = server(root.path());
     let base = format!("ftp://alice:s3cret%20pass@{}", srv.local_addr());
     let dir = tempfile::tempdir().unwrap();
-    let d = data(3_000_000, 5);
+    let d = random_bytes(3_000_000, 5);
     let src = dir.path().join("a.bin");
     std::fs::write(&src, &d).unwrap();
 
@@ -360,8 +348,8 @@ fn cp_against_our_server_both_ways_resume_and_tree() {
     // A tree up and down again (MLSD path).
     let t = dir.path().join("tree");
     std::fs::create_dir_all(t.join("x/y z")).unwrap();
-    std::fs::write(t.join("x/1.bin"), data(100_000, 9)).unwrap();
-    std::fs::write(t.join("x/y z/2.bin"), data(5, 10)).unwrap();
+    std::fs::write(t.join("x/1.bin"), random_bytes(100_000, 9)).unwrap();
+    std::fs::write(t.join("x/y z/2.bin"), random_bytes(5, 10)).unwrap();
     let j = ok(&gridos(&[
         "cp",
         "-r",
@@ -382,11 +370,11 @@ fn cp_against_our_server_both_ways_resume_and_tree() {
     assert_eq!(j["bytes"], 100_005);
     assert_eq!(
         std::fs::read(down.join("x/y z/2.bin")).unwrap(),
-        data(5, 10)
+        random_bytes(5, 10)
     );
     assert_eq!(
         sha(&std::fs::read(down.join("x/1.bin")).unwrap()),
-        sha(&data(100_000, 9))
+        sha(&random_bytes(100_000, 9))
     );
 
     // A wrong password fails with the server's code and non-zero exit.

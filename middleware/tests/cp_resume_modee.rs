@@ -3,7 +3,11 @@
 //! in `.NAME.gridos-ranges` and a restart fetches exactly the rest (REST range list) — after
 //! a crash too. Bytes compared exactly.
 
+#[path = "../../gridos-ftp/tests/client_peers.rs"]
+mod peers;
+
 use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
+use peers::random_bytes;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -13,18 +17,6 @@ fn gridos(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn server(docroot: &Path) -> ServerHandle {
@@ -43,7 +35,7 @@ fn sidecar(d: &Path) -> std::path::PathBuf {
 #[test]
 fn resume_fetches_exactly_the_holes_the_record_names() {
     let root = tempfile::tempdir().unwrap();
-    let want = data(5 * 1024 * 1024 + 123, 7);
+    let want = random_bytes(5 * 1024 * 1024 + 123, 7);
     std::fs::write(root.path().join("f.bin"), &want).unwrap();
     let srv = server(root.path());
     let url = format!("ftp://{}/f.bin", srv.local_addr());
@@ -111,7 +103,7 @@ fn resume_fetches_exactly_the_holes_the_record_names() {
 #[test]
 fn a_killed_parallel_download_resumes_to_an_identical_file() {
     let root = tempfile::tempdir().unwrap();
-    let want = data(192 * 1024 * 1024, 9);
+    let want = random_bytes(192 * 1024 * 1024, 9);
     std::fs::write(root.path().join("big.bin"), &want).unwrap();
     let srv = server(root.path());
     let url = format!("ftp://{}/big.bin", srv.local_addr());

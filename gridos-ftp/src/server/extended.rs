@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use gridos_io::{CancelToken, TransferOptions};
 
 use super::transfer::{
-    Channels, Commit, Ctx, Dir, Event, Job, MarkerMsg, Prepared, apply_sbuf, on_pool, prepare,
+    Commit, Ctx, Dir, Event, Job, MarkerMsg, Prepared, apply_sbuf, on_pool, prepare,
     verify_expected,
 };
 use crate::blocks::{self, DEFAULT_BLOCK_SIZE, Incoming};
@@ -168,47 +168,40 @@ pub(crate) async fn run_inner(
     };
     // The smallest files (one block, page cache) go out right here: a hop to the I/O pool
     // and back would cost more than opening and sending them.
-    let (job, fast_socks) = match (job, fast_socks) {
-        (Job::Retr(r), Some(socks)) => {
-            let job = Job::Retr(r);
-            match prepare(&ctx.root, &job, writable) {
-                Ok(Prepared::Retr { file, offset, len }) if len <= INLINE_MAX => {
-                    return match send_now(&file, offset, len, socks, &events, cancel) {
-                        Ok(out) => {
-                            ctx.shared.stats.bytes_sent.fetch_add(out.bytes, Relaxed);
-                            if !out.channels.is_empty() {
-                                ctx.channels = Some(Channels {
-                                    dir,
-                                    socks: out.channels,
-                                });
-                            }
-                            (Ok(TransferDone { bytes: len }), None)
-                        }
-                        Err(e) => (Err(e), None),
-                    };
-                }
-                Err(e) => {
-                    // A failed open keeps the cached connections for the next transfer.
-                    ctx.channels = Some(Channels { dir, socks });
-                    return (Err(e), None);
-                }
-                // Larger: open again on the pool, which also sends it.
-                Ok(_) => (job, Some(socks)),
+    let opened = match fast_socks {
+        Some(socks) => match prepare(&ctx.root, &job, writable) {
+            Ok(Prepared::Retr { file, offset, len }) if len <= INLINE_MAX => {
+                return match send_now(&file, offset, len, socks, &events, cancel) {
+                    Ok(out) => {
+                        ctx.shared.stats.bytes_sent.fetch_add(out.bytes, Relaxed);
+                        ctx.keep_channels(dir, out.channels);
+                        (Ok(TransferDone { bytes: len }), None)
+                    }
+                    Err(e) => (Err(e), None),
+                };
             }
-        }
-        other => other,
+            Err(e) => {
+                // A failed open keeps the cached connections for the next transfer.
+                ctx.keep_channels(dir, socks);
+                return (Err(e), None);
+            }
+            // Larger: the pool sends the file opened here.
+            Ok(p) => Some((p, socks)),
+        },
+        None => None,
     };
     let staged = on_pool(&ctx.shared, move || {
-        // A failed open keeps the cached connections for the next transfer.
-        let p = match prepare(&root, &job, writable) {
-            Ok(p) => p,
-            Err(e) => return Err((e, fast_socks)),
+        let (p, fast_socks) = match opened {
+            Some((p, socks)) => (p, Some(socks)),
+            None => match prepare(&root, &job, writable) {
+                Ok(p) => (p, None),
+                Err(e) => return Err(e),
+            },
         };
         match (fast_socks, p) {
             (Some(socks), Prepared::Retr { file, offset, len }) if len <= FAST_MAX => {
                 send_now(&file, offset, len, socks, &events, cancel)
                     .map(|out| Staged::Sent(out, len))
-                    .map_err(|e| (e, None))
             }
             (socks, p) => Ok(Staged::Prepared(p, socks)),
         }
@@ -216,29 +209,15 @@ pub(crate) async fn run_inner(
     .await;
     let prepared = match staged {
         Ok(Ok(Staged::Prepared(p, socks))) => {
-            if let Some(socks) = socks {
-                ctx.channels = Some(Channels { dir, socks });
-            }
+            ctx.keep_channels(dir, socks.unwrap_or_default());
             p
         }
         Ok(Ok(Staged::Sent(out, len))) => {
-            let stats = &ctx.shared.stats;
-            stats.bytes_sent.fetch_add(out.bytes, Relaxed);
-            if !out.channels.is_empty() {
-                ctx.channels = Some(Channels {
-                    dir,
-                    socks: out.channels,
-                });
-            }
+            ctx.shared.stats.bytes_sent.fetch_add(out.bytes, Relaxed);
+            ctx.keep_channels(dir, out.channels);
             return (Ok(TransferDone { bytes: len }), None);
         }
-        Ok(Err((e, socks))) => {
-            if let Some(socks) = socks {
-                ctx.channels = Some(Channels { dir, socks });
-            }
-            return (Err(e), None);
-        }
-        Err(e) => return (Err(e), None),
+        Ok(Err(e)) | Err(e) => return (Err(e), None),
     };
 
     // Data channels: cached ones of the same direction first.
@@ -451,12 +430,7 @@ pub(crate) async fn run_inner(
                 Dir::Recv => stats.bytes_received.fetch_add(out.bytes, Relaxed),
             };
             stats.data_refused.fetch_add(out.refused, Relaxed);
-            if !out.channels.is_empty() {
-                ctx.channels = Some(Channels {
-                    dir,
-                    socks: out.channels,
-                });
-            }
+            ctx.keep_channels(dir, out.channels);
             (Ok(TransferDone { bytes }), commit)
         }
         Ok(Err(e)) | Err(e) => (Err(e), None),

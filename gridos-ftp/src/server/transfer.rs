@@ -90,6 +90,15 @@ pub(crate) struct Ctx {
     pub events: mpsc::UnboundedSender<Event>,
 }
 
+impl Ctx {
+    /// Keeps MODE E connections that may carry the next transfer (none: nothing to keep).
+    pub(crate) fn keep_channels(&mut self, dir: Dir, socks: Vec<std::net::TcpStream>) {
+        if !socks.is_empty() {
+            self.channels = Some(Channels { dir, socks });
+        }
+    }
+}
+
 pub(crate) enum Prepared {
     Retr {
         file: File,

@@ -436,7 +436,8 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
             Side::Local => None,
         })
         .collect();
-    if a.offset.is_some() && src_kind_is_dir_hint(&a) {
+    // Checked before any connection work is wasted.
+    if a.offset.is_some() && a.recursive {
         return Err("cp: --offset/--length copy one file, not a tree".into());
     }
 
@@ -718,11 +719,6 @@ fn remote_size(c: &mut Client, p: &str) -> Result<Option<u64>, gridos_ftp::clien
     }
 }
 
-/// `-r` with a part range makes no sense; checked before any connection work is wasted.
-fn src_kind_is_dir_hint(a: &CpArgs) -> bool {
-    a.recursive
-}
-
 fn open_in_place(d: &Path, what: &str) -> Result<File, String> {
     std::fs::OpenOptions::new()
         .write(true)
@@ -889,28 +885,21 @@ fn copy_one(
                 // over it would replace the device node.
                 (Some(dev), None, 0)
             } else {
-                (None, Some(temp_beside(d)?), 0)
+                (None, Some(Landing::new(d)?), 0)
             };
             let f = match (&file_holder, &tmp) {
                 (Some(f), _) => f,
-                (None, Some(t)) => t.as_file(),
+                (None, Some(t)) => t.file(),
                 (None, None) => return Err(format!("{what}: internal error")),
             };
             let r = match &ext {
                 Some(o) => {
-                    let held = match &recorded {
-                        // Only ranges the file really reaches count.
-                        Some(r) => {
-                            let mut upto = RangeSet::new();
-                            upto.insert(0, have);
-                            intersect(r, &upto)
-                        }
-                        None => {
-                            let mut h = RangeSet::new();
-                            h.insert(0, have);
-                            h
-                        }
-                    };
+                    // Only recorded ranges the file really reaches count.
+                    let mut upto = RangeSet::new();
+                    upto.insert(0, have);
+                    let held = recorded
+                        .as_ref()
+                        .map_or(upto.clone(), |r| intersect(r, &upto));
                     let mut o = o.clone();
                     if resume {
                         let path = sidecar.clone();
@@ -940,12 +929,7 @@ fn copy_one(
                 }
             }
             if let Some(tmp) = tmp {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = tmp
-                    .as_file()
-                    .set_permissions(std::fs::Permissions::from_mode(0o644));
-                tmp.persist(d)
-                    .map_err(|e| format!("{what}: rename into place: {}", e.error))?;
+                tmp.commit(d).map_err(|e| format!("{what}: {e}"))?;
             }
             Ok((r.bytes, Some(format!("{} {mode}", r.path.name()))))
         }
@@ -1090,6 +1074,24 @@ fn get_tree_pipelined(
     })
 }
 
+/// Commands a pipelined tree copy keeps in flight on one control connection.
+const PIPELINE_WINDOW: usize = 64;
+
+/// Files a pipelined tree copy handles at a time (bounds the open files).
+const PIPELINE_CHUNK: usize = 256;
+
+/// A pipelined batch must answer for every file it was given.
+fn one_result_each(u: &FtpUrl, got: usize, want: usize) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "cp: {}: {got} results for {want} files",
+            u.display()
+        ))
+    }
+}
+
 /// Uploads a tree's files with pipelined STORs over cached MODE E connections (each file's
 /// data leaves once the server has started its transfer), checking each with --verify.
 fn put_tree_pipelined(
@@ -1100,14 +1102,12 @@ fn put_tree_pipelined(
     a: &CpArgs,
     progress: &Progress,
 ) -> Result<(u64, u64), String> {
-    const WINDOW: usize = 64;
     let verify = a.verify_alg()?;
     if let Some(alg) = verify {
         need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
     }
     let (mut bytes, mut done) = (0, 0);
-    // Chunks bound the number of open files.
-    for chunk in files.chunks(256) {
+    for chunk in files.chunks(PIPELINE_CHUNK) {
         let mut items = Vec::with_capacity(chunk.len());
         for (s, d, _) in chunk {
             let (Node::Local(s), Node::Remote(d)) = (s, d) else {
@@ -1118,16 +1118,9 @@ fn put_tree_pipelined(
             items.push((f, len, d.clone()));
         }
         let results = c
-            .put_pipelined(&items, WINDOW, o)
+            .put_pipelined(&items, PIPELINE_WINDOW, o)
             .map_err(|e| format!("cp: {}: {e}", u.display()))?;
-        if results.len() != items.len() {
-            return Err(format!(
-                "cp: {}: {} results for {} files",
-                u.display(),
-                results.len(),
-                items.len()
-            ));
-        }
+        one_result_each(u, results.len(), items.len())?;
         for (r, ((f, len, d), (s, _, _))) in results.into_iter().zip(items.iter().zip(chunk)) {
             let what = format!("cp: {} → {}", s.show(&Side::Local), u.display_path(d));
             let got = r.map_err(|e| format!("{what}: {e}"))?;
@@ -1154,10 +1147,8 @@ fn pipelined_share(
     verify: Option<Algorithm>,
     progress: &Progress,
 ) -> Result<(u64, u64), String> {
-    const WINDOW: usize = 64;
-    let mut bytes = 0;
-    let mut done = 0;
-    for chunk in files.chunks(256) {
+    let (mut bytes, mut done) = (0, 0);
+    for chunk in files.chunks(PIPELINE_CHUNK) {
         let mut items = Vec::with_capacity(chunk.len());
         let mut tmps = Vec::with_capacity(chunk.len());
         for (s, d, _) in chunk {
@@ -1173,16 +1164,9 @@ fn pipelined_share(
             tmps.push((tmp, d.clone(), s.clone()));
         }
         let results = c
-            .get_pipelined(&items, WINDOW, o)
+            .get_pipelined(&items, PIPELINE_WINDOW, o)
             .map_err(|e| format!("cp: {}: {e}", u.display()))?;
-        if results.len() != chunk.len() {
-            return Err(format!(
-                "cp: {}: {} results for {} files",
-                u.display(),
-                results.len(),
-                chunk.len()
-            ));
-        }
+        one_result_each(u, results.len(), chunk.len())?;
         for (r, ((tmp, d, s), (_, size))) in results
             .into_iter()
             .zip(tmps.into_iter().zip(chunk.iter().map(|(s, _, n)| (s, n))))

@@ -2,7 +2,9 @@
 //! I/O path in the same run, measured three ways: wall clock (throughput), CPU time of the
 //! whole process (both ends of the connection), and CPU time of the side under test (the
 //! process minus the peer thread). The peer is an ordinary `read(2)` loop for file → socket
-//! and a `sendfile(2)` source for socket → file.
+//! and a `sendfile(2)` source for socket → file. The `floor-*` cells measure the least work
+//! the side can do at all (TCP alone for file → socket, the page-cache write alone for
+//! socket → file; see `engine::Floor`): figures no engine can go below.
 //!
 //! `cargo bench -p gridos-benches --bench io_engine`; `GRIDOS_BENCH_DIR` picks where the
 //! files live (default: the system temp dir, i.e. a disk file system's page cache, as an FTP
@@ -14,7 +16,9 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use gridos_benches::engine::{Direction, Sample, Sink, cpu_time, run_once, warm_source};
+use gridos_benches::engine::{
+    Direction, Floor, Sample, Sink, cpu_time, floor_once, run_once, warm_source,
+};
 use gridos_io::IoPath;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,8 +52,9 @@ impl Measurement for CpuTime {
 }
 
 fn setup() -> (PathBuf, PathBuf, u64) {
-    let dir =
-        PathBuf::from(std::env::var("GRIDOS_BENCH_DIR").unwrap_or_else(|_| "/dev/shm".into()));
+    let dir = std::env::var_os("GRIDOS_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let size = std::env::var("GRIDOS_BENCH_SIZE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -83,6 +88,16 @@ fn cases<M: Measurement<Value = Duration>>(
                                     .expect("benchmark run"),
                             )
                         })
+                        .sum()
+                })
+            });
+        }
+        // The floors: what the side would cost with no engine at all (see `Floor`).
+        for &floor in Floor::of(dir) {
+            g.bench_function(BenchmarkId::from_parameter(floor.name()), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| pick(&floor_once(floor, &dst, size).expect("floor run")))
                         .sum()
                 })
             });

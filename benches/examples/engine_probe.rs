@@ -1,4 +1,5 @@
-//! Quick look at one engine configuration: `engine_probe DIRECTION PATH [pipe_size] [batch]`.
+//! Quick look at one engine configuration: `engine_probe DIRECTION PATH [pipe_size] [batch]`;
+//! PATH `floor` runs the direction's floor (see `engine::Floor`).
 use gridos_benches::engine::*;
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -7,7 +8,12 @@ fn main() {
     } else {
         Direction::SocketToFile
     };
-    let path: gridos_io::IoPath = a[2].parse().unwrap();
+    let floor = a[2] == "floor";
+    let path: gridos_io::IoPath = if floor {
+        gridos_io::IoPath::ReadWrite
+    } else {
+        a[2].parse().unwrap()
+    };
     if let Some(p) = a.get(3) {
         gridos_io::set_key("io.pipe_size", p).unwrap();
         gridos_io::set_key("io.chunk_size", p).unwrap();
@@ -20,6 +26,19 @@ fn main() {
     let src = warm_source(d, 1 << 30).unwrap();
     let mut v: Vec<_> = (0..5)
         .map(|_| {
+            if floor {
+                // The direction's floors, summed.
+                let runs: Vec<Sample> = Floor::of(dir)
+                    .iter()
+                    .map(|&f| floor_once(f, &d.join("probe-dst"), 1 << 30).unwrap())
+                    .collect();
+                let sum = |f: fn(&Sample) -> std::time::Duration| runs.iter().map(f).sum();
+                return Sample {
+                    wall: sum(|s| s.wall),
+                    cpu: sum(|s| s.cpu),
+                    cpu_side: sum(|s| s.cpu_side),
+                };
+            }
             run_once(
                 dir,
                 path,
@@ -40,7 +59,7 @@ fn main() {
     println!(
         "{:?} {} {:?}: {:.2} GiB/s, cpu {:.3} s/GiB, side {:.3} s/GiB",
         dir,
-        path,
+        if floor { "floor" } else { path.name() },
         a.get(3..),
         1.0 / m.wall.as_secs_f64(),
         m.cpu.as_secs_f64(),

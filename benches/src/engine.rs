@@ -204,3 +204,116 @@ pub fn run_once(
         cpu_side: cpu.saturating_sub(peer_cpu),
     })
 }
+
+/// The least work the measured side can possibly do in a direction, whatever engine it uses:
+/// lower bounds to read the engine's figures against. (A receive-only TCP floor is left out on
+/// purpose: over loopback, how much of TCP's receive work a thread is charged for depends on
+/// how fast it drains the socket, so such a figure is no lower bound.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// file → socket without the file: the same user pages handed to TCP again and again
+    /// by `vmsplice` + `splice`, no copy and no page-cache lookup. What remains is TCP over
+    /// loopback, which every sender pays.
+    TcpSend,
+    /// socket → file without the socket: `pwrite(2)` of a hot 1 MiB buffer over the warm
+    /// destination file. Every receiver that lands bytes in the page cache copies them in
+    /// once; this is that copy and the file system's part, with nothing of TCP.
+    PageCache,
+}
+
+impl Floor {
+    /// The floors of a direction.
+    pub fn of(direction: Direction) -> &'static [Floor] {
+        match direction {
+            Direction::FileToSocket => &[Floor::TcpSend],
+            Direction::SocketToFile => &[Floor::PageCache],
+        }
+    }
+
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Floor::TcpSend => "floor-tcp-send",
+            Floor::PageCache => "floor-page-cache",
+        }
+    }
+}
+
+/// Runs `floor` once for `size` bytes (`dst` is the destination file of [`Floor::PageCache`]);
+/// the same [`Sample`] fields as [`run_once`].
+pub fn floor_once(floor: Floor, dst: &Path, size: u64) -> std::io::Result<Sample> {
+    let block = vec![0x5Au8; 1 << 20];
+    match floor {
+        Floor::TcpSend => {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let (cpu0, t0) = (cpu_time(), Instant::now());
+            let sink = std::thread::spawn(move || {
+                let (s, _) = listener.accept()?;
+                timed(|| read_sink(&s))
+            });
+            let sock = TcpStream::connect(addr)?;
+            let (r, w) = nix::unistd::pipe()?;
+            nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20))?;
+            let mut sent = 0u64;
+            // A quarter of the pipe per round, so an unaligned buffer's extra page still
+            // fits and vmsplice never waits for a reader that is this same thread.
+            let step = 256 << 10;
+            while sent < size {
+                let want = (size - sent).min(step) as usize;
+                let iov = [std::io::IoSlice::new(&block[..want])];
+                let mut queued = nix::fcntl::vmsplice(&w, &iov, SpliceFFlags::empty())?;
+                while queued > 0 {
+                    let n = splice(
+                        &r,
+                        None,
+                        sock.as_fd(),
+                        None,
+                        queued,
+                        SpliceFFlags::SPLICE_F_MOVE,
+                    )?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    queued -= n;
+                    sent += n as u64;
+                }
+            }
+            drop(sock);
+            let (got, peer) = sink
+                .join()
+                .map_err(|_| std::io::Error::other("sink panicked"))??;
+            if got != size {
+                return Err(std::io::Error::other(format!(
+                    "sink got {got} of {size} bytes"
+                )));
+            }
+            let cpu = cpu_time().saturating_sub(cpu0);
+            Ok(Sample {
+                wall: t0.elapsed(),
+                cpu,
+                cpu_side: cpu.saturating_sub(peer),
+            })
+        }
+        Floor::PageCache => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(dst)?;
+            let (cpu0, t0) = (cpu_time(), Instant::now());
+            let mut at = 0u64;
+            while at < size {
+                let n = (size - at).min(block.len() as u64) as usize;
+                std::os::unix::fs::FileExt::write_all_at(&f, &block[..n], at)?;
+                at += n as u64;
+            }
+            let cpu = cpu_time().saturating_sub(cpu0);
+            Ok(Sample {
+                wall: t0.elapsed(),
+                cpu,
+                cpu_side: cpu,
+            })
+        }
+    }
+}

@@ -51,7 +51,7 @@ pub(crate) fn send(
 pub(crate) fn recv(
     sock: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
-    offset: u64,
+    offset: Option<u64>,
     len: Option<u64>,
     ctx: &mut Ctx,
 ) -> Result<u64> {
@@ -76,13 +76,17 @@ pub(crate) fn recv(
         };
         let mut written = 0;
         while written < n {
-            match nix::sys::uio::pwrite(file, &buf[written..n], (offset + moved) as i64) {
+            let r = match offset {
+                Some(o) => nix::sys::uio::pwrite(file, &buf[written..n], (o + moved) as i64),
+                None => nix::unistd::write(file, &buf[written..n]),
+            };
+            match r {
                 Ok(k) => {
                     written += k;
                     moved += k as u64;
                 }
                 Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::transfer("pwrite", e.into(), moved)),
+                Err(e) => return Err(Error::transfer("write", e.into(), moved)),
             }
         }
         ctx.tick(sock, moved);

@@ -42,7 +42,7 @@ pub(crate) fn send(
 pub(crate) fn recv(
     sock: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
-    offset: u64,
+    offset: Option<u64>,
     len: Option<u64>,
     ctx: &mut Ctx,
 ) -> Result<u64> {
@@ -75,12 +75,12 @@ pub(crate) fn recv(
         // equals the bytes that are in the file.
         let mut left = n;
         while left > 0 {
-            let mut off = (offset + moved) as i64;
+            let mut off = offset.map(|o| (o + moved) as i64);
             match splice(
                 &pipe.pipe().read,
                 None,
                 file,
-                Some(&mut off),
+                off.as_mut(),
                 left,
                 SpliceFFlags::SPLICE_F_MOVE,
             ) {

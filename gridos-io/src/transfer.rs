@@ -236,7 +236,9 @@ pub fn send_file_prefixed(
 
 /// Receives from `sock` into `file` at `offset`: exactly `len` bytes when `len` is `Some`
 /// (a peer that closes early gives [`Error::PeerClosed`]), or until the peer closes when
-/// `None`. Bytes land at `offset..offset + n`; nothing else in the file is touched.
+/// `None`. Bytes land at `offset..offset + n`; nothing else in the file is touched. A
+/// destination that cannot seek (a pipe, a socket, a terminal) takes the bytes in order, and
+/// then only `offset` 0 is accepted.
 pub fn recv_file(
     sock: &impl AsFd,
     file: &File,
@@ -247,12 +249,13 @@ pub fn recv_file(
     let sock = sock.as_fd();
     let mut ctx = Ctx::new(opts, Role::Receiver);
     let path = resolve_path(opts, &ctx.cfg)?;
+    let at = destination_offset(file.as_fd(), offset)?;
     stats::started(path);
     let start = Instant::now();
     let result = match path {
-        IoPath::Uring => crate::uring::recv(sock, file.as_fd(), offset, len, &mut ctx),
-        IoPath::Splice => crate::syscall::recv(sock, file.as_fd(), offset, len, &mut ctx),
-        IoPath::ReadWrite => crate::rw::recv(sock, file.as_fd(), offset, len, &mut ctx),
+        IoPath::Uring => crate::uring::recv(sock, file.as_fd(), at, len, &mut ctx),
+        IoPath::Splice => crate::syscall::recv(sock, file.as_fd(), at, len, &mut ctx),
+        IoPath::ReadWrite => crate::rw::recv(sock, file.as_fd(), at, len, &mut ctx),
     };
     stats::finished(&result);
     let moved = match &result {
@@ -264,6 +267,25 @@ pub fn recv_file(
     ctx.tick(sock, bytes);
     tracing::debug!(bytes, %path, "gridos-io: recv_file done");
     Ok(report(ctx, bytes, start, path, sock))
+}
+
+/// Where received bytes go: `Some(offset)` for a file that can be written at an offset, `None`
+/// for a pipe, socket or terminal, which take the bytes in order (only from offset 0: there
+/// is no other place to put them).
+fn destination_offset(file: BorrowedFd<'_>, offset: u64) -> Result<Option<u64>> {
+    use nix::unistd::{Whence, lseek};
+    match lseek(file, 0, Whence::SeekCur) {
+        Ok(_) => Ok(Some(offset)),
+        Err(nix::errno::Errno::ESPIPE) if offset == 0 => Ok(None),
+        Err(nix::errno::Errno::ESPIPE) => Err(Error::io(
+            "recv_file",
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("offset {offset} on a destination that cannot seek (a pipe or socket)"),
+            ),
+        )),
+        Err(e) => Err(Error::io("lseek", e)),
+    }
 }
 
 /// What a receive loop does when the socket hits end of stream.

@@ -10,8 +10,9 @@
 //! Receives are not linked: socket reads are short most of the time (whatever has arrived),
 //! which would break every chain. Instead the socket is read inline with a non-blocking
 //! splice when data is waiting (cheaper than a hand-off to an io-wq worker), the pipe → file
-//! write goes to the ring and overlaps with the next socket read (two pipes alternate), and
-//! waits for readiness are `POLL_ADD` requests on the same ring.
+//! write goes to the ring and overlaps with the socket reads (two pipes alternate: one is
+//! written while the other fills, one write in flight at a time), and waits for readiness are
+//! `POLL_ADD` requests on the same ring.
 //!
 //! We never return while a request of ours is in flight: on cancellation we submit
 //! `ASYNC_CANCEL` and still reap every completion, so a pipe is only closed or reused once the
@@ -325,18 +326,24 @@ pub(crate) fn send(
 
 /// Receive side. A socket read that would not block costs less as a plain non-blocking
 /// `splice(2)` than as a request handed to an io-wq worker, so socket → pipe runs inline when
-/// data is waiting; pipe → file@offset goes to the ring, where it overlaps with the next socket
-/// read (two pipes alternate), and readiness waits are `POLL_ADD` requests on the same ring, so
-/// one wait covers "socket readable" and "a file write finished".
+/// data is waiting; pipe → file@offset goes to the ring, where it overlaps with the socket
+/// reads. Two pipes alternate: one is written to the file while the other fills. Only one file
+/// write is in flight at a time: io-wq would otherwise run two writes of the same file on two
+/// workers that then spin on the inode lock; it also keeps the bytes in order for a destination
+/// that cannot seek (`offset` `None`: a pipe or socket). Each write carries everything that
+/// arrived while the previous one ran, so a slow disk gets fewer, larger writes. Readiness
+/// waits are `POLL_ADD` requests on the same ring, so one wait covers "socket readable" and
+/// "the file write finished".
 pub(crate) fn recv(
     sock: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
-    offset: u64,
+    offset: Option<u64>,
     len: Option<u64>,
     ctx: &mut Ctx,
 ) -> Result<u64> {
     use nix::fcntl::{SpliceFFlags, splice};
-    const POLL: usize = 4; // request indices: 2 + p = write from pipe p, POLL = socket poll
+    const WRITE: usize = 2; // request indices: WRITE + p = write from pipe p
+    const POLL: usize = 4; // the socket poll
     let _mode = ModeGuard::set(sock, true)?;
     let pool = pool(&ctx.cfg);
     let mut pipes = [pool.take()?, pool.take()?];
@@ -345,12 +352,16 @@ pub(crate) fn recv(
         .capacity()
         .min(pipes[1].pipe().capacity())
         .min(ctx.cfg.chunk_size) as u64;
+    let limit = len.unwrap_or(u64::MAX);
     let (fd, sfd) = (file.as_raw_fd(), sock.as_raw_fd());
     let mut held = [0u64; 2]; // bytes in each pipe
     let mut at = [0u64; 2]; // where those bytes go, relative to `offset`
-    let mut writing = [false; 2];
+    let mut writing: Option<usize> = None; // the pipe whose write is in flight
     let mut polling = false;
     let mut poll_cancelled = false;
+    // The last poll said "readable": a splice that still would block means the filling
+    // pipe has no free slots, so wait for the write instead of polling again.
+    let mut readable = false;
     let mut received = 0u64;
     let mut eof = false;
     let mut failure: Option<Error> = None;
@@ -366,35 +377,50 @@ pub(crate) fn recv(
     };
     with_ring(|ring| {
         let tag = ring.next_tag();
+        // Hands pipe `p`'s bytes to the ring as one write at their file offset.
+        let write = |ring: &mut Ring, p: usize, held: &[u64; 2], at: &[u64; 2]| {
+            let step = Step {
+                fd_in: pipes[p].pipe().read.as_raw_fd(),
+                off_in: -1,
+                fd_out: fd,
+                off_out: offset.map_or(-1, |o| (o + at[p]) as i64),
+                len: held[p] as u32,
+                into_pipe: false,
+            };
+            ring.push_splice(&step, tag, WRITE + p, false)
+        };
         loop {
             let stop = failure.is_some() || cancelled;
-            // Read from the socket while it has data and a pipe is free.
-            while !stop && !eof && !polling && received < len.unwrap_or(u64::MAX) {
-                let Some(p) = (0..2).find(|&i| held[i] == 0 && !writing[i]) else {
-                    break;
-                };
-                let want = match len {
-                    Some(l) => (l - received).min(chunk),
-                    None => chunk,
-                } as usize;
+            // The pipe that fills: the one not being written.
+            let mut p = match writing {
+                Some(w) => 1 - w,
+                None => usize::from(held[0] == 0 && held[1] > 0),
+            };
+            // Read from the socket while it has data and the filling pipe has room.
+            while !stop && !eof && !polling && received < limit {
+                let want = (limit - received).min(chunk - held[p]) as usize;
+                if want == 0 {
+                    break; // the pipe is full: wait for the write in flight
+                }
                 let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
                 match splice(sock, None, &pipes[p].pipe().write, None, want, flags) {
                     Ok(0) => eof = true,
                     Ok(n) => {
-                        at[p] = received;
-                        held[p] = n as u64;
+                        readable = false;
+                        if held[p] == 0 {
+                            at[p] = received;
+                        }
+                        held[p] += n as u64;
                         received += n as u64;
-                        let r = pipes[p].pipe().read.as_raw_fd();
-                        let step = Step {
-                            fd_in: r,
-                            off_in: -1,
-                            fd_out: fd,
-                            off_out: (offset + at[p]) as i64,
-                            len: n as u32,
-                            into_pipe: false,
-                        };
-                        ring.push_splice(&step, tag, 2 + p, false)?;
-                        writing[p] = true;
+                        if writing.is_none() {
+                            // The writer is idle: give it these bytes now.
+                            write(ring, p, &held, &at)?;
+                            writing = Some(p);
+                            p = 1 - p;
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN) if readable && held[p] > 0 => {
+                        break; // no pipe slots left: wait for the write in flight
                     }
                     Err(nix::errno::Errno::EAGAIN) => {
                         let e = opcode::PollAdd::new(types::Fd(sfd), libc::POLLIN as u32)
@@ -404,6 +430,7 @@ pub(crate) fn recv(
                         // and we reap its completion (or cancel it and reap) before returning.
                         unsafe { ring.push(&e)? };
                         polling = true;
+                        readable = false;
                     }
                     Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => {
@@ -416,14 +443,16 @@ pub(crate) fn recv(
                     }
                 }
             }
-            let in_flight = polling || writing.iter().any(|&w| w);
-            if !in_flight {
+            // Bytes left in the filling pipe with the writer idle (end of data, or the read
+            // loop stopped): write them.
+            if writing.is_none() && held[p] > 0 && failure.is_none() && !cancelled {
+                write(ring, p, &held, &at)?;
+                writing = Some(p);
+            }
+            if !polling && writing.is_none() {
                 break;
             }
-            if (failure.is_some() || eof || received >= len.unwrap_or(u64::MAX))
-                && polling
-                && !poll_cancelled
-            {
+            if (failure.is_some() || eof || received >= limit) && polling && !poll_cancelled {
                 ring.cancel(tag, std::iter::once(POLL))?;
                 poll_cancelled = true;
             }
@@ -431,15 +460,17 @@ pub(crate) fn recv(
             ring.reap(tag, &mut done)?;
             for &(i, r) in &done {
                 if i == POLL {
+                    // Readable, hung up or cancelled: the next splice tells which.
                     polling = false;
-                    continue; // readable, hung up or cancelled: the next splice tells which
+                    readable = true;
+                    continue;
                 }
-                let p = i - 2;
-                writing[p] = false;
+                let w = i - WRITE;
+                writing = None;
                 match r {
                     r if r > 0 => {
-                        held[p] -= r as u64;
-                        at[p] += r as u64;
+                        held[w] -= r as u64;
+                        at[w] += r as u64;
                     }
                     0 => {
                         failure.get_or_insert(Error::io(
@@ -457,26 +488,18 @@ pub(crate) fn recv(
                         ));
                     }
                 }
-                // A short write leaves bytes in the pipe: continue from where it stopped.
-                if held[p] > 0 && failure.is_none() && !cancelled {
-                    let rfd = pipes[p].pipe().read.as_raw_fd();
-                    let step = Step {
-                        fd_in: rfd,
-                        off_in: -1,
-                        fd_out: fd,
-                        off_out: (offset + at[p]) as i64,
-                        len: held[p] as u32,
-                        into_pipe: false,
-                    };
-                    ring.push_splice(&step, tag, 2 + p, false)?;
-                    writing[p] = true;
+                // A short write leaves bytes in the pipe: continue from where it stopped
+                // (before the other pipe, whose bytes come later in the file).
+                if held[w] > 0 && failure.is_none() && !cancelled {
+                    write(ring, w, &held, &at)?;
+                    writing = Some(w);
                 }
             }
             if !cancelled && ctx.cancelled() {
                 cancelled = true;
-                let open: Vec<usize> = (0..2)
-                    .filter(|&p| writing[p])
-                    .map(|p| 2 + p)
+                let open: Vec<usize> = writing
+                    .map(|w| WRITE + w)
+                    .into_iter()
                     .chain(polling.then_some(POLL))
                     .collect();
                 ring.cancel(tag, open.into_iter())?;

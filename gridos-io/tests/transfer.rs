@@ -445,3 +445,95 @@ fn a_socket_dropped_after_a_send_on_an_idle_io_thread_reaches_end_of_file() {
         assert_eq!(file_sha(&mut dst, 0, 1024), sha(&data));
     }
 }
+
+/// A sender that writes uneven pieces with pauses between some of them: the receiver sees
+/// partial reads, empty sockets while bytes still sit in its pipes, and bursts that arrive
+/// while a file write is in flight. Every path must land the bytes exactly, with and without
+/// a known length.
+#[test]
+fn uneven_bursts_and_pauses_land_exactly() {
+    let data = pattern(6 * 1024 * 1024 + 4321, 11);
+    for path in IoPath::ALL {
+        for known_len in [true, false] {
+            let (c, s) = pair();
+            let dst = tempfile::tempfile().unwrap();
+            let body = data.clone();
+            let sender = std::thread::spawn(move || {
+                let mut c = c;
+                let mut at = 0usize;
+                let mut i = 0usize;
+                while at < body.len() {
+                    // 1 byte, 3 KiB, 70 KiB, 1.5 MiB, repeating: small and large pieces.
+                    let piece = [1, 3 << 10, 70 << 10, 3 << 19][i % 4].min(body.len() - at);
+                    std::io::Write::write_all(&mut c, &body[at..at + piece]).unwrap();
+                    at += piece;
+                    if i % 3 == 0 {
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                    i += 1;
+                }
+            });
+            let len = data.len() as u64;
+            let got = recv_file(&s, &dst, 0, known_len.then_some(len), &forced(path)).unwrap();
+            sender.join().unwrap();
+            assert_eq!(got.bytes, len, "{path}");
+            let mut dst = dst;
+            assert_eq!(
+                file_sha(&mut dst, 0, len),
+                sha(&data),
+                "{path} known_len={known_len}"
+            );
+        }
+    }
+}
+
+/// A pipe as the destination (a FIFO a consumer reads, e.g. `gridos cp URL /path/to/fifo`):
+/// every path writes the bytes in order; an offset other than 0 is refused up front.
+#[test]
+fn a_fifo_destination_receives_the_bytes_in_order() {
+    let data = pattern(5 * 1024 * 1024 + 77, 13);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for path in IoPath::ALL {
+        for known_len in [true, false] {
+            let reader_path = fifo.clone();
+            let reader = std::thread::spawn(move || {
+                let mut f = std::fs::File::open(reader_path).unwrap();
+                let mut got = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut got).unwrap();
+                got
+            });
+            let out = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let (c, s) = pair();
+            let body = data.clone();
+            let sender = std::thread::spawn(move || {
+                let mut c = c;
+                std::io::Write::write_all(&mut c, &body).unwrap();
+            });
+            let len = data.len() as u64;
+            let got = recv_file(&s, &out, 0, known_len.then_some(len), &forced(path)).unwrap();
+            sender.join().unwrap();
+            drop(out);
+            assert_eq!(got.bytes, len, "{path}");
+            assert!(
+                reader.join().unwrap() == data,
+                "{path} known_len={known_len}: bytes differ"
+            );
+        }
+        // An offset on a pipe has no meaning: a typed error, nothing read from the socket.
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || {
+            let mut f = std::fs::File::open(reader_path).unwrap();
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut got).unwrap();
+            got.len()
+        });
+        let out = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let (_c, s) = pair();
+        let err = recv_file(&s, &out, 10, Some(5), &forced(path)).unwrap_err();
+        drop(out);
+        assert!(matches!(err, Error::Io { .. }), "{path}: {err:?}");
+        assert_eq!(reader.join().unwrap(), 0);
+    }
+}

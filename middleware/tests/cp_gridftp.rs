@@ -19,7 +19,7 @@ use peers::{Vsftpd, random_bytes, sha256, unavailable};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -644,6 +644,58 @@ fn ours_parallel_buffers_blocks_verify() {
     let j = gridos(&["cp", "--json", "--verify=SHA256", &srv.url("v.bin"), s(&d)]).ok();
     assert_eq!(j["verified"], true);
     same(&read(&d), &data, "verified download");
+}
+
+/// A FIFO destination (a consumer reading the download as it arrives): MODE E places blocks
+/// at offsets, which a pipe cannot take, so the copy falls back to stream mode and the reader
+/// gets every byte in order. A FIFO as an upload source has no size: refused, nothing sent.
+#[test]
+fn ours_fifo_destination_and_fifo_source() {
+    let srv = Ours::start();
+    let local = tempfile::tempdir().unwrap();
+    let data = random_bytes(7 * 1024 * 1024 + 5, 41);
+    std::fs::write(srv.path("f.bin"), &data).unwrap();
+    let fifo = local.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for streams in ["1", "4"] {
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || read(&reader_path));
+        gridos(&["cp", "-q", "-p", streams, &srv.url("f.bin"), s(&fifo)]).ok();
+        same(&reader.join().unwrap(), &data, "download into a FIFO");
+    }
+    assert!(
+        std::fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+        "the FIFO was replaced"
+    );
+
+    let writer_path = fifo.clone();
+    let body = data.clone();
+    // The writer sees the reader go away (EPIPE) once the copy refuses: that is expected.
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(writer_path)
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut w, &body);
+    });
+    let err = gridos(&["cp", "-q", s(&fifo), &srv.url("up.bin")])
+        .fails()
+        .to_string();
+    // Had the copy refused without opening the FIFO, the writer would still wait in open():
+    // a reader that opens and leaves releases it either way.
+    drop(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap(),
+    );
+    writer.join().unwrap();
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(
+        !srv.path("up.bin").exists(),
+        "an upload from a FIFO created a remote file"
+    );
 }
 
 #[test]

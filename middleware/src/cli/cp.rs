@@ -704,6 +704,11 @@ fn existing_device(d: &Path) -> Result<Option<File>, String> {
     }
 }
 
+/// Whether `f` can be written at an offset (not a pipe, socket or terminal).
+fn seekable(f: &File) -> bool {
+    nix::unistd::lseek(f, 0, nix::unistd::Whence::SeekCur).is_ok()
+}
+
 fn file_len(f: &File) -> Result<u64, String> {
     f.metadata()
         .map(|m| m.len())
@@ -892,8 +897,10 @@ fn copy_one(
                 (None, Some(t)) => t.file(),
                 (None, None) => return Err(format!("{what}: internal error")),
             };
+            // MODE E places blocks at offsets; a pipe or terminal takes bytes only in order.
+            let in_order = file_holder.is_some() && !resume && !seekable(f);
             let r = match &ext {
-                Some(o) => {
+                Some(o) if !in_order => {
                     // Only recorded ranges the file really reaches count.
                     let mut upto = RangeSet::new();
                     upto.insert(0, have);
@@ -915,8 +922,9 @@ fn copy_one(
                     }
                     r
                 }
-                None => c.get(s, f, have, have).map_err(ftp)?,
+                _ => c.get(s, f, have, have).map_err(ftp)?,
             };
+            let mode = if in_order { "stream" } else { mode };
             let is_dev = file_holder.is_some() && !resume;
             if !is_dev {
                 let len = file_len(f)?;
@@ -935,6 +943,13 @@ fn copy_one(
         }
         (_, Node::Local(s), Side::Ftp(c, _, g), Node::Remote(d)) => {
             let f = File::open(s).map_err(|e| format!("{what}: open source: {e}"))?;
+            // An upload is sent at offsets and sized up front: a pipe or device has neither,
+            // and its size of 0 would silently make an empty remote file.
+            if !f.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(format!(
+                    "{what}: the source is not a regular file (a pipe or device); uploads need a file"
+                ));
+            }
             let len = file_len(&f)?;
             if let Some(alg) = verify {
                 need_cksm(c, alg).map_err(|e| format!("{what}: {e}"))?;

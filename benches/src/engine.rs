@@ -162,15 +162,7 @@ pub fn run_once(
             let sock = TcpStream::connect(addr)?;
             send_file(&src_file, 0, size, &sock, &opts).map_err(std::io::Error::other)?;
             drop(sock);
-            let (got, peer) = sink
-                .join()
-                .map_err(|_| std::io::Error::other("sink panicked"))??;
-            if got != size {
-                return Err(std::io::Error::other(format!(
-                    "sink got {got} of {size} bytes"
-                )));
-            }
-            peer
+            join_sink(sink, size)?
         }
         Direction::SocketToFile => {
             let dst_file = std::fs::OpenOptions::new()
@@ -197,12 +189,33 @@ pub fn run_once(
                 .1
         }
     };
+    Ok(sample(cpu0, t0, peer_cpu))
+}
+
+/// Waits for a sink thread; its CPU time, or an error when it did not get `size` bytes.
+fn join_sink(
+    sink: std::thread::JoinHandle<std::io::Result<(u64, Duration)>>,
+    size: u64,
+) -> std::io::Result<Duration> {
+    let (got, peer) = sink
+        .join()
+        .map_err(|_| std::io::Error::other("sink panicked"))??;
+    if got != size {
+        return Err(std::io::Error::other(format!(
+            "sink got {got} of {size} bytes"
+        )));
+    }
+    Ok(peer)
+}
+
+/// The sample of a run that started at `cpu0`/`t0` and whose peer thread used `peer` CPU.
+fn sample(cpu0: Duration, t0: Instant, peer: Duration) -> Sample {
     let cpu = cpu_time().saturating_sub(cpu0);
-    Ok(Sample {
+    Sample {
         wall: t0.elapsed(),
         cpu,
-        cpu_side: cpu.saturating_sub(peer_cpu),
-    })
+        cpu_side: cpu.saturating_sub(peer),
+    }
 }
 
 /// The least work the measured side can possibly do in a direction, whatever engine it uses:
@@ -280,20 +293,8 @@ pub fn floor_once(floor: Floor, dst: &Path, size: u64) -> std::io::Result<Sample
                 }
             }
             drop(sock);
-            let (got, peer) = sink
-                .join()
-                .map_err(|_| std::io::Error::other("sink panicked"))??;
-            if got != size {
-                return Err(std::io::Error::other(format!(
-                    "sink got {got} of {size} bytes"
-                )));
-            }
-            let cpu = cpu_time().saturating_sub(cpu0);
-            Ok(Sample {
-                wall: t0.elapsed(),
-                cpu,
-                cpu_side: cpu.saturating_sub(peer),
-            })
+            let peer = join_sink(sink, size)?;
+            Ok(sample(cpu0, t0, peer))
         }
         Floor::PageCache => {
             let f = std::fs::OpenOptions::new()
@@ -308,12 +309,7 @@ pub fn floor_once(floor: Floor, dst: &Path, size: u64) -> std::io::Result<Sample
                 std::os::unix::fs::FileExt::write_all_at(&f, &block[..n], at)?;
                 at += n as u64;
             }
-            let cpu = cpu_time().saturating_sub(cpu0);
-            Ok(Sample {
-                wall: t0.elapsed(),
-                cpu,
-                cpu_side: cpu,
-            })
+            Ok(sample(cpu0, t0, Duration::ZERO))
         }
     }
 }

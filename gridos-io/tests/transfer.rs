@@ -537,3 +537,39 @@ fn a_fifo_destination_receives_the_bytes_in_order() {
         assert_eq!(reader.join().unwrap(), 0);
     }
 }
+
+/// A FIFO whose reader stops reading: the io_uring path's file write waits in the kernel, and a
+/// cancel still ends the transfer (the write is cancelled on its io-wq worker).
+#[test]
+fn cancel_unblocks_a_uring_receive_into_a_stalled_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Held open and never read: the pipe fills and stays full.
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
+    let out = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let stalled_reader = reader.join().unwrap();
+    let (c, s) = pair();
+    let data = pattern(16 * 1024 * 1024, 17);
+    let sender = std::thread::spawn(move || {
+        let mut c = c;
+        let _ = std::io::Write::write_all(&mut c, &data);
+    });
+    let token = CancelToken::new();
+    let t2 = token.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        t2.cancel();
+    });
+    let opts = TransferOptions {
+        path: Some(IoPath::Uring),
+        cancel: Some(token),
+        ..Default::default()
+    };
+    let err = recv_file(&s, &out, 0, None, &opts).unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+    drop((s, out, stalled_reader));
+    sender.join().unwrap();
+}

@@ -56,6 +56,11 @@ pub(crate) fn recv(
     ctx: &mut Ctx,
 ) -> Result<u64> {
     let _mode = ModeGuard::set(sock, true)?;
+    // A pipe or socket destination may stall: wait for it in poll, where a cancel is seen.
+    let _dest_mode = offset
+        .is_none()
+        .then(|| ModeGuard::set(file, true))
+        .transpose()?;
     let mut buf = vec![0u8; ctx.cfg.chunk_size];
     let mut moved = 0u64;
     loop {
@@ -86,6 +91,7 @@ pub(crate) fn recv(
                     moved += k as u64;
                 }
                 Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => wait_ready(file, true, ctx, moved)?,
                 Err(e) => return Err(Error::transfer("write", e.into(), moved)),
             }
         }

@@ -47,6 +47,17 @@ pub(crate) fn recv(
     ctx: &mut Ctx,
 ) -> Result<u64> {
     let _mode = ModeGuard::set(sock, true)?;
+    // A pipe or socket destination may stop taking bytes (a consumer that stalls): wait for
+    // it in poll, where a cancel is seen, not inside a blocking write.
+    let _dest_mode = offset
+        .is_none()
+        .then(|| ModeGuard::set(file, true))
+        .transpose()?;
+    let out_flags = if offset.is_none() {
+        SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
+    } else {
+        SpliceFFlags::SPLICE_F_MOVE
+    };
     let pool = crate::uring::pool(&ctx.cfg);
     let mut pipe = pool.take()?;
     let chunk = pipe.pipe().capacity().min(ctx.cfg.chunk_size);
@@ -76,14 +87,7 @@ pub(crate) fn recv(
         let mut left = n;
         while left > 0 {
             let mut off = offset.map(|o| (o + moved) as i64);
-            match splice(
-                &pipe.pipe().read,
-                None,
-                file,
-                off.as_mut(),
-                left,
-                SpliceFFlags::SPLICE_F_MOVE,
-            ) {
+            match splice(&pipe.pipe().read, None, file, off.as_mut(), left, out_flags) {
                 Ok(0) => {
                     return Err(Error::io(
                         "splice(pipe→file)",
@@ -95,6 +99,7 @@ pub(crate) fn recv(
                     moved += k as u64;
                 }
                 Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => wait_ready(file, true, ctx, moved)?,
                 Err(e) => return Err(Error::transfer("splice(pipe→file)", e.into(), moved)),
             }
         }

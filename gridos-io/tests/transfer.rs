@@ -538,10 +538,16 @@ fn a_fifo_destination_receives_the_bytes_in_order() {
     }
 }
 
-/// A FIFO whose reader stops reading: the io_uring path's file write waits in the kernel, and a
-/// cancel still ends the transfer (the write is cancelled on its io-wq worker).
+/// A FIFO whose reader stops reading: every path's write waits (on an io-wq worker for
+/// io_uring, in poll for the others), and a cancel still ends the transfer.
 #[test]
-fn cancel_unblocks_a_uring_receive_into_a_stalled_fifo() {
+fn cancel_unblocks_a_receive_into_a_stalled_fifo() {
+    for path in IoPath::ALL {
+        stalled_fifo(path);
+    }
+}
+
+fn stalled_fifo(path: IoPath) {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -563,13 +569,13 @@ fn cancel_unblocks_a_uring_receive_into_a_stalled_fifo() {
         t2.cancel();
     });
     let opts = TransferOptions {
-        path: Some(IoPath::Uring),
+        path: Some(path),
         cancel: Some(token),
         ..Default::default()
     };
     let err = recv_file(&s, &out, 0, None, &opts).unwrap_err();
     canceller.join().unwrap();
-    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+    assert!(matches!(err, Error::Cancelled { .. }), "{path}: {err:?}");
     drop((s, out, stalled_reader));
     sender.join().unwrap();
 }

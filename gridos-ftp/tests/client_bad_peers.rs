@@ -298,3 +298,77 @@ fn cancellation_stops_a_transfer() {
     assert!(matches!(e, Error::Cancelled { moved: 10 }), "{e}");
     h.join().unwrap();
 }
+
+/// Active mode: the client listens, sends PORT and takes the data connection only from the
+/// server's address. A connection from elsewhere (127.0.0.2 here) that reaches the port first
+/// is turned away; the server's own connection then carries the file.
+#[test]
+fn active_mode_accepts_only_the_server() {
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 17 % 253) as u8).collect();
+    let sent = payload.clone();
+    let (addr, h) = fake(move |c| {
+        c.login(" SIZE\r\n");
+        c.expect("SIZE /f");
+        c.send(&format!("213 {}\r\n", sent.len()));
+        let port = c.expect("PORT ");
+        let n: Vec<u16> = port[5..].split(',').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(&n[..4], &[127, 0, 0, 1], "{port}");
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], (n[4] << 8) | n[5]));
+        c.send("200 PORT ok\r\n");
+        c.expect("RETR /f");
+        c.send("150 connecting\r\n");
+        // The intruder: another address, data of its own.
+        let intruder =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        intruder
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        intruder.connect(&target.into()).unwrap();
+        let mut intruder: TcpStream = intruder.into();
+        let _ = intruder.write_all(b"not the file");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut d = TcpStream::connect(target).unwrap();
+        d.write_all(&sent).unwrap();
+        drop(d);
+        c.send("226 done\r\n");
+        c.expect("QUIT");
+        c.send("221 bye\r\n");
+    });
+    let mut cfg = quick();
+    cfg.active = true;
+    let mut cl = Client::connect(&addr, cfg).unwrap();
+    cl.login_anonymous().unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let r = cl.get("/f", &out, 0, 0).unwrap();
+    assert_eq!(r.bytes, payload.len() as u64);
+    let mut got = vec![0u8; payload.len()];
+    gridos_io::file_read(&out, 0, &mut got).unwrap();
+    assert_eq!(got, payload);
+    cl.quit().unwrap();
+    h.join().unwrap();
+}
+
+/// Active mode with a server that never connects: a timeout, not a hang.
+#[test]
+fn active_mode_without_a_connection_times_out() {
+    let (addr, h) = fake(move |c| {
+        c.login("");
+        c.expect("PORT ");
+        c.send("200 PORT ok\r\n");
+        c.expect("RETR /f");
+        c.send("150 connecting\r\n");
+        // Waits for the client to give up (it closes the control connection).
+        let mut line = String::new();
+        let _ = c.r.read_line(&mut line);
+    });
+    let mut cfg = quick();
+    cfg.active = true;
+    cfg.connect_timeout = Duration::from_millis(500);
+    let mut cl = Client::connect(&addr, cfg).unwrap();
+    cl.login_anonymous().unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let e = cl.get("/f", &out, 0, 0).unwrap_err();
+    assert!(matches!(e, Error::Timeout(..)), "{e:?}");
+    drop(cl);
+    h.join().unwrap();
+}

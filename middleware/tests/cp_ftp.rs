@@ -182,6 +182,8 @@ fn cp_ftp_vsftpd_files_both_ways_and_resume() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("-r"));
 }
 
+/// Trees both ways, passive and then active (`--active`: vsftpd connects to us for every
+/// listing and file).
 #[test]
 fn cp_ftp_vsftpd_recursive_both_ways() {
     let Some(v) = Vsftpd::start("127.0.0.1") else {
@@ -196,27 +198,26 @@ fn cp_ftp_vsftpd_recursive_both_ways() {
     std::fs::write(t.join("a/one.bin"), random_bytes(1_000_000, 2)).unwrap();
     std::fs::write(t.join("a/b c/two words.txt"), b"hello\n").unwrap();
     std::fs::write(t.join("a/b c/d/zero.bin"), b"").unwrap();
-    let j = ok(&gridos(&[
-        "cp",
-        "-r",
-        "--json",
-        t.to_str().unwrap(),
-        &format!("{base}/pub/"),
-    ]));
-    assert_eq!(j["files"], 4);
-    assert_eq!(tree(&v.pub_dir.join("tree")), tree(&t));
+    for (name, mode) in [("passive", None), ("active", Some("--active"))] {
+        let remote = format!("{base}/pub/{name}/");
+        let mut up = vec!["cp", "-r", "--json", t.to_str().unwrap(), &remote];
+        up.extend(mode);
+        // The remote parent first: `cp -r` creates the tree's own directory, not its parents.
+        std::fs::create_dir(v.pub_dir.join(name)).unwrap();
+        chown_to_anon(&v.pub_dir.join(name), &v.pub_dir);
+        let j = ok(&gridos(&up));
+        assert_eq!(j["files"], 4, "{name}");
+        assert_eq!(tree(&v.pub_dir.join(name).join("tree")), tree(&t), "{name}");
 
-    let back = dir.path().join("back");
-    let j = ok(&gridos(&[
-        "cp",
-        "-r",
-        "--json",
-        &format!("{base}/pub/tree"),
-        back.to_str().unwrap(),
-    ]));
-    assert_eq!(j["files"], 4);
-    assert_eq!(j["bytes"], 1_300_006);
-    assert_eq!(tree(&back), tree(&t));
+        let back = dir.path().join(format!("back-{name}"));
+        let from = format!("{base}/pub/{name}/tree");
+        let mut down = vec!["cp", "-r", "--json", &from, back.to_str().unwrap()];
+        down.extend(mode);
+        let j = ok(&gridos(&down));
+        assert_eq!(j["files"], 4, "{name}");
+        assert_eq!(j["bytes"], 1_300_006, "{name}");
+        assert_eq!(tree(&back), tree(&t), "{name}");
+    }
 }
 
 fn sha(data: &[u8]) -> Vec<u8> {
@@ -376,6 +377,30 @@ fn cp_against_our_server_both_ways_resume_and_tree() {
         sha(&std::fs::read(down.join("x/1.bin")).unwrap()),
         sha(&random_bytes(100_000, 9))
     );
+
+    // Active mode: the server connects to us for the listings of a tree download and for a
+    // MODE Z file (a stream-mode transfer; MODE E files take their own path).
+    let active = dir.path().join("active");
+    let j = ok(&gridos(&[
+        "cp",
+        "-r",
+        "--json",
+        "--active",
+        &format!("{base}/tree"),
+        active.to_str().unwrap(),
+    ]));
+    assert_eq!(j["files"], 2);
+    assert_eq!(tree(&active), tree(&t));
+    let z = dir.path().join("active-z.bin");
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        "--active",
+        "--compress",
+        &format!("{base}/a.bin"),
+        z.to_str().unwrap(),
+    ]));
+    assert_eq!(sha(&std::fs::read(&z).unwrap()), sha(&d));
 
     // A wrong password fails with the server's code and non-zero exit.
     let out = gridos(&[

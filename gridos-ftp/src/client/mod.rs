@@ -28,7 +28,8 @@ pub use list::{Entry, EntryKind};
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -56,6 +57,11 @@ pub struct ClientConfig {
     pub max_listing: usize,
     /// Try EPSV before PASV (default true; false goes straight to PASV).
     pub use_epsv: bool,
+    /// Active mode for stream-mode transfers and listings: we listen on the control
+    /// connection's local address, send PORT (EPRT for IPv6) and accept the server's data
+    /// connection, only from the server's own address (default false: passive). MODE E
+    /// downloads always work this way; MODE E uploads stay passive.
+    pub active: bool,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +73,7 @@ impl Default for ClientConfig {
             transfer: TransferOptions::default(),
             max_listing: 64 << 20,
             use_epsv: true,
+            active: false,
         }
     }
 }
@@ -590,6 +597,7 @@ impl Client {
         }
         let cmd = Command::Retr(p);
         let early = self.start_transfer(&cmd)?;
+        let data = self.data_ready(data)?;
         let res = if self.ext.deflate {
             self.with_watchdog(|opts| {
                 gridos_io::compress::recv_decompressed(&data, file, file_offset, ZLIB, opts)
@@ -642,6 +650,7 @@ impl Client {
             }
         };
         let early = self.start_transfer(&cmd)?;
+        let data = self.data_ready(data)?;
         let res = if self.ext.deflate {
             self.with_watchdog(|opts| {
                 gridos_io::compress::send_compressed(file, offset, len, &data, ZLIB, opts)
@@ -780,9 +789,82 @@ impl Client {
         }
     }
 
-    /// Opens a passive data connection to the control peer: EPSV, else PASV (whose address is
-    /// ignored except for the port).
-    fn open_data(&mut self) -> Result<TcpStream> {
+    /// Prepares the data connection of the next transfer command: in passive mode connects to
+    /// the control peer (EPSV, else PASV, whose address is ignored except for the port); in
+    /// active mode listens and sends PORT/EPRT. [`data_ready`](Self::data_ready) completes it
+    /// once the command is accepted.
+    fn open_data(&mut self) -> Result<DataConn> {
+        if self.config.active {
+            let local = self
+                .ctrl
+                .local_addr()
+                .map_err(|e| Error::io("getsockname", e))?;
+            let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0))
+                .map_err(|e| Error::io("listen for the data connection", e))?;
+            let cmd = match listener
+                .local_addr()
+                .map_err(|e| Error::io("getsockname", e))?
+            {
+                SocketAddr::V4(v4) => Command::Port(v4),
+                v6 => Command::Eprt(v6),
+            };
+            self.expect(&cmd, &[200])?;
+            return Ok(DataConn::Waiting(listener));
+        }
+        self.connect_passive().map(DataConn::Ready)
+    }
+
+    /// The data connection once the transfer command was accepted. In active mode: the
+    /// server's connection, accepted only from the control peer's address (anyone else who
+    /// finds the port is turned away), within `connect_timeout`, honouring the cancel token.
+    fn data_ready(&self, d: DataConn) -> Result<TcpStream> {
+        let listener = match d {
+            DataConn::Ready(s) => return Ok(s),
+            DataConn::Waiting(l) => l,
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("listen for the data connection", e))?;
+        let deadline = Instant::now() + self.config.connect_timeout;
+        loop {
+            match listener.accept() {
+                Ok((s, from)) if from.ip() == self.peer.ip() => {
+                    s.set_nonblocking(false)
+                        .map_err(|e| Error::io("data connection", e))?;
+                    return Ok(s);
+                }
+                Ok(_) => continue, // not the server: refused by closing it
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("accept the data connection", e)),
+            }
+            if self
+                .config
+                .transfer
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.is_cancelled())
+            {
+                return Err(Error::Cancelled { moved: 0 });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(
+                    self.config.connect_timeout,
+                    "the server's data connection (active mode)",
+                ));
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                listener.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let wait = left.min(POLL).as_millis() as u16;
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(wait));
+        }
+    }
+
+    /// Connects a passive data connection to the control peer: EPSV, else PASV.
+    fn connect_passive(&mut self) -> Result<TcpStream> {
         let ip: IpAddr = self.peer.ip();
         let port = if self.config.use_epsv && !self.epsv_refused {
             let cmd = Command::Epsv(EpsvArg::Any);
@@ -939,8 +1021,9 @@ impl Client {
     /// Runs a listing command and returns its data as text (bounded by `max_listing`).
     fn listing(&mut self, cmd: Command) -> Result<String> {
         self.leave_mode_e()?;
-        let mut data = self.open_data()?;
+        let data = self.open_data()?;
         let early = self.start_transfer(&cmd)?;
+        let mut data = self.data_ready(data)?;
         data.set_read_timeout(Some(self.config.data_timeout))
             .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
         let max = self.config.max_listing;
@@ -965,6 +1048,12 @@ impl Client {
         self.finish_transfer(&cmd, early, res)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
+}
+
+/// A data connection being set up: connected (passive) or awaiting the server (active).
+enum DataConn {
+    Ready(TcpStream),
+    Waiting(TcpListener),
 }
 
 /// The path in a 257 reply: `"dir ""quoted"" name" created`.

@@ -80,6 +80,11 @@ pub struct CpArgs {
     /// on one control connection, every file over the same MODE E data connections.
     #[arg(long)]
     pub pipeline: bool,
+    /// Active mode: the server connects to us (PORT/EPRT) for stream-mode transfers and
+    /// listings, for servers that cannot offer passive ports. MODE E downloads always work
+    /// this way.
+    #[arg(long)]
+    pub active: bool,
     /// Report the tuning decisions (RTT, bandwidth, buffers, streams) on stderr: set from the
     /// global `-v`.
     #[arg(skip)]
@@ -360,9 +365,10 @@ impl Drop for Progress {
     }
 }
 
-fn connect(url: &FtpUrl, progress: &Arc<AtomicU64>) -> Result<Client, String> {
+fn connect(url: &FtpUrl, progress: &Arc<AtomicU64>, active: bool) -> Result<Client, String> {
     let mut config = ClientConfig::default();
     config.transfer.progress = Some(progress.clone());
+    config.active = active;
     let mut c = Client::connect(url.authority(), config)
         .map_err(|e| format!("cp: {}: {e}", url.display()))?;
     let password = match &url.password {
@@ -413,7 +419,7 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
         match loc {
             Location::Local(p) => Ok((Side::Local, Node::Local(p))),
             Location::Ftp(u) => {
-                let c = connect(&u, &progress.current)?;
+                let c = connect(&u, &progress.current, a.active)?;
                 let grid = a.grid_for(&c, &u)?;
                 if a.verbose {
                     eprintln!("gridos: cp: {}: plan {}", u.display(), grid.plan);
@@ -1070,7 +1076,8 @@ fn get_tree_pipelined(
         let others: Vec<_> = parts
             .map(|part| {
                 s.spawn(move || -> Result<(u64, u64), String> {
-                    let mut extra = connect(u, &progress.current)?;
+                    // Pipelined sessions move MODE E only: passive or active does not apply.
+                    let mut extra = connect(u, &progress.current, false)?;
                     let r = pipelined_share(&mut extra, u, o, part, verify, progress);
                     let _ = extra.quit();
                     r

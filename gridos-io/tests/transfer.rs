@@ -8,6 +8,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Options forcing `path` whose cancel token fires after `ms` milliseconds; join the thread
+/// once the transfer returned.
+fn cancelled_after(path: IoPath, ms: u64) -> (TransferOptions, std::thread::JoinHandle<()>) {
+    let token = CancelToken::new();
+    let t2 = token.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        t2.cancel();
+    });
+    let opts = TransferOptions {
+        path: Some(path),
+        cancel: Some(token),
+        ..Default::default()
+    };
+    (opts, canceller)
+}
+
 fn forced(path: IoPath) -> TransferOptions {
     TransferOptions {
         path: Some(path),
@@ -184,18 +201,8 @@ fn cancel_unblocks_a_receive_from_a_silent_peer() {
     for path in IoPath::ALL {
         let (_c, s) = pair();
         let dst = tempfile::tempfile().unwrap();
-        let token = CancelToken::new();
-        let t2 = token.clone();
         let start = Instant::now();
-        let canceller = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
-            t2.cancel();
-        });
-        let opts = TransferOptions {
-            path: Some(path),
-            cancel: Some(token),
-            ..Default::default()
-        };
+        let (opts, canceller) = cancelled_after(path, 200);
         let err = recv_file(&s, &dst, 0, Some(10), &opts).unwrap_err();
         canceller.join().unwrap();
         assert!(
@@ -216,17 +223,7 @@ fn cancel_unblocks_a_send_to_a_peer_that_stops_reading() {
     for path in IoPath::ALL {
         let src = file_with(&data);
         let (c, _s) = pair(); // _s is never read: the socket buffers fill and the send blocks
-        let token = CancelToken::new();
-        let t2 = token.clone();
-        let canceller = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            t2.cancel();
-        });
-        let opts = TransferOptions {
-            path: Some(path),
-            cancel: Some(token),
-            ..Default::default()
-        };
+        let (opts, canceller) = cancelled_after(path, 300);
         let err = send_file(&src, 0, data.len() as u64, &c, &opts).unwrap_err();
         canceller.join().unwrap();
         let Error::Cancelled { moved } = err else {
@@ -562,17 +559,7 @@ fn stalled_fifo(path: IoPath) {
         let mut c = c;
         let _ = std::io::Write::write_all(&mut c, &data);
     });
-    let token = CancelToken::new();
-    let t2 = token.clone();
-    let canceller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        t2.cancel();
-    });
-    let opts = TransferOptions {
-        path: Some(path),
-        cancel: Some(token),
-        ..Default::default()
-    };
+    let (opts, canceller) = cancelled_after(path, 300);
     let err = recv_file(&s, &out, 0, None, &opts).unwrap_err();
     canceller.join().unwrap();
     assert!(matches!(err, Error::Cancelled { .. }), "{path}: {err:?}");

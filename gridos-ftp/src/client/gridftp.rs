@@ -238,19 +238,7 @@ impl Client {
                 return Ok((socks, listener));
             }
         }
-        let local = self
-            .ctrl
-            .local_addr()
-            .map_err(|e| Error::io("getsockname", e))?;
-        let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0))
-            .map_err(|e| Error::io("listen for data connections", e))?;
-        let at = listener
-            .local_addr()
-            .map_err(|e| Error::io("getsockname", e))?;
-        let cmd = match at {
-            SocketAddr::V4(v4) => Command::Port(v4),
-            v6 => Command::Eprt(v6),
-        };
+        let (listener, cmd) = self.data_listener()?;
         self.defer(cmd, &[200]);
         Ok((Vec::new(), Some(listener)))
     }

@@ -795,23 +795,30 @@ impl Client {
     /// once the command is accepted.
     fn open_data(&mut self) -> Result<DataConn> {
         if self.config.active {
-            let local = self
-                .ctrl
-                .local_addr()
-                .map_err(|e| Error::io("getsockname", e))?;
-            let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0))
-                .map_err(|e| Error::io("listen for the data connection", e))?;
-            let cmd = match listener
-                .local_addr()
-                .map_err(|e| Error::io("getsockname", e))?
-            {
-                SocketAddr::V4(v4) => Command::Port(v4),
-                v6 => Command::Eprt(v6),
-            };
+            let (listener, cmd) = self.data_listener()?;
             self.expect(&cmd, &[200])?;
             return Ok(DataConn::Waiting(listener));
         }
         self.connect_passive().map(DataConn::Ready)
+    }
+
+    /// A listener on the control connection's local address for the server to connect to,
+    /// and the PORT (EPRT for IPv6) command that names it.
+    pub(super) fn data_listener(&self) -> Result<(TcpListener, Command)> {
+        let local = self
+            .ctrl
+            .local_addr()
+            .map_err(|e| Error::io("getsockname", e))?;
+        let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0))
+            .map_err(|e| Error::io("listen for data connections", e))?;
+        let cmd = match listener
+            .local_addr()
+            .map_err(|e| Error::io("getsockname", e))?
+        {
+            SocketAddr::V4(v4) => Command::Port(v4),
+            v6 => Command::Eprt(v6),
+        };
+        Ok((listener, cmd))
     }
 
     /// The data connection once the transfer command was accepted. In active mode: the

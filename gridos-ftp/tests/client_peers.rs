@@ -54,7 +54,8 @@ pub fn vsftpd_binary() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -224,4 +225,24 @@ pub fn sha256(data: &[u8]) -> String {
 fn harness_helpers() {
     assert_eq!(random_bytes(1000, 7), random_bytes(1000, 7));
     assert_ne!(sha256(&random_bytes(100, 1)), sha256(&random_bytes(100, 2)));
+}
+
+/// Relative path → SHA-256 of every file under `dir` (directories as "dir"): two trees are
+/// the same when these maps are equal.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    fn go(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            if p.is_dir() {
+                out.insert(rel, "dir".into());
+                go(base, &p, out);
+            } else {
+                out.insert(rel, sha256(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    go(dir, dir, &mut out);
+    out
 }

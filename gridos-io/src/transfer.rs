@@ -107,13 +107,12 @@ impl Ctx {
             return;
         }
         self.last_sample = Instant::now();
-        // Only TCP sockets have TCP_INFO; others run without a monitor.
-        if crate::tcp_info(&sock).is_err() {
-            self.tuning = Tuning::Off;
-            return;
-        }
         if let Tuning::Pending { role, max_buffer } = self.tuning {
-            self.tuning = Tuning::On(crate::net::SocketTuner::new(role, Some(max_buffer)));
+            // Only TCP sockets have TCP_INFO; others run without a monitor.
+            self.tuning = match crate::tcp_info(&sock) {
+                Ok(_) => Tuning::On(crate::net::SocketTuner::new(role, Some(max_buffer))),
+                Err(_) => Tuning::Off,
+            };
         }
         let Tuning::On(tuner) = &mut self.tuning else {
             return;

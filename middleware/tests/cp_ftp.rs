@@ -7,9 +7,8 @@ mod peers;
 
 use gridos_ftp::client::{Client, ClientConfig, EntryKind, PutMode};
 use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
-use peers::{Vsftpd, random_bytes, sha256};
+use peers::{Vsftpd, random_bytes, sha256, tree};
 use sha2::Digest;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -27,25 +26,6 @@ fn ok(out: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// Relative path → SHA-256 of every file under `dir` (directories as "dir").
-fn tree(dir: &Path) -> BTreeMap<String, String> {
-    fn go(base: &Path, d: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(base).unwrap().display().to_string();
-            if p.is_dir() {
-                out.insert(rel, "dir".into());
-                go(base, &p, out);
-            } else {
-                out.insert(rel, sha256(&std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    go(dir, dir, &mut out);
-    out
 }
 
 fn chown_to_anon(p: &Path, owner_of: &Path) {

@@ -15,10 +15,9 @@
 mod peers;
 
 use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
-use peers::{Vsftpd, random_bytes, sha256, unavailable};
-use std::collections::BTreeMap;
+use peers::{Vsftpd, free_port, random_bytes, sha256, tree, unavailable};
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -124,25 +123,6 @@ fn same(got: &[u8], want: &[u8], what: &str) {
     );
 }
 
-/// Relative path → SHA-256 of every file under `dir` (directories as "dir").
-fn tree(dir: &Path) -> BTreeMap<String, String> {
-    fn go(base: &Path, d: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(base).unwrap().display().to_string();
-            if p.is_dir() {
-                out.insert(rel, "dir".into());
-                go(base, &p, out);
-            } else {
-                out.insert(rel, sha256(&std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    go(dir, dir, &mut out);
-    out
-}
-
 /// Builds a tree of 305 small files (5 empty) in nested directories, with empty
 /// directories and names with spaces, readable by everyone; returns the file count.
 fn make_tree(t: &Path) -> u64 {
@@ -189,14 +169,6 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------
 // globus-gridftp-server
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A globus-gridftp-server serving anonymously on 127.0.0.1 (killed on drop), with a
 /// world-writable scratch directory.

@@ -355,11 +355,7 @@ impl Client {
         let ty = Command::Type(TransferType::Image);
         self.send_many(&[&Command::Feat, &ty])?;
         let r = self.read_final("FEAT", self.config.reply_timeout)?;
-        self.features = match r.code {
-            211 => Features::parse(&r),
-            500..=504 => Features::default(),
-            _ => return Err(reply_error(&Command::Feat, &r)),
-        };
+        self.take_features(&r)?;
         if self.features.utf8 {
             // Best effort (servers that announce UTF8 usually have it on anyway): it leaves
             // with the next command instead of costing a round trip of its own.
@@ -383,12 +379,18 @@ impl Client {
     /// Sends FEAT and remembers the answer; a server without FEAT (500/502) has no features.
     pub fn feat(&mut self) -> Result<&Features> {
         let r = self.command(&Command::Feat)?;
-        self.features = match r.code {
-            211 => Features::parse(&r),
-            500..=504 => Features::default(),
-            _ => return Err(reply_error(&Command::Feat, &r)),
-        };
+        self.take_features(&r)?;
         Ok(&self.features)
+    }
+
+    /// Records what a FEAT reply announces (a server without FEAT announces nothing).
+    fn take_features(&mut self, r: &Reply) -> Result<()> {
+        self.features = match r.code {
+            211 => Features::parse(r),
+            500..=504 => Features::default(),
+            _ => return Err(reply_error(&Command::Feat, r)),
+        };
+        Ok(())
     }
 
     /// `NOOP`.

@@ -682,19 +682,27 @@ fn make_dir(side: &mut Side, d: &Node) -> Result<(), String> {
 
 /// A temporary file beside `dst` that becomes `dst` on success.
 fn temp_beside(dst: &Path) -> Result<tempfile::NamedTempFile, String> {
-    let dir = match dst.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = dst
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = parent_dir(dst);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(&format!(".{}.", base_name(dst)))
         .suffix(".part")
-        .tempfile_in(&dir)
+        .tempfile_in(dir)
         .map_err(|e| format!("cp: temporary file in {}: {e}", dir.display()))
+}
+
+/// The directory `p` is in ("." for a bare name).
+fn parent_dir(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The last component of `p` as text ("" when it has none).
+fn base_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The destination opened for writing when it exists and is neither a regular file nor a
@@ -742,11 +750,7 @@ fn open_in_place(d: &Path, what: &str) -> Result<File, String> {
 
 /// `.NAME.gridos-ranges` beside `d`: the byte ranges a resumable MODE E download holds.
 fn ranges_sidecar(d: &Path) -> PathBuf {
-    let name = d
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    d.with_file_name(format!(".{name}.gridos-ranges"))
+    d.with_file_name(format!(".{}.gridos-ranges", base_name(d)))
 }
 
 /// The recorded ranges (`0-100,200-300`, the 111 marker format), if a record exists.
@@ -780,6 +784,15 @@ fn intersect(a: &RangeSet, b: &RangeSet) -> RangeSet {
         }
     }
     out
+}
+
+/// The --verify algorithm of a tree copy, checked once against what the server offers.
+fn tree_verify(c: &Client, u: &FtpUrl, a: &CpArgs) -> Result<Option<Algorithm>, String> {
+    let verify = a.verify_alg()?;
+    if let Some(alg) = verify {
+        need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
+    }
+    Ok(verify)
 }
 
 /// Checks the server offers `alg` for CKSM.
@@ -903,8 +916,10 @@ fn copy_one(
                 (None, Some(t)) => t.file(),
                 (None, None) => return Err(format!("{what}: internal error")),
             };
+            // A device is written in place (not landed through a temporary file).
+            let is_dev = file_holder.is_some() && !resume;
             // MODE E places blocks at offsets; a pipe or terminal takes bytes only in order.
-            let in_order = file_holder.is_some() && !resume && !seekable(f);
+            let in_order = is_dev && !seekable(f);
             let r = match &ext {
                 Some(o) if !in_order => {
                     // Only recorded ranges the file really reaches count.
@@ -931,7 +946,6 @@ fn copy_one(
                 _ => c.get(s, f, have, have).map_err(ftp)?,
             };
             let mode = if in_order { "stream" } else { mode };
-            let is_dev = file_holder.is_some() && !resume;
             if !is_dev {
                 let len = file_len(f)?;
                 let want = total.unwrap_or(have + r.bytes);
@@ -1061,10 +1075,7 @@ fn get_tree_pipelined(
     a: &CpArgs,
     progress: &Progress,
 ) -> Result<(u64, u64), String> {
-    let verify = a.verify_alg()?;
-    if let Some(alg) = verify {
-        need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
-    }
+    let verify = tree_verify(c, u, a)?;
     let sessions = (files.len() / FILES_PER_SESSION).clamp(1, max_sessions());
     if sessions == 1 {
         return pipelined_share(c, u, o, files, verify, progress);
@@ -1124,10 +1135,7 @@ fn put_tree_pipelined(
     a: &CpArgs,
     progress: &Progress,
 ) -> Result<(u64, u64), String> {
-    let verify = a.verify_alg()?;
-    if let Some(alg) = verify {
-        need_cksm(c, alg).map_err(|e| format!("cp: {}: {e}", u.display()))?;
-    }
+    let verify = tree_verify(c, u, a)?;
     let (mut bytes, mut done) = (0, 0);
     for chunk in files.chunks(PIPELINE_CHUNK) {
         let mut items = Vec::with_capacity(chunk.len());
@@ -1228,12 +1236,8 @@ impl Landing {
     fn new(d: &Path) -> Result<Landing, String> {
         use nix::fcntl::{OFlag, open};
         use nix::sys::stat::Mode;
-        let dir = match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
         match open(
-            dir,
+            parent_dir(d),
             OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o644),
         ) {
@@ -1269,12 +1273,9 @@ impl Landing {
             Ok(()) => Ok(()),
             Err(nix::Error::EEXIST) => {
                 // Replacing a file: link under a temporary name, then rename over it.
-                let name = d
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
                 let tmp = d.with_file_name(format!(
-                    ".{name}.{}.{}.part",
+                    ".{}.{}.{}.part",
+                    base_name(d),
                     std::process::id(),
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)

@@ -504,33 +504,30 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
             }
         }
     }
-    let pipelined = a.pipeline
-        && !a.resume
-        && a.offset.is_none()
-        && matches!(&src_side, Side::Ftp(_, _, g) if g.ext.is_some())
-        && matches!(dst_side, Side::Local)
-        && files.len() > 1;
-    let pipelined_up = a.pipeline
-        && !a.resume
-        && a.offset.is_none()
-        && matches!(src_side, Side::Local)
-        && matches!(&dst_side, Side::Ftp(_, _, g) if g.ext.is_some())
-        && files.len() > 1;
-    if pipelined {
-        let Side::Ftp(c, u, g) = &mut src_side else {
+    // --pipeline: MODE E between one GridFTP side and the local side, more than one file.
+    let grid = |side: &Side| matches!(side, Side::Ftp(_, _, g) if g.ext.is_some());
+    let local = |side: &Side| matches!(side, Side::Local);
+    let pipeline_up = (a.pipeline && !a.resume && a.offset.is_none() && files.len() > 1)
+        .then(|| {
+            if grid(&src_side) && local(&dst_side) {
+                Some(false)
+            } else if local(&src_side) && grid(&dst_side) {
+                Some(true)
+            } else {
+                None
+            }
+        })
+        .flatten();
+    if let Some(up) = pipeline_up {
+        let Side::Ftp(c, u, g) = (if up { &mut dst_side } else { &mut src_side }) else {
             return Err("cp: internal error".into());
         };
         let o = g.ext.clone().unwrap_or_default();
-        let (bytes, n) = get_tree_pipelined(c, u, &o, &files, &a, &progress)?;
-        totals.bytes += bytes;
-        totals.files += n;
-        totals.path = Some(format!("{} pipelined", gridos_io::probe().name()));
-    } else if pipelined_up {
-        let Side::Ftp(c, u, g) = &mut dst_side else {
-            return Err("cp: internal error".into());
+        let (bytes, n) = if up {
+            put_tree_pipelined(c, u, &o, &files, &a, &progress)?
+        } else {
+            get_tree_pipelined(c, u, &o, &files, &a, &progress)?
         };
-        let o = g.ext.clone().unwrap_or_default();
-        let (bytes, n) = put_tree_pipelined(c, u, &o, &files, &a, &progress)?;
         totals.bytes += bytes;
         totals.files += n;
         totals.path = Some(format!("{} pipelined", gridos_io::probe().name()));

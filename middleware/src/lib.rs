@@ -6,5 +6,9 @@
 //! call the same code.
 
 pub mod cli;
-pub mod location;
+pub mod error;
 pub mod selftest;
+pub mod url;
+
+pub use error::{Error, ErrorKind, Result};
+pub use url::{FtpUrl, HttpUrl, Url, UrlError};

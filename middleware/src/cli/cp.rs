@@ -16,7 +16,7 @@
 //! keeps raising buffers during the transfer. `-v`/`--json` report the decisions and the
 //! bandwidth measured.
 
-use crate::location::{FtpUrl, Location};
+use crate::url::{FtpUrl, Url as Location};
 use clap::Args;
 use gridos_ftp::checksum::{Algorithm, file_checksum};
 use gridos_ftp::client::{Client, ClientConfig, EntryKind, GridOptions, PutMode};
@@ -418,6 +418,7 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
     let open = |loc: Location| -> Result<(Side, Node), String> {
         match loc {
             Location::Local(p) => Ok((Side::Local, Node::Local(p))),
+            Location::Http(u) => Err(format!("cp: {}: http sources are not wired yet", u.display())),
             Location::Ftp(u) => {
                 let c = connect(&u, &progress.current, a.active)?;
                 let grid = a.grid_for(&c, &u)?;

@@ -89,10 +89,15 @@ impl Error {
         self
     }
 
-    /// Replaces the context, keeping kind, detail and cause (a caller that knows more of
-    /// what was being done).
-    pub fn context(mut self, context: impl Into<String>) -> Error {
-        self.context = context.into();
+    /// Puts what the caller was doing in front of the context (`OUTER: INNER`), keeping
+    /// kind, detail and cause.
+    pub fn context(mut self, outer: impl Into<String>) -> Error {
+        let outer = outer.into();
+        self.context = match (outer.is_empty(), self.context.is_empty()) {
+            (true, _) => self.context,
+            (false, true) => outer,
+            (false, false) => format!("{outer}: {}", self.context),
+        };
         self
     }
 

@@ -480,7 +480,11 @@ mod tests {
         assert_eq!(ftp("ftp://h/%2Fvar/data/f").path, "/var/data/f");
         assert_eq!(ftp("ftp://h/%2fvar").path, "/var");
         assert_eq!(ftp("ftp://h/%2F").path, "/");
-        for s in ["ftp://h:21/dir/f", "ftp://h:21/%2Fvar/data/f", "ftp://h:21/"] {
+        for s in [
+            "ftp://h:21/dir/f",
+            "ftp://h:21/%2Fvar/data/f",
+            "ftp://h:21/",
+        ] {
             assert_eq!(ftp(s).display(), s);
         }
     }

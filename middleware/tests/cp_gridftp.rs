@@ -243,12 +243,16 @@ impl Globus {
         })
     }
 
-    /// `scheme://127.0.0.1:port/abs/path/name` for `name` in the scratch directory.
+    /// `scheme://127.0.0.1:port/…/name` for `name` in the scratch directory, absolute:
+    /// `gridftp://` paths are, `ftp://` paths are relative to the login directory unless
+    /// the root is spelled `%2F` (RFC 1738).
     fn url_scheme(&self, scheme: &str, name: &str) -> String {
+        let root = if scheme == "ftp" { "/%2F" } else { "/" };
+        let dir = self.dir.display().to_string();
         format!(
-            "{scheme}://127.0.0.1:{}{}/{name}",
+            "{scheme}://127.0.0.1:{}{root}{}/{name}",
             self.port,
-            self.dir.display()
+            dir.trim_start_matches('/')
         )
     }
 

@@ -1,0 +1,316 @@
+//! [`Copy`]: one copy from a source URL to a destination URL, in any direction.
+//!
+//! Local → FTP is an upload, FTP → local a download (both zero-copy through gridos-io),
+//! local → local a `copy_path`, FTP → FTP a transfer between the two servers
+//! ([`third_party`]: the client only on the control connections; a relay through this
+//! machine only when the servers refuse, and said so in the report). Downloads land
+//! atomically (an unnamed or temporary file put in place when complete) unless `resume`,
+//! which continues a partial destination instead. Every file's size is checked at the end;
+//! a copy succeeds only when every byte arrived.
+//!
+//! Start at [`Copy::run`]; the pieces are [`one`] (a single file in each direction),
+//! [`pipelined`] (trees over one set of MODE E connections) and [`third_party`].
+
+pub(crate) mod one;
+pub(crate) mod pipelined;
+pub(crate) mod third_party;
+
+use crate::endpoint::{Connector, FileJob, Node, Side, make_dir, stat, walk};
+use crate::observe::{CopyObserver, Progress, Silent};
+use crate::options::{CopyOptions, Pipeline};
+use crate::plan::TransferPlan;
+use crate::url::Url;
+use crate::{Error, ErrorKind, Result};
+use gridos_ftp::client::EntryKind;
+use gridos_io::CancelToken;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a finished copy did.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct CopyReport {
+    /// Source, without any password.
+    pub src: String,
+    /// Destination, without any password.
+    pub dst: String,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Files copied (including those a resume found complete).
+    pub files: u64,
+    /// Files a resume found complete already.
+    pub skipped: u64,
+    /// Directories created.
+    pub directories: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// The I/O path that moved the data (`io_uring-splice MODE E`, …).
+    pub path: String,
+    /// Whether this was a resume.
+    pub resumed: bool,
+    /// Whether every file was compared by checksum.
+    pub verified: bool,
+    /// The plan of each FTP side, with the bandwidth measured.
+    pub tuning: Vec<TransferPlan>,
+    /// FTP → FTP: how the data went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub third_party: Option<third_party::Route>,
+}
+
+/// One copy. Build it, set options, an observer and keep its cancel token, then
+/// [`run`](Copy::run) it.
+///
+/// ```no_run
+/// use gridos_middleware::{Copy, CopyOptions, Url};
+/// let mut o = CopyOptions::default();
+/// o.recursive = true;
+/// let report = Copy::new(Url::parse("ftp://host/data")?, Url::parse("/tmp/data")?)
+///     .options(o)
+///     .run()?;
+/// println!("{} bytes in {} files", report.bytes, report.files);
+/// # Ok::<(), gridos_middleware::Error>(())
+/// ```
+pub struct Copy {
+    src: Url,
+    dst: Url,
+    options: CopyOptions,
+    observer: Arc<dyn CopyObserver>,
+    cancel: CancelToken,
+}
+
+impl Copy {
+    /// A copy of `src` to `dst` with default options. An existing directory as `dst`
+    /// receives the source under its own name.
+    pub fn new(src: Url, dst: Url) -> Copy {
+        Copy {
+            src,
+            dst,
+            options: CopyOptions::default(),
+            observer: Arc::new(Silent),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// Sets the options.
+    pub fn options(mut self, options: CopyOptions) -> Copy {
+        self.options = options;
+        self
+    }
+
+    /// Sets the observer that receives progress and events.
+    pub fn observer(mut self, observer: Arc<dyn CopyObserver>) -> Copy {
+        self.observer = observer;
+        self
+    }
+
+    /// A token that cancels the running copy from another thread: the copy stops with
+    /// [`ErrorKind::Cancelled`] and leaves no destination that looks complete.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Runs the copy to the end.
+    pub fn run(self) -> Result<CopyReport> {
+        let o = &self.options;
+        o.check()?;
+        let obs: &dyn CopyObserver = &*self.observer;
+        let progress = Progress::new();
+        let conn = Connector {
+            options: o,
+            progress: progress.current.clone(),
+            cancel: self.cancel.clone(),
+        };
+        let open = |url: &Url| -> Result<(Side, Node)> {
+            match url {
+                Url::Local(p) => Ok((Side::Local, Node::Local(p.clone()))),
+                Url::Ftp(u) => {
+                    let side = conn.side(u.clone(), obs)?;
+                    let path = u.path.clone();
+                    Ok((Side::Ftp(Box::new(side)), Node::Remote(path)))
+                }
+                Url::Http(u) => Err(Error::new(ErrorKind::InvalidUrl, u.display())
+                    .detail("http(s):// URLs are sources only in this build")),
+            }
+        };
+        let (mut src_side, src) = open(&self.src)?;
+        let (mut dst_side, dst) = open(&self.dst)?;
+        let plans: Vec<TransferPlan> = [&src_side, &dst_side]
+            .iter()
+            .filter_map(|s| match s {
+                Side::Ftp(f) => Some(f.plan.clone()),
+                Side::Local => None,
+            })
+            .collect();
+
+        let meta = stat(&mut src_side, &src)?.ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, src.show(&src_side)).detail("no such file or directory")
+        })?;
+        if meta.kind == EntryKind::Dir && !o.recursive {
+            return Err(Error::new(ErrorKind::IsADirectory, src.show(&src_side))
+                .detail("is a directory (use -r to copy a tree)"));
+        }
+        // An existing directory receives the source under its own name.
+        let dst = if stat(&mut dst_side, &dst)?.is_some_and(|m| m.kind == EntryKind::Dir) {
+            match src.name() {
+                Some(n) => dst.join(&n),
+                None if meta.kind == EntryKind::Dir => dst,
+                None => {
+                    return Err(Error::new(ErrorKind::InvalidInput, src.show(&src_side))
+                        .detail("has no file name"));
+                }
+            }
+        } else {
+            dst
+        };
+        if let (Node::Local(s), Node::Local(d)) = (&src, &dst)
+            && std::fs::canonicalize(s)
+                .ok()
+                .is_some_and(|s| std::fs::canonicalize(d).ok() == Some(s))
+        {
+            return Err(Error::new(
+                ErrorKind::SameFile,
+                format!("{} and {}", s.display(), d.display()),
+            )
+            .detail("are the same file"));
+        }
+
+        // Plan: directories to create (parents first) and files to copy.
+        let mut dirs = Vec::new();
+        let mut files = Vec::new();
+        if meta.kind == EntryKind::Dir {
+            walk(&mut src_side, &src, &dst, &mut dirs, &mut files, obs)?;
+        } else {
+            // From MLST: the total and the download's expected size, without another
+            // round trip.
+            files.push(FileJob {
+                src: src.clone(),
+                dst: dst.clone(),
+                size: meta.size,
+                modified: meta.modified,
+            });
+        }
+        let total: u64 = files.iter().filter_map(|f| f.size).sum();
+        progress.add_total(total);
+        obs.total(files.len() as u64, total);
+
+        let start = Instant::now();
+        let mut t = Totals::default();
+        progress.ticking(obs, || -> Result<()> {
+            for d in &dirs {
+                make_dir(&mut dst_side, d)?;
+            }
+            if o.compress {
+                for side in [&mut src_side, &mut dst_side] {
+                    if let Side::Ftp(f) = side {
+                        f.client
+                            .deflate_mode()
+                            .map_err(|e| Error::from_ftp(f.url.display(), e).detail("MODE Z"))?;
+                    }
+                }
+            }
+            if let Some(r) = pipelined::try_tree(
+                &mut src_side,
+                &mut dst_side,
+                &files,
+                o,
+                &conn,
+                &progress,
+                obs,
+            )? {
+                t.bytes += r.0;
+                t.files += r.1;
+                t.path = Some(format!("{} pipelined", gridos_io::probe().name()));
+                return Ok(());
+            }
+            for job in &files {
+                if self.cancel.is_cancelled() {
+                    return Err(Error::new(ErrorKind::Cancelled, job.src.show(&src_side)));
+                }
+                let moved = match (&mut src_side, &mut dst_side) {
+                    (Side::Ftp(s), Side::Ftp(d)) => {
+                        let (moved, route) = third_party::copy(s, d, job, o, &conn, obs)?;
+                        t.route = Some(route);
+                        moved
+                    }
+                    (s, d) => one::copy(s, d, job, o)?,
+                };
+                t.bytes += moved.bytes;
+                t.files += 1;
+                if moved.bytes == 0 && o.resume {
+                    t.skipped += 1;
+                }
+                if moved.path.is_some() {
+                    t.path = moved.path;
+                }
+                progress.file_done(moved.bytes);
+                obs.file_done(
+                    &job.src.show(&src_side),
+                    &job.dst.show(&dst_side),
+                    moved.bytes,
+                );
+            }
+            Ok(())
+        })?;
+        progress.last(obs);
+        for side in [src_side, dst_side] {
+            if let Side::Ftp(f) = side {
+                let _ = f.client.quit();
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let rate = (t.bytes as f64 / seconds.max(1e-9)) as u64;
+        Ok(CopyReport {
+            src: self.src.to_string(),
+            dst: self.dst.to_string(),
+            bytes: t.bytes,
+            files: t.files,
+            skipped: t.skipped,
+            directories: dirs.len() as u64,
+            seconds,
+            path: t.path.unwrap_or_else(|| "none".into()),
+            resumed: o.resume,
+            verified: o.verify.is_some(),
+            tuning: plans
+                .into_iter()
+                .map(|mut p| {
+                    // What the path delivered: the estimate the next transfer starts from.
+                    p.measured_bytes_per_sec = Some(rate);
+                    p
+                })
+                .collect(),
+            third_party: t.route,
+        })
+    }
+}
+
+/// Totals of a run.
+#[derive(Default)]
+struct Totals {
+    bytes: u64,
+    files: u64,
+    skipped: u64,
+    path: Option<String>,
+    route: Option<third_party::Route>,
+}
+
+/// What copying one file did.
+pub(crate) struct Moved {
+    /// Bytes moved (0 when a resume found the file complete).
+    pub bytes: u64,
+    /// The I/O path, when data moved.
+    pub path: Option<String>,
+}
+
+impl Moved {
+    pub fn none() -> Moved {
+        Moved {
+            bytes: 0,
+            path: None,
+        }
+    }
+}
+
+/// Whether trees are pipelined by default.
+pub(crate) fn pipelining(o: &CopyOptions) -> bool {
+    o.pipeline != Pipeline::Never
+}

@@ -1,0 +1,286 @@
+//! The two ends of a copy: this machine or a logged-in FTP server, and paths on them.
+
+#[allow(unused_imports)]
+use crate::TmpShim;
+use crate::observe::CopyObserver;
+use crate::options::CopyOptions;
+use crate::plan::{PathFacts, TransferPlan, plan_side};
+use crate::url::{FtpUrl, remote_join};
+use crate::{Error, ErrorKind, Result};
+use gridos_ftp::client::{Client, ClientConfig, EntryKind};
+use gridos_io::CancelToken;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+/// A logged-in FTP server with the plan for moving data to or from it.
+pub(crate) struct FtpSide {
+    pub client: Client,
+    pub url: FtpUrl,
+    pub plan: TransferPlan,
+}
+
+/// One side of the copy.
+pub(crate) enum Side {
+    Local,
+    Ftp(Box<FtpSide>),
+}
+
+/// A path on one side.
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    Local(PathBuf),
+    Remote(String),
+}
+
+/// How a connection is made: what every connection of one copy shares.
+pub(crate) struct Connector<'a> {
+    pub options: &'a CopyOptions,
+    pub progress: Arc<AtomicU64>,
+    pub cancel: CancelToken,
+}
+
+impl Connector<'_> {
+    /// Connects and logs in.
+    pub fn login(&self, url: &FtpUrl, active: bool) -> Result<Client> {
+        let mut config = ClientConfig::default();
+        config.transfer.progress = Some(self.progress.clone());
+        config.transfer.cancel = Some(self.cancel.clone());
+        config.active = active;
+        let mut c = Client::connect(url.authority(), config)
+            .map_err(|e| Error::from_ftp(url.display(), e))?;
+        c.login(&url.user, &url.login_password()).map_err(|e| {
+            let e = Error::from_ftp(url.display(), e).detail("login");
+            if e.reply_code() == Some(530) {
+                return Error::new(ErrorKind::PermissionDenied, e.what())
+                    .detail("login refused (530)")
+                    .source(e);
+            }
+            e
+        })?;
+        Ok(c)
+    }
+
+    /// Connects, logs in and plans the side of `url`.
+    pub fn side(&self, url: FtpUrl, obs: &dyn CopyObserver) -> Result<FtpSide> {
+        let client = self.login(&url, self.options.active)?;
+        let rtt_us = client
+            .control_tcp_info()
+            .ok()
+            .map(|i| {
+                if i.min_rtt_us > 0 {
+                    i.min_rtt_us
+                } else {
+                    i.rtt_us
+                }
+            })
+            .unwrap_or(0);
+        let facts = PathFacts {
+            gridftp: client.gridftp(),
+            gridftp_url: url.gridftp,
+            rtt_us,
+            privileged: gridos_io::privileged(),
+        };
+        let plan = plan_side(
+            &url.display(),
+            facts,
+            self.options,
+            &gridos_io::config(),
+            &gridos_io::tune::SysLimits::read(),
+        )?;
+        obs.planned(&url.display(), &plan);
+        Ok(FtpSide { client, url, plan })
+    }
+}
+
+impl Node {
+    pub fn show(&self, side: &Side) -> String {
+        match (self, side) {
+            (Node::Local(p), _) => p.display().to_string(),
+            (Node::Remote(p), Side::Ftp(f)) => f.url.display_path(p),
+            (Node::Remote(p), Side::Local) => p.clone(),
+        }
+    }
+
+    pub fn join(&self, name: &str) -> Node {
+        match self {
+            Node::Local(p) => Node::Local(p.join(name)),
+            Node::Remote(p) => Node::Remote(remote_join(p, name)),
+        }
+    }
+
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Node::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Node::Remote(p) => p
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty() && *n != ".")
+                .map(str::to_string),
+        }
+    }
+}
+
+/// A path given to the wrong side: a bug in the planner, reported rather than panicking.
+fn mismatched(what: &str) -> Error {
+    Error::new(ErrorKind::InvalidInput, what).detail("a remote path on the local side")
+}
+
+/// What a node is, with its size and modification time when known.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
+    pub kind: EntryKind,
+    pub size: Option<u64>,
+    pub modified: Option<SystemTime>,
+}
+
+impl Meta {
+    fn local(m: &std::fs::Metadata) -> Meta {
+        Meta {
+            kind: local_kind(m),
+            size: Some(m.len()),
+            modified: m.modified().ok(),
+        }
+    }
+}
+
+/// What a node is: `None` when it does not exist.
+pub(crate) fn stat(side: &mut Side, node: &Node) -> Result<Option<Meta>> {
+    match (side, node) {
+        (_, Node::Local(p)) => Ok(std::fs::metadata(p).ok().map(|m| Meta::local(&m))),
+        (Side::Ftp(f), Node::Remote(p)) => f
+            .client
+            .stat(p)
+            .map(|e| {
+                e.map(|e| Meta {
+                    kind: e.kind,
+                    size: e.size,
+                    modified: e.modified,
+                })
+            })
+            .map_err(|e| Error::from_ftp(f.url.display_path(p), e)),
+        (Side::Local, Node::Remote(p)) => Err(mismatched(p)),
+    }
+}
+
+fn local_kind(m: &std::fs::Metadata) -> EntryKind {
+    if m.is_dir() {
+        EntryKind::Dir
+    } else if m.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+/// A file to copy.
+#[derive(Clone, Debug)]
+pub(crate) struct FileJob {
+    pub src: Node,
+    pub dst: Node,
+    /// The source's size, when the listing or MLST said.
+    pub size: Option<u64>,
+    /// The source's modification time, when known (for `preserve_times`).
+    pub modified: Option<SystemTime>,
+}
+
+/// Lists `src` recursively: directories to create under `dst` (parents first) and files.
+pub(crate) fn walk(
+    side: &mut Side,
+    src: &Node,
+    dst: &Node,
+    dirs: &mut Vec<Node>,
+    files: &mut Vec<FileJob>,
+    obs: &dyn CopyObserver,
+) -> Result<()> {
+    dirs.push(dst.clone());
+    let entries: Vec<(String, Meta)> = match (&mut *side, src) {
+        (_, Node::Local(p)) => {
+            let what = || p.display().to_string();
+            let mut v = Vec::new();
+            for e in std::fs::read_dir(p).map_err(|e| Error::from_io(what(), e))? {
+                let e = e.map_err(|e| Error::from_io(what(), e))?;
+                let m = std::fs::metadata(e.path())
+                    .map_err(|err| Error::from_io(e.path().display().to_string(), err))?;
+                v.push((
+                    e.file_name().to_string_lossy().into_owned(),
+                    Meta::local(&m),
+                ));
+            }
+            v
+        }
+        (Side::Ftp(f), Node::Remote(p)) => f
+            .client
+            .list(Some(p))
+            .map_err(|e| Error::from_ftp(f.url.display_path(p), e).detail("list"))?
+            .into_iter()
+            .map(|e| {
+                let m = Meta {
+                    kind: e.kind,
+                    size: e.size,
+                    modified: e.modified,
+                };
+                (e.name, m)
+            })
+            .collect(),
+        (Side::Local, Node::Remote(p)) => return Err(mismatched(p)),
+    };
+    for (name, m) in entries {
+        match m.kind {
+            EntryKind::Dir => walk(side, &src.join(&name), &dst.join(&name), dirs, files, obs)?,
+            EntryKind::File => files.push(FileJob {
+                src: src.join(&name),
+                dst: dst.join(&name),
+                size: m.size,
+                modified: m.modified,
+            }),
+            _ => obs.notice(&format!(
+                "skipping {} (not a regular file or directory)",
+                src.join(&name).show(side)
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Creates a directory (an existing one is fine).
+pub(crate) fn make_dir(side: &mut Side, d: &Node) -> Result<()> {
+    match (&mut *side, d) {
+        (_, Node::Local(p)) => std::fs::create_dir_all(p)
+            .map_err(|e| Error::from_io(format!("mkdir {}", p.display()), e)),
+        (Side::Ftp(f), Node::Remote(p)) => match f.client.mkdir(p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.reply_code().is_some() => match f.client.stat(p) {
+                Ok(Some(en)) if en.kind == EntryKind::Dir => Ok(()),
+                _ => Err(Error::from_ftp(f.url.display(), e).detail(format!("mkdir {p}"))),
+            },
+            Err(e) => Err(Error::from_ftp(f.url.display(), e).detail(format!("mkdir {p}"))),
+        },
+        (Side::Local, Node::Remote(p)) => Err(mismatched(p)),
+    }
+}
+
+/// Gives `node` the modification time `t` (`preserve_times`).
+pub(crate) fn set_modified(side: &mut Side, node: &Node, t: SystemTime) -> Result<()> {
+    match (side, node) {
+        (_, Node::Local(p)) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .or_else(|_| std::fs::File::open(p))
+                .map_err(|e| {
+                    Error::from_io(format!("{}: setting the modification time", p.display()), e)
+                })?;
+            f.set_modified(t).map_err(|e| {
+                Error::from_io(format!("{}: setting the modification time", p.display()), e)
+            })
+        }
+        (Side::Ftp(f), Node::Remote(p)) => f
+            .client
+            .set_modified(p, t)
+            .map_err(|e| Error::from_ftp(f.url.display_path(p), e).detail("MFMT")),
+        (Side::Local, Node::Remote(p)) => Err(mismatched(p)),
+    }
+}

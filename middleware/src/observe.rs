@@ -1,0 +1,88 @@
+//! What a running copy tells its caller: the [`CopyObserver`] trait. The command line's
+//! progress bar, its `-v` plan lines and its summary are observers; a program can be one.
+
+use crate::plan::TransferPlan;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Receives a copy's events. Every method has an empty default; calls come from the
+/// copying thread, except [`CopyObserver::progress`], which comes from a ticker thread.
+pub trait CopyObserver: Send + Sync {
+    /// The transfer settings chosen for one FTP side (after login).
+    fn planned(&self, _endpoint: &str, _plan: &TransferPlan) {}
+    /// Files and bytes the copy will move (once the source is walked).
+    fn total(&self, _files: u64, _bytes: u64) {}
+    /// Bytes done so far over the whole copy, and the total when known (about every
+    /// 100 ms while data moves).
+    fn progress(&self, _done: u64, _total: u64) {}
+    /// One file is complete (or was already complete, with `bytes` 0 on resume).
+    fn file_done(&self, _src: &str, _dst: &str, _bytes: u64) {}
+    /// Something the user should know that is not an error (an entry skipped, a relay
+    /// instead of a direct transfer).
+    fn notice(&self, _text: &str) {}
+}
+
+/// The observer of a copy nobody watches.
+pub(crate) struct Silent;
+impl CopyObserver for Silent {}
+
+/// Bytes moved: `current` is what the running transfer reports (the FTP client's progress
+/// counter), `base` what finished files add up to. A ticker thread turns them into
+/// [`CopyObserver::progress`] calls while a copy runs.
+pub(crate) struct Progress {
+    pub current: Arc<AtomicU64>,
+    base: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    pub fn new() -> Arc<Progress> {
+        Arc::new(Progress {
+            current: Arc::new(AtomicU64::new(0)),
+            base: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        })
+    }
+
+    pub fn add_total(&self, n: u64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn file_done(&self, bytes: u64) {
+        self.base.fetch_add(bytes, Ordering::Relaxed);
+        self.current.store(0, Ordering::Relaxed);
+    }
+
+    fn sample(&self) -> (u64, u64) {
+        (
+            self.base.load(Ordering::Relaxed) + self.current.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `f` while a thread reports progress to `obs` every 100 ms; a last report
+    /// follows the end.
+    pub fn ticking<T>(&self, obs: &dyn CopyObserver, f: impl FnOnce() -> T) -> T {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(Duration::from_millis(100))
+                {
+                    let (d, t) = self.sample();
+                    obs.progress(d, t);
+                }
+            });
+            let r = f();
+            drop(tx);
+            r
+        })
+    }
+
+    /// Reports the final figures.
+    pub fn last(&self, obs: &dyn CopyObserver) {
+        let (d, t) = self.sample();
+        obs.progress(d, t);
+    }
+}

@@ -1,0 +1,95 @@
+//! What a copy may do: [`CopyOptions`], typed, with defaults that suit most transfers.
+
+use gridos_ftp::checksum::Algorithm;
+use std::time::Duration;
+
+/// Whether a tree's files are pipelined (many RETRs or STORs in flight on one control
+/// connection, every file over the same MODE E data connections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Pipeline {
+    /// Pipeline trees of more than one file against servers that offer MODE E (the
+    /// default).
+    #[default]
+    Auto,
+    /// Same as `Auto`, said explicitly (`--pipeline`).
+    Always,
+    /// One file after the other (`--no-pipeline`).
+    Never,
+}
+
+/// Options of a [`Copy`](crate::Copy). `Default` is a plain one-file copy with the
+/// transfer settings chosen from the path.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CopyOptions {
+    /// Copy directory trees.
+    pub recursive: bool,
+    /// Continue a partial destination instead of replacing it.
+    pub resume: bool,
+    /// Compare every file with the server's checksum of it (CKSM).
+    pub verify: Option<Algorithm>,
+    /// Parallel data connections (MODE E); `None` chooses from the path.
+    pub parallel: Option<u32>,
+    /// TCP buffer for every data connection, also asked of the server (SBUF); `None` tunes.
+    pub tcp_buffer: Option<u64>,
+    /// MODE E block size; `None` is the client's default (1 MiB).
+    pub block_size: Option<u64>,
+    /// Copy only `(offset, length)` of one file (ERET/ESTO); the part lands at the same
+    /// offset of the destination.
+    pub range: Option<(u64, u64)>,
+    /// MODE Z (deflate on the wire).
+    pub compress: bool,
+    /// Pipelining of trees.
+    pub pipeline: Pipeline,
+    /// Active mode (PORT/EPRT) for stream-mode transfers and listings.
+    pub active: bool,
+    /// Keep modification times (MFMT on servers, utimensat locally).
+    pub preserve_times: bool,
+    /// FTP → FTP: when the servers refuse a direct transfer, relay the data through this
+    /// machine (`true`, the default) or fail (`false`, `--no-relay`).
+    pub relay: bool,
+    /// How long to keep retrying a server that answers 421 (too many connections).
+    pub busy_retry: Option<Duration>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            recursive: false,
+            resume: false,
+            verify: None,
+            parallel: None,
+            tcp_buffer: None,
+            block_size: None,
+            range: None,
+            compress: false,
+            pipeline: Pipeline::Auto,
+            active: false,
+            preserve_times: false,
+            relay: true,
+            busy_retry: None,
+        }
+    }
+}
+
+impl CopyOptions {
+    /// Checks the options that do not fit together, before any connection is made.
+    pub fn check(&self) -> crate::Result<()> {
+        use crate::{Error, ErrorKind};
+        if self.range.is_some() && self.recursive {
+            return Err(Error::new(ErrorKind::InvalidInput, "cp")
+                .detail("--offset/--length copy one file, not a tree"));
+        }
+        if self.compress && (self.parallel.is_some() || self.range.is_some()) {
+            return Err(Error::new(ErrorKind::InvalidInput, "cp").detail(
+                "--compress (MODE Z) moves one stream; it goes with neither -p nor --offset",
+            ));
+        }
+        if self.parallel == Some(0) {
+            return Err(Error::new(ErrorKind::InvalidInput, "cp").detail("-p must be at least 1"));
+        }
+        Ok(())
+    }
+}

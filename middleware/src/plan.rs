@@ -1,0 +1,238 @@
+//! How one FTP side moves file data: a [`TransferPlan`] computed by a pure function from
+//! what the server offers, the options and the path's measured round-trip time.
+//!
+//! With no `parallel`/`tcp_buffer` the plan is automatic: the control connection's RTT
+//! times a link-speed ceiling gives the bandwidth-delay product; buffers are planned to
+//! cover it (forced past the system maximum when privileged, within `io.max_buffer` per
+//! connection and `io.max_total_buffer` per transfer) and, where one connection's buffer
+//! cannot, enough streams are opened. Each stream's TCP_INFO monitor keeps raising
+//! buffers during the transfer.
+
+use crate::options::CopyOptions;
+use crate::{Error, ErrorKind, Result};
+use gridos_ftp::client::GridOptions;
+use gridos_io::tune::{BufferMethod, SysLimits, TunePolicy, bdp_bytes, plan};
+
+/// Assumed ceiling of a path's bandwidth before anything is measured (10 Gbit/s): with the
+/// RTT it bounds the bandwidth-delay product the first plan has to cover.
+pub const LINK_CEILING: u64 = 1_250_000_000;
+
+/// Most streams the automatic plan opens.
+pub const AUTO_MAX_STREAMS: u32 = 8;
+
+/// Transfer mode on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Mode {
+    /// Stream mode.
+    S,
+    /// GridFTP extended block mode (parallel streams, offsets).
+    E,
+    /// Deflate (MODE Z).
+    Z,
+}
+
+/// The settings of one FTP side and the reasons behind them (`-v` and `--json` show it).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TransferPlan {
+    /// Transfer mode.
+    pub mode: Mode,
+    /// Chosen from the path (no `-p`/`--tcp-bs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<bool>,
+    /// Round-trip time measured on the control connection (µs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u32>,
+    /// The bandwidth assumed before measuring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_ceiling_bytes_per_sec: Option<u64>,
+    /// Bandwidth × delay planned for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bdp_bytes: Option<u64>,
+    /// Parallel data connections (MODE E).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<u32>,
+    /// Socket buffer forced on each data connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_buffer: Option<u64>,
+    /// Whether SBUF asks the server for the same buffer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbuf: Option<bool>,
+    /// MODE E block size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u64>,
+    /// Whether this process may force buffers (CAP_NET_ADMIN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    /// `io.max_total_buffer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_total_buffer: Option<usize>,
+    /// One sentence on why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the path delivered (filled in by the report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_bytes_per_sec: Option<u64>,
+    /// MODE E settings to use (`None`: stream or deflate mode).
+    #[serde(skip)]
+    pub grid: Option<GridOptions>,
+}
+
+impl TransferPlan {
+    pub(crate) fn plain(mode: Mode) -> TransferPlan {
+        TransferPlan {
+            mode,
+            auto: None,
+            rtt_us: None,
+            link_ceiling_bytes_per_sec: None,
+            bdp_bytes: None,
+            streams: None,
+            tcp_buffer: None,
+            sbuf: None,
+            block_size: None,
+            privileged: None,
+            max_total_buffer: None,
+            reason: None,
+            measured_bytes_per_sec: None,
+            grid: None,
+        }
+    }
+}
+
+/// What the plan needs to know of the server and the path.
+#[derive(Clone, Copy, Debug)]
+pub struct PathFacts {
+    /// The server offers MODE E.
+    pub gridftp: bool,
+    /// The URL demanded GridFTP (`gridftp://`).
+    pub gridftp_url: bool,
+    /// Control-connection RTT (µs), 0 when unknown.
+    pub rtt_us: u32,
+    /// This process may force socket buffers.
+    pub privileged: bool,
+}
+
+/// The plan for one side; `what` names the endpoint in errors.
+pub fn plan_side(
+    what: &str,
+    facts: PathFacts,
+    o: &CopyOptions,
+    cfg: &gridos_io::IoConfig,
+    limits: &SysLimits,
+) -> Result<TransferPlan> {
+    if facts.gridftp_url && !facts.gridftp {
+        return Err(Error::new(ErrorKind::Unsupported, what)
+            .detail("the server does not offer the GridFTP extensions (no MODE E in FEAT)"));
+    }
+    if o.compress || !facts.gridftp {
+        if o.parallel.is_some_and(|p| p > 1) && !facts.gridftp {
+            return Err(Error::new(ErrorKind::Unsupported, what)
+                .detail("-p needs a GridFTP server (no MODE E in FEAT)"));
+        }
+        return Ok(TransferPlan::plain(if o.compress {
+            Mode::Z
+        } else {
+            Mode::S
+        }));
+    }
+    let mut p = TransferPlan::plain(Mode::E);
+    let mut g = GridOptions::default();
+    if o.parallel.is_none() && o.tcp_buffer.is_none() {
+        let rtt_us = facts.rtt_us.max(1);
+        let policy = TunePolicy {
+            max_buffer: cfg.max_buffer,
+            privileged: facts.privileged,
+            max_streams: AUTO_MAX_STREAMS.min(cfg.max_streams),
+        };
+        let bdp = bdp_bytes(LINK_CEILING, rtt_us);
+        let bp = plan(bdp, limits, &policy);
+        g.streams = bp.streams;
+        // Forced buffers on this side only: an SBUF the server cannot force would cap its
+        // buffer at the system maximum, below what its autotuning reaches; the streams
+        // cover the rest.
+        g.sbuf = false;
+        g.tcp_buffer = match bp.recv.method {
+            BufferMethod::Force => Some(bp.recv.request as u64),
+            _ => None,
+        };
+        // All streams together stay within io.max_total_buffer (the kernel doubles each
+        // request).
+        if let Some(b) = g.tcp_buffer {
+            let share = (cfg.max_total_buffer / 2 / g.streams.max(1) as usize) as u64;
+            g.tcp_buffer = (share >= 64 * 1024).then_some(b.min(share));
+        }
+        p.auto = Some(true);
+        p.rtt_us = Some(rtt_us);
+        p.link_ceiling_bytes_per_sec = Some(LINK_CEILING);
+        p.bdp_bytes = Some(bdp);
+        p.privileged = Some(policy.privileged);
+        p.max_total_buffer = Some(cfg.max_total_buffer);
+        p.reason = Some(bp.reason);
+    } else {
+        p.auto = Some(false);
+    }
+    if let Some(n) = o.parallel {
+        g.streams = n;
+    }
+    if let Some(b) = o.tcp_buffer {
+        g.tcp_buffer = Some(b);
+    }
+    if let Some(b) = o.block_size {
+        g.block_size = b.max(1);
+    }
+    p.streams = Some(g.streams);
+    p.tcp_buffer = g.tcp_buffer;
+    p.sbuf = Some(g.sbuf);
+    p.block_size = Some(g.block_size);
+    p.grid = Some(g);
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(gridftp: bool, rtt_us: u32) -> PathFacts {
+        PathFacts {
+            gridftp,
+            gridftp_url: false,
+            rtt_us,
+            privileged: false,
+        }
+    }
+
+    #[test]
+    fn plain_servers_get_stream_mode_and_refuse_parallel() {
+        let cfg = gridos_io::IoConfig::default();
+        let l = SysLimits::read();
+        let p = plan_side("x", facts(false, 100), &CopyOptions::default(), &cfg, &l).unwrap();
+        assert_eq!(p.mode, Mode::S);
+        let o = CopyOptions {
+            parallel: Some(2),
+            ..CopyOptions::default()
+        };
+        let e = plan_side("x", facts(false, 100), &o, &cfg, &l).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        let f = PathFacts {
+            gridftp_url: true,
+            ..facts(false, 1)
+        };
+        assert!(plan_side("x", f, &CopyOptions::default(), &cfg, &l).is_err());
+    }
+
+    #[test]
+    fn long_paths_get_more_streams_when_unprivileged() {
+        let cfg = gridos_io::IoConfig::default();
+        let l = SysLimits::read();
+        let near = plan_side("x", facts(true, 50), &CopyOptions::default(), &cfg, &l).unwrap();
+        let far = plan_side("x", facts(true, 100_000), &CopyOptions::default(), &cfg, &l).unwrap();
+        assert_eq!(near.streams, Some(1));
+        assert!(far.streams.unwrap() > 1, "{far:?}");
+        assert_eq!(far.auto, Some(true));
+        let o = CopyOptions {
+            parallel: Some(4),
+            ..CopyOptions::default()
+        };
+        let fixed = plan_side("x", facts(true, 100_000), &o, &cfg, &l).unwrap();
+        assert_eq!((fixed.streams, fixed.auto), (Some(4), Some(false)));
+    }
+}

@@ -1,14 +1,43 @@
-//! # gridos-middleware — uniform URL access and the `gridos` command line
+//! # gridos-middleware — uniform access to files wherever they are
 //!
-//! Start at [`cli`]: one module per subcommand group, each a clap `Args`/`Subcommand` type and
-//! a `run` function; the binary `src/bin/gridos.rs` only parses arguments and dispatches.
-//! All real work happens in the library crates (gridos-io, …) so the C API and the command line
-//! call the same code.
+//! This crate provides GASS-like middleware (GridOS paper §V-D) over gridos's FTP/GridFTP
+//! stack: one [`Url`] type for local paths, `file://`, `ftp://`, `gridftp://` and
+//! `http(s)://` sources; [`Copy`], one copy in any direction with resume, verification,
+//! parallel streams, pipelined trees and server-to-server (third-party) transfers; and the
+//! `gridos` command line on top ([`cli`], thin front ends over the library).
+//!
+//! Start at [`Copy`] ([`copy`] module): options in [`CopyOptions`], events to a
+//! [`CopyObserver`], the result in a [`CopyReport`], failures as one [`Error`] whose
+//! [`ErrorKind`] a program can match. The pieces: [`plan`] (how one FTP side moves data,
+//! a pure function), [`landing`] (downloads appear only when complete), [`resume`],
+//! [`verify`].
+//!
+//! ```no_run
+//! use gridos_middleware::{Algorithm, Copy, CopyOptions, ErrorKind, Url};
+//!
+//! let mut options = CopyOptions::default();
+//! options.verify = Some(Algorithm::Sha256);
+//! options.resume = true;
+//! let copy = Copy::new(
+//!     Url::parse("gridftp://data.example.org/var/runs/run7.h5")?,
+//!     Url::parse("/scratch/run7.h5")?,
+//! )
+//! .options(options);
+//! let cancel = copy.cancel_token(); // cancel.cancel() from another thread stops it
+//! match copy.run() {
+//!     Ok(report) => println!("{} bytes in {:.1} s", report.bytes, report.seconds),
+//!     Err(e) if e.kind() == ErrorKind::ChecksumMismatch => eprintln!("corrupt: {e}"),
+//!     Err(e) => return Err(e),
+//! }
+//! # drop(cancel);
+//! # Ok::<(), gridos_middleware::Error>(())
+//! ```
 
 pub mod cli;
 pub mod copy;
 mod endpoint;
 pub mod error;
+pub mod fetch;
 pub mod landing;
 pub mod observe;
 pub mod options;

@@ -74,10 +74,19 @@ fn garbage_greeting_is_a_protocol_error() {
 
 #[test]
 fn refusing_greeting_carries_code() {
+    // Without a retry budget a 421 greeting is at once a busy error carrying the reply.
     let (addr, h) = fake(|c| c.send("421 too many users\r\n"));
-    let e = Client::connect(&addr, quick()).unwrap_err();
+    let mut cfg = quick();
+    cfg.busy_retry = Duration::ZERO;
+    let e = Client::connect(&addr, cfg).unwrap_err();
+    assert!(matches!(e, Error::Busy { attempts: 1, .. }), "{e}");
     assert_eq!(e.reply_code(), Some(421), "{e}");
     assert!(e.to_string().contains("too many users"));
+    h.join().unwrap();
+    // A permanent refusal is not retried and stays a reply error.
+    let (addr, h) = fake(|c| c.send("530 not for you\r\n"));
+    let e = Client::connect(&addr, quick()).unwrap_err();
+    assert!(matches!(e, Error::Reply { code: 530, .. }), "{e}");
     h.join().unwrap();
 }
 

@@ -15,7 +15,8 @@
 //!   the gridos-io pool for transfers, openat2-confined docroot, chroot and privilege drop,
 //!   live keys over a control socket); [`server::PasswordFile`] for its users.
 //! - [`client::Client`]: the blocking FTP client (login, list, get/put at offsets, mkdir,
-//!   delete, rename, size/mdtm); data connections go through gridos-io's zero-copy path. Its
+//!   delete, rename, size/mdtm, stat, set_modified through MFMT; a busy server's 421 is
+//!   retried with backoff); data connections go through gridos-io's zero-copy path. Its
 //!   GridFTP side: [`client::Client::get_extended`] / [`client::Client::put_extended`] (MODE E
 //!   over parallel streams, ERET/ESTO, REST ranges, SBUF), [`client::Client::get_pipelined`]
 //!   (many files on reused data channels), [`client::Client::checksum`] (CKSM),

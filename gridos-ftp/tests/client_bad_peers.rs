@@ -74,10 +74,19 @@ fn garbage_greeting_is_a_protocol_error() {
 
 #[test]
 fn refusing_greeting_carries_code() {
+    // Without a retry budget a 421 greeting is at once a busy error carrying the reply.
     let (addr, h) = fake(|c| c.send("421 too many users\r\n"));
-    let e = Client::connect(&addr, quick()).unwrap_err();
+    let mut cfg = quick();
+    cfg.busy_retry = Duration::ZERO;
+    let e = Client::connect(&addr, cfg).unwrap_err();
+    assert!(matches!(e, Error::Busy { attempts: 1, .. }), "{e}");
     assert_eq!(e.reply_code(), Some(421), "{e}");
     assert!(e.to_string().contains("too many users"));
+    h.join().unwrap();
+    // A permanent refusal is not retried and stays a reply error.
+    let (addr, h) = fake(|c| c.send("530 not for you\r\n"));
+    let e = Client::connect(&addr, quick()).unwrap_err();
+    assert!(matches!(e, Error::Reply { code: 530, .. }), "{e}");
     h.join().unwrap();
 }
 
@@ -370,5 +379,36 @@ fn active_mode_without_a_connection_times_out() {
     let e = cl.get("/f", &out, 0, 0).unwrap_err();
     assert!(matches!(e, Error::Timeout(..)), "{e:?}");
     drop(cl);
+    h.join().unwrap();
+}
+
+/// The MFMT wire form (a fraction only when the time has one) and MLST `modify` facts with
+/// fractions of a second, as a scripted server sees and sends them.
+#[test]
+fn mfmt_wire_form_and_fractional_mlst_times() {
+    use std::time::UNIX_EPOCH;
+    let (addr, h) = fake(|c| {
+        c.login(" MFMT\r\n MLST type*;size*;modify*;\r\n");
+        assert_eq!(c.expect("MFMT"), "MFMT 20010203040506.5 dir/a b");
+        c.send("213 Modify=20010203040506.5; dir/a b\r\n");
+        assert_eq!(c.expect("MFMT"), "MFMT 19691231235959 old");
+        c.send("213 Modify=19691231235959; old\r\n");
+        assert_eq!(c.expect("MLST"), "MLST dir/a b");
+        c.send("250-Listing dir/a b\r\n type=file;size=3;modify=20010203040506.789; /dir/a b\r\n250 End\r\n");
+        c.expect("MFMT");
+        c.send("550 No such file.\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_anonymous().unwrap();
+    let t = UNIX_EPOCH + Duration::from_secs(981_173_106);
+    cl.set_modified("dir/a b", t + Duration::from_micros(500_900))
+        .unwrap();
+    cl.set_modified("old", UNIX_EPOCH - Duration::from_secs(1))
+        .unwrap();
+    let e = cl.stat("dir/a b").unwrap().unwrap();
+    assert_eq!(e.name, "a b");
+    assert_eq!(e.modified, Some(t + Duration::from_millis(789)));
+    let e = cl.set_modified("gone", t).unwrap_err();
+    assert_eq!(e.reply_code(), Some(550), "{e}");
     h.join().unwrap();
 }

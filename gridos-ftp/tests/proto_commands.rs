@@ -375,7 +375,7 @@ fn unknown_verbs_are_500_and_unimplemented_502() {
         "SMNT /x",
         "ADAT abc",
         "CCC",
-        "MFMT 20200101000000 f",
+        "MFCT 20200101000000 f",
         "host example",
     ] {
         assert_eq!(code(line.as_bytes()), 502, "{line}");
@@ -405,6 +405,22 @@ fn bad_arguments_are_501() {
         "RNTO",
         "SIZE",
         "MDTM",
+        "MFMT",
+        "MFMT 20200101000000",
+        "MFMT 20200101000000 ",
+        "MFMT f",
+        "MFMT 2020010100000 f",
+        "MFMT 202001010000000 f",
+        "MFMT 20201301000000 f",
+        "MFMT 20200230000000 f",
+        "MFMT 20200101240000 f",
+        "MFMT 20200101006000 f",
+        "MFMT 20200101000061 f",
+        "MFMT 20200101000000. f",
+        "MFMT 20200101000000.1x f",
+        "MFMT +2020010100000 f",
+        "MFMT 2020-01-01T00:00:00 f",
+        "MFMT \u{663}0200101000000 f",
         "RETR",
         "STOR",
         "APPE",
@@ -609,6 +625,8 @@ fn display_is_the_wire_form() {
         "MLST f",
         "HELP",
         "STAT x",
+        "MFMT 20010203040506 a b",
+        "MFMT 19691231235959.5 old",
     ] {
         let c = ok(line);
         assert_eq!(c.to_string(), line);
@@ -624,5 +642,52 @@ fn every_verb_round_trips_through_lookup() {
         assert_eq!(Verb::lookup(v.as_str()), Some(*v));
         assert_eq!(Verb::lookup(&v.as_str().to_ascii_lowercase()), Some(*v));
     }
-    assert_eq!(Verb::ALL.len(), 53);
+    assert_eq!(Verb::ALL.len(), 54);
+}
+
+#[test]
+fn mfmt_time_and_path() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = |secs: u64, nanos: u32| UNIX_EPOCH + Duration::new(secs, nanos);
+    for (line, modified, path) in [
+        (
+            "MFMT 20010203040506 file.txt",
+            at(981_173_106, 0),
+            "file.txt",
+        ),
+        (
+            "mfmt 20010203040506.123 a b ",
+            at(981_173_106, 123_000_000),
+            "a b ",
+        ),
+        (
+            "MFMT 20010203040506.1234567891 x",
+            at(981_173_106, 123_456_789),
+            "x",
+        ),
+        ("MFMT 19700101000000 /d/f", at(0, 0), "/d/f"),
+        // A leap second counts as the next second (RFC 3659 time-val allows 60).
+        ("MFMT 20161231235960 f", at(1_483_228_800, 0), "f"),
+    ] {
+        assert_eq!(
+            ok(line),
+            Command::Mfmt {
+                modified,
+                path: s(path)
+            },
+            "{line}"
+        );
+    }
+    assert_eq!(
+        ok("MFMT 19691231235959 p"),
+        Command::Mfmt {
+            modified: UNIX_EPOCH - Duration::from_secs(1),
+            path: s("p")
+        }
+    );
+    assert_eq!(
+        ok("MFMT 20010203040506.120 f").to_string(),
+        "MFMT 20010203040506.12 f"
+    );
+    assert_eq!(ok("MFMT 20010203040506 f").verb(), Verb::Mfmt);
 }

@@ -58,6 +58,34 @@ proptest! {
     }
 
     #[test]
+    fn mfmt_times_round_trip(
+        secs in -62_167_219_200i64..=253_402_300_799,
+        nanos in 0u32..1_000_000_000,
+        path in "[ -~]{1,30}",
+    ) {
+        let modified = if secs >= 0 {
+            UNIX_EPOCH + Duration::new(secs as u64, nanos)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(nanos))
+        };
+        let c = Command::Mfmt { modified, path: path.clone() };
+        prop_assert_eq!(Command::parse(&c.to_bytes()), Ok(c));
+    }
+
+    #[test]
+    fn mfmt_arguments_never_panic(
+        time in prop_oneof!["[0-9]{0,20}", "[0-9]{14}\\.[0-9]{0,12}", "[0-9. +-]{0,20}"],
+        rest in prop::collection::vec(any::<u8>(), 0..20),
+    ) {
+        let mut line = format!("MFMT {time} ").into_bytes();
+        line.extend(rest);
+        if let Ok(c) = Command::parse(&line) {
+            prop_assert_eq!(c.verb(), Verb::Mfmt);
+            prop_assert_eq!(Command::parse(&c.to_bytes()), Ok(c));
+        }
+    }
+
+    #[test]
     fn line_reader_bounded_and_never_panics(
         chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..30),
         max in 1usize..64,

@@ -158,6 +158,7 @@ fn anonymous_on_and_off() {
         "RMD d",
         "RNFR a",
         "SITE CHMOD 644 f",
+        "MFMT 20010203040506 f",
     ] {
         assert_eq!(t.codes(&format!("{w}\r\n")), [550], "{w}");
     }
@@ -607,7 +608,7 @@ fn feat_lists_exactly_the_configured_features() {
     let wire = String::from_utf8(feat.to_bytes()).unwrap();
     assert_eq!(
         wire,
-        "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n MLST type*;size*;modify*;perm*;unique*;UNIX.mode*;\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n LANG EN*\r\n211 End\r\n"
+        "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n MFMT\r\n MLST type*;size*;modify*;perm*;unique*;UNIX.mode*;\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n LANG EN*\r\n211 End\r\n"
     );
     let mut t = T::grid();
     let feat = t.one("FEAT\r\n");
@@ -631,6 +632,7 @@ fn feat_lists_exactly_the_configured_features() {
     assert!(!feat.lines.iter().any(|x| x == " MODE Z"));
     let mut f = Features::standard();
     f.mdtm = false;
+    f.mfmt = false;
     f.size = false;
     f.languages.clear();
     let mut t = T::with(SessionConfig {
@@ -639,16 +641,14 @@ fn feat_lists_exactly_the_configured_features() {
         ..SessionConfig::default()
     });
     let feat = t.one("FEAT\r\n");
-    assert!(
-        !feat
-            .lines
-            .iter()
-            .any(|x| x.contains("MDTM") || x.contains("SIZE") || x.contains("LANG"))
-    );
+    assert!(!feat.lines.iter().any(|x| x.contains("MDTM")
+        || x.contains("MFMT")
+        || x.contains("SIZE")
+        || x.contains("LANG")));
     t.codes("USER alice\r\nPASS secret\r\n");
     assert_eq!(
-        t.codes("MDTM f\r\nSIZE f\r\nLANG\r\nDELE f\r\n"),
-        [502, 502, 502, 502]
+        t.codes("MDTM f\r\nSIZE f\r\nLANG\r\nDELE f\r\nMFMT 20010101000000 f\r\n"),
+        [502, 502, 502, 502, 502]
     );
 }
 
@@ -868,4 +868,63 @@ fn peer_address_is_used_for_checks() {
         s.poll_action(),
         Some(Action::OpenPassive(PassiveKind::Pasv))
     );
+}
+
+#[test]
+fn mfmt_sets_times_and_echoes_the_path() {
+    let mut t = T::new();
+    assert_eq!(t.codes("MFMT 20010203040506 f\r\n"), [530]);
+    t.no_action();
+    assert_eq!(
+        t.codes("USER alice\r\nPASS secret\r\nCWD dir\r\n"),
+        [331, 230]
+    );
+    let Action::Cwd(_) = t.action() else { panic!() };
+    t.s.handle_fs_result(Ok(FsOutcome::Done)).unwrap();
+    assert_eq!(t.replies()[0].code, 250);
+
+    let t0 = UNIX_EPOCH + Duration::from_secs(981_173_106);
+    assert!(
+        t.codes("MFMT 20010203040506 my file\r\nNOOP\r\n")
+            .is_empty()
+    );
+    assert_eq!(
+        t.action(),
+        Action::Mfmt {
+            path: "/dir/my file".parse_vp(),
+            modified: t0
+        }
+    );
+    // The reply carries the time the file system kept, and the path as the client sent it.
+    t.s.handle_fs_result(Ok(FsOutcome::Modified(t0))).unwrap();
+    let r = t.replies();
+    assert_eq!(r[0].to_bytes(), b"213 Modify=20010203040506; my file\r\n");
+    assert_eq!(r[1].code, 200);
+
+    assert!(t.codes("MFMT 20010203040506.25 f\r\n").is_empty());
+    let Action::Mfmt { modified, .. } = t.action() else {
+        panic!()
+    };
+    assert_eq!(modified, t0 + Duration::from_millis(250));
+    t.s.handle_fs_result(Ok(FsOutcome::Modified(modified)))
+        .unwrap();
+    assert_eq!(
+        t.replies()[0].to_bytes(),
+        b"213 Modify=20010203040506.25; f\r\n"
+    );
+
+    for (kind, code) in [
+        (FsErrorKind::NotFound, 550),
+        (FsErrorKind::PermissionDenied, 550),
+    ] {
+        assert!(t.codes("MFMT 20010203040506 f\r\n").is_empty());
+        assert!(matches!(t.action(), Action::Mfmt { .. }));
+        t.s.handle_fs_result(Err(FsError::new(kind))).unwrap();
+        assert_eq!(t.replies()[0].code, code);
+    }
+    // A bad time is refused without touching the file system.
+    for bad in ["MFMT 2001020304 f", "MFMT 20011302040506 f", "MFMT f"] {
+        assert_eq!(t.codes(&format!("{bad}\r\n")), [501], "{bad}");
+        t.no_action();
+    }
 }

@@ -84,16 +84,32 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The server stayed busy for the whole
+    /// [`ClientConfig::busy_retry`](super::ClientConfig::busy_retry) budget: it greeted
+    /// with 421 (its client limits) or dropped the connection before greeting. `last` is
+    /// the last attempt's error.
+    #[error("server busy: {attempts} attempt(s) in {waited:.1?}, last: {last}")]
+    Busy {
+        /// Connection attempts made.
+        attempts: u32,
+        /// Time from the first attempt to giving up.
+        waited: Duration,
+        /// What the last attempt got.
+        #[source]
+        last: Box<Error>,
+    },
     /// An earlier error left the control connection out of step; reconnect.
     #[error("control connection unusable after an earlier error")]
     Poisoned,
 }
 
 impl Error {
-    /// The server's reply code, when the server refused.
+    /// The server's reply code, when the server refused (for [`Error::Busy`], the last
+    /// attempt's).
     pub fn reply_code(&self) -> Option<u16> {
         match self {
             Error::Reply { code, .. } => Some(*code),
+            Error::Busy { last, .. } => last.reply_code(),
             _ => None,
         }
     }

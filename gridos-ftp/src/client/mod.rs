@@ -4,8 +4,10 @@
 //! The control connection is a `TcpStream` with timeouts, driven by [`ReplyParser`]; every
 //! reply code is checked. Data connections are passive (EPSV, falling back to PASV) and always
 //! go to the control connection's peer address — a PASV reply naming another host is not
-//! followed. A download is spliced socket → file by [`gridos_io::recv_file`] (socket reads
-//! overlapped with file writes), an upload file → socket by [`gridos_io::send_file`].
+//! followed. A server at its client limits (a 421 greeting) is tried again for
+//! [`ClientConfig::busy_retry`]. A download is spliced socket → file by
+//! [`gridos_io::recv_file`] (socket reads overlapped with file writes), an upload file →
+//! socket by [`gridos_io::send_file`].
 //!
 //! ```no_run
 //! use gridos_ftp::client::{Client, ClientConfig};
@@ -62,6 +64,14 @@ pub struct ClientConfig {
     /// connection, only from the server's own address (default false: passive). MODE E
     /// downloads always work this way; MODE E uploads stay passive.
     pub active: bool,
+    /// How long [`Client::connect`] keeps retrying a busy server, in all (default 30 s;
+    /// `Duration::ZERO`: one attempt). Busy means a 421 (or other 4yz) greeting — the
+    /// server's client limits — or a connection accepted and then closed or reset before
+    /// the greeting ended, as inetd-style limits do. Retries wait with exponential backoff
+    /// and jitter, as lftp does. A refused connection (nothing listening), a timeout, a 5yz
+    /// greeting and anything after the greeting (a 421 after a failed login, say) are not
+    /// retried.
+    pub busy_retry: Duration,
 }
 
 impl Default for ClientConfig {
@@ -74,6 +84,7 @@ impl Default for ClientConfig {
             max_listing: 64 << 20,
             use_epsv: true,
             active: false,
+            busy_retry: Duration::from_secs(30),
         }
     }
 }
@@ -88,6 +99,8 @@ pub struct Features {
     pub size: bool,
     /// `MDTM`.
     pub mdtm: bool,
+    /// `MFMT` (set modification times, draft-somers-ftp-mfxx).
+    pub mfmt: bool,
     /// `REST STREAM`.
     pub rest_stream: bool,
     /// `EPSV`.
@@ -121,6 +134,7 @@ impl Features {
                 "MLST" => f.mlst = true,
                 "SIZE" => f.size = true,
                 "MDTM" => f.mdtm = true,
+                "MFMT" => f.mfmt = true,
                 "EPSV" => f.epsv = true,
                 "UTF8" => f.utf8 = true,
                 "PARALLEL" => f.mode_e = true,
@@ -204,6 +218,39 @@ const POLL: Duration = Duration::from_millis(200);
 /// Reply wait after a failed transfer: the server's verdict is wanted but not worth long.
 const AFTER_FAILURE: Duration = Duration::from_secs(5);
 
+/// Whether an error from connecting and reading the greeting means "busy, try again": a
+/// 4yz greeting, or the server took the TCP connection and then closed or reset it.
+fn greeting_busy(e: &Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        Error::Reply { code, .. } => (400..500).contains(code),
+        Error::Closed { .. } => true,
+        Error::Io { op, source } => {
+            *op != "connect"
+                && matches!(
+                    source.kind(),
+                    K::ConnectionReset | K::ConnectionAborted | K::NotConnected
+                )
+        }
+        _ => false,
+    }
+}
+
+/// Sleeps for `d`, waking every [`POLL`] to honour the cancel token.
+fn sleep_unless_cancelled(d: Duration, cancel: Option<&CancelToken>) -> Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(Error::Cancelled { moved: 0 });
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(POLL));
+    }
+}
+
 fn connect_any(addrs: &[SocketAddr], timeout: Duration, what: &'static str) -> Result<TcpStream> {
     let mut last = None;
     for a in addrs {
@@ -247,14 +294,103 @@ fn reply_error(cmd: &Command, r: &Reply) -> Error {
     }
 }
 
+/// How one connection attempt ended.
+enum Attempt {
+    Connected(Box<Client>),
+    /// The server is busy: worth another try (see [`ClientConfig::busy_retry`]).
+    Busy(Error),
+    Failed(Error),
+}
+
+/// Exponential backoff with jitter for busy servers: the first wait is about
+/// `BUSY_FIRST_WAIT`, each next one up to twice as long, at most `BUSY_MAX_WAIT`.
+struct Backoff {
+    next: Duration,
+    seed: u64,
+}
+
+const BUSY_FIRST_WAIT: Duration = Duration::from_millis(50);
+const BUSY_MAX_WAIT: Duration = Duration::from_secs(2);
+
+impl Backoff {
+    fn new() -> Backoff {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is keyed randomly: clients started together do not retry in step.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        Backoff {
+            next: BUSY_FIRST_WAIT,
+            seed: h.finish() | 1,
+        }
+    }
+
+    /// The next wait: uniformly in [d/2, d], then d doubles (up to the cap).
+    fn wait(&mut self) -> Duration {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let d = self.next;
+        self.next = (d * 2).min(BUSY_MAX_WAIT);
+        let half = d / 2;
+        let span = u64::try_from(half.as_micros()).unwrap_or(u64::MAX);
+        half + Duration::from_micros(self.seed % span.saturating_add(1))
+    }
+}
+
 impl Client {
-    /// Connects to `addr` (host:port; IPv4 or IPv6) and reads the greeting.
+    /// Connects to `addr` (host:port; IPv4 or IPv6) and reads the greeting. A busy server is
+    /// tried again for up to [`ClientConfig::busy_retry`], then [`Error::Busy`].
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|e| Error::io("resolve", e))?
             .collect();
-        let ctrl = connect_any(&addrs, config.connect_timeout, "connect")?;
+        let start = Instant::now();
+        let mut backoff = Backoff::new();
+        let mut attempts = 1u32;
+        loop {
+            let e = match Self::connect_once(&addrs, &config) {
+                Attempt::Connected(c) => return Ok(*c),
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Busy(e) => e,
+            };
+            let left = config.busy_retry.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(Error::Busy {
+                    attempts,
+                    waited: start.elapsed(),
+                    last: Box::new(e),
+                });
+            }
+            let wait = backoff.wait().min(left);
+            tracing::info!(
+                server = ?addrs.first(),
+                attempt = attempts,
+                wait_ms = wait.as_millis() as u64,
+                reason = %e,
+                "ftp client: server busy, retrying"
+            );
+            sleep_unless_cancelled(wait, config.transfer.cancel.as_ref())?;
+            attempts += 1;
+        }
+    }
+
+    /// One connection and greeting, classified for [`connect`](Self::connect).
+    fn connect_once(addrs: &[SocketAddr], config: &ClientConfig) -> Attempt {
+        match Self::connect_greeted(addrs, config.clone()) {
+            Ok(c) => Attempt::Connected(Box::new(c)),
+            Err(e) if greeting_busy(&e) => Attempt::Busy(e),
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+
+    fn connect_greeted(addrs: &[SocketAddr], config: ClientConfig) -> Result<Client> {
+        let ctrl = connect_any(addrs, config.connect_timeout, "connect")?;
         let peer = ctrl.peer_addr().map_err(|e| Error::io("getpeername", e))?;
         ctrl.set_nodelay(true)
             .map_err(|e| Error::io("TCP_NODELAY", e))?;
@@ -451,8 +587,24 @@ impl Client {
         facts::parse_time(t).map_err(|_| Error::Protocol(format!("MDTM reply {t:?} is not a time")))
     }
 
+    /// `MFMT`: sets the modification time of `path` (UTC, to the millisecond: fractions
+    /// are sent only when the time has one). [`Error::Unsupported`] without sending
+    /// anything when the server's FEAT does not list MFMT (vsftpd's two-argument MDTM is not
+    /// used: it reads a file whose name starts with digits and a space as a time).
+    pub fn set_modified(&mut self, path: &str, modified: SystemTime) -> Result<()> {
+        if !self.features.mfmt {
+            return Err(Error::Unsupported("MFMT (setting modification times)"));
+        }
+        let cmd = Command::Mfmt {
+            modified: to_millis(modified),
+            path: arg(path)?,
+        };
+        self.expect(&cmd, &[213]).map(drop)
+    }
+
     /// What `path` is: `Ok(None)` when it does not exist (or cannot be seen). Uses MLST when
-    /// offered, else `CWD` (directory) and `SIZE` (file).
+    /// offered (type, size and modification time, fractions of a second included), else
+    /// `CWD` (directory), `SIZE` (file) and, when offered, `MDTM` (its time).
     pub fn stat(&mut self, path: &str) -> Result<Option<Entry>> {
         let p = arg(path)?;
         if self.features.mlst {
@@ -506,12 +658,23 @@ impl Client {
             }));
         }
         match self.size(&p) {
-            Ok(n) => Ok(Some(Entry {
-                name,
-                kind: EntryKind::File,
-                size: Some(n),
-                modified: None,
-            })),
+            Ok(n) => {
+                let modified = if self.features.mdtm {
+                    match self.mdtm(&p) {
+                        Ok(t) => Some(t),
+                        Err(Error::Reply { .. }) => None,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    None
+                };
+                Ok(Some(Entry {
+                    name,
+                    kind: EntryKind::File,
+                    size: Some(n),
+                    modified,
+                }))
+            }
             Err(Error::Reply {
                 code: 450 | 550, ..
             }) => Ok(None),
@@ -1065,6 +1228,17 @@ enum DataConn {
     Waiting(TcpListener),
 }
 
+/// `t` truncated to whole milliseconds (towards the past, before 1970 too).
+fn to_millis(t: SystemTime) -> SystemTime {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => t - Duration::from_nanos(u64::from(d.subsec_nanos() % 1_000_000)),
+        Err(e) => match e.duration().subsec_nanos() % 1_000_000 {
+            0 => t,
+            n => t - Duration::from_nanos(u64::from(1_000_000 - n)),
+        },
+    }
+}
+
 /// The path in a 257 reply: `"dir ""quoted"" name" created`.
 fn parse_quoted(text: &str) -> Option<String> {
     let start = text.find('"')? + 1;
@@ -1108,8 +1282,80 @@ mod tests {
                 "End",
             ],
         ));
-        assert!(f.mlst && f.rest_stream && f.size && f.epsv && !f.utf8 && !f.mdtm);
+        assert!(f.mlst && f.rest_stream && f.size && f.epsv && !f.utf8 && !f.mdtm && !f.mfmt);
+        let f = Features::parse(&Reply::multi(211, ["Features:", " MDTM", " MFMT", "End"]));
+        assert!(f.mdtm && f.mfmt);
         assert!(arg("a\r\nDELE x").is_err());
         assert!(arg("").is_err());
+    }
+
+    #[test]
+    fn busy_is_a_4yz_greeting_or_a_dropped_connection() {
+        use std::io::{Error as IoError, ErrorKind as K};
+        let reply = |code| Error::Reply {
+            command: "(connect)".into(),
+            code,
+            text: String::new(),
+        };
+        assert!(greeting_busy(&reply(421)));
+        assert!(greeting_busy(&reply(450)));
+        assert!(!greeting_busy(&reply(530)));
+        assert!(!greeting_busy(&reply(220)));
+        assert!(greeting_busy(&Error::Closed { mid_reply: false }));
+        assert!(greeting_busy(&Error::io(
+            "read reply",
+            IoError::from(K::ConnectionReset)
+        )));
+        assert!(greeting_busy(&Error::io(
+            "getpeername",
+            IoError::from(K::NotConnected)
+        )));
+        // Nothing listening, or a reset before the connection was made: not the server's load.
+        assert!(!greeting_busy(&Error::io(
+            "connect",
+            IoError::from(K::ConnectionRefused)
+        )));
+        assert!(!greeting_busy(&Error::io(
+            "connect",
+            IoError::from(K::ConnectionReset)
+        )));
+        assert!(!greeting_busy(&Error::io(
+            "read reply",
+            IoError::from(K::PermissionDenied)
+        )));
+        assert!(!greeting_busy(&Error::Timeout(
+            Duration::from_secs(1),
+            "a reply"
+        )));
+        assert!(!greeting_busy(&Error::Protocol("garbage".into())));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::new();
+        let mut d = BUSY_FIRST_WAIT;
+        for _ in 0..20 {
+            let w = b.wait();
+            assert!(w >= d / 2 && w <= d, "{w:?} outside [{:?}, {d:?}]", d / 2);
+            d = (d * 2).min(BUSY_MAX_WAIT);
+        }
+        let waits: Vec<Duration> = (0..8).map(|_| b.wait()).collect();
+        assert!(waits.iter().any(|w| *w != waits[0]), "no jitter: {waits:?}");
+    }
+
+    #[test]
+    fn times_go_out_to_the_millisecond() {
+        let t = std::time::UNIX_EPOCH + Duration::new(10, 123_456_789);
+        assert_eq!(
+            to_millis(t),
+            std::time::UNIX_EPOCH + Duration::new(10, 123_000_000)
+        );
+        let before = std::time::UNIX_EPOCH - Duration::new(1, 999_999);
+        assert_eq!(
+            to_millis(before),
+            std::time::UNIX_EPOCH - Duration::new(1, 1_000_000)
+        );
+        let exact = std::time::UNIX_EPOCH - Duration::from_millis(1500);
+        assert_eq!(to_millis(exact), exact);
     }
 }

@@ -20,12 +20,13 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::time::SystemTime;
 
 use super::addr::{
     format_eprt, format_host_port, parse_any_host_port, parse_eprt, parse_host_port,
 };
 use super::error::ParseError;
-use super::facts::FactSet;
+use super::facts::{FactSet, format_time_exact, parse_time};
 use super::line::strip_telnet;
 use super::markers::RangeSet;
 
@@ -80,12 +81,12 @@ verbs! {
     Stou => "STOU", Abor => "ABOR", Allo => "ALLO", Site => "SITE", Auth => "AUTH",
     Pbsz => "PBSZ", Prot => "PROT", Dcau => "DCAU", Lang => "LANG", Sbuf => "SBUF",
     Spas => "SPAS", Spor => "SPOR", Eret => "ERET", Esto => "ESTO", Cksm => "CKSM",
-    Scks => "SCKS", Trev => "TREV",
+    Scks => "SCKS", Trev => "TREV", Mfmt => "MFMT",
 }
 
 /// Verbs that are recognised but never implemented here (reply 502).
 const NOT_IMPLEMENTED: &[&str] = &[
-    "SMNT", "ADAT", "MIC", "CONF", "ENC", "CCC", "HOST", "MFMT", "MFCT", "MFF",
+    "SMNT", "ADAT", "MIC", "CONF", "ENC", "CCC", "HOST", "MFCT", "MFF",
 ];
 
 impl fmt::Display for Verb {
@@ -428,6 +429,14 @@ pub enum Command {
         event: TrevEvent,
         /// Interval in seconds (0 = off).
         interval: u32,
+    },
+    /// `MFMT YYYYMMDDHHMMSS[.fff] path`: set the modification time (draft-somers-ftp-mfxx;
+    /// the time is UTC, validated like RFC 3659 `time-val`).
+    Mfmt {
+        /// The new modification time.
+        modified: SystemTime,
+        /// The path, verbatim.
+        path: String,
     },
 }
 
@@ -983,6 +992,16 @@ impl Command {
                     u32::try_from(number(v, n)?).map_err(|_| bad(v, "interval out of range"))?;
                 C::Trev { event, interval }
             }
+            Verb::Mfmt => {
+                let (w, p) = words_then_path(v, text(v, arg.unwrap_or(b""))?, 1)?;
+                let [t] = w.as_slice() else {
+                    return Err(bad(v, "MFMT YYYYMMDDHHMMSS[.fff] path"));
+                };
+                C::Mfmt {
+                    modified: parse_time(t).map_err(|_| bad(v, "bad time value"))?,
+                    path: p.to_string(),
+                }
+            }
         })
     }
 
@@ -1043,6 +1062,7 @@ impl Command {
             C::Cksm { .. } => Verb::Cksm,
             C::Scks { .. } => Verb::Scks,
             C::Trev { .. } => Verb::Trev,
+            C::Mfmt { .. } => Verb::Mfmt,
         }
     }
 
@@ -1238,6 +1258,9 @@ impl fmt::Display for Command {
                     TrevEvent::Restart => "RESTART",
                 }
             ),
+            C::Mfmt { modified, path } => {
+                write!(f, "MFMT {} {path}", format_time_exact(*modified))
+            }
         }
     }
 }

@@ -93,6 +93,25 @@ pub fn format_time_millis(t: SystemTime) -> String {
     format!("{}.{:03}", format_time(t), nanos / 1_000_000)
 }
 
+/// Like [`format_time`] with as many fraction digits as `t` needs (none for whole seconds,
+/// at most nine): [`parse_time`] gives back exactly `t` for any time in years 0000–9999.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use gridos_ftp::proto::facts::{format_time_exact, parse_time};
+/// let t = UNIX_EPOCH + Duration::new(1_000_000_000, 250_000_000);
+/// assert_eq!(format_time_exact(t), "20010909014640.25");
+/// assert_eq!(parse_time(&format_time_exact(t)).unwrap(), t);
+/// ```
+pub fn format_time_exact(t: SystemTime) -> String {
+    let (_, nanos) = unix_secs(t);
+    if nanos == 0 {
+        return format_time(t);
+    }
+    let frac = format!("{nanos:09}");
+    format!("{}.{}", format_time(t), frac.trim_end_matches('0'))
+}
+
 /// Parse `YYYYMMDDHHMMSS[.fraction]` (UTC). Fields are range-checked (a leap second `60` is
 /// accepted and counted as the next second).
 pub fn parse_time(s: &str) -> Result<SystemTime, ReplyError> {
@@ -437,6 +456,27 @@ mod tests {
         assert_eq!(Facts::parse(" bare").unwrap().name, "bare");
         assert!(Facts::parse("type=file;noname").is_err());
         assert!(Facts::parse("size=x; n").is_err());
+    }
+
+    #[test]
+    fn modify_fact_keeps_fractions_and_exact_format_round_trips() {
+        let f = Facts::parse("type=file;modify=20010203040506.789; f").unwrap();
+        assert_eq!(
+            f.modify,
+            Some(UNIX_EPOCH + Duration::new(981_173_106, 789_000_000))
+        );
+        assert!(Facts::parse("modify=20010203040506.; f").is_err());
+        for t in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(981_173_106, 1),
+            UNIX_EPOCH - Duration::new(1, 500_000_000),
+        ] {
+            assert_eq!(parse_time(&format_time_exact(t)).unwrap(), t);
+        }
+        assert_eq!(
+            format_time_exact(UNIX_EPOCH - Duration::from_millis(500)),
+            "19691231235959.5"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!    reporting the outcome with the matching `handle_*` method:
 //!    - [`Action::OpenPassive`] → [`Session::handle_passive_opened`];
 //!    - file-system actions (`Cwd`, `Mkd`, `Rmd`, `Dele`, `Rnfr`, `Rename`, `Size`, `Mdtm`,
-//!      `Mlst`, `Stat`, `Chmod`, `Cksm`) → [`Session::handle_fs_result`];
+//!      `Mfmt`, `Mlst`, `Stat`, `Chmod`, `Cksm`) → [`Session::handle_fs_result`];
 //!    - transfers (`Retr`, `Stor`, `List`) → [`Session::handle_transfer_started`] once the
 //!      file is open and the data connection is up, optional
 //!      [`Session::handle_marker`] during, and [`Session::handle_transfer_done`] at the end
@@ -52,7 +52,7 @@ use super::command::{
     Structure, TransferMode, TransferType, TrevEvent, Verb,
 };
 use super::error::{Error, ParseError};
-use super::facts::{FactSet, Facts, format_time};
+use super::facts::{FactSet, Facts, format_time, format_time_exact};
 use super::line::{LineEvent, LineReader};
 use super::markers::{PerfMarker, RangeSet, range_marker_reply};
 use super::path::VirtualPath;
@@ -66,6 +66,8 @@ pub struct Features {
     pub size: bool,
     /// MDTM (RFC 3659).
     pub mdtm: bool,
+    /// MFMT: set a file's modification time (draft-somers-ftp-mfxx).
+    pub mfmt: bool,
     /// REST STREAM (RFC 3659).
     pub rest_stream: bool,
     /// MLST/MLSD (RFC 3659).
@@ -110,6 +112,7 @@ impl Features {
         Features {
             size: true,
             mdtm: true,
+            mfmt: true,
             rest_stream: true,
             mlst: true,
             tvfs: true,
@@ -164,6 +167,7 @@ impl Features {
         add(self.epsv, "EPRT");
         add(self.epsv, "EPSV");
         add(self.mdtm, "MDTM");
+        add(self.mfmt, "MFMT");
         add(self.mlst, &format!("MLST {}", facts.feat_string()));
         add(self.rest_stream, "REST STREAM");
         add(self.size, "SIZE");
@@ -449,6 +453,14 @@ pub enum Action {
     },
     /// Modification time (report [`FsOutcome::Modified`]).
     Mdtm(VirtualPath),
+    /// Set the modification time (MFMT; the access time stays); report
+    /// [`FsOutcome::Modified`] with the time the file then has.
+    Mfmt {
+        /// The file.
+        path: VirtualPath,
+        /// The time to set.
+        modified: SystemTime,
+    },
     /// Facts of one entry (report [`FsOutcome::Facts`]; the session formats them with
     /// [`Session::mlst_facts`]).
     Mlst(VirtualPath),
@@ -490,7 +502,7 @@ pub enum FsOutcome {
     Done,
     /// SIZE.
     Size(u64),
-    /// MDTM.
+    /// MDTM, MFMT.
     Modified(SystemTime),
     /// MLST.
     Facts(Facts),
@@ -682,6 +694,8 @@ enum FsOp {
     Rename,
     Size,
     Mdtm,
+    /// The path as the client wrote it, echoed in the 213 reply.
+    Mfmt(String),
     Mlst(VirtualPath),
     Stat(VirtualPath),
     Chmod,
@@ -1050,6 +1064,9 @@ impl Session {
             (FsOp::Chmod, FsOutcome::Done) => r(200, "SITE CHMOD command ok."),
             (FsOp::Size, FsOutcome::Size(n)) => Reply::new(213, n.to_string()),
             (FsOp::Mdtm, FsOutcome::Modified(t)) => Reply::new(213, format_time(t)),
+            (FsOp::Mfmt(p), FsOutcome::Modified(t)) => {
+                Reply::new(213, format!("Modify={}; {p}", format_time_exact(t)))
+            }
             (FsOp::Mlst(p), FsOutcome::Facts(f)) => Reply::multi(
                 250,
                 [
@@ -1226,6 +1243,7 @@ impl Session {
                 | Command::Rnfr(_)
                 | Command::Rnto(_)
                 | Command::Site(SiteCommand::Chmod { .. })
+                | Command::Mfmt { .. }
         );
         if writes && self.read_only() {
             return self.reply(r(550, "Permission denied."));
@@ -1310,6 +1328,13 @@ impl Session {
             Command::Mdtm(p) if f.mdtm => {
                 let p = self.cwd.join(&p);
                 self.act(Action::Mdtm(p), Pending::Fs(FsOp::Mdtm))
+            }
+            Command::Mfmt { modified, path } if f.mfmt => {
+                let p = self.cwd.join(&path);
+                self.act(
+                    Action::Mfmt { path: p, modified },
+                    Pending::Fs(FsOp::Mfmt(path)),
+                )
             }
             Command::Mlst(p) if f.mlst => {
                 let p = self.cwd.join(p.as_deref().unwrap_or(""));
@@ -1536,6 +1561,7 @@ impl Session {
             // Recognised commands whose feature is switched off.
             Command::Size(_)
             | Command::Mdtm(_)
+            | Command::Mfmt { .. }
             | Command::Mlst(_)
             | Command::Mlsd(_)
             | Command::Epsv(_)

@@ -309,6 +309,9 @@ impl Conn {
                 let m = root.stat(&p)?;
                 Ok(FsOutcome::Modified(m.modified()?))
             }
+            Action::Mfmt { path, modified } => {
+                Ok(FsOutcome::Modified(root.set_modified(&path, modified)?))
+            }
             Action::Mlst(p) => {
                 let m = root.stat(&p)?;
                 let e = Entry::from_meta(p.as_str().to_string(), &m);

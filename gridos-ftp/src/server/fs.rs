@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat, mkdirat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat, futimens, mkdirat};
+use nix::sys::time::TimeSpec;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::proto::VirtualPath;
@@ -219,6 +220,25 @@ fn ls_time(t: SystemTime, now: SystemTime) -> String {
     }
 }
 
+/// A time as a `timespec` (seconds may be negative, nanoseconds always 0..1e9).
+fn timespec(t: SystemTime) -> TimeSpec {
+    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
+        Err(e) => {
+            let d = e.duration();
+            let s = i64::try_from(d.as_secs()).map_or(i64::MIN, |s| -s);
+            match d.subsec_nanos() {
+                0 => (s, 0),
+                n => (s.saturating_sub(1), 1_000_000_000 - n),
+            }
+        }
+    };
+    TimeSpec::new(secs, i64::from(nanos))
+}
+
 fn io_err(e: nix::Error) -> io::Error {
     io::Error::from(e)
 }
@@ -327,6 +347,25 @@ impl Root {
     pub(crate) fn chmod(&self, p: &VirtualPath, mode: u32) -> io::Result<()> {
         let fd = self.resolve(p, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
         fchmod(&fd, Mode::from_bits_truncate(mode & 0o777)).map_err(io_err)
+    }
+
+    /// MFMT: sets the modification time of the file or directory `p` (a symlink is followed
+    /// inside the root) and returns the time it then has (the file system may round it).
+    /// The access time stays. Other kinds of files are refused, so no device or FIFO is
+    /// opened. futimens needs a file opened for real (it refuses `O_PATH` fds), so `p` is
+    /// looked at through an `O_PATH` fd first, then opened read-only and non-blocking.
+    pub(crate) fn set_modified(&self, p: &VirtualPath, t: SystemTime) -> io::Result<SystemTime> {
+        let m = File::from(self.resolve(p, OFlag::O_PATH)?).metadata()?;
+        if !m.is_file() && !m.is_dir() {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        let f = File::from(self.resolve(p, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?);
+        let m = f.metadata()?;
+        if !m.is_file() && !m.is_dir() {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        futimens(&f, &TimeSpec::UTIME_OMIT, &timespec(t)).map_err(io_err)?;
+        f.metadata()?.modified()
     }
 
     /// The size SIZE reports: the partial upload's while one exists, else the file's.

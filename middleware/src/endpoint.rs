@@ -1,7 +1,5 @@
 //! The two ends of a copy: this machine or a logged-in FTP server, and paths on them.
 
-#[allow(unused_imports)]
-use crate::TmpShim;
 use crate::observe::CopyObserver;
 use crate::options::CopyOptions;
 use crate::plan::{PathFacts, TransferPlan, plan_side};
@@ -48,6 +46,9 @@ impl Connector<'_> {
         config.transfer.progress = Some(self.progress.clone());
         config.transfer.cancel = Some(self.cancel.clone());
         config.active = active;
+        if let Some(d) = self.options.busy_retry {
+            config.busy_retry = d;
+        }
         let mut c = Client::connect(url.authority(), config)
             .map_err(|e| Error::from_ftp(url.display(), e))?;
         c.login(&url.user, &url.login_password()).map_err(|e| {

@@ -129,6 +129,7 @@ impl Error {
         use gridos_ftp::client::Error as F;
         let kind = match &e {
             F::Reply { code, .. } => ErrorKind::Reply(*code),
+            F::Busy { .. } => ErrorKind::Reply(e.reply_code().unwrap_or(421)),
             F::Io { .. } | F::Closed { .. } | F::Transfer { .. } | F::ModeE { .. } => {
                 ErrorKind::Network
             }

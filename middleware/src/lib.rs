@@ -55,20 +55,3 @@ pub use observe::CopyObserver;
 pub use options::{CopyOptions, Pipeline};
 pub use plan::TransferPlan;
 pub use url::{FtpUrl, HttpUrl, Url, UrlError};
-// TEMP-SHIM
-trait TmpShim {
-    fn set_modified(
-        &mut self,
-        _p: &str,
-        _t: std::time::SystemTime,
-    ) -> std::result::Result<(), gridos_ftp::client::Error>;
-}
-impl TmpShim for gridos_ftp::client::Client {
-    fn set_modified(
-        &mut self,
-        _p: &str,
-        _t: std::time::SystemTime,
-    ) -> std::result::Result<(), gridos_ftp::client::Error> {
-        Ok(())
-    }
-}

@@ -409,3 +409,89 @@ fn selftest_goes_through_ftp() {
         assert_eq!(leg["sha256"], legs[0]["sha256"]);
     }
 }
+
+/// `--preserve` keeps modification times both ways, for single files and pipelined trees.
+#[test]
+fn cp_preserve_times_both_ways() {
+    use std::time::{Duration, SystemTime};
+    let root = tempfile::tempdir().unwrap();
+    let srv = server(root.path());
+    let base = format!("ftp://alice:s3cret%20pass@{}", srv.local_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let t2001 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let set = |p: &Path, t: SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap()
+    };
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let t = dir.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    for (i, name) in ["one.bin", "two.bin", "three.bin"].iter().enumerate() {
+        let p = t.join(name);
+        std::fs::write(&p, random_bytes(10_000 + i, i as u64)).unwrap();
+        set(&p, t2001 + Duration::from_secs(i as u64 * 3600));
+    }
+    // One file up and back down.
+    let one = t.join("one.bin");
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        "--preserve",
+        one.to_str().unwrap(),
+        &format!("{base}/one.bin"),
+    ]));
+    assert_eq!(mtime(&root.path().join("one.bin")), t2001);
+    let back = dir.path().join("one-back.bin");
+    set(
+        &root.path().join("one.bin"),
+        t2001 + Duration::from_secs(60),
+    );
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        "-t",
+        &format!("{base}/one.bin"),
+        back.to_str().unwrap(),
+    ]));
+    assert_eq!(mtime(&back), t2001 + Duration::from_secs(60));
+    // A tree up and down (pipelined by default against our MODE E server).
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        "-r",
+        "--preserve",
+        t.to_str().unwrap(),
+        &format!("{base}/t"),
+    ]));
+    let down = dir.path().join("down");
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        "-r",
+        "--preserve",
+        &format!("{base}/t"),
+        down.to_str().unwrap(),
+    ]));
+    for (i, name) in ["one.bin", "two.bin", "three.bin"].iter().enumerate() {
+        let want = t2001 + Duration::from_secs(i as u64 * 3600);
+        assert_eq!(mtime(&root.path().join("t").join(name)), want, "{name} up");
+        assert_eq!(mtime(&down.join(name)), want, "{name} down");
+        assert_eq!(
+            std::fs::read(down.join(name)).unwrap(),
+            std::fs::read(t.join(name)).unwrap()
+        );
+    }
+    // Without --preserve the times are the copy's own.
+    let plain = dir.path().join("plain.bin");
+    ok(&gridos(&[
+        "cp",
+        "-q",
+        &format!("{base}/one.bin"),
+        plain.to_str().unwrap(),
+    ]));
+    assert_ne!(mtime(&plain), t2001 + Duration::from_secs(60));
+}

@@ -2,8 +2,6 @@
 //! control connection (and, for large downloads, several control connections at once).
 //! Chosen by default for trees between this machine and a server that offers MODE E.
 
-#[allow(unused_imports)]
-use crate::TmpShim;
 use crate::endpoint::{Connector, FileJob, FtpSide, Node, Side, set_modified};
 use crate::landing::{Landing, file_len};
 use crate::observe::{CopyObserver, Progress};

@@ -129,6 +129,8 @@ impl Error {
         use gridos_ftp::client::Error as F;
         let kind = match &e {
             F::Reply { code, .. } => ErrorKind::Reply(*code),
+            F::ThirdPartyRefused { .. } => ErrorKind::ThirdPartyRefused,
+            F::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
             F::Busy { .. } => ErrorKind::Reply(e.reply_code().unwrap_or(421)),
             F::Io { .. } | F::Closed { .. } | F::Transfer { .. } | F::ModeE { .. } => {
                 ErrorKind::Network

@@ -12,7 +12,8 @@ use crate::observe::CopyObserver;
 use crate::options::CopyOptions;
 use crate::verify::{remote_size, verify_remote};
 use crate::{Error, ErrorKind, Result};
-use gridos_ftp::client::PutMode;
+use gridos_ftp::client::third_party::{self, ThirdPartyOptions};
+use gridos_ftp::client::{Error as FtpError, PutMode};
 
 /// How an FTP → FTP copy moved its data.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -27,24 +28,43 @@ pub struct Route {
     pub control_round_trips: Option<u32>,
 }
 
-/// Copies one file from the server of `s` to the server of `d`.
+/// Copies one file from the server of `s` to the server of `d`: directly when the
+/// servers allow it, else (with `relay`) through this machine.
 pub(crate) fn copy(
     s: &mut FtpSide,
     d: &mut FtpSide,
     job: &FileJob,
     o: &CopyOptions,
-    _conn: &Connector<'_>,
+    conn: &Connector<'_>,
     obs: &dyn CopyObserver,
 ) -> Result<(Moved, Route)> {
     let (Node::Remote(sp), Node::Remote(dp)) = (&job.src, &job.dst) else {
         return Err(Error::new(ErrorKind::InvalidInput, "").detail("third-party sides"));
     };
     let what = format!("{} → {}", s.url.display_path(sp), d.url.display_path(dp));
-    let reason = "direct transfers are not available".to_string();
-    if !o.relay {
-        return Err(Error::new(ErrorKind::ThirdPartyRefused, what).detail(reason));
-    }
+    let reason = match direct(s, sp, d, dp, job, o) {
+        Ok(r) => return Ok(r),
+        Err(Refusal::Fatal(e)) => return Err(e.context(&what)),
+        Err(Refusal::Refused(e)) => {
+            if !o.relay {
+                return Err(Error::new(ErrorKind::ThirdPartyRefused, &what)
+                    .detail("the servers refused a direct transfer and --no-relay was given")
+                    .source(e));
+            }
+            e.to_string()
+        }
+        Err(Refusal::NotPossible(why)) => {
+            if !o.relay {
+                return Err(Error::new(ErrorKind::ThirdPartyRefused, &what)
+                    .detail(format!("{why}, and --no-relay was given")));
+            }
+            why.to_string()
+        }
+    };
     obs.notice(&format!("{what}: relaying through this machine ({reason})"));
+    // A refused transfer may leave a control connection out of step: start afresh.
+    s.client = conn.login(&s.url, o.active)?;
+    d.client = conn.login(&d.url, o.active)?;
     let moved = relay(s, sp, d, dp, job.size, o).map_err(|e| e.context(&what))?;
     Ok((
         moved,
@@ -54,6 +74,80 @@ pub(crate) fn copy(
             control_round_trips: None,
         },
     ))
+}
+
+/// Why a direct transfer did not happen.
+enum Refusal {
+    /// A server refused the other's address: a relay may work.
+    Refused(gridos_ftp::client::Error),
+    /// The options need something a direct transfer cannot do.
+    NotPossible(&'static str),
+    /// Anything else: the copy fails.
+    Fatal(Error),
+}
+
+/// The direct transfer: MODE E (SPAS/SPOR) when both servers offer it, else stream mode
+/// (PASV/PORT).
+fn direct(
+    s: &mut FtpSide,
+    sp: &str,
+    d: &mut FtpSide,
+    dp: &str,
+    job: &FileJob,
+    o: &CopyOptions,
+) -> std::result::Result<(Moved, Route), Refusal> {
+    if o.compress {
+        return Err(Refusal::NotPossible("MODE Z is not offered for server-to-server copies"));
+    }
+    let mut opts = ThirdPartyOptions::default();
+    opts.grid = match (&s.plan.grid, &d.plan.grid) {
+        (Some(g), Some(_)) => Some(g.clone()),
+        _ => None,
+    };
+    opts.verify = o.verify;
+    opts.range = o.range;
+    if o.resume {
+        let have = remote_size(&mut d.client, dp).map_err(Refusal::Fatal)?.unwrap_or(0);
+        let total = match job.size {
+            Some(n) => Some(n),
+            None => remote_size(&mut s.client, sp).map_err(Refusal::Fatal)?,
+        };
+        if total == Some(have) {
+            return Ok((Moved::none(), route(None)));
+        }
+        if let Some(t) = total.filter(|&t| have > t) {
+            return Err(Refusal::Fatal(Error::new(ErrorKind::InvalidInput, "").detail(
+                format!("destination is longer ({have} bytes) than the source ({t} bytes); not resuming"),
+            )));
+        }
+        if have > 0 {
+            // REST continues stream-mode transfers.
+            opts.grid = None;
+            opts.restart = Some(have);
+        }
+    }
+    match third_party::transfer(&mut s.client, sp, &mut d.client, dp, &opts) {
+        Ok(r) => {
+            let mode = if r.mode_e { "MODE E" } else { "stream" };
+            Ok((
+                Moved {
+                    bytes: r.bytes,
+                    path: Some(format!("server to server, {mode}")),
+                },
+                route(Some(r.control_round_trips)),
+            ))
+        }
+        Err(e) if matches!(e, FtpError::ThirdPartyRefused { .. }) => Err(Refusal::Refused(e)),
+        Err(e) => Err(Refusal::Fatal(Error::from_ftp("", e))),
+    }
+}
+
+fn route(round_trips: Option<u32>) -> Route {
+    Route {
+        third_party: true,
+        reason: None,
+        control_round_trips: round_trips,
+    }
 }
 
 /// Relays through a temporary local file: correct for any pair of servers.

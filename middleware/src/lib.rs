@@ -5,6 +5,7 @@
 //! All real work happens in the library crates (gridos-io, …) so the C API and the command line
 //! call the same code.
 
+pub mod cache;
 pub mod cli;
 pub mod error;
 pub mod selftest;

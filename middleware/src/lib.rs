@@ -33,6 +33,7 @@
 //! # Ok::<(), gridos_middleware::Error>(())
 //! ```
 
+pub mod cache;
 pub mod cli;
 pub mod copy;
 mod endpoint;

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Copy SRC to DST (local paths, file:// and ftp:// URLs).
     Cp(cli::cp::CpArgs),
+    /// Keep remote files in the shared local cache: add, delete, cleanup, list, budget.
+    Cache(cli::cache::CacheArgs),
     /// Move a generated file both ways over loopback through the real stack and verify it.
     Selftest(cli::selftest::SelftestArgs),
     /// Run the FTP server in the foreground.
@@ -42,6 +44,10 @@ fn main() -> ExitCode {
         Command::Cp(mut a) => {
             a.verbose = args.verbose > 0;
             cli::cp::run(a)
+        }
+        // LEAD: hand the copy engine's Origin here instead of BasicOrigin.
+        Command::Cache(a) => {
+            cli::cache::run(a, &cli::cache::BasicOrigin).map_err(|e| e.to_string())
         }
         Command::Selftest(a) => cli::selftest::run(a),
         Command::Ftpd(a) => cli::ftpd::run(a),

@@ -1,5 +1,6 @@
 //! Subcommands of the `gridos` binary. Each module owns its clap arguments and its `run`.
 
+pub mod cache;
 pub mod cp;
 pub mod ctl;
 pub mod ftpd;

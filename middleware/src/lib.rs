@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod http;
 pub mod selftest;
 pub mod url;
 

@@ -258,53 +258,27 @@ impl HttpSource {
     /// A client with `config`; fails only when the CA file cannot be read or holds no
     /// certificate.
     pub fn new(config: HttpConfig) -> Result<HttpSource> {
-        let mut builder = ureq::Agent::config_builder()
+        let roots = match &config.ca_file {
+            Some(path) => ureq::tls::RootCerts::from(roots_with(path)?),
+            None => ureq::tls::RootCerts::WebPki,
+        };
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(config.user_agent.as_str())
             .accept_encoding("identity")
             .timeout_connect(Some(config.connect_timeout))
             .timeout_per_read(Some(config.read_timeout))
-            .timeout_per_write(Some(config.read_timeout));
-        if let Some(path) = &config.ca_file {
-            let ctx = format!("CA file {}", path.display());
-            let pem = std::fs::read(path).map_err(|e| Error::from_io(ctx.clone(), e))?;
-            let mut roots: Vec<ureq::tls::Certificate<'static>> =
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                    .iter()
-                    .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-                    .collect();
-            let builtin = roots.len();
-            for item in ureq::tls::parse_pem(&pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => roots.push(c.to_owned()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::new(ErrorKind::InvalidInput, ctx)
-                            .detail("not valid PEM")
-                            .source(e));
-                    }
-                }
-            }
-            if roots.len() == builtin {
-                return Err(Error::new(ErrorKind::InvalidInput, ctx).detail("no certificate in it"));
-            }
-            builder = builder.tls_config(
+            .timeout_per_write(Some(config.read_timeout))
+            .tls_config(
                 ureq::tls::TlsConfig::builder()
                     .provider(ureq::tls::TlsProvider::Rustls)
-                    .root_certs(ureq::tls::RootCerts::from(roots))
+                    .root_certs(roots)
                     .build(),
-            );
-        } else {
-            builder = builder.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .provider(ureq::tls::TlsProvider::Rustls)
-                    .root_certs(ureq::tls::RootCerts::WebPki)
-                    .build(),
-            );
-        }
+            )
+            .build();
         Ok(HttpSource {
-            agent: ureq::Agent::new_with_config(builder.build()),
+            agent: ureq::Agent::new_with_config(agent_config),
             config,
         })
     }
@@ -707,6 +681,32 @@ impl HttpSource {
             }
         }
     }
+}
+
+/// The built-in Mozilla roots and the certificates in the PEM file at `path`.
+fn roots_with(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let ctx = format!("CA file {}", path.display());
+    let pem = std::fs::read(path).map_err(|e| Error::from_io(ctx.clone(), e))?;
+    let mut roots: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    let builtin = roots.len();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => roots.push(c.to_owned()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::new(ErrorKind::InvalidInput, ctx)
+                    .detail("not valid PEM")
+                    .source(e));
+            }
+        }
+    }
+    if roots.len() == builtin {
+        return Err(Error::new(ErrorKind::InvalidInput, ctx).detail("no certificate in it"));
+    }
+    Ok(roots)
 }
 
 /// The URL a `Location` header names, relative to `base`; only `http(s)://` is accepted.

@@ -341,8 +341,9 @@ impl HttpSource {
     /// `dest` exactly as long as the resource. Fewer bytes than `Content-Length` or
     /// `Content-Range` announced fail as [`ErrorKind::Incomplete`] (a broken connection as
     /// [`ErrorKind::Network`] or [`ErrorKind::Timeout`]); the bytes written until then are
-    /// correct and counted in `progress`. A resume at the end of the resource (`416` with
-    /// that size) writes nothing and succeeds.
+    /// correct and counted in `progress` (after a restart the file is cut after them, so
+    /// that no byte of the old version is left behind the new ones). A resume at the end of
+    /// the resource (`416` with that size) writes nothing and succeeds.
     pub fn get(
         &self,
         url: &HttpUrl,
@@ -590,13 +591,13 @@ impl HttpSource {
         let mut body = resp.into_body().into_reader();
         let mut buf = vec![0u8; BUF];
         let mut got = 0u64;
-        loop {
+        let copied = (|| loop {
             if watch.stopped() {
                 return Err(Error::new(ErrorKind::Cancelled, url.display())
                     .detail(format!("{got} bytes written at offset {start}")));
             }
             let n = match body.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(body_error(url, e, got, expect)),
@@ -608,10 +609,20 @@ impl HttpSource {
                 .map_err(|e| Error::from_io(format!("{} → destination file", url.display()), e))?;
             got += n as u64;
             watch.add(n as u64);
-        }
-        if let Some(x) = expect.filter(|&x| got < x) {
-            return Err(Error::new(ErrorKind::Incomplete, url.display())
-                .detail(format!("the body ended after {got} of {x} bytes")));
+        })();
+        let copied = copied.and_then(|()| match expect {
+            Some(x) if got < x => Err(Error::new(ErrorKind::Incomplete, url.display())
+                .detail(format!("the body ended after {got} of {x} bytes"))),
+            _ => Ok(()),
+        });
+        if let Err(e) = copied {
+            if restarted {
+                // The file now starts with the new version: keep only that prefix, so a
+                // later resume (whose If-Range names the old version) starts over again
+                // instead of trusting old bytes behind it.
+                let _ = dest.set_len(got);
+            }
+            return Err(e);
         }
         let mut total = total;
         if part.len.is_none() {

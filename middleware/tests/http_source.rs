@@ -864,6 +864,28 @@ fn connection_cut_part_way() {
     );
     assert_eq!(out[10_000..], data[10_000..out.len()]);
 
+    // A resume answered with a new version whole (200), cut part-way: the file keeps only
+    // the new version's first bytes, nothing of the old one behind them.
+    let old = random_bytes(100_000, 12);
+    let (url, t) = one_shot(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", data.len()),
+        data[..30_000].to_vec(),
+    );
+    let (_d, path, f) = dest();
+    f.write_all_at_start(&old);
+    let part = Part {
+        offset: 50_000,
+        len: None,
+        if_range: Some(Validator::ETag("\"old\"".into())),
+    };
+    let e = src.get(&url, &f, &part, None, None).unwrap_err();
+    let request = t.join().unwrap().to_ascii_lowercase();
+    assert!(request.contains("if-range: \"old\""), "{request}");
+    assert_eq!(e.kind(), ErrorKind::Incomplete, "{e:?}");
+    let out = std::fs::read(&path).unwrap();
+    assert!(out.len() <= 30_000);
+    assert_eq!(out, data[..out.len()]);
+
     // Asked for bytes from 10000, sent from 0: refused, nothing written.
     let (url, t) = one_shot(
         "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-99999/100000\r\nContent-Length: 100000\r\n\r\n".to_string(),

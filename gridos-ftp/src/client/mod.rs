@@ -21,10 +21,12 @@
 mod error;
 mod gridftp;
 mod list;
+pub mod third_party;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Side};
 pub use gridftp::{GridOptions, RangesHook};
 pub use list::{Entry, EntryKind};
+pub use third_party::{ThirdPartyOptions, ThirdPartyReport};
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -171,6 +173,8 @@ pub enum PutMode {
 pub struct Client {
     ctrl: TcpStream,
     peer: SocketAddr,
+    /// Data connections are accepted only from the server's own address.
+    data_peer: crate::proto::DataPolicy,
     parser: ReplyParser,
     config: ClientConfig,
     features: Features,
@@ -265,6 +269,7 @@ impl Client {
         let mut c = Client {
             ctrl,
             peer,
+            data_peer: crate::proto::DataPolicy::client_only(peer.ip()),
             parser: ReplyParser::new(),
             config,
             features: Features::default(),

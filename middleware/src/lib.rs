@@ -9,6 +9,7 @@ pub mod cli;
 pub mod copy;
 mod endpoint;
 pub mod error;
+pub mod file;
 pub mod landing;
 pub mod observe;
 pub mod options;
@@ -20,6 +21,7 @@ pub mod verify;
 
 pub use copy::{Copy, CopyReport};
 pub use error::{Error, ErrorKind, Result};
+pub use file::{CloseReport, RemoteFile};
 pub use gridos_ftp::checksum::Algorithm;
 pub use gridos_io::CancelToken;
 pub use observe::CopyObserver;

@@ -1,15 +1,16 @@
 //! GASS-style access to a URL as a file: [`open`] a local path, an `ftp://` or a
 //! `gridftp://` URL and read, write and seek it as if it were local.
 //!
-//! - [`Mode::Read`] fetches the whole file once into a local copy (through [`fetch`], with
-//!   the copy engine: MODE E, parallel streams and `verify` as for [`Copy`]) and serves
+//! - [`Mode::Read`] fetches the whole file once into a local copy (with the copy
+//!   engine: MODE E, parallel streams and `verify` as for [`Copy`](struct@Copy)) and serves
 //!   every read and seek from it. With [`OpenOptions::ranges`] against a GridFTP server the
 //!   handle instead keeps one logged-in control connection and reads on demand, one block
 //!   (4 MiB by default) at a time with `ERET`: for a few parts of a large file.
 //! - [`Mode::Write`] writes into a local scratch file. [`RemoteFile::close`] uploads it to a
 //!   temporary name beside the target (`.NAME.gridos-XXXX.part`) and renames it over the
 //!   target (`RNFR`/`RNTO`), so readers of the URL see the old file or the new one, never a
-//!   part of it.
+//!   part of it. A server that will not rename over an existing file makes `close` fail,
+//!   and the old file stays.
 //! - [`Mode::Append`] is `Write` starting from the file's current bytes (a missing file is
 //!   empty); every write goes to the end.
 //! - Local paths follow the same contract with plain `std::fs` underneath: `Read` opens the
@@ -262,10 +263,11 @@ pub fn open(url: &Url, mode: Mode) -> Result<RemoteFile> {
 /// The whole file at `url` as a local file to read: where a file opened with [`Mode::Read`]
 /// gets its bytes (unless [`OpenOptions::ranges`]).
 ///
-/// Today every call copies the file (with [`Copy`] and the options' [`CopyOptions`]) into
-/// an unnamed local file that goes away with the handle. This is the one seam a cache of
-/// remote files plugs into: a cached path opened read-only serves every caller the same.
-/// Callers must not write to the returned file.
+/// Every call copies the file (with [`Copy`](struct@Copy) and the options' copy options)
+/// into a file that has no name once this returns and goes away with the handle. This is
+/// the one seam a cache of remote files plugs into: a cached path opened read-only serves
+/// every caller the same, so callers never write to the returned file (`Append` takes its
+/// own writable copy with `download`).
 pub(crate) fn fetch(url: &Url, o: &OpenOptions) -> Result<File> {
     let dir = o.scratch_dir()?;
     let local = dir.path().join(scratch_name(url));
@@ -282,7 +284,8 @@ fn download(url: &Url, to: &Path, o: &OpenOptions) -> Result<CopyReport> {
         .run()
 }
 
-/// A name for the local copy of `url` (its own name, which messages then show).
+/// A name for the local copy of `url` (its own name, which messages then show); never one
+/// starting with a dot, so never `..`.
 fn scratch_name(url: &Url) -> String {
     url.file_name()
         .filter(|n| !n.starts_with('.'))
@@ -447,7 +450,8 @@ impl Read for RemoteFile {
 
 impl Write for RemoteFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let append = self.mode == Mode::Append;
+        // A pipe or device written in place takes bytes where it takes them.
+        let append = self.mode == Mode::Append && !matches!(self.inner, Inner::InPlace(_));
         let mut f = self.writable()?;
         if append {
             // As O_APPEND: every write goes to the end, wherever a seek left the position.
@@ -834,6 +838,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<RemoteFile>();
+        send::<OpenOptions>();
+    }
+
+    #[test]
     fn temporary_names_sit_beside_the_target() {
         assert_eq!(split_remote("a/b/c"), (Some("a/b"), "c"));
         assert_eq!(split_remote("/c"), (Some("/"), "c"));
@@ -864,8 +875,10 @@ mod tests {
         );
         drop(w);
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
-        let mut copy = CopyOptions::default();
-        copy.resume = true;
+        let copy = CopyOptions {
+            resume: true,
+            ..CopyOptions::default()
+        };
         let e = OpenOptions::new()
             .copy_options(copy)
             .open(&url)

@@ -111,13 +111,17 @@ pub const USER: (&str, &str) = ("alice", "s3cret pass");
 /// Our server in this process on 127.0.0.1, serving a fresh directory to `alice` (with
 /// write) and to anonymous users (with write unless `f` says otherwise).
 pub struct Ours {
+    /// The server (stopped on drop).
     pub handle: ServerHandle,
+    /// The docroot.
     pub root: PathBuf,
+    /// Control address.
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
 impl Ours {
+    /// Starts the server; `f` adjusts the configuration.
     pub fn start(f: impl FnOnce(&mut ServerConfig)) -> Ours {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
@@ -188,8 +192,11 @@ pub fn free_port() -> u16 {
 /// delete, rename), `root` itself is not (uploads there get 553). Killed on drop.
 pub struct Vsftpd {
     child: Child,
+    /// Control port on 127.0.0.1.
     pub port: u16,
+    /// The anonymous root (owned by root; vsftpd refuses a writable chroot).
     pub root: PathBuf,
+    /// `root/pub`, writable by the anonymous user.
     pub pub_dir: PathBuf,
     ftp_uid: u32,
     _dir: tempfile::TempDir,
@@ -326,11 +333,13 @@ impl Drop for Vsftpd {
 /// in PORT/EPRT) through itself at `rate` bytes per second per connection. A transfer
 /// through it lasts long enough for a test to act on it while it runs.
 pub struct SlowProxy {
+    /// Where clients connect instead of the server.
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
 }
 
 impl SlowProxy {
+    /// A proxy in front of `server`.
     pub fn start(server: SocketAddr, rate: u64) -> SlowProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -39,6 +39,7 @@ pub mod copy;
 mod endpoint;
 pub mod error;
 pub mod fetch;
+pub mod file;
 pub mod http;
 pub mod landing;
 pub mod observe;
@@ -51,6 +52,7 @@ pub mod verify;
 
 pub use copy::{Copy, CopyReport};
 pub use error::{Error, ErrorKind, Result};
+pub use file::{CloseReport, RemoteFile};
 pub use gridos_ftp::checksum::Algorithm;
 pub use gridos_io::CancelToken;
 pub use observe::CopyObserver;

@@ -3,7 +3,7 @@
 //! [`file`](crate::file) handles are built on this; it moves data through the same
 //! endpoints and plans as [`Copy`](crate::Copy).
 
-use crate::endpoint::{Connector, FtpSide};
+use crate::endpoint::{Connector, FtpSide, HttpSide};
 use crate::observe::Silent;
 use crate::options::CopyOptions;
 use crate::url::{FtpUrl, Url};
@@ -89,8 +89,13 @@ impl Fetcher {
                     modified: e.modified,
                 })
             }
-            Url::Http(u) => Err(Error::new(ErrorKind::InvalidUrl, u.display())
-                .detail("http(s):// is not served by this fetcher")),
+            Url::Http(u) => {
+                let h = HttpSide::open(u.clone())?;
+                Ok(SourceInfo {
+                    size: h.stat.size,
+                    modified: h.stat.modified,
+                })
+            }
         }
     }
 
@@ -120,8 +125,17 @@ impl Fetcher {
                 r.bytes
             }
             Url::Http(u) => {
-                return Err(Error::new(ErrorKind::InvalidUrl, u.display())
-                    .detail("http(s):// is not served by this fetcher"));
+                let h = HttpSide::open(u.clone())?;
+                let part = crate::http::Part::default();
+                let got = h
+                    .source
+                    .get(u, into, &part, None, Some(&self.cancel))
+                    .map_err(|e| e.context(&what))?;
+                if let Some(want) = h.stat.size.filter(|&w| w != got.bytes) {
+                    return Err(Error::new(ErrorKind::Incomplete, what)
+                        .detail(format!("{} bytes arrived, {want} expected", got.bytes)));
+                }
+                got.bytes
             }
         };
         Ok(n)

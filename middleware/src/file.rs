@@ -122,6 +122,7 @@ pub struct OpenOptions {
     range_size: u64,
     temp_dir: Option<PathBuf>,
     observer: Option<Arc<dyn CopyObserver>>,
+    cache: Option<(crate::cache::Cache, String)>,
 }
 
 impl Default for OpenOptions {
@@ -139,6 +140,7 @@ impl std::fmt::Debug for OpenOptions {
             .field("range_size", &self.range_size)
             .field("temp_dir", &self.temp_dir)
             .field("observer", &self.observer.is_some())
+            .field("cache", &self.cache.as_ref().map(|(c, t)| (c.dir(), t)))
             .finish()
     }
 }
@@ -154,6 +156,7 @@ impl OpenOptions {
             range_size: RANGE_SIZE,
             temp_dir: None,
             observer: None,
+            cache: None,
         }
     }
 
@@ -192,6 +195,18 @@ impl OpenOptions {
     /// for the whole file.
     pub fn temp_dir(&mut self, dir: impl Into<PathBuf>) -> &mut OpenOptions {
         self.temp_dir = Some(dir.into());
+        self
+    }
+
+    /// Reads (and Append's first fetch) go through `cache`, held under `tag`: a file
+    /// already cached and still current is not fetched again, and other processes share
+    /// it. Without a cache every open fetches into a private temporary file.
+    pub fn cache(
+        &mut self,
+        cache: crate::cache::Cache,
+        tag: impl Into<String>,
+    ) -> &mut OpenOptions {
+        self.cache = Some((cache, tag.into()));
         self
     }
 
@@ -269,6 +284,10 @@ pub fn open(url: &Url, mode: Mode) -> Result<RemoteFile> {
 /// every caller the same, so callers never write to the returned file (`Append` takes its
 /// own writable copy with `download`).
 pub(crate) fn fetch(url: &Url, o: &OpenOptions) -> Result<File> {
+    if let Some((cache, tag)) = &o.cache {
+        let path = cache.add(url, tag, &crate::fetch::Fetcher::new(o.copy.clone()))?;
+        return File::open(&path).map_err(|e| Error::from_io(path.display().to_string(), e));
+    }
     let dir = o.scratch_dir()?;
     let local = dir.path().join(scratch_name(url));
     download(url, &local, o)?;

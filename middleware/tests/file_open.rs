@@ -343,3 +343,42 @@ fn ranges_read_on_demand_with_eret() {
     assert_eq!(obs.0.load(Ordering::Relaxed), n);
     assert_eq!(read_at(&mut f, edge, 100), &data[edge as usize..][..100]);
 }
+
+/// Reads through the cache: the second open of the same URL is served from it (one RETR at
+/// the server), and a changed file is fetched again.
+#[test]
+fn reads_through_the_cache() {
+    let srv = Ours::start(|_| {});
+    let data = random_bytes(700_001, 21);
+    std::fs::write(srv.root.join("c.bin"), &data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = gridos_middleware::cache::Cache::open(dir.path().join("cache")).unwrap();
+    let u = url(srv.url("c.bin"));
+    let retrs = || {
+        srv.handle
+            .stats()
+            .into_iter()
+            .find(|(k, _)| k == "transfers_completed")
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .unwrap()
+    };
+    let before = retrs();
+    for _ in 0..2 {
+        let mut f = OpenOptions::new()
+            .cache(cache.clone(), "job1")
+            .open(&u)
+            .unwrap();
+        assert_eq!(sha256(&read_all(&mut f)), sha256(&data));
+    }
+    assert_eq!(retrs() - before, 1, "the second open fetched again");
+    assert_eq!(cache.list().unwrap()[0].tags, vec!["job1".to_string()]);
+    // A new version (another size) is fetched again.
+    let data2 = random_bytes(700_002, 22);
+    std::fs::write(srv.root.join("c.bin"), &data2).unwrap();
+    let mut f = OpenOptions::new()
+        .cache(cache.clone(), "job1")
+        .open(&u)
+        .unwrap();
+    assert_eq!(sha256(&read_all(&mut f)), sha256(&data2));
+    assert_eq!(retrs() - before, 2);
+}

@@ -1,0 +1,127 @@
+//! `gridos cp` between two servers: the data goes directly from one server to the other
+//! (the client only on the control connections) when the servers allow it, and through this
+//! machine, said so, when they refuse. Servers listen on distinct loopback addresses
+//! (127.0.0.2, 127.0.0.3) so that a data connection between them really comes from an
+//! address other than the client's (127.0.0.1). Bytes checked by SHA-256.
+
+mod util;
+
+use std::process::{Command, Output};
+use util::{Ours, random_bytes, sha256, sha256_file, tree};
+
+fn gridos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gridos"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "gridos failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Our server on `ip` (anonymous read-write, plus alice).
+fn on(ip: [u8; 4]) -> Ours {
+    Ours::start(|c| c.listen = std::net::SocketAddr::from((ip, 0)))
+}
+
+#[test]
+fn direct_between_two_of_our_servers_for_authenticated_users() {
+    let (a, b) = (on([127, 0, 0, 2]), on([127, 0, 0, 3]));
+    let data = random_bytes(9_000_007, 1);
+    std::fs::write(a.root.join("src.bin"), &data).unwrap();
+
+    // Both offer MODE E (SPAS/SPOR): one stream chosen from the path, then four asked for,
+    // with both servers' checksums compared.
+    for (args, name) in [
+        (vec![], "s1.bin"),
+        (vec!["-p", "4", "--verify=SHA256"], "s4.bin"),
+    ] {
+        let (src, dst) = (a.user_url("src.bin"), b.user_url(name));
+        let mut cmd = vec!["cp", "--json", "--no-relay"];
+        cmd.extend(args);
+        cmd.extend([src.as_str(), dst.as_str()]);
+        let j = ok(&gridos(&cmd));
+        assert_eq!(j["third_party"], true, "{j}");
+        assert_eq!(j["bytes"], data.len() as u64);
+        assert!(
+            j["control_round_trips"].as_u64().is_some_and(|n| n > 0),
+            "{j}"
+        );
+        assert_eq!(sha256_file(&b.root.join(name)), sha256(&data), "{name}");
+    }
+
+    // A tree: every file server to server.
+    let t = a.root.join("t");
+    util::make_tree(&t);
+    let j = ok(&gridos(&[
+        "cp",
+        "-r",
+        "--json",
+        &a.user_url("t"),
+        &b.user_url("t2"),
+    ]));
+    assert_eq!(j["third_party"], true, "{j}");
+    assert_eq!(tree(&b.root.join("t2")), tree(&t));
+}
+
+#[test]
+fn anonymous_third_party_is_refused_then_relayed_or_an_error() {
+    let (a, b) = (on([127, 0, 0, 2]), on([127, 0, 0, 3]));
+    let data = random_bytes(3_000_001, 2);
+    std::fs::write(a.root.join("src.bin"), &data).unwrap();
+    let (src, dst) = (a.url("src.bin"), b.url("dst.bin"));
+
+    // Bounce protection holds for anonymous users: no direct transfer, and --no-relay
+    // makes that an error that names the refusal; nothing is left at the destination.
+    let out = gridos(&["cp", "--no-relay", &src, &dst]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && err.contains("--no-relay"),
+        "{err}"
+    );
+    assert!(!b.root.join("dst.bin").exists());
+
+    // By default the copy relays through this machine and says why.
+    let out = gridos(&["cp", "--json", &src, &dst]);
+    let j = ok(&out);
+    assert_eq!(j["third_party"], false, "{j}");
+    assert!(j["reason"].as_str().is_some_and(|r| !r.is_empty()), "{j}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("relaying"),
+        "no notice of the relay"
+    );
+    assert_eq!(sha256_file(&b.root.join("dst.bin")), sha256(&data));
+}
+
+#[test]
+fn trusted_hosts_let_anonymous_transfers_go_direct() {
+    let trust = |c: &mut gridos_ftp::server::ServerConfig| {
+        c.set("third_party_hosts", "127.0.0.2,127.0.0.3").unwrap()
+    };
+    let a = Ours::start(|c| {
+        c.listen = std::net::SocketAddr::from(([127, 0, 0, 2], 0));
+        trust(c);
+    });
+    let b = Ours::start(|c| {
+        c.listen = std::net::SocketAddr::from(([127, 0, 0, 3], 0));
+        trust(c);
+    });
+    let data = random_bytes(2_000_003, 3);
+    std::fs::write(a.root.join("src.bin"), &data).unwrap();
+    let j = ok(&gridos(&[
+        "cp",
+        "--json",
+        "--no-relay",
+        &a.url("src.bin"),
+        &b.url("dst.bin"),
+    ]));
+    assert_eq!(j["third_party"], true, "{j}");
+    assert_eq!(sha256_file(&b.root.join("dst.bin")), sha256(&data));
+}

@@ -495,3 +495,69 @@ fn cp_preserve_times_both_ways() {
     ]));
     assert_ne!(mtime(&plain), t2001 + Duration::from_secs(60));
 }
+
+/// 40 `gridos cp` processes at once against a server that takes 4 clients per address: the
+/// 421s are transient, every copy waits its turn and arrives whole.
+#[test]
+fn cp_waits_out_a_busy_server() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = ServerConfig::new(root.path());
+    c.anonymous = true;
+    c.max_per_ip = 4;
+    let srv = Server::start(c).unwrap();
+    let data = random_bytes(2_000_000, 40);
+    std::fs::write(root.path().join("f.bin"), &data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("ftp://{}/f.bin", srv.local_addr());
+    let refused = || {
+        srv.stats()
+            .into_iter()
+            .find(|(k, _)| k == "clients_refused")
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .unwrap()
+    };
+    // Four idle sessions hold every slot until the server has turned a copy away.
+    let holders: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(srv.local_addr()).unwrap();
+            let mut greeting = [0u8; 3];
+            std::io::Read::read_exact(&mut s, &mut greeting).unwrap();
+            assert_eq!(&greeting, b"220");
+            s
+        })
+        .collect();
+    let children: Vec<_> = (0..40)
+        .map(|i| {
+            let dst = dir.path().join(format!("f{i}.bin"));
+            let child = Command::new(env!("CARGO_BIN_EXE_gridos"))
+                .args(["cp", "-q", &url, dst.to_str().unwrap()])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, dst)
+        })
+        .collect();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while refused() == 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        refused() > 0,
+        "no copy was turned away: the test shows nothing"
+    );
+    drop(holders);
+    for (child, dst) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            dst.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(sha256(&std::fs::read(&dst).unwrap()), sha256(&data));
+    }
+    eprintln!(
+        "connections turned away with 421 and retried: {}",
+        refused()
+    );
+}

@@ -10,7 +10,8 @@
 //! [`CopyObserver`], the result in a [`CopyReport`], failures as one [`Error`] whose
 //! [`ErrorKind`] a program can match. The pieces: [`plan`] (how one FTP side moves data,
 //! a pure function), [`landing`] (downloads appear only when complete), [`resume`],
-//! [`verify`].
+//! [`verify`], [`http`] (HTTP(S) sources), [`fetch`] (one URL's bytes, for the cache and
+//! [`file`]).
 //!
 //! ```no_run
 //! use gridos_middleware::{Algorithm, Copy, CopyOptions, ErrorKind, Url};
@@ -31,6 +32,32 @@
 //! }
 //! # drop(cancel);
 //! # Ok::<(), gridos_middleware::Error>(())
+//! ```
+//!
+//! A URL read and written like a local file ([`file`]), and the per-user cache that keeps
+//! one fetched copy of each URL for every job that holds it ([`cache`]):
+//!
+//! ```no_run
+//! use gridos_middleware::cache::Cache;
+//! use gridos_middleware::fetch::Fetcher;
+//! use gridos_middleware::file::{self, Mode, OpenOptions};
+//! use gridos_middleware::Url;
+//! use std::io::{Read, Write};
+//!
+//! let input = Url::parse("ftp://alice@data.example.org/runs/run7.csv")?;
+//! let cache = Cache::open(Cache::default_dir(None)?)?;
+//! // Fetched once, however many jobs add it; the path stays until job42 lets it go.
+//! let local = cache.add(&input, "job42", &Fetcher::default())?;
+//!
+//! // Read through the same cache, and write a result that appears on close, atomically.
+//! let mut text = String::new();
+//! OpenOptions::new().cache(cache.clone(), "job42").open(&input)?.read_to_string(&mut text)?;
+//! let mut out = file::open(&Url::parse("ftp://alice@data.example.org/runs/run7.sum")?, Mode::Write)?;
+//! writeln!(out, "{} lines", text.lines().count())?;
+//! out.close()?; // upload errors come back here, not lost in a drop
+//! cache.cleanup_tag("job42")?;
+//! # drop(local);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod cache;

@@ -2,11 +2,11 @@
 //!
 //! This crate provides GASS-like middleware (GridOS paper §V-D) over gridos's FTP/GridFTP
 //! stack: one [`Url`] type for local paths, `file://`, `ftp://`, `gridftp://` and
-//! `http(s)://` sources; [`Copy`], one copy in any direction with resume, verification,
+//! `http(s)://` sources; [`Copy`](struct@Copy), one copy in any direction with resume, verification,
 //! parallel streams, pipelined trees and server-to-server (third-party) transfers; and the
 //! `gridos` command line on top ([`cli`], thin front ends over the library).
 //!
-//! Start at [`Copy`] ([`copy`] module): options in [`CopyOptions`], events to a
+//! Start at [`Copy`](struct@Copy) ([`copy`] module): options in [`CopyOptions`], events to a
 //! [`CopyObserver`], the result in a [`CopyReport`], failures as one [`Error`] whose
 //! [`ErrorKind`] a program can match. The pieces: [`plan`] (how one FTP side moves data,
 //! a pure function), [`landing`] (downloads appear only when complete), [`resume`],

@@ -1,15 +1,15 @@
-//! [`Copy`]: one copy from a source URL to a destination URL, in any direction.
+//! [`Copy`](struct@Copy): one copy from a source URL to a destination URL, in any direction.
 //!
 //! Local → FTP is an upload, FTP → local a download (both zero-copy through gridos-io),
 //! local → local a `copy_path`, FTP → FTP a transfer between the two servers
-//! ([`third_party`]: the client only on the control connections; a relay through this
+//! (`third_party`: the client only on the control connections; a relay through this
 //! machine only when the servers refuse, and said so in the report). Downloads land
 //! atomically (an unnamed or temporary file put in place when complete) unless `resume`,
 //! which continues a partial destination instead. Every file's size is checked at the end;
 //! a copy succeeds only when every byte arrived.
 //!
-//! Start at [`Copy::run`]; the pieces are [`one`] (a single file in each direction),
-//! [`pipelined`] (trees over one set of MODE E connections) and [`third_party`].
+//! Start at [`Copy::run`]; the pieces are `one` (a single file in each direction),
+//! `pipelined` (trees over one set of MODE E connections), `third_party` and `http`.
 
 pub(crate) mod http;
 pub(crate) mod one;

@@ -19,10 +19,19 @@ pub(crate) struct FtpSide {
     pub plan: TransferPlan,
 }
 
+/// An HTTP(S) source and what its server said of it.
+pub(crate) struct HttpSide {
+    pub source: crate::http::HttpSource,
+    pub url: crate::url::HttpUrl,
+    pub stat: crate::http::HttpStat,
+}
+
 /// One side of the copy.
 pub(crate) enum Side {
     Local,
     Ftp(Box<FtpSide>),
+    /// A source only.
+    Http(Box<HttpSide>),
 }
 
 /// A path on one side.
@@ -100,6 +109,7 @@ impl Node {
         match (self, side) {
             (Node::Local(p), _) => p.display().to_string(),
             (Node::Remote(p), Side::Ftp(f)) => f.url.display_path(p),
+            (Node::Remote(_), Side::Http(h)) => h.url.display(),
             (Node::Remote(p), Side::Local) => p.clone(),
         }
     }
@@ -121,6 +131,23 @@ impl Node {
                 .filter(|n| !n.is_empty() && *n != ".")
                 .map(str::to_string),
         }
+    }
+}
+
+/// HTTP(S) URLs are read, never written or listed.
+pub(crate) fn http_is_a_source(h: &HttpSide) -> Error {
+    Error::new(ErrorKind::InvalidInput, h.url.display())
+        .detail("http(s):// URLs are copy sources (single files) only")
+}
+
+impl HttpSide {
+    /// Asks the server what the URL is.
+    pub fn open(url: crate::url::HttpUrl) -> Result<HttpSide> {
+        let mut config = crate::http::HttpConfig::default();
+        config.credentials.extend(crate::http::Credentials::of(&url));
+        let source = crate::http::HttpSource::new(config)?;
+        let stat = source.stat(&url)?;
+        Ok(HttpSide { source, url, stat })
     }
 }
 
@@ -162,6 +189,11 @@ pub(crate) fn stat(side: &mut Side, node: &Node) -> Result<Option<Meta>> {
                 })
             })
             .map_err(|e| Error::from_ftp(f.url.display_path(p), e)),
+        (Side::Http(h), Node::Remote(_)) => Ok(Some(Meta {
+            kind: EntryKind::File,
+            size: h.stat.size,
+            modified: h.stat.modified,
+        })),
         (Side::Local, Node::Remote(p)) => Err(mismatched(p)),
     }
 }
@@ -226,6 +258,7 @@ pub(crate) fn walk(
                 (e.name, m)
             })
             .collect(),
+        (Side::Http(h), Node::Remote(_)) => return Err(http_is_a_source(h)),
         (Side::Local, Node::Remote(p)) => return Err(mismatched(p)),
     };
     for (name, m) in entries {
@@ -259,6 +292,7 @@ pub(crate) fn make_dir(side: &mut Side, d: &Node) -> Result<()> {
             },
             Err(e) => Err(Error::from_ftp(f.url.display(), e).detail(format!("mkdir {p}"))),
         },
+        (Side::Http(h), Node::Remote(_)) => Err(http_is_a_source(h)),
         (Side::Local, Node::Remote(p)) => Err(mismatched(p)),
     }
 }
@@ -282,6 +316,7 @@ pub(crate) fn set_modified(side: &mut Side, node: &Node, t: SystemTime) -> Resul
             .client
             .set_modified(p, t)
             .map_err(|e| Error::from_ftp(f.url.display_path(p), e).detail("MFMT")),
+        (Side::Http(h), Node::Remote(_)) => Err(http_is_a_source(h)),
         (Side::Local, Node::Remote(p)) => Err(mismatched(p)),
     }
 }

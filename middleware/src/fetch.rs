@@ -127,3 +127,18 @@ impl Fetcher {
         Ok(n)
     }
 }
+
+/// The cache fetches through the same endpoints as copies.
+impl crate::cache::Origin for Fetcher {
+    fn validator(&self, url: &Url) -> Result<crate::cache::Validator> {
+        let i = self.info(url)?;
+        Ok(crate::cache::Validator {
+            size: i.size,
+            modified: i.modified,
+        })
+    }
+
+    fn fetch(&self, url: &Url, into: &File) -> Result<u64> {
+        Fetcher::fetch(self, url, into)
+    }
+}

@@ -39,6 +39,7 @@ pub mod copy;
 mod endpoint;
 pub mod error;
 pub mod fetch;
+pub mod http;
 pub mod landing;
 pub mod observe;
 pub mod options;

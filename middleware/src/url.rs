@@ -63,6 +63,11 @@ pub struct HttpUrl {
     pub host: String,
     /// Last path segment, percent-decoded (the file name a directory destination gets).
     pub name: Option<String>,
+    /// User from the URL's user information, percent-decoded (sent as Basic auth to this
+    /// host only).
+    pub user: Option<String>,
+    /// Password from the URL's user information, percent-decoded.
+    pub password: Option<String>,
 }
 
 impl HttpUrl {
@@ -262,7 +267,20 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Url, UrlError> {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let decode = |s: &str| {
+        percent_decode(s)
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.contains(['\r', '\n']))
+            .ok_or_else(|| invalid("bad percent-encoding in the user information"))
+    };
+    let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((u, p)) => (Some(decode(u)?), Some(decode(p)?)),
+        None => (None, None),
+    };
     let host = match hostport.strip_prefix('[') {
         Some(v6) => v6
             .split_once(']')
@@ -286,6 +304,8 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Url, UrlError> {
         tls,
         host: host.to_string(),
         name,
+        user,
+        password,
     }))
 }
 
@@ -518,6 +538,11 @@ mod tests {
         assert!(u.tls);
         assert_eq!(u.host, "data.example");
         assert_eq!(u.name.as_deref(), Some("b c.h5"));
+        let Ok(Url::Http(u)) = Url::parse("https://al%40ce:p%3Ass@h/f") else {
+            panic!()
+        };
+        assert_eq!(u.url, "https://h/f");
+        assert_eq!((u.user.as_deref(), u.password.as_deref()), (Some("al@ce"), Some("p:ss")));
         let Ok(Url::Http(u)) = Url::parse("http://[::1]:8080/") else {
             panic!()
         };

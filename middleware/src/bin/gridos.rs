@@ -45,10 +45,8 @@ fn main() -> ExitCode {
             a.verbose = args.verbose > 0;
             cli::cp::run(a)
         }
-        // LEAD: hand the copy engine's Origin here instead of BasicOrigin.
-        Command::Cache(a) => {
-            cli::cache::run(a, &cli::cache::BasicOrigin).map_err(|e| e.to_string())
-        }
+        Command::Cache(a) => cli::cache::run(a, &gridos_middleware::fetch::Fetcher::default())
+            .map_err(|e| e.to_string()),
         Command::Selftest(a) => cli::selftest::run(a),
         Command::Ftpd(a) => cli::ftpd::run(a),
         Command::Passwd(a) => cli::passwd::run(a),

@@ -11,11 +11,12 @@
 //! Start at [`Copy::run`]; the pieces are [`one`] (a single file in each direction),
 //! [`pipelined`] (trees over one set of MODE E connections) and [`third_party`].
 
+pub(crate) mod http;
 pub(crate) mod one;
 pub(crate) mod pipelined;
 pub(crate) mod third_party;
 
-use crate::endpoint::{Connector, FileJob, Node, Side, make_dir, stat, walk};
+use crate::endpoint::{Connector, FileJob, HttpSide, Node, Side, make_dir, stat, walk};
 use crate::observe::{CopyObserver, Progress, Silent};
 use crate::options::{CopyOptions, Pipeline};
 use crate::plan::TransferPlan;
@@ -128,17 +129,23 @@ impl Copy {
                     let path = u.path.clone();
                     Ok((Side::Ftp(Box::new(side)), Node::Remote(path)))
                 }
-                Url::Http(u) => Err(Error::new(ErrorKind::InvalidUrl, u.display())
-                    .detail("http(s):// URLs are sources only in this build")),
+                Url::Http(u) => {
+                    let h = HttpSide::open(u.clone())?;
+                    Ok((Side::Http(Box::new(h)), Node::Remote(u.url.clone())))
+                }
             }
         };
         let (mut src_side, src) = open(&self.src)?;
+        if let Url::Http(u) = &self.dst {
+            return Err(Error::new(ErrorKind::InvalidInput, u.display())
+                .detail("http(s):// URLs are copy sources only"));
+        }
         let (mut dst_side, dst) = open(&self.dst)?;
         let plans: Vec<TransferPlan> = [&src_side, &dst_side]
             .iter()
             .filter_map(|s| match s {
                 Side::Ftp(f) => Some(f.plan.clone()),
-                Side::Local => None,
+                Side::Local | Side::Http(_) => None,
             })
             .collect();
 
@@ -232,6 +239,7 @@ impl Copy {
                         t.route = Some(route);
                         moved
                     }
+                    (Side::Http(h), d) => http::copy(h, d, job, o, &progress, &self.cancel)?,
                     (s, d) => one::copy(s, d, job, o)?,
                 };
                 t.bytes += moved.bytes;

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,7 +30,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::proto::mode_e::{
     BlockHeader, HEADER_LEN, ModeEReceiver, ModeESender, Placement, ReceiveStatus, StreamId,
 };
-use crate::proto::{FsError, FsErrorKind, RangeSet, TransferError};
+use crate::proto::{DataPolicy, FsError, FsErrorKind, RangeSet, TransferError};
 
 /// Default MODE E block size: large enough that a header per block costs nothing, small
 /// enough that fast streams take more blocks than slow ones.
@@ -77,8 +77,11 @@ pub struct Recv {
 pub struct Incoming<'a> {
     /// A listening socket (any blocking mode; it is polled).
     pub listener: &'a TcpListener,
-    /// Only connections from this address are accepted (the control connection's peer).
-    pub peer: Option<IpAddr>,
+    /// Only connections from hosts this policy allows are accepted (others are reset and
+    /// counted in `refused`); `None` accepts any.
+    pub allow: Option<&'a DataPolicy>,
+    /// Counts the connections turned away (also when the transfer then fails).
+    pub refused: Option<&'a AtomicU64>,
     /// Give up when no connection at all has arrived after this long.
     pub timeout: Duration,
 }
@@ -90,8 +93,20 @@ pub struct Outcome {
     pub bytes: u64,
     /// Connections that ended with EOD and stayed open: reusable by the next transfer.
     pub channels: Vec<TcpStream>,
-    /// Connections refused because they came from a foreign address.
-    pub refused: u64,
+}
+
+/// Turns away a data connection from a host that may not use it: closed with a reset
+/// (SO_LINGER 0), so the peer's sender fails at once instead of writing into a connection
+/// nobody reads.
+pub(crate) fn refuse(sock: &impl AsFd) {
+    use nix::sys::socket::{setsockopt, sockopt::Linger};
+    let reset = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    if let Err(e) = setsockopt(sock, Linger, &reset) {
+        tracing::debug!(error = %e, "refused data connection closed without a reset");
+    }
 }
 
 fn io_err(op: &str, e: impl std::fmt::Display) -> TransferError {
@@ -322,7 +337,6 @@ pub fn send(file: &File, job: &Send, socks: Vec<TcpStream>) -> Result<Outcome, T
         return Ok(Outcome {
             bytes: sent.load(Relaxed),
             channels: if job.close { Vec::new() } else { socks },
-            refused: 0,
         });
     }
     let flags = Flags::new()?;
@@ -370,7 +384,6 @@ pub fn send(file: &File, job: &Send, socks: Vec<TcpStream>) -> Result<Outcome, T
     Ok(Outcome {
         bytes: sent.load(Relaxed),
         channels: if job.close { Vec::new() } else { channels },
-        refused: 0,
     })
 }
 
@@ -409,7 +422,6 @@ pub fn send_bytes(
     Ok(Outcome {
         bytes: bytes.len() as u64,
         channels: if close { Vec::new() } else { socks },
-        refused: 0,
     })
 }
 
@@ -699,7 +711,6 @@ pub fn recv(
             ReceiveStatus::Complete => Ok(Outcome {
                 bytes: written.load(Relaxed),
                 channels: kept.into_iter().collect(),
-                refused: 0,
             }),
             _ => Err(TransferError::ConnectionClosed(
                 "the data connection ended before the transfer was complete".into(),
@@ -735,7 +746,15 @@ pub fn recv(
         let mut listener_ready = false;
         loop {
             if cancelled(&job.opts) {
-                flags.fail(TransferError::Aborted);
+                // Aborted after turning hosts away and with no connection at all: the data
+                // connection could not be made (what a third-party client needs to know).
+                flags.fail(if workers.is_empty() && !had_sockets && refused > 0 {
+                    TransferError::CannotOpenData(format!(
+                        "refused {refused} data connection(s) from hosts not allowed to connect"
+                    ))
+                } else {
+                    TransferError::Aborted
+                });
             }
             if flags.stop.is_cancelled() {
                 break;
@@ -769,12 +788,13 @@ pub fn recv(
                 if listener_ready {
                     match inc.listener.accept() {
                         Ok((sock, from)) => {
-                            if inc
-                                .peer
-                                .is_some_and(|p| p.to_canonical() != from.ip().to_canonical())
-                            {
+                            if inc.allow.is_some_and(|p| !p.allows_peer(from.ip())) {
                                 tracing::warn!(%from, "MODE E: refused a data connection from a foreign address");
+                                refuse(&sock);
                                 refused += 1;
+                                if let Some(n) = inc.refused {
+                                    n.fetch_add(1, Relaxed);
+                                }
                             } else if sock.set_nonblocking(false).is_ok() {
                                 let _ = sock.set_nodelay(true);
                                 spawn(sock, &mut workers, &mut tuners);
@@ -818,6 +838,5 @@ pub fn recv(
     Ok(Outcome {
         bytes: written.load(Relaxed),
         channels,
-        refused,
     })
 }

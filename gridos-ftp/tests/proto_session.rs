@@ -480,7 +480,12 @@ fn transfer_errors_map_to_codes() {
 
 #[test]
 fn port_eprt_and_bounce_protection() {
-    let mut t = T::logged_in();
+    // Anonymous: only the client's own address, ports 1024 and above.
+    let mut t = T::with(SessionConfig {
+        anonymous: true,
+        ..SessionConfig::default()
+    });
+    assert_eq!(t.codes("USER anonymous\r\nPASS x@\r\n"), [331, 230]);
     assert_eq!(t.codes("PORT 192,0,2,10,200,10\r\n"), [200]);
     assert_eq!(
         t.s.data_endpoint(),
@@ -488,8 +493,13 @@ fn port_eprt_and_bounce_protection() {
             "192.0.2.10:51210".parse().unwrap()
         ]))
     );
-    assert_eq!(t.codes("PORT 10,0,0,1,200,10\r\n"), [504]); // foreign host
+    let r = t.one("PORT 10,0,0,1,200,10\r\n"); // foreign host
+    assert_eq!(r.code, 504);
+    assert!(r.text().contains("client's"), "{r:?}");
     assert_eq!(t.codes("PORT 192,0,2,10,0,25\r\n"), [504]); // privileged port
+    assert_eq!(t.codes("EPRT |1|198.51.100.1|6000|\r\n"), [504]);
+    assert!(!t.s.data_policy().allows_peer("10.0.0.1".parse().unwrap()));
+    assert!(t.s.data_policy().allows_peer("192.0.2.10".parse().unwrap()));
     assert_eq!(t.codes("EPRT |1|192.0.2.10|6000|\r\n"), [200]);
     // A new endpoint retires the old one's cached MODE E connections.
     assert_eq!(t.action(), Action::ClosePassive);
@@ -503,17 +513,54 @@ fn port_eprt_and_bounce_protection() {
         DataEndpoint::Active(vec!["192.0.2.10:6000".parse().unwrap()])
     );
     assert_eq!(t.finish_transfer(), [150, 226]);
-    // FXP allowed by config.
+
+    // An authenticated user may name another host (third-party transfers), never a
+    // privileged port.
+    let mut t = T::logged_in();
+    assert!(t.s.data_policy().allows_peer("10.0.0.1".parse().unwrap()));
+    assert_eq!(t.codes("PORT 10,0,0,1,200,10\r\n"), [200]);
+    assert_eq!(
+        t.s.data_endpoint(),
+        Some(&DataEndpoint::Active(vec![
+            "10.0.0.1:51210".parse().unwrap()
+        ]))
+    );
+    let r = t.one("PORT 10,0,0,1,0,25\r\n");
+    assert_eq!(r.code, 504);
+    assert!(r.text().contains("1024"), "{r:?}");
+    // Before login nothing is decided: 530.
+    let mut t = T::new();
+    assert_eq!(t.codes("PORT 10,0,0,1,200,10\r\n"), [530]);
+
+    // Trusted hosts: anonymous sessions may use them (and only them).
     let mut t = T::with(SessionConfig {
-        allow_foreign_data_addr: true,
+        anonymous: true,
+        third_party_hosts: "10.0.0.0/24, 2001:db8::1".parse().unwrap(),
         ..SessionConfig::default()
     });
-    t.codes("USER alice\r\nPASS secret\r\n");
+    t.codes("USER ftp\r\nPASS x@\r\n");
+    assert_eq!(t.codes("PORT 10,0,0,7,200,10\r\n"), [200]);
+    assert_eq!(t.codes("PORT 10,0,1,7,200,10\r\n"), [504]);
+    assert_eq!(t.codes("PORT 10,0,0,7,0,80\r\n"), [504], "privileged port");
+    assert!(t.s.data_policy().allows_peer("10.0.0.200".parse().unwrap()));
+    assert!(!t.s.data_policy().allows_peer("10.0.2.1".parse().unwrap()));
+
+    // FXP allowed to everyone by config: any host, any port.
+    let mut t = T::with(SessionConfig {
+        allow_third_party: true,
+        anonymous: true,
+        ..SessionConfig::default()
+    });
+    t.codes("USER anonymous\r\nPASS x@\r\n");
     assert_eq!(t.codes("PORT 10,0,0,1,0,20\r\n"), [200]);
     // PASV then PORT: the listener is closed.
     t.pasv();
     assert_eq!(t.codes("PORT 10,0,0,1,0,20\r\n"), [200]);
     assert_eq!(t.action(), Action::ClosePassive);
+    // REIN drops the endpoint set up under the old login (and its cached connections).
+    assert_eq!(t.codes("REIN\r\n"), [220]);
+    assert_eq!(t.action(), Action::ClosePassive);
+    assert_eq!(t.s.data_endpoint(), None);
 }
 
 #[test]

@@ -21,8 +21,6 @@ use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
@@ -31,94 +29,6 @@ use support::*;
 // ---------------------------------------------------------------------------------------
 // globus-url-copy
 // ---------------------------------------------------------------------------------------
-
-/// Longest a single globus-url-copy run may take before it is killed (it hangs on some
-/// failures instead of exiting).
-const GUC_DEADLINE: Duration = Duration::from_secs(60);
-
-static GUC_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `globus-url-copy -dbg args…` with a deadline; panics with the protocol transcript
-/// and the end of its output if it fails or hangs. Returns the transcript: `> COMMAND` and
-/// `< first reply line`, in the order printed. Output goes to files in `work` (pipes could
-/// fill up while we poll).
-fn guc(work: &Path, args: &[String]) -> Vec<String> {
-    let n = GUC_RUNS.fetch_add(1, Ordering::Relaxed);
-    let out_path = work.join(format!("guc-{n}.stdout"));
-    let err_path = work.join(format!("guc-{n}.stderr"));
-    let mut child = Command::new("globus-url-copy")
-        .arg("-dbg")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawn globus-url-copy");
-    let started = Instant::now();
-    let output = || {
-        let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-        let t = transcript(&err);
-        let tail: Vec<&str> = err.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        (
-            t.clone(),
-            format!(
-                "protocol transcript:\n{}\nstdout: {out}\nstderr (last 40 lines):\n{}",
-                t.join("\n"),
-                tail.join("\n")
-            ),
-        )
-    };
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > GUC_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "globus-url-copy {args:?} hung for more than {} s and was killed\n{}",
-                GUC_DEADLINE.as_secs(),
-                output().1
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (t, text) = output();
-    if !status.success() {
-        panic!("globus-url-copy {args:?} failed: {status}\n{text}");
-    }
-    // Interoperability: our server refused nothing globus-url-copy asked, except the SITE
-    // CLIENTINFO note (not a GridFTP command).
-    for (i, line) in t.iter().enumerate() {
-        let Some(code) = line.strip_prefix("< ").and_then(|r| r.get(..3)) else {
-            continue;
-        };
-        if code.starts_with('4') || (code.starts_with('5') && !line.contains("Unknown SITE")) {
-            panic!("globus-url-copy {args:?}: our server replied {line:?} (line {i})\n{text}");
-        }
-    }
-    t
-}
-
-/// The commands (`> …`) and replies (`< first line`) in globus-url-copy's `-dbg` output.
-fn transcript(dbg: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut lines = dbg.lines();
-    while let Some(l) = lines.next() {
-        if l.starts_with("debug: sending command to ") {
-            if let Some(cmd) = lines.next() {
-                out.push(format!("> {}", cmd.trim_end()));
-            }
-        } else if l.starts_with("debug: response from ") {
-            if let Some(reply) = lines.next() {
-                out.push(format!("< {}", reply.trim_end()));
-            }
-        }
-    }
-    out
-}
 
 /// Asserts the transcript holds a line starting with `prefix`.
 fn saw(t: &[String], prefix: &str, what: &str) {

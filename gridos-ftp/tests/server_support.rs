@@ -1,12 +1,16 @@
 //! Helpers for the server tests: an in-process server on loopback, a raw FTP client that
-//! shows exact reply codes, hashing and peer detection. Included by the other `server_*`
-//! tests with `#[path]`; compiled alone it only checks itself.
+//! shows exact reply codes, hashing, peer detection, `globus-url-copy` runs with a deadline
+//! and a `globus-gridftp-server` peer. Included by the other `server_*` tests (and
+//! `third_party.rs`) with `#[path]`; compiled alone it only checks itself.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
 use sha2::{Digest, Sha256};
@@ -228,6 +232,205 @@ impl Raw {
             (c, _) => Err(c),
         }
     }
+}
+
+/// Longest a single globus-url-copy run may take before it is killed (it hangs on some
+/// failures instead of exiting).
+const GUC_DEADLINE: Duration = Duration::from_secs(60);
+
+static GUC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `globus-url-copy -dbg args…` with a deadline; panics with the protocol transcript
+/// and the end of its output if it fails or hangs. Returns the transcript: `> COMMAND` and
+/// `< first reply line`, in the order printed. Output goes to files in `work` (pipes could
+/// fill up while we poll).
+pub fn guc(work: &Path, args: &[String]) -> Vec<String> {
+    let n = GUC_RUNS.fetch_add(1, Ordering::Relaxed);
+    let out_path = work.join(format!("guc-{n}.stdout"));
+    let err_path = work.join(format!("guc-{n}.stderr"));
+    let mut child = Command::new("globus-url-copy")
+        .arg("-dbg")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn globus-url-copy");
+    let started = Instant::now();
+    let output = || {
+        let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let t = transcript(&err);
+        let tail: Vec<&str> = err.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        (
+            t.clone(),
+            format!(
+                "protocol transcript:\n{}\nstdout: {out}\nstderr (last 40 lines):\n{}",
+                t.join("\n"),
+                tail.join("\n")
+            ),
+        )
+    };
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > GUC_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "globus-url-copy {args:?} hung for more than {} s and was killed\n{}",
+                GUC_DEADLINE.as_secs(),
+                output().1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (t, text) = output();
+    if !status.success() {
+        panic!("globus-url-copy {args:?} failed: {status}\n{text}");
+    }
+    // Interoperability: our server refused nothing globus-url-copy asked, except the SITE
+    // CLIENTINFO note (not a GridFTP command).
+    for (i, line) in t.iter().enumerate() {
+        let Some(code) = line.strip_prefix("< ").and_then(|r| r.get(..3)) else {
+            continue;
+        };
+        if code.starts_with('4') || (code.starts_with('5') && !line.contains("Unknown SITE")) {
+            panic!("globus-url-copy {args:?}: our server replied {line:?} (line {i})\n{text}");
+        }
+    }
+    t
+}
+
+/// The commands (`> …`) and replies (`< first line`) in globus-url-copy's `-dbg` output.
+pub fn transcript(dbg: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = dbg.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with("debug: sending command to ") {
+            if let Some(cmd) = lines.next() {
+                out.push(format!("> {}", cmd.trim_end()));
+            }
+        } else if l.starts_with("debug: response from ") {
+            if let Some(reply) = lines.next() {
+                out.push(format!("< {}", reply.trim_end()));
+            }
+        }
+    }
+    out
+}
+
+/// A `globus-gridftp-server` (package globus-gridftp-server-progs) serving anonymously
+/// (`-aa -anonymous-user nobody`, real file system, a world-writable scratch directory as
+/// home) with its control and data interfaces on `ip`. Killed on drop.
+pub struct Globus {
+    child: Child,
+    /// Control address.
+    pub addr: SocketAddr,
+    /// The scratch directory (absolute path on the real file system: globus serves `/`).
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Globus {
+    /// Starts the server on `ip` (e.g. `127.0.0.4`), or skips (`None`) when it is not
+    /// installed (fails with CI=true).
+    pub fn start(ip: &str) -> Option<Globus> {
+        if !need("globus-gridftp-server") {
+            return None;
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("gridos-globus-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // Anonymous sessions run as nobody: it must read the files and write the directory.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let dir = tmp.path().to_path_buf();
+        let port = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let mut child = Command::new("globus-gridftp-server")
+            .args(["-aa", "-anonymous-user", "nobody", "-p", &port.to_string()])
+            .args(["-control-interface", ip, "-data-interface", ip])
+            .arg("-home-dir")
+            .arg(&dir)
+            .args(["-log-level", "error", "-disable-usage-stats"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn globus-gridftp-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("globus-gridftp-server exited at start ({status}): {err}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("globus-gridftp-server did not listen on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Globus {
+            child,
+            addr,
+            dir,
+            _tmp: tmp,
+        })
+    }
+
+    /// The absolute path of `name` in the scratch directory, as the server names it.
+    pub fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir.display())
+    }
+
+    /// `ftp://host:port/abs/path/name` (anonymous).
+    pub fn url(&self, name: &str) -> String {
+        format!("ftp://{}{}", self.addr, self.path(name))
+    }
+
+    /// Writes a world-readable file into the scratch directory.
+    pub fn put(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+}
+
+impl Drop for Globus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One control-socket command (`get KEY`, `set KEY VALUE`, `list`, `stats`): the answer's
+/// lines up to and including the `ok …` / `err …` line.
+pub fn ctl(sock: &Path, line: &str) -> String {
+    let mut u = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    u.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    for l in BufReader::new(u).lines() {
+        let l = l.unwrap();
+        let end = l == "ok" || l.starts_with("ok ") || l.starts_with("err ");
+        out.push_str(&l);
+        out.push('\n');
+        if end {
+            break;
+        }
+    }
+    out
 }
 
 #[test]

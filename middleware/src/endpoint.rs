@@ -144,7 +144,9 @@ impl HttpSide {
     /// Asks the server what the URL is.
     pub fn open(url: crate::url::HttpUrl) -> Result<HttpSide> {
         let mut config = crate::http::HttpConfig::default();
-        config.credentials.extend(crate::http::Credentials::of(&url));
+        config
+            .credentials
+            .extend(crate::http::Credentials::of(&url));
         let source = crate::http::HttpSource::new(config)?;
         let stat = source.stat(&url)?;
         Ok(HttpSide { source, url, stat })

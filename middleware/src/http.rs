@@ -862,7 +862,6 @@ fn body_error(url: &HttpUrl, e: std::io::Error, got: u64, expect: Option<u64>) -
         .source(e)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

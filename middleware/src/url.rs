@@ -542,7 +542,10 @@ mod tests {
             panic!()
         };
         assert_eq!(u.url, "https://h/f");
-        assert_eq!((u.user.as_deref(), u.password.as_deref()), (Some("al@ce"), Some("p:ss")));
+        assert_eq!(
+            (u.user.as_deref(), u.password.as_deref()),
+            (Some("al@ce"), Some("p:ss"))
+        );
         let Ok(Url::Http(u)) = Url::parse("http://[::1]:8080/") else {
             panic!()
         };

@@ -101,6 +101,49 @@ pub enum Error {
     /// An earlier error left the control connection out of step; reconnect.
     #[error("control connection unusable after an earlier error")]
     Poisoned,
+    /// A third-party transfer could not connect the two servers directly: a server refused
+    /// the other's data address (5yz to PORT/EPRT/SPOR: bounce protection, a policy) or
+    /// reported that the data connection could not be made or was turned away (425, or a
+    /// failure to connect). Relaying the data through the client may still work.
+    #[error("third-party transfer refused by the {side} server: {command} → {code} {text}")]
+    ThirdPartyRefused {
+        /// The server that refused.
+        side: Side,
+        /// The command it refused.
+        command: String,
+        /// Its reply code.
+        code: u16,
+        /// Its reply text (all lines, joined).
+        text: String,
+    },
+    /// The two servers' checksums of a third-party copy differ.
+    #[error("{algorithm} checksums differ: source {expected}, destination {got}")]
+    ChecksumMismatch {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// The source server's checksum.
+        expected: String,
+        /// The destination server's checksum.
+        got: String,
+    },
+}
+
+/// One of the two servers of a third-party transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The server that sends the file.
+    Source,
+    /// The server that receives it.
+    Destination,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
 }
 
 impl Error {
@@ -108,7 +151,7 @@ impl Error {
     /// attempt's).
     pub fn reply_code(&self) -> Option<u16> {
         match self {
-            Error::Reply { code, .. } => Some(*code),
+            Error::Reply { code, .. } | Error::ThirdPartyRefused { code, .. } => Some(*code),
             Error::Busy { last, .. } => last.reply_code(),
             _ => None,
         }
@@ -128,6 +171,12 @@ impl Error {
     /// Whether the server refused with a permanent (5yz) reply.
     pub fn is_permanent(&self) -> bool {
         self.reply_code().is_some_and(|c| (500..600).contains(&c))
+    }
+
+    /// Whether a third-party transfer failed because the servers could not be connected
+    /// directly ([`Error::ThirdPartyRefused`]): the caller may relay the data instead.
+    pub fn is_third_party_refused(&self) -> bool {
+        matches!(self, Error::ThirdPartyRefused { .. })
     }
 
     pub(crate) fn io(op: &'static str, source: std::io::Error) -> Error {

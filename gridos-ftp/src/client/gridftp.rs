@@ -95,6 +95,35 @@ pub(super) struct ExtState {
     cache: Option<(Dir, Vec<TcpStream>, Option<TcpListener>)>,
 }
 
+impl ExtState {
+    /// Drops the cached data connections (the server's data endpoint is about to change).
+    pub(super) fn forget_channels(&mut self) {
+        self.cache = None;
+    }
+
+    /// Records the MODE the next command sets (E, or S); true if it differs from now.
+    pub(super) fn switch_mode(&mut self, extended: bool) -> bool {
+        let change = self.mode_e != extended || self.deflate;
+        self.mode_e = extended;
+        self.deflate = false;
+        change
+    }
+
+    /// Records `OPTS RETR` with these streams and block size; true if not already sent.
+    pub(super) fn set_parallelism(&mut self, streams: u32, block: Option<u64>) -> bool {
+        let change = self.parallelism != Some((streams, block));
+        self.parallelism = Some((streams, block));
+        change
+    }
+
+    /// Records `SBUF n`; true if not already sent.
+    pub(super) fn set_sbuf(&mut self, n: u64) -> bool {
+        let change = self.sbuf != Some(n);
+        self.sbuf = Some(n);
+        change
+    }
+}
+
 fn transfer_err(e: TransferError, moved: u64) -> Error {
     let msg = match e {
         TransferError::Aborted => return Error::Cancelled { moved },
@@ -194,7 +223,7 @@ impl Client {
     /// Where a download's further data connections come from: the listener, only while the
     /// server has not connected every stream yet (`have` are open).
     fn incoming<'a>(
-        &self,
+        &'a self,
         listener: Option<&'a TcpListener>,
         have: usize,
         o: &GridOptions,
@@ -203,7 +232,8 @@ impl Client {
             .filter(|_| have < o.streams.max(1) as usize)
             .map(|l| Incoming {
                 listener: l,
-                peer: Some(self.peer.ip()),
+                allow: Some(&self.data_peer),
+                refused: None,
                 timeout: self.config.data_timeout,
             })
     }

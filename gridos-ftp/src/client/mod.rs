@@ -23,10 +23,12 @@
 mod error;
 mod gridftp;
 mod list;
+pub mod third_party;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Side};
 pub use gridftp::{GridOptions, RangesHook};
 pub use list::{Entry, EntryKind};
+pub use third_party::{ThirdPartyOptions, ThirdPartyReport};
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -185,6 +187,8 @@ pub enum PutMode {
 pub struct Client {
     ctrl: TcpStream,
     peer: SocketAddr,
+    /// Data connections are accepted only from the server's own address.
+    data_peer: crate::proto::DataPolicy,
     parser: ReplyParser,
     config: ClientConfig,
     features: Features,
@@ -401,6 +405,7 @@ impl Client {
         let mut c = Client {
             ctrl,
             peer,
+            data_peer: crate::proto::DataPolicy::client_only(peer.ip()),
             parser: ReplyParser::new(),
             config,
             features: Features::default(),

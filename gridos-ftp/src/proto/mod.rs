@@ -9,6 +9,8 @@
 //!   [`markers`] (range sets, 111/112 markers).
 //! - [`mode_e`]: the MODE E block codec, reassembly tracker and sender planner.
 //! - [`VirtualPath`]: normalised client-visible paths that never climb above `/`.
+//! - [`DataPolicy`] ([`policy`]): which hosts a session's data connections may use (PORT
+//!   bounce protection and its third-party exceptions).
 //! - [`Error`]: the one error type, wrapping [`ParseError`], [`ReplyError`] and
 //!   [`ModeEError`].
 
@@ -20,6 +22,7 @@ pub mod line;
 pub mod markers;
 pub mod mode_e;
 pub mod path;
+pub mod policy;
 pub mod reply;
 pub mod session;
 
@@ -32,6 +35,7 @@ pub use facts::{FactSet, Facts, FileKind};
 pub use line::{LineEvent, LineReader};
 pub use markers::{PerfMarker, RangeSet};
 pub use path::VirtualPath;
+pub use policy::{DataPolicy, DataRefusal, HostList, HostListError, IpPrefix};
 pub use reply::{Reply, ReplyParser};
 pub use session::{
     Action, AuthOutcome, Authenticator, DataEndpoint, DenyAll, Features, FsError, FsErrorKind,

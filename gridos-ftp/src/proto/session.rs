@@ -56,6 +56,7 @@ use super::facts::{FactSet, Facts, format_time, format_time_exact};
 use super::line::{LineEvent, LineReader};
 use super::markers::{PerfMarker, RangeSet, range_marker_reply};
 use super::path::VirtualPath;
+use super::policy::{DataPolicy, DataRefusal, HostList};
 use super::reply::Reply;
 
 /// What the server supports; FEAT lists exactly these, and commands of disabled features are
@@ -225,9 +226,15 @@ pub struct SessionConfig {
     pub max_pipelined: usize,
     /// Largest `Parallelism` maximum accepted in OPTS RETR (larger → 501).
     pub max_parallelism: u32,
-    /// Allow PORT/EPRT/SPOR to an address other than the client's, or to a port below 1024
-    /// (third-party "FXP" transfers; off by default as RFC 2577 advises).
-    pub allow_foreign_data_addr: bool,
+    /// Let every session, anonymous ones included, use data connections to and from any
+    /// host and PORT/EPRT/SPOR to ports below 1024 (off by default, as RFC 2577 advises).
+    /// Without it, another host than the client's is allowed only for authenticated
+    /// (non-anonymous) users and for [`third_party_hosts`](Self::third_party_hosts), and
+    /// never a port below 1024. See [`DataPolicy`].
+    pub allow_third_party: bool,
+    /// Hosts any session may use for data connections besides the client's own (server-to-
+    /// server transfers driven by an anonymous or untrusted client).
+    pub third_party_hosts: HostList,
     /// Longest command line (bytes).
     pub max_line: usize,
 }
@@ -244,7 +251,8 @@ impl Default for SessionConfig {
             max_login_failures: 3,
             max_pipelined: 64,
             max_parallelism: 64,
-            allow_foreign_data_addr: false,
+            allow_third_party: false,
+            third_party_hosts: HostList::default(),
             max_line: super::line::DEFAULT_MAX_LINE,
         }
     }
@@ -982,6 +990,19 @@ impl Session {
     pub fn marker_intervals(&self) -> (u32, u32) {
         (self.perf_interval, self.restart_interval)
     }
+    /// The data-connection rule in force now: the client's address, whether the user is
+    /// authenticated and not anonymous, and the configuration's third-party settings. The
+    /// driver checks the source of every connection to a passive listener with
+    /// [`DataPolicy::allows_peer`]; PORT/EPRT/SPOR targets are checked here.
+    pub fn data_policy(&self) -> DataPolicy {
+        let authenticated = matches!(&self.login, Login::LoggedIn(u) if !u.anonymous);
+        DataPolicy::new(
+            self.peer.ip(),
+            authenticated,
+            self.config.allow_third_party,
+            self.config.third_party_hosts.clone(),
+        )
+    }
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.config
@@ -1639,7 +1660,9 @@ impl Session {
     }
 
     fn reset_transfer_state(&mut self) {
-        if self.data == Some(DataEndpoint::Passive) {
+        if self.data.is_some() {
+            // Listeners and cached MODE E connections were set up under the old login's
+            // data policy.
             self.actions.push_back(Action::ClosePassive);
         }
         self.login = Login::Fresh;
@@ -1822,19 +1845,17 @@ impl Session {
     }
 
     fn active(&mut self, addrs: Vec<SocketAddr>, verb: &str) {
-        if !self.config.allow_foreign_data_addr {
-            let peer = canonical(self.peer.ip());
-            if addrs
-                .iter()
-                .any(|a| canonical(a.ip()) != peer || a.port() < 1024)
-            {
-                return self.reply(Reply::new(
-                    504,
-                    format!(
-                        "{verb} refused: data address must be the client's, port 1024 or above."
-                    ),
-                ));
-            }
+        let policy = self.data_policy();
+        if let Some(refusal) = addrs.iter().find_map(|a| policy.check_active(*a).err()) {
+            let why = match refusal {
+                DataRefusal::ForeignHost(_) if self.logged_in() => {
+                    "data address must be the client's (third-party transfers need a \
+                     non-anonymous login or a trusted host)"
+                }
+                DataRefusal::ForeignHost(_) => "data address must be the client's",
+                DataRefusal::PrivilegedPort(_) => "data port must be 1024 or above",
+            };
+            return self.reply(Reply::new(504, format!("{verb} refused: {why}.")));
         }
         // Any listener and any cached MODE E connections belong to the old endpoint.
         if self.data.is_some() {

@@ -53,6 +53,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let config = SessionConfig {
         anonymous: settings.anonymous,
         anonymous_write: settings.anonymous_write,
+        allow_third_party: settings.allow_third_party,
+        third_party_hosts: settings.third_party_hosts.clone(),
         features: features(),
         ..SessionConfig::default()
     };
@@ -378,6 +380,8 @@ impl Conn {
             shared: Arc::clone(&self.shared),
             root: Arc::clone(&self.root),
             peer: self.peer,
+            local: self.local.ip(),
+            policy: self.sess.data_policy(),
             passive: self.passive.take(),
             channels: self.channels.take(),
             data_timeout: self.data_timeout,

@@ -13,9 +13,10 @@ use tokio::sync::watch;
 use super::Shared;
 use super::error::{Error, Result};
 use super::fs::Root;
+use crate::proto::HostList;
 
 /// The `ftp.*` keys (`io.*` keys come from gridos-io).
-pub(crate) const FTP_KEYS: [&str; 12] = [
+pub(crate) const FTP_KEYS: [&str; 14] = [
     "ftp.docroot",
     "ftp.listen",
     "ftp.chroot",
@@ -28,6 +29,8 @@ pub(crate) const FTP_KEYS: [&str; 12] = [
     "ftp.anonymous",
     "ftp.anonymous_write",
     "ftp.pasv_ports",
+    "ftp.allow_third_party",
+    "ftp.third_party_hosts",
 ];
 
 pub(crate) fn parse_bool(key: &str, v: &str) -> Result<bool> {
@@ -79,6 +82,12 @@ pub(crate) fn parse_ports(v: &str) -> Result<Option<(u16, u16)>> {
     Ok(Some((lo, hi)))
 }
 
+/// IP addresses and CIDR prefixes, comma-separated (`none` or empty: no host).
+pub(crate) fn parse_hosts(key: &str, v: &str) -> Result<HostList> {
+    v.parse()
+        .map_err(|e: crate::proto::HostListError| Error::Config(format!("{key}: {e}")))
+}
+
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
@@ -110,6 +119,8 @@ impl Shared {
                 Some((lo, hi)) => format!("{lo}-{hi}"),
                 None => "any".to_string(),
             },
+            "ftp.allow_third_party" => s.allow_third_party.to_string(),
+            "ftp.third_party_hosts" => s.third_party_hosts.to_string(),
             "io.threads" => self.io_pool.threads().to_string(),
             k if k.starts_with("io.") => gridos_io::get_key(k)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
@@ -157,6 +168,14 @@ impl Shared {
             }
             "ftp.pasv_ports" => {
                 self.settings_mut().pasv_ports = parse_ports(v)?;
+                note = "applies to new sessions".into();
+            }
+            "ftp.allow_third_party" => {
+                self.settings_mut().allow_third_party = parse_bool(key, v)?;
+                note = "applies to new sessions".into();
+            }
+            "ftp.third_party_hosts" => {
+                self.settings_mut().third_party_hosts = parse_hosts(key, v)?;
                 note = "applies to new sessions".into();
             }
             "io.threads" => {

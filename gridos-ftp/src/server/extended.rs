@@ -54,8 +54,9 @@ async fn connect_n(
     for i in 0..n {
         let addr = addrs[i % addrs.len()];
         let limit = ctx.data_timeout;
+        let local = ctx.local;
         set.spawn(async move {
-            match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+            match tokio::time::timeout(limit, super::transfer::connect_from(local, addr)).await {
                 Err(_) => Err(TransferError::CannotOpenData("connect timed out".into())),
                 Ok(Err(e)) => Err(TransferError::CannotOpenData(e.to_string())),
                 Ok(Ok(s)) => Ok(s),
@@ -309,7 +310,8 @@ pub(crate) async fn run_inner(
         progress: Some(Arc::clone(&progress)),
         ..Default::default()
     };
-    let peer = ctx.peer.ip();
+    let policy = ctx.policy.clone();
+    let shared = Arc::clone(&ctx.shared);
     let timeout = ctx.data_timeout;
     let max_streams = 64;
     // 111/112 markers while the transfer runs.
@@ -383,7 +385,8 @@ pub(crate) async fn run_inner(
                     };
                     let incoming = listener.as_ref().map(|l| Incoming {
                         listener: l,
-                        peer: Some(peer),
+                        allow: Some(&policy),
+                        refused: Some(&shared.stats.data_refused),
                         timeout,
                     });
                     let out = blocks::recv(&file, &job, socks, incoming)?;
@@ -429,7 +432,6 @@ pub(crate) async fn run_inner(
                 Dir::Send => stats.bytes_sent.fetch_add(out.bytes, Relaxed),
                 Dir::Recv => stats.bytes_received.fetch_add(out.bytes, Relaxed),
             };
-            stats.data_refused.fetch_add(out.refused, Relaxed);
             ctx.keep_channels(dir, out.channels);
             (Ok(TransferDone { bytes }), commit)
         }

@@ -21,6 +21,18 @@
 //!   `list`, `stats`, one command per line; each answer ends with a line `ok [note]` or
 //!   `err message`.
 //! - [`PasswordFile`]: `user:argon2-phc` lines.
+//! - Data connections and third-party transfers: a data connection to or from an address
+//!   other than the client's (a PORT/EPRT/SPOR target, or the source of a connection to a
+//!   passive listener) is allowed only (a) for an authenticated, non-anonymous user, (b) for
+//!   hosts in `ftp.third_party_hosts` (IP addresses and CIDR prefixes, comma-separated; any
+//!   session may use them), or (c) for everyone when `ftp.allow_third_party` is on.
+//!   Otherwise PORT/EPRT/SPOR is answered 504 and a foreign connection to a passive port is
+//!   reset (counted as `data_connections_refused`), so the PORT bounce attack (RFC 2577)
+//!   stays closed to anonymous and untrusted clients. PORT/EPRT/SPOR to a port below 1024
+//!   is refused for everyone unless `ftp.allow_third_party` is on. Outgoing data
+//!   connections leave from the control connection's local address (as the passive
+//!   listeners listen there), so a peer server sees the address the client connected to,
+//!   also on multi-homed hosts. Both keys apply to sessions started after a change.
 //!
 //! ```no_run
 //! use gridos_ftp::server::{Server, ServerConfig};
@@ -49,6 +61,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use gridos_io::IoPool;
+
+use crate::proto::HostList;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
@@ -102,6 +116,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Unix control socket path.
     pub ctl_socket: Option<PathBuf>,
+    /// Server-to-server transfers for everyone: any session may use data connections to and
+    /// from any host, and PORT/EPRT/SPOR to ports below 1024 (see the module docs).
+    pub allow_third_party: bool,
+    /// Hosts any session, anonymous ones included, may use for data connections besides the
+    /// client's own (IP addresses and CIDR prefixes).
+    pub third_party_hosts: HostList,
 }
 
 impl ServerConfig {
@@ -125,6 +145,8 @@ impl ServerConfig {
             data_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             ctl_socket: None,
+            allow_third_party: false,
+            third_party_hosts: HostList::default(),
         }
     }
 
@@ -153,6 +175,8 @@ impl ServerConfig {
             "data_timeout" => self.data_timeout = ctl::parse_secs(k, v)?,
             "shutdown_grace" => self.shutdown_grace = ctl::parse_secs(k, v)?,
             "ctl_socket" => self.ctl_socket = Some(PathBuf::from(v)),
+            "allow_third_party" => self.allow_third_party = ctl::parse_bool(k, v)?,
+            "third_party_hosts" => self.third_party_hosts = ctl::parse_hosts(k, v)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         Ok(())
@@ -176,6 +200,15 @@ impl ServerConfig {
         for (k, v) in ftp {
             let text = match v {
                 toml::Value::String(s) => s.clone(),
+                // A list (`third_party_hosts = ["192.0.2.0/24", "2001:db8::1"]`).
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => other.to_string(),
             };
             self.set(k, &text)?;
@@ -195,6 +228,8 @@ pub(crate) struct Settings {
     pub idle_timeout: Duration,
     pub data_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub allow_third_party: bool,
+    pub third_party_hosts: HostList,
 }
 
 /// Counters reported by `stats`.
@@ -524,6 +559,8 @@ impl Server {
                 idle_timeout: config.idle_timeout,
                 data_timeout: config.data_timeout,
                 shutdown_grace: config.shutdown_grace,
+                allow_third_party: config.allow_third_party,
+                third_party_hosts: config.third_party_hosts.clone(),
             }),
             root: RwLock::new(Arc::new(root)),
             users: Arc::new(users),

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,8 +20,8 @@ use super::Shared;
 use super::fs::Root;
 use crate::blocks::map_io;
 use crate::proto::{
-    DataEndpoint, FsError, FsErrorKind, ListRequest, RetrRequest, StorRequest, StoreKind,
-    TransferDone, TransferError, TransferMode, TransferStart, TransferType,
+    DataEndpoint, DataPolicy, FsError, FsErrorKind, ListRequest, RetrRequest, StorRequest,
+    StoreKind, TransferDone, TransferError, TransferMode, TransferStart, TransferType,
 };
 
 /// What the connection asked for.
@@ -82,6 +82,10 @@ pub(crate) struct Ctx {
     pub shared: Arc<Shared>,
     pub root: Arc<Root>,
     pub peer: SocketAddr,
+    /// The control connection's local address: outgoing data connections leave from it.
+    pub local: IpAddr,
+    /// Which hosts this session's data connections may use (taken when the transfer began).
+    pub policy: DataPolicy,
     pub passive: Option<TcpListener>,
     pub channels: Option<Channels>,
     pub data_timeout: Duration,
@@ -420,17 +424,24 @@ pub(crate) async fn cancelled(c: &CancelToken) {
     }
 }
 
-/// Accepts one data connection from the client's address on the passive listener, which
-/// stays in `ctx.passive` (MODE E may accept more later).
+/// Accepts one data connection on the passive listener, from an address the session's data
+/// policy allows (the client's, or another for third-party transfers; anyone else is reset
+/// and counted). The listener stays in `ctx.passive` (MODE E may accept more later).
 pub(crate) async fn accept_one(ctx: &mut Ctx) -> Result<std::net::TcpStream, TransferError> {
     let Some(listener) = ctx.passive.as_ref() else {
         return Err(TransferError::CannotOpenData("no passive listener".into()));
     };
     let deadline = tokio::time::Instant::now() + ctx.data_timeout;
+    let mut refused = None;
     let s = loop {
         let r = tokio::select! {
             r = tokio::time::timeout_at(deadline, listener.accept()) => r,
-            _ = cancelled(&ctx.cancel) => return Err(TransferError::Aborted),
+            // Aborted after turning a host away: the data connection could not be made (425),
+            // which tells a third-party client the direct connection was refused.
+            _ = cancelled(&ctx.cancel) => return Err(match refused {
+                Some(from) => refused_error(from),
+                None => TransferError::Aborted,
+            }),
         };
         match r {
             Err(_) => {
@@ -440,16 +451,28 @@ pub(crate) async fn accept_one(ctx: &mut Ctx) -> Result<std::net::TcpStream, Tra
             }
             Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
             Ok(Ok((s, from))) => {
-                if from.ip().to_canonical() != ctx.peer.ip().to_canonical() {
+                if !ctx.policy.allows_peer(from.ip()) {
                     tracing::warn!(%from, peer = %ctx.peer, "ftpd: refused a data connection from a foreign address");
                     ctx.shared.stats.data_refused.fetch_add(1, Relaxed);
+                    crate::blocks::refuse(&s);
+                    refused = Some(from);
                     continue;
+                }
+                if ctx.policy.is_foreign(from.ip()) {
+                    tracing::info!(%from, peer = %ctx.peer, "ftpd: third-party data connection accepted");
                 }
                 break s;
             }
         }
     };
     to_std(s)
+}
+
+/// The failure of a transfer that turned away a data connection from `from` and got none.
+pub(crate) fn refused_error(from: SocketAddr) -> TransferError {
+    TransferError::CannotOpenData(format!(
+        "refused a data connection from {from}: not allowed for this session"
+    ))
 }
 
 /// SBUF: both socket buffers of a data connection (forced past the system maximum when the
@@ -508,7 +531,7 @@ async fn data_connection(
                 return Err(TransferError::CannotOpenData("no address".into()));
             };
             tokio::select! {
-                r = tokio::time::timeout(timeout, TcpStream::connect(addr)) => match r {
+                r = tokio::time::timeout(timeout, connect_from(ctx.local, addr)) => match r {
                     Err(_) => return Err(TransferError::CannotOpenData("connect timed out".into())),
                     Ok(Err(e)) => return Err(TransferError::CannotOpenData(e.to_string())),
                     Ok(Ok(s)) => s,
@@ -518,6 +541,26 @@ async fn data_connection(
         }
     };
     to_std(stream)
+}
+
+/// Connects a data connection to `addr` from `local` (the control connection's local
+/// address, port chosen by the kernel): without the bind the kernel would pick the source
+/// by route, which on a multi-homed host (or between 127.x addresses) is another address
+/// than the one the client and the peer server know this server by.
+pub(crate) async fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let (local, addr) = (
+        local.to_canonical(),
+        SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+    );
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if local.is_ipv4() == addr.is_ipv4() && !local.is_unspecified() {
+        sock.bind(SocketAddr::new(local, 0))?;
+    }
+    sock.connect(addr).await
 }
 
 /// Runs one transfer and reports to the connection.

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 
-use crate::cache::{Cache, CacheEntry, Origin, Validator};
+use crate::cache::{Cache, CacheEntry, Origin};
 use crate::{Error, ErrorKind, Result, Url};
 
 /// Arguments of `gridos cache`.
@@ -126,4 +126,3 @@ fn print_list(entries: &[CacheEntry], json: bool) {
         );
     }
 }
-

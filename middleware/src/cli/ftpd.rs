@@ -57,6 +57,21 @@ pub struct FtpdArgs {
     /// Unix control socket (`gridos ctl --socket PATH ...`).
     #[arg(long)]
     pub ctl_socket: Option<PathBuf>,
+    /// Allow server-to-server ("third-party") data connections for every session,
+    /// anonymous ones included, and PORT/EPRT/SPOR to ports below 1024 (`ftp.allow_third_party`).
+    /// Without it a data connection to or from an address other than the client's is
+    /// allowed only for authenticated (non-anonymous) users and for --third-party-hosts;
+    /// anyone else gets 504 to PORT/EPRT/SPOR, and a foreign connection to a passive port is
+    /// reset (PORT bounce protection, RFC 2577). Ports below 1024 are always refused
+    /// without this flag.
+    #[arg(long)]
+    pub allow_third_party: bool,
+    /// Hosts any session may exchange data connections with besides the client
+    /// (`ftp.third_party_hosts`): IP addresses and CIDR prefixes, comma-separated, e.g.
+    /// `192.0.2.10,198.51.100.0/24,2001:db8::/32`. Changeable live with
+    /// `gridos ctl set ftp.third_party_hosts …`.
+    #[arg(long, value_name = "ADDRS")]
+    pub third_party_hosts: Option<String>,
     /// TOML configuration file (`[ftp]` and `[io]` tables).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -112,6 +127,10 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     }
     if a.keep_net_admin {
         c.keep_net_admin = true;
+    }
+    c.allow_third_party |= a.allow_third_party;
+    if let Some(h) = &a.third_party_hosts {
+        set(&mut c, "third_party_hosts", h.clone())?;
     }
     c.run_as = Some(
         a.user

@@ -31,9 +31,8 @@ pub(crate) fn copy(
         return Err(http_is_a_source(h).context(&what));
     };
     if o.verify.is_some() || o.range.is_some() || o.compress {
-        return Err(Error::new(ErrorKind::InvalidInput, &what).detail(
-            "--verify, --offset/--length and --compress need an FTP or GridFTP server",
-        ));
+        return Err(Error::new(ErrorKind::InvalidInput, &what)
+            .detail("--verify, --offset/--length and --compress need an FTP or GridFTP server"));
     }
     let counter = Some(&*progress.current);
     let cancel = Some(cancel);
@@ -54,7 +53,10 @@ pub(crate) fn copy(
             len: None,
             if_range: h.stat.validator(),
         };
-        let got = h.source.get(&h.url, &f, &part, counter, cancel).map_err(|e| e.context(&what))?;
+        let got = h
+            .source
+            .get(&h.url, &f, &part, counter, cancel)
+            .map_err(|e| e.context(&what))?;
         check_len(&what, file_len(&f)?, size)?;
         got.bytes
     } else {
@@ -65,7 +67,8 @@ pub(crate) fn copy(
             None => 1,
         };
         let got = if streams > 1 {
-            h.source.get_parallel(&h.url, l.file(), &h.stat, streams, counter, cancel)
+            h.source
+                .get_parallel(&h.url, l.file(), &h.stat, streams, counter, cancel)
         } else {
             h.source
                 .get(&h.url, l.file(), &Part::default(), counter, cancel)

@@ -97,7 +97,9 @@ fn direct(
     o: &CopyOptions,
 ) -> std::result::Result<(Moved, Route), Refusal> {
     if o.compress {
-        return Err(Refusal::NotPossible("MODE Z is not offered for server-to-server copies"));
+        return Err(Refusal::NotPossible(
+            "MODE Z is not offered for server-to-server copies",
+        ));
     }
     let mut opts = ThirdPartyOptions::default();
     opts.grid = match (&s.plan.grid, &d.plan.grid) {
@@ -107,7 +109,9 @@ fn direct(
     opts.verify = o.verify;
     opts.range = o.range;
     if o.resume {
-        let have = remote_size(&mut d.client, dp).map_err(Refusal::Fatal)?.unwrap_or(0);
+        let have = remote_size(&mut d.client, dp)
+            .map_err(Refusal::Fatal)?
+            .unwrap_or(0);
         let total = match job.size {
             Some(n) => Some(n),
             None => remote_size(&mut s.client, sp).map_err(Refusal::Fatal)?,
@@ -116,9 +120,11 @@ fn direct(
             return Ok((Moved::none(), route(None)));
         }
         if let Some(t) = total.filter(|&t| have > t) {
-            return Err(Refusal::Fatal(Error::new(ErrorKind::InvalidInput, "").detail(
-                format!("destination is longer ({have} bytes) than the source ({t} bytes); not resuming"),
-            )));
+            return Err(Refusal::Fatal(
+                Error::new(ErrorKind::InvalidInput, "").detail(format!(
+                    "destination is longer ({have} bytes) than the source ({t} bytes); not resuming"
+                )),
+            ));
         }
         if have > 0 {
             // REST continues stream-mode transfers.

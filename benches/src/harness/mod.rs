@@ -828,8 +828,13 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     let tp: Vec<&Row> = rows.iter().filter(|r| r.cell == Cell::ThirdParty).collect();
+    if tp.len() == rows.len() {
+        // Only third-party rows: no empty main table.
+        out.clear();
+    }
     if !tp.is_empty() {
-        out += &third_party_table(&tp);
+        let t = third_party_table(&tp);
+        out += if out.is_empty() { t.trim_start() } else { &t };
     }
     out
 }

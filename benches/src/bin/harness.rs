@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             Cell::OneSmall,
             Cell::Concurrent,
             Cell::Wan,
+            Cell::ThirdParty,
         ]
     } else {
         a.cells.clone()

@@ -9,7 +9,10 @@ pub mod machine;
 pub mod peers;
 
 use crate::wan::{Side, Wan, WanParams};
-use peers::{ClientKind, Server, ServerKind, can_connect, get_cmd, get_tree_cmd, put_cmd};
+use peers::{
+    ClientKind, Login, Server, ServerKind, can_connect, get_cmd, get_tree_cmd, put_cmd,
+    third_party_cmd,
+};
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -48,6 +51,10 @@ pub enum Cell {
     Concurrent,
     /// 512 MiB RETR over the emulated WAN (100 ms RTT, 1 Gbit/s, MTU 9000).
     Wan,
+    /// 512 MiB server-to-server copy between two servers side by side in the server
+    /// namespace, driven from the client namespace across the emulated WAN: the client pays
+    /// only control round trips.
+    ThirdParty,
 }
 
 /// Harness settings.
@@ -78,6 +85,8 @@ pub struct Row {
     pub gridos: bool,
     /// Median figures, or the failure.
     pub result: Result<Figures, String>,
+    /// What the client said about the transfer (third-party cell: route, round trips).
+    pub note: Option<String>,
 }
 
 impl Row {
@@ -88,13 +97,17 @@ impl Row {
         kind: ServerKind,
         result: Result<Figures, String>,
     ) -> Row {
-        let pair = format!("{} ↔ {}", client.name(), kind.name());
+        let pair = match cell {
+            Cell::ThirdParty => format!("{} ↔ 2 × {}", client.name(), kind.name()),
+            _ => format!("{} ↔ {}", client.name(), kind.name()),
+        };
         eprintln!("{cell:?} {pair}: {}", summary(&result));
         Row {
             cell,
             pair,
             gridos: kind == ServerKind::Gridos,
             result,
+            note: None,
         }
     }
 }
@@ -104,6 +117,8 @@ impl Row {
 pub struct Figures {
     /// Median wall time.
     pub wall: Duration,
+    /// Fastest and slowest wall time of the runs.
+    pub spread: (Duration, Duration),
     /// Bytes moved per run.
     pub bytes: u64,
     /// Median whole-machine CPU time.
@@ -145,6 +160,7 @@ pub struct Data {
     /// each tool's per-file protocol cost.
     pub small_scratch: PathBuf,
     big_hash: [u8; 32],
+    wan_hash: [u8; 32],
     small_names: Vec<String>,
     _dir: tempfile::TempDir,
     _small_dir: Option<tempfile::TempDir>,
@@ -204,7 +220,7 @@ impl Data {
             .map_err(|e| HarnessError::Setup(e.to_string()))?;
         let big_hash = write_pattern(&root.join("big"), s.big, 1)?;
         write_pattern(&root.join("conc"), s.per_client, 2)?;
-        write_pattern(&root.join("wan"), s.wan_size, 3)?;
+        let wan_hash = write_pattern(&root.join("wan"), s.wan_size, 3)?;
         write_pattern(&root.join("one"), 1024, 4)?;
         let small_names: Vec<String> = (0..1000).map(|i| format!("f{i:04}")).collect();
         for (i, n) in small_names.iter().enumerate() {
@@ -226,6 +242,7 @@ impl Data {
             scratch,
             small_scratch,
             big_hash,
+            wan_hash,
             small_names,
             _dir: dir,
             _small_dir: small_dir,
@@ -249,6 +266,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `cmd`, returning wall and whole-machine CPU time; non-zero exit is an error.
 fn timed(cmd: &mut Command) -> Result<(Duration, Duration), String> {
+    timed_output(cmd).map(|(t, _)| t)
+}
+
+/// As [`timed`], also returning what the command printed on stdout.
+fn timed_output(cmd: &mut Command) -> Result<((Duration, Duration), String), String> {
     let (c0, t0) = (machine::machine_busy(), Instant::now());
     let out = cmd
         .output()
@@ -263,7 +285,10 @@ fn timed(cmd: &mut Command) -> Result<(Duration, Duration), String> {
             err.trim().chars().take(300).collect::<String>()
         ));
     }
-    Ok((wall, cpu))
+    Ok((
+        (wall, cpu),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -279,7 +304,12 @@ fn settle() {
 
 fn medians(samples: Vec<(Duration, Duration)>, bytes: u64, peak_rss: Option<u64>) -> Figures {
     let (walls, cpus): (Vec<_>, Vec<_>) = samples.into_iter().unzip();
+    let spread = (
+        walls.iter().min().copied().unwrap_or_default(),
+        walls.iter().max().copied().unwrap_or_default(),
+    );
     Figures {
+        spread,
         wall: median(walls),
         bytes,
         cpu: median(cpus),
@@ -398,7 +428,7 @@ fn loopback_cell(
                 peak = Some(peak.unwrap_or(0).max(max_rss));
                 (t0.elapsed(), machine::machine_busy().saturating_sub(c0))
             }
-            Cell::Wan => unreachable!("the WAN cell has its own runner"),
+            Cell::Wan | Cell::ThirdParty => unreachable!("the WAN cells have their own runners"),
         };
         samples.push(sample);
     }
@@ -407,7 +437,7 @@ fn loopback_cell(
         Cell::SmallFiles => 1000 * 1024,
         Cell::OneSmall => 1024,
         Cell::Concurrent => s.per_client * s.clients as u64,
-        Cell::Wan => s.wan_size,
+        Cell::Wan | Cell::ThirdParty => s.wan_size,
     };
     Ok(medians(samples, bytes, peak))
 }
@@ -439,6 +469,196 @@ fn wan_cell(
     }
     Ok(medians(samples, s.wan_size, None))
 }
+
+/// What `gridos cp --json` said about one server-to-server copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Route {
+    third_party: Option<bool>,
+    control_round_trips: Option<u64>,
+    reason: Option<String>,
+    path: Option<String>,
+}
+
+impl Route {
+    fn parse(summary: &str) -> Route {
+        Route {
+            third_party: json_value(summary, "third_party").and_then(|v| v.parse().ok()),
+            control_round_trips: json_value(summary, "control_round_trips")
+                .and_then(|v| v.parse().ok()),
+            reason: json_value(summary, "reason").filter(|v| v != "null"),
+            path: json_value(summary, "path").filter(|v| v != "null"),
+        }
+    }
+}
+
+/// The value of top-level `key` in a one-line JSON object: a string's contents (an escape
+/// reduced to the character it escapes), or a scalar's text. Keys of nested objects (the
+/// `tuning` entries also have a `reason`) are skipped. Enough for the scalars and strings
+/// this reads from `gridos cp --json`, without a JSON dependency.
+fn json_value(json: &str, key: &str) -> Option<String> {
+    let b = json.as_bytes();
+    let (mut i, mut depth) = (0, 0usize);
+    // The end of the string starting at `i` (just past its closing quote).
+    let string_end = |mut i: usize| {
+        i += 1;
+        while i < b.len() && b[i] != b'"' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let end = string_end(i);
+                let after = json.get(end.min(json.len())..)?.trim_start();
+                if depth == 1 && after.starts_with(':') && json.get(i + 1..end - 1) == Some(key) {
+                    return Some(json_scalar(after[1..].trim_start()));
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A JSON string's contents, or a scalar's text up to the next `,` or `}`.
+fn json_scalar(rest: &str) -> String {
+    if let Some(body) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => out.extend(chars.next()),
+                c => out.push(c),
+            }
+        }
+        out
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().to_string()
+    }
+}
+
+/// One sentence on the routes of the gridos runs: server to server or relayed (and why),
+/// the control round trips each run reported and what they cost at `rtt`.
+fn route_note(routes: &[Route], rtt: Duration) -> String {
+    let direct = routes
+        .iter()
+        .filter(|r| r.third_party == Some(true))
+        .count();
+    let mut note = format!("server to server in {direct} of {} runs", routes.len());
+    if let Some(p) = routes.iter().find_map(|r| r.path.clone()) {
+        note += &format!(" ({p})");
+    }
+    let trips: Vec<u64> = routes
+        .iter()
+        .filter_map(|r| r.control_round_trips)
+        .collect();
+    if !trips.is_empty() {
+        let list: Vec<String> = trips.iter().map(u64::to_string).collect();
+        let mut sorted = trips.clone();
+        sorted.sort_unstable();
+        let mid = sorted[sorted.len() / 2];
+        note += &format!(
+            "; control round trips {} (median {mid} × {} ms RTT = {:.1} s)",
+            list.join(", "),
+            rtt.as_millis(),
+            mid as f64 * rtt.as_secs_f64()
+        );
+    }
+    if let Some(why) = routes.iter().find_map(|r| r.reason.clone()) {
+        note += &format!("; relayed because: {why}");
+    }
+    if routes.iter().any(|r| r.third_party.is_none()) {
+        note += "; some summaries had no `third_party` key";
+    }
+    note
+}
+
+/// Runs the third-party cell for one client: two servers of `kind` side by side in the
+/// server namespace (same address, two ports), the client in the client namespace. The
+/// destination file is checked on the server side (size and SHA-256).
+fn third_party_cell(
+    client: ClientKind,
+    kind: ServerKind,
+    wan: &Wan,
+    rtt: Duration,
+    data: &Data,
+    s: &Settings,
+    login: &Login,
+) -> Result<(Figures, Option<String>), String> {
+    let probe = |addr| {
+        wan.run_in(Side::Client, || can_connect(addr))
+            .unwrap_or(false)
+    };
+    let start = || {
+        Server::start_with(
+            kind,
+            &data.root,
+            wan.server_addr(),
+            Some(wan),
+            &probe,
+            Some(login),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let (a, b) = (start()?, start()?);
+    let mut samples = Vec::new();
+    let mut routes = Vec::new();
+    for run in 0..s.runs {
+        let name = format!("up/tp-{run}");
+        let stored = data.root.join(&name);
+        let _ = std::fs::remove_file(&stored);
+        settle();
+        let cmd = third_party_cmd(client, &a.url("wan"), &b.url(&name))
+            .ok_or_else(|| format!("{} has no server-to-server mode", client.name()))?;
+        let mut cmd = peers::netns_exec(wan.ns(Side::Client), &cmd);
+        cmd.env("GRIDOS_FTP_PASSWORD", &login.password);
+        let (t, stdout) = timed_output(&mut cmd)?;
+        let len = std::fs::metadata(&stored).map(|m| m.len()).ok();
+        if len != Some(s.wan_size) {
+            return Err(format!(
+                "destination has {len:?} bytes, expected {}",
+                s.wan_size
+            ));
+        }
+        if file_hash(&stored) != Some(data.wan_hash) {
+            return Err("destination file differs from the source (SHA-256)".into());
+        }
+        let _ = std::fs::remove_file(&stored);
+        if client == ClientKind::Gridos {
+            routes.push(Route::parse(&stdout));
+        }
+        samples.push(t);
+    }
+    let note = (!routes.is_empty()).then(|| route_note(&routes, rtt));
+    Ok((medians(samples, s.wan_size, None), note))
+}
+
+/// The emulated WAN of the WAN cells (100 ms RTT, 1 Gbit/s, MTU 9000) with its netns files.
+fn start_wan() -> (Result<Wan, String>, Result<NetnsFiles, String>) {
+    let wan = Wan::start(WanParams {
+        delay: WAN_RTT / 2,
+        rate_bits_per_sec: 1_000_000_000,
+        mtu: 9000,
+        ..WanParams::default()
+    })
+    .map_err(|e| format!("WAN emulator: {e}"));
+    let files = match &wan {
+        Ok(w) => NetnsFiles::create(w).map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    (wan, files)
+}
+
+/// Round-trip time of the emulated WAN.
+const WAN_RTT: Duration = Duration::from_millis(100);
 
 /// `/etc/netns/NS/{hosts,resolv.conf}` for both WAN namespaces, which `ip netns exec` mounts
 /// over the host's: the machine's host name maps to the namespace's own address and DNS is
@@ -483,28 +703,43 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
     let data = Data::create(s)?;
     let mut rows = Vec::new();
     for &cell in cells {
+        if cell == Cell::ThirdParty {
+            let (wan, files) = start_wan();
+            let login = Login::create("bench", "gridos-bench-tp").map_err(|e| e.to_string());
+            for (client, kind) in [
+                (ClientKind::Gridos, ServerKind::Gridos),
+                (ClientKind::Globus(&[]), ServerKind::Globus),
+            ] {
+                let (result, note) = match (&wan, &files, &login) {
+                    (Ok(w), Ok(_), Ok(l)) => {
+                        match third_party_cell(client, kind, w, WAN_RTT, &data, s, l) {
+                            Ok((f, note)) => (Ok(f), note),
+                            Err(e) => (Err(e), None),
+                        }
+                    }
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => (Err(e.clone()), None),
+                };
+                let mut row = Row::new(cell, client, kind, result);
+                if let Some(n) = note {
+                    eprintln!("{cell:?} {}: {n}", row.pair);
+                    row.note = Some(n);
+                }
+                rows.push(row);
+            }
+            continue;
+        }
         if cell == Cell::Wan {
-            let wan = Wan::start(WanParams {
-                delay: Duration::from_millis(50),
-                rate_bits_per_sec: 1_000_000_000,
-                mtu: 9000,
-                ..WanParams::default()
-            });
+            let (wan, files) = start_wan();
             let pairs = [
                 (ClientKind::Gridos, ServerKind::Gridos),
                 (ClientKind::Globus(&[]), ServerKind::Globus),
                 (ClientKind::Globus(&["-p", "4"]), ServerKind::Globus),
                 (ClientKind::Curl, ServerKind::Vsftpd),
             ];
-            let files = match &wan {
-                Ok(w) => NetnsFiles::create(w).map_err(|e| e.to_string()),
-                Err(e) => Err(format!("WAN emulator: {e}")),
-            };
             for (client, kind) in pairs {
                 let result = match (&wan, &files) {
                     (Ok(w), Ok(_)) => wan_cell(client, kind, w, &data, s),
-                    (_, Err(e)) => Err(e.clone()),
-                    (Err(e), _) => Err(format!("WAN emulator: {e}")),
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
                 };
                 rows.push(Row::new(cell, client, kind, result));
             }
@@ -541,7 +776,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
         "| cell | client ↔ server | median wall | MB/s | CPU s/GB (machine) | peak server RSS | gridos ÷ this: throughput, CPU/GB |\n| --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    for r in rows {
+    for r in rows.iter().filter(|r| r.cell != Cell::ThirdParty) {
         let gridos = rows
             .iter()
             .find(|g| g.cell == r.cell && g.gridos)
@@ -592,5 +827,78 @@ pub fn table(rows: &[Row]) -> String {
             }
         }
     }
+    let tp: Vec<&Row> = rows.iter().filter(|r| r.cell == Cell::ThirdParty).collect();
+    if tp.len() == rows.len() {
+        // Only third-party rows: no empty main table.
+        out.clear();
+    }
+    if !tp.is_empty() {
+        let t = third_party_table(&tp);
+        out += if out.is_empty() { t.trim_start() } else { &t };
+    }
     out
+}
+
+/// The third-party rows: wall time (median, fastest–slowest), the ratio of gridos's median
+/// to each peer's, and what `gridos cp --json` said about the route.
+fn third_party_table(rows: &[&Row]) -> String {
+    let secs = |d: Duration| d.as_secs_f64();
+    let gridos = rows
+        .iter()
+        .find(|g| g.gridos)
+        .and_then(|g| g.result.as_ref().ok());
+    let mut out = String::from(
+        "\n| cell | client ↔ servers | median wall | fastest–slowest | MB/s | gridos time ÷ this | route (gridos cp --json) |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows {
+        let note = r.note.as_deref().unwrap_or("—").replace('|', "/");
+        match &r.result {
+            Ok(f) => {
+                let ratio = match (gridos, r.gridos) {
+                    (_, true) => "—".to_string(),
+                    (Some(g), false) => format!("{:.2}×", secs(g.wall) / secs(f.wall)),
+                    (None, false) => "n/a (gridos failed)".to_string(),
+                };
+                out += &format!(
+                    "| {:?} | {} | {:.3} s | {:.3}–{:.3} s | {:.1} | {ratio} | {note} |\n",
+                    r.cell,
+                    r.pair,
+                    secs(f.wall),
+                    secs(f.spread.0),
+                    secs(f.spread.1),
+                    f.mb_per_sec(),
+                );
+            }
+            Err(e) => {
+                out += &format!(
+                    "| {:?} | {} | FAILED: {} | | | | {note} |\n",
+                    r.cell,
+                    r.pair,
+                    e.replace('|', "/").replace('\n', " ")
+                )
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_reads_top_level_keys_only() {
+        let line = r#"{"bytes":5,"tuning":[{"reason":"bdp, 4 streams"}],"path":"server to server, MODE E","third_party":true,"reason":null,"control_round_trips":9}"#;
+        let r = Route::parse(line);
+        assert_eq!(r.third_party, Some(true));
+        assert_eq!(r.control_round_trips, Some(9));
+        assert_eq!(r.reason, None);
+        assert_eq!(r.path.as_deref(), Some("server to server, MODE E"));
+        let relayed = r#"{"tuning":[],"third_party":false,"reason":"500 \"PORT\" refused, foreign","control_round_trips":null}"#;
+        let r = Route::parse(relayed);
+        assert_eq!(r.third_party, Some(false));
+        assert_eq!(r.reason.as_deref(), Some(r#"500 "PORT" refused, foreign"#));
+        assert_eq!(r.control_round_trips, None);
+        assert_eq!(Route::parse(r#"{"tuning":[{"reason":"x"}]}"#).reason, None);
+    }
 }

@@ -96,6 +96,7 @@ pub struct Server {
     pub kind: ServerKind,
     child: Child,
     addr: SocketAddr,
+    user: Option<String>,
     /// Directory served.
     pub root: PathBuf,
     _scratch: tempfile::TempDir,
@@ -111,6 +112,21 @@ impl Server {
         wan: Option<&Wan>,
         wait_connect: &dyn Fn(SocketAddr) -> bool,
     ) -> Result<Server, HarnessError> {
+        Server::start_with(kind, root, ip, wan, wait_connect, None)
+    }
+
+    /// As [`Server::start`]; with `login`, `gridos ftpd` serves only the users of that
+    /// password file (no anonymous access) and [`Server::url`] names the user. The other
+    /// servers stay anonymous.
+    pub fn start_with(
+        kind: ServerKind,
+        root: &Path,
+        ip: Ipv4Addr,
+        wan: Option<&Wan>,
+        wait_connect: &dyn Fn(SocketAddr) -> bool,
+        login: Option<&Login>,
+    ) -> Result<Server, HarnessError> {
+        let login = login.filter(|_| kind == ServerKind::Gridos);
         let scratch = tempfile::tempdir().map_err(|e| HarnessError::Setup(e.to_string()))?;
         let port = free_port(Ipv4Addr::LOCALHOST)?;
         let addr = SocketAddr::from((ip, port));
@@ -118,13 +134,11 @@ impl Server {
         let mut cmd = match kind {
             ServerKind::Gridos => {
                 let mut c = Command::new(gridos_bin());
-                c.args([
-                    "ftpd",
-                    "--anonymous",
-                    "--anonymous-write",
-                    "--listen",
-                    &addr.to_string(),
-                ]);
+                c.args(["ftpd", "--listen", &addr.to_string()]);
+                match login {
+                    Some(l) => c.arg("--passwd").arg(&l.file),
+                    None => c.args(["--anonymous", "--anonymous-write"]),
+                };
                 // Every harness client comes from one address: lift the per-address limit as
                 // the peers' configurations do.
                 c.args(["--max-clients", "1000", "--max-per-ip", "1000", "--docroot"]);
@@ -208,6 +222,7 @@ impl Server {
             kind,
             child,
             addr,
+            user: login.map(|l| l.user.clone()),
             root: root.to_path_buf(),
             _scratch: scratch,
         };
@@ -235,13 +250,86 @@ impl Server {
         match self.kind {
             // globus-gridftp-server serves the file system; the root is its home directory.
             ServerKind::Globus => format!("ftp://{}{}/{rel}", self.addr, self.root.display()),
-            _ => format!("ftp://{}/{rel}", self.addr),
+            _ => match &self.user {
+                Some(u) => format!("ftp://{u}@{}/{rel}", self.addr),
+                None => format!("ftp://{}/{rel}", self.addr),
+            },
         }
     }
 
     /// PID of the server process.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// A user of `gridos ftpd`: a password file made by `gridos passwd FILE USER` (the password
+/// on standard input). The client gives the password in `GRIDOS_FTP_PASSWORD`, so it never
+/// appears on a command line.
+pub struct Login {
+    /// User name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The password file.
+    pub file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Login {
+    /// Creates a password file with one user through `gridos passwd`.
+    pub fn create(user: &str, password: &str) -> Result<Login, HarnessError> {
+        use std::io::Write;
+        let dir = tempfile::tempdir().map_err(|e| HarnessError::Setup(e.to_string()))?;
+        let file = dir.path().join("passwd");
+        let mut child = Command::new(gridos_bin())
+            .arg("passwd")
+            .arg(&file)
+            .arg(user)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HarnessError::PeerMissing(format!("gridos passwd: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = writeln!(stdin, "{password}");
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| HarnessError::Setup(format!("gridos passwd: {e}")))?;
+        if !out.status.success() {
+            return Err(HarnessError::PeerFailed(format!(
+                "gridos passwd failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(Login {
+            user: user.into(),
+            password: password.into(),
+            file,
+            _dir: dir,
+        })
+    }
+}
+
+/// The command that copies `src` on one server to `dst` on another, the client only on the
+/// control connections where the tool can: `gridos cp --json` (whose summary reports the
+/// route and the control round trips) and `globus-url-copy` (third-party whenever both URLs
+/// are remote). `None` for curl and lftp, which have no server-to-server mode.
+pub fn third_party_cmd(client: ClientKind, src: &str, dst: &str) -> Option<Command> {
+    match client {
+        ClientKind::Gridos => {
+            let mut c = Command::new(gridos_bin());
+            c.args(["cp", "--json", src, dst]);
+            Some(c)
+        }
+        ClientKind::Globus(flags) => {
+            let mut c = Command::new("globus-url-copy");
+            c.args(flags).arg(src).arg(dst);
+            Some(c)
+        }
+        ClientKind::Curl | ClientKind::Lftp => None,
     }
 }
 

@@ -6,6 +6,8 @@
 //! go to the control connection's peer address — a PASV reply naming another host is not
 //! followed. A download is spliced socket → file by [`gridos_io::recv_file`] (socket reads
 //! overlapped with file writes), an upload file → socket by [`gridos_io::send_file`].
+//! [`third_party::transfer`] copies between two servers with the data going straight from
+//! one to the other (the client only on the control connections).
 //!
 //! ```no_run
 //! use gridos_ftp::client::{Client, ClientConfig};

@@ -504,11 +504,16 @@ impl<'a> Peer<'a> {
             Expect::Setup(cmd, ok) => {
                 if ok.contains(&r.code) {
                     None
-                } else if matches!(cmd, Command::Port(_) | Command::Eprt(_) | Command::Spor(_))
-                    && (500..600).contains(&r.code)
-                {
-                    Some(self.refused(&cmd, r))
+                } else if matches!(cmd, Command::Port(_) | Command::Eprt(_) | Command::Spor(_)) {
+                    if (500..600).contains(&r.code) {
+                        Some(self.refused(&cmd, r))
+                    } else {
+                        Some(reply_error(&cmd, r))
+                    }
                 } else {
+                    // A refused MODE, OPTS or REST leaves the session in a state this client
+                    // no longer knows (and the commands behind it ran in it): start afresh.
+                    self.c.poisoned = true;
                     Some(reply_error(&cmd, r))
                 }
             }

@@ -20,7 +20,9 @@
 //!   GridFTP side: [`client::Client::get_extended`] / [`client::Client::put_extended`] (MODE E
 //!   over parallel streams, ERET/ESTO, REST ranges, SBUF), [`client::Client::get_pipelined`]
 //!   (many files on reused data channels), [`client::Client::checksum`] (CKSM),
-//!   [`client::Client::deflate_mode`] (MODE Z).
+//!   [`client::Client::deflate_mode`] (MODE Z). Server-to-server copies:
+//!   [`client::third_party::transfer`] (PASV/PORT or SPAS/SPOR, the client only on the
+//!   control connections).
 //! - [`blocks`]: MODE E on real sockets, shared by server and client; [`checksum`]: the CKSM
 //!   algorithms.
 //!

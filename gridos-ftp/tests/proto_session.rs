@@ -564,6 +564,30 @@ fn port_eprt_and_bounce_protection() {
 }
 
 #[test]
+fn abor_in_the_same_read_as_its_transfer_aborts_it() {
+    // A third-party client aborts a STOR it just sent (the other server failed): the ABOR
+    // may arrive in the same read as the STOR and the commands behind it.
+    let mut t = T::logged_in();
+    t.pasv();
+    assert!(t.codes("STOR f\r\nSIZE f\r\nABOR\r\n").is_empty());
+    let Action::Stor(_) = t.action() else {
+        panic!("STOR not started")
+    };
+    assert_eq!(t.action(), Action::Abort, "ABOR reached the running STOR");
+    t.no_action();
+    t.s.handle_transfer_done(Err(TransferError::Aborted))
+        .unwrap();
+    assert_eq!(
+        t.replies().iter().map(|r| r.code).collect::<Vec<_>>(),
+        [426, 226]
+    );
+    // Then the queued SIZE runs.
+    let Action::Size { .. } = t.action() else {
+        panic!("SIZE not run after the aborted STOR")
+    };
+}
+
+#[test]
 fn epsv_variants() {
     let mut t = T::logged_in();
     assert!(t.codes("EPSV\r\n").is_empty());

@@ -656,3 +656,180 @@ fn globus_url_copy_between_gridos_and_globus() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// cancellation, silence, a sender that cannot connect: scripted servers
+
+/// A scripted FTP server on `ip` for failure paths: one session; it logs anyone in and
+/// answers FEAT/TYPE/OPTS/NOOP, every other command as `reply` says (`None`: 500; an
+/// empty string: no reply at all). Every command line received is sent to the channel.
+fn scripted(
+    ip: &str,
+    reply: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let mut w = s.try_clone().unwrap();
+        let _ = w.write_all(b"220 scripted\r\n");
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line.clone());
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            let out = match verb.as_str() {
+                "USER" => "331 ok\r\n".to_string(),
+                "PASS" => "230 in\r\n".to_string(),
+                "FEAT" => "211-Features:\r\n REST STREAM\r\n211 End\r\n".to_string(),
+                "TYPE" | "OPTS" | "NOOP" => "200 ok\r\n".to_string(),
+                _ => reply(&line).unwrap_or_else(|| "500 not scripted\r\n".to_string()),
+            };
+            if w.write_all(out.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Waits (bounded) for a command starting with `prefix`; true if it came.
+fn saw_command(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> bool {
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
+        if l.starts_with(prefix) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn cancel_during_the_transfer_aborts_both_sides() {
+    let b = server("127.0.0.3", |_| {});
+    // The source starts sending (150) and then never finishes.
+    let (addr, rx) = scripted("127.0.0.6", |l| {
+        Some(match l.split(' ').next().unwrap_or("") {
+            "SIZE" => "213 1000\r\n".into(),
+            "PORT" => "200 PORT ok\r\n".into(),
+            "RETR" => "150 sending\r\n".into(),
+            "ABOR" => "426 aborted\r\n226 ABOR ok\r\n".into(),
+            _ => return None,
+        })
+    });
+    let token = gridos_io::CancelToken::new();
+    let mut cfg = ClientConfig::default();
+    cfg.transfer.cancel = Some(token.clone());
+    let mut src = Client::connect(addr, cfg).unwrap();
+    src.login("someone", "x").unwrap();
+    let mut dst = client(b.addr, false);
+    let watcher = std::thread::spawn(move || {
+        // Cancel once the source has the RETR, then see the ABOR arrive.
+        let retr = saw_command(&rx, "RETR");
+        token.cancel();
+        retr && saw_command(&rx, "ABOR")
+    });
+    let r = third_party::transfer(
+        &mut src,
+        "f",
+        &mut dst,
+        "never.bin",
+        &opts(None, None, None),
+    );
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    assert!(
+        watcher.join().unwrap(),
+        "the source never got RETR then ABOR"
+    );
+    // The destination's STOR was aborted and its session is in step.
+    dst.noop().unwrap();
+    assert!(!b.root.join("never.bin").exists());
+}
+
+#[test]
+fn a_silent_source_times_out_and_is_aborted() {
+    let b = server("127.0.0.3", |_| {});
+    let (addr, rx) = scripted("127.0.0.6", |l| {
+        Some(match l.split(' ').next().unwrap_or("") {
+            "SIZE" => "213 1000\r\n".into(),
+            "PORT" => "200 PORT ok\r\n".into(),
+            "RETR" => String::new(),
+            "ABOR" => "426 aborted\r\n226 ABOR ok\r\n".into(),
+            _ => return None,
+        })
+    });
+    let mut cfg = ClientConfig::default();
+    cfg.reply_timeout = Duration::from_secs(1);
+    let mut src = Client::connect(addr, cfg).unwrap();
+    src.login("someone", "x").unwrap();
+    let mut dst = client(b.addr, false);
+    let r = third_party::transfer(
+        &mut src,
+        "f",
+        &mut dst,
+        "never.bin",
+        &opts(None, None, None),
+    );
+    assert!(matches!(r, Err(Error::Timeout(..))), "{r:?}");
+    assert!(
+        saw_command(&rx, "ABOR"),
+        "the silent source was not aborted"
+    );
+    dst.noop().unwrap();
+}
+
+#[test]
+fn a_sender_that_cannot_connect_is_a_refusal() {
+    let Some(g) = Globus::start("127.0.0.4") else {
+        return;
+    };
+    g.put("g.bin", &random_bytes(100_000, 9));
+    // The destination names a port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.6:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (addr, rx) = scripted("127.0.0.6", move |l| {
+        Some(match l.split(' ').next().unwrap_or("") {
+            "PASV" => format!(
+                "227 Entering Passive Mode (127,0,0,6,{},{})\r\n",
+                closed >> 8,
+                closed & 255
+            ),
+            "STOR" => String::new(),
+            "ABOR" => "426 no data connection\r\n226 ABOR ok\r\n".into(),
+            _ => return None,
+        })
+    });
+    let mut src = client(g.addr, true);
+    let mut dst = Client::connect(addr, ClientConfig::default()).unwrap();
+    dst.login("someone", "x").unwrap();
+    let r = third_party::transfer(
+        &mut src,
+        &g.path("g.bin"),
+        &mut dst,
+        "x",
+        &opts(None, None, None),
+    );
+    // globus-gridftp-server says 500 "Unable to connect": a refusal of the direct connection.
+    let Err(e) = r else {
+        panic!("succeeded without a data connection")
+    };
+    assert!(e.is_third_party_refused(), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::ThirdPartyRefused {
+                side: Side::Source,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        saw_command(&rx, "ABOR"),
+        "the waiting destination was not aborted"
+    );
+    src.noop().unwrap();
+}

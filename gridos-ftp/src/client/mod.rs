@@ -7,7 +7,9 @@
 //! followed. A server at its client limits (a 421 greeting) is tried again for
 //! [`ClientConfig::busy_retry`]. A download is spliced socket → file by
 //! [`gridos_io::recv_file`] (socket reads overlapped with file writes), an upload file →
-//! socket by [`gridos_io::send_file`].
+//! socket by [`gridos_io::send_file`]. [`third_party::transfer`] copies between two servers
+//! with the data going straight from one to the other (the client only on the control
+//! connections).
 //!
 //! ```no_run
 //! use gridos_ftp::client::{Client, ClientConfig};

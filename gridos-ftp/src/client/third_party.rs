@@ -406,6 +406,7 @@ impl<'a> Peer<'a> {
         if self.c.poisoned {
             return Err(Error::Poisoned);
         }
+        self.c.check_cancel(0)?;
         let mut items: Vec<Expect> = std::mem::take(&mut self.c.deferred)
             .into_iter()
             .map(|(c, ok)| Expect::Setup(c, ok))
@@ -503,11 +504,16 @@ impl<'a> Peer<'a> {
             Expect::Setup(cmd, ok) => {
                 if ok.contains(&r.code) {
                     None
-                } else if matches!(cmd, Command::Port(_) | Command::Eprt(_) | Command::Spor(_))
-                    && (500..600).contains(&r.code)
-                {
-                    Some(self.refused(&cmd, r))
+                } else if matches!(cmd, Command::Port(_) | Command::Eprt(_) | Command::Spor(_)) {
+                    if (500..600).contains(&r.code) {
+                        Some(self.refused(&cmd, r))
+                    } else {
+                        Some(reply_error(&cmd, r))
+                    }
                 } else {
+                    // A refused MODE, OPTS or REST leaves the session in a state this client
+                    // no longer knows (and the commands behind it ran in it): start afresh.
+                    self.c.poisoned = true;
                     Some(reply_error(&cmd, r))
                 }
             }
@@ -582,9 +588,9 @@ impl<'a> Peer<'a> {
         }
     }
 
-    /// Reads what the server sent (after poll said it is readable). False if the
-    /// connection is gone.
-    fn read_some(&mut self) -> std::result::Result<(), Error> {
+    /// Reads what the server sent (after poll said it is readable); an error if the
+    /// connection is gone (it is then given up).
+    fn read_some(&mut self) -> Result<()> {
         let mut buf = [0u8; 4096];
         match self.c.ctrl.read(&mut buf) {
             Ok(0) => {
@@ -735,8 +741,10 @@ impl Run {
                     continue;
                 };
                 if p.heard.elapsed() >= limit {
-                    p.give_up();
-                    if !failing {
+                    if failing {
+                        p.give_up();
+                    } else {
+                        // Silent too long: ABOR (this side too) and a last short wait.
                         self.fail(Error::Timeout(limit, "a reply"), peers);
                     }
                 }

@@ -852,8 +852,11 @@ impl Session {
                 LineEvent::Overlong => Input::Overlong,
             };
             self.enqueue(input);
+            // Dispatch before the next line is looked at: an ABOR (or STAT) that arrived in
+            // the same read as the transfer command it aborts must find that transfer
+            // running, not queue up behind it.
+            self.run_queue();
         }
-        self.run_queue();
     }
 
     /// Feed one already framed and parsed command (for drivers that frame lines themselves).
@@ -1847,12 +1850,12 @@ impl Session {
     fn active(&mut self, addrs: Vec<SocketAddr>, verb: &str) {
         let policy = self.data_policy();
         if let Some(refusal) = addrs.iter().find_map(|a| policy.check_active(*a).err()) {
+            // (PORT and friends need a login: the session always has a user here.)
             let why = match refusal {
-                DataRefusal::ForeignHost(_) if self.logged_in() => {
+                DataRefusal::ForeignHost(_) => {
                     "data address must be the client's (third-party transfers need a \
                      non-anonymous login or a trusted host)"
                 }
-                DataRefusal::ForeignHost(_) => "data address must be the client's",
                 DataRefusal::PrivilegedPort(_) => "data port must be 1024 or above",
             };
             return self.reply(Reply::new(504, format!("{verb} refused: {why}.")));

@@ -135,12 +135,15 @@ impl Copy {
                 }
             }
         };
-        let (mut src_side, src) = open(&self.src)?;
         if let Url::Http(u) = &self.dst {
             return Err(Error::new(ErrorKind::InvalidInput, u.display())
                 .detail("http(s):// URLs are copy sources only"));
         }
-        let (mut dst_side, dst) = open(&self.dst)?;
+        // Two servers are logged in to, and asked about their paths, at the same time: on
+        // a long path each step costs round trips to both.
+        let both_remote = !self.src.is_local() && !self.dst.is_local();
+        let (src_open, dst_open) = both(both_remote, || open(&self.src), || open(&self.dst));
+        let ((mut src_side, src), (mut dst_side, dst)) = (src_open?, dst_open?);
         let plans: Vec<TransferPlan> = [&src_side, &dst_side]
             .iter()
             .filter_map(|s| match s {
@@ -149,7 +152,12 @@ impl Copy {
             })
             .collect();
 
-        let meta = stat(&mut src_side, &src)?.ok_or_else(|| {
+        let (src_meta, dst_meta) = both(
+            both_remote,
+            || stat(&mut src_side, &src),
+            || stat(&mut dst_side, &dst),
+        );
+        let meta = src_meta?.ok_or_else(|| {
             Error::new(ErrorKind::NotFound, src.show(&src_side)).detail("no such file or directory")
         })?;
         if meta.kind == EntryKind::Dir && !o.recursive {
@@ -157,7 +165,7 @@ impl Copy {
                 .detail("is a directory (use -r to copy a tree)"));
         }
         // An existing directory receives the source under its own name.
-        let dst = if stat(&mut dst_side, &dst)?.is_some_and(|m| m.kind == EntryKind::Dir) {
+        let dst = if dst_meta?.is_some_and(|m| m.kind == EntryKind::Dir) {
             match src.name() {
                 Some(n) => dst.join(&n),
                 None if meta.kind == EntryKind::Dir => dst,
@@ -260,11 +268,12 @@ impl Copy {
             Ok(())
         })?;
         progress.last(obs);
-        for side in [src_side, dst_side] {
+        let quit = |side: Side| {
             if let Side::Ftp(f) = side {
                 let _ = f.client.quit();
             }
-        }
+        };
+        both(both_remote, || quit(src_side), || quit(dst_side));
         let seconds = start.elapsed().as_secs_f64();
         let rate = (t.bytes as f64 / seconds.max(1e-9)) as u64;
         Ok(CopyReport {
@@ -316,6 +325,25 @@ impl Moved {
             path: None,
         }
     }
+}
+
+/// Runs `a` and `b`, at the same time (`b` on a thread of its own) when `parallel`.
+fn both<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !parallel {
+        return (a(), b());
+    }
+    std::thread::scope(|s| {
+        let hb = s.spawn(b);
+        let ra = a();
+        match hb.join() {
+            Ok(rb) => (ra, rb),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// Whether trees are pipelined by default.

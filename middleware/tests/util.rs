@@ -508,3 +508,476 @@ fn helpers_check_themselves() {
         "127.0.0.1:1025".parse().unwrap()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// vsftpd with a local, non-chrooted account, and globus-gridftp-server (anonymous).
+
+/// Serialises this process's changes to the account files (`useradd` and `userdel` lock
+/// /etc/passwd and fail rather than wait when another one holds the lock).
+static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs an account tool as root, retrying a few times (another process may hold the
+/// account files' lock); panics with its message when it keeps failing.
+fn account_tool(program: &str, args: &[&str], stdin: Option<&str>) {
+    let _held = ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last = String::new();
+    for _ in 0..20 {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        last = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{program} {args:?} failed: {last}");
+}
+
+/// Uid and gid of `user` from /etc/passwd.
+fn ids_of(user: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.first() != Some(&user) {
+            return None;
+        }
+        Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+    })
+}
+
+/// A name no other account, PAM service or test of this process uses:
+/// `gridos-TAG-PID-N`.
+fn unique_name(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "gridos-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A local Unix account made for one test (`useradd -M`, shell /bin/bash, a password set
+/// with chpasswd), removed with `userdel` on drop, also when the test fails. Needs root.
+pub struct LocalUser {
+    /// Login name (`gridos-TAG-PID-N`).
+    pub name: String,
+    /// Password (contains a space: URLs must percent-encode it).
+    pub password: String,
+    /// Numeric user id.
+    pub uid: u32,
+    /// Numeric id of the user's own group.
+    pub gid: u32,
+    /// Home directory (exists, owned by the user).
+    pub home: PathBuf,
+}
+
+impl LocalUser {
+    /// Creates the account with `home` (an existing directory, given to the user) as its
+    /// home directory.
+    pub fn create(tag: &str, home: &Path) -> LocalUser {
+        let name = unique_name(tag);
+        let home_s = home.to_str().expect("home path is UTF-8");
+        account_tool(
+            "useradd",
+            &[
+                "-d",
+                home_s,
+                "-M",
+                "-s",
+                "/bin/bash",
+                "-c",
+                "gridos test",
+                &name,
+            ],
+            None,
+        );
+        // From here on the account exists: a panic below still removes it.
+        let mut user = LocalUser {
+            name: name.clone(),
+            password: format!("url rules {}", std::process::id()),
+            uid: 0,
+            gid: 0,
+            home: home.to_path_buf(),
+        };
+        (user.uid, user.gid) = ids_of(&name).expect("useradd made no passwd entry");
+        account_tool(
+            "chpasswd",
+            &[],
+            Some(&format!("{name}:{}\n", user.password)),
+        );
+        user.give(home);
+        user
+    }
+
+    /// Makes the user the owner of `p`.
+    pub fn give(&self, p: &Path) {
+        std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+    }
+
+    /// The password percent-encoded for a URL's user information.
+    pub fn url_password(&self) -> String {
+        self.password.replace('%', "%25").replace(' ', "%20")
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        // -f: a session process of the user that is still exiting does not keep the
+        // account (there is no -r: the home belongs to the test's temporary directory).
+        let _held = ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..20 {
+            let done = Command::new("userdel")
+                .args(["-f", &self.name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if done || ids_of(&self.name).is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("warning: could not remove test account {}", self.name);
+    }
+}
+
+/// Where the system's PAM modules are, if pam_unix is among them.
+fn pam_unix_installed() -> bool {
+    [
+        "/lib/x86_64-linux-gnu/security/pam_unix.so",
+        "/usr/lib/x86_64-linux-gnu/security/pam_unix.so",
+        "/lib/security/pam_unix.so",
+        "/usr/lib/security/pam_unix.so",
+        "/usr/lib64/security/pam_unix.so",
+    ]
+    .iter()
+    .any(|p| Path::new(p).is_file())
+}
+
+/// A PAM service of one test, /etc/pam.d/NAME, removed on drop. It checks passwords and
+/// accounts with pam_unix (against /etc/shadow, as the Debian package's own
+/// /etc/pam.d/vsftpd does through common-auth), without that file's /etc/ftpusers list
+/// and pam_shells, so a test depends only on its own account.
+pub struct PamService {
+    /// The service name (`pam_service_name=` for vsftpd).
+    pub name: String,
+    path: PathBuf,
+}
+
+impl PamService {
+    /// Writes the service file.
+    pub fn unix(tag: &str) -> PamService {
+        let name = unique_name(tag);
+        let path = Path::new("/etc/pam.d").join(&name);
+        std::fs::write(
+            &path,
+            "# Written by a gridos test; removed when it ends.\n\
+             auth\trequired\tpam_unix.so\n\
+             account\trequired\tpam_unix.so\n\
+             session\trequired\tpam_permit.so\n",
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        PamService { name, path }
+    }
+}
+
+impl Drop for PamService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts `cmd` in its own process group and waits until something listens on
+/// 127.0.0.1:`port`; panics with the program's stderr when it exits first.
+fn spawn_listening(mut cmd: Command, port: u16, what: &str) -> Child {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} exited at start ({status}): {err}");
+        }
+        if Instant::now() > deadline {
+            kill_group(&mut child);
+            panic!("{what} did not listen on 127.0.0.1:{port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the process group led by `child` (the server and the session processes it
+/// forked) and reaps the leader.
+fn kill_group(child: &mut Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// vsftpd on 127.0.0.1 for one local account that is **not** chrooted
+/// (`local_enable=YES`, `chroot_local_user=NO`, `write_enable=YES`): it logs in to its
+/// home directory and sees the whole file system, as on a typical shared host. The account
+/// and its PAM service are made for the test and removed on drop; needs root.
+pub struct VsftpdUser {
+    child: Child,
+    /// Control port on 127.0.0.1.
+    pub port: u16,
+    /// The account (its `home` is the login directory).
+    pub user: LocalUser,
+    /// A directory outside the home, owned by the user, reachable only by absolute paths.
+    pub outside: PathBuf,
+    log: PathBuf,
+    _pam: PamService,
+    _dir: tempfile::TempDir,
+}
+
+impl VsftpdUser {
+    /// Starts vsftpd, or returns `None` (skip) / panics (CI) when it cannot run here.
+    pub fn start() -> Option<VsftpdUser> {
+        let Some(bin) = vsftpd_binary() else {
+            return unavailable(
+                "vsftpd not found (set GRIDOS_VSFTPD or extract the Debian package to /opt/gridos-peers/vsftpd)",
+            );
+        };
+        if !is_root() {
+            return unavailable("vsftpd with a local user needs root (useradd, /etc/pam.d)");
+        }
+        if !pam_unix_installed() {
+            return unavailable("pam_unix.so not found (package libpam-modules)");
+        }
+        let nopriv = ["nobody", "ftp", "daemon"]
+            .into_iter()
+            .find(|u| uid_of(u).is_some())
+            .expect("no nobody, ftp or daemon user");
+        let dir = tempfile::Builder::new()
+            .prefix("gridos-vsftpd-user-")
+            .tempdir()
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        // The user must reach its home and the outside directory through this one.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.path().join("home");
+        let outside = dir.path().join("outside");
+        let empty = dir.path().join("empty");
+        for d in [&home, &outside, &empty] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let user = LocalUser::create("url", &home);
+        user.give(&outside);
+        let pam = PamService::unix("vsftpd");
+        let port = free_port();
+        let log = dir.path().join("vsftpd.log");
+        let conf = dir.path().join("vsftpd.conf");
+        // seccomp_sandbox=NO and isolate*=NO: containers refuse the sandbox and new
+        // namespaces. check_shell is for builds without PAM (Debian's uses PAM: the
+        // service decides). secure_chroot_dir must exist even without chroot (the
+        // pre-login process uses it).
+        std::fs::write(
+            &conf,
+            format!(
+                "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
+                 background=NO\nseccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
+                 anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n\
+                 chroot_local_user=NO\nchroot_list_enable=NO\nuserlist_enable=NO\n\
+                 pam_service_name={pam}\nnopriv_user={nopriv}\n\
+                 pasv_enable=YES\npasv_address=127.0.0.1\n\
+                 secure_chroot_dir={empty}\ntcp_wrappers=NO\nxferlog_enable=YES\n\
+                 log_ftp_protocol=YES\nvsftpd_log_file={log}\ndual_log_enable=NO\n\
+                 syslog_enable=NO\nmax_per_ip=50\nmax_clients=50\n",
+                pam = pam.name,
+                empty = empty.display(),
+                log = log.display(),
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(&bin);
+        cmd.arg(&conf);
+        if let Some(prefix) = bin.parent().and_then(Path::parent) {
+            let libs: Vec<String> = [
+                prefix.join("lib/x86_64-linux-gnu"),
+                prefix.join("../lib/x86_64-linux-gnu"),
+            ]
+            .iter()
+            .filter(|p| p.is_dir())
+            .map(|p| p.display().to_string())
+            .collect();
+            if !libs.is_empty() {
+                cmd.env("LD_LIBRARY_PATH", libs.join(":"));
+            }
+        }
+        let child = spawn_listening(cmd, port, "vsftpd");
+        Some(VsftpdUser {
+            child,
+            port,
+            user,
+            outside,
+            log,
+            _pam: pam,
+            _dir: dir,
+        })
+    }
+
+    /// The login directory.
+    pub fn home(&self) -> &Path {
+        &self.user.home
+    }
+
+    /// `ftp://USER:PASSWORD@127.0.0.1:PORT/path` (`path` as written: relative, or
+    /// `%2F…` for an absolute one).
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "ftp://{}:{}@127.0.0.1:{}/{path}",
+            self.user.name,
+            self.user.url_password(),
+            self.port
+        )
+    }
+
+    /// Writes `data` to `p` (under the home or the outside directory), owned by the user.
+    pub fn put(&self, p: &Path, data: &[u8]) {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, data).unwrap();
+        self.user.give(p);
+    }
+
+    /// Creates the directory `p`, owned by the user.
+    pub fn mkdir(&self, p: &Path) {
+        std::fs::create_dir_all(p).unwrap();
+        self.user.give(p);
+    }
+
+    /// vsftpd's log with every command and reply, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for VsftpdUser {
+    fn drop(&mut self) {
+        // Before the account goes (the fields drop after this).
+        kill_group(&mut self.child);
+    }
+}
+
+/// globus-gridftp-server serving anonymously (`-aa -anonymous-user nobody`) on
+/// 127.0.0.1, killed on drop. Anonymous sessions run as nobody, whose passwd home
+/// (/nonexistent) does not exist: `-home-dir` gives them `home` as login directory (what
+/// `PWD` answers and `~` means). It serves the real file system: absolute paths reach
+/// `data` too. Both directories are world-writable; files put there world-readable.
+pub struct Globus {
+    child: Child,
+    /// Control port on 127.0.0.1.
+    pub port: u16,
+    /// The anonymous user's home (login) directory.
+    pub home: PathBuf,
+    /// A directory outside the home.
+    pub data: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Globus {
+    /// Starts the server, or skips (`None`) / fails in CI when it is not installed.
+    pub fn start() -> Option<Globus> {
+        let installed = Command::new("sh")
+            .args(["-c", "command -v globus-gridftp-server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            return unavailable(
+                "globus-gridftp-server is not installed (apt-get install globus-gridftp-server-progs)",
+            );
+        }
+        if !is_root() {
+            return unavailable("globus-gridftp-server with -anonymous-user needs root");
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("gridos-globus-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = tmp.path().join("home");
+        let data = tmp.path().join("data");
+        for d in [&home, &data] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let port = free_port();
+        let mut cmd = Command::new("globus-gridftp-server");
+        cmd.args(["-aa", "-p", &port.to_string(), "-anonymous-user", "nobody"])
+            .args(["-control-interface", "127.0.0.1"])
+            .args(["-data-interface", "127.0.0.1"])
+            .arg("-home-dir")
+            .arg(&home)
+            .args(["-log-level", "error"]);
+        let child = spawn_listening(cmd, port, "globus-gridftp-server");
+        Some(Globus {
+            child,
+            port,
+            home,
+            data,
+            _tmp: tmp,
+        })
+    }
+
+    /// `SCHEME://127.0.0.1:PORT/path` (`path` as written).
+    pub fn url(&self, scheme: &str, path: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Writes a world-readable file (creating world-writable parents as needed).
+    pub fn put(&self, p: &Path, data: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(parent) = p.parent() {
+            self.mkdir(parent);
+        }
+        std::fs::write(p, data).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    /// Creates `p` and any missing parents, world-writable.
+    pub fn mkdir(&self, p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut missing = Vec::new();
+        let mut at = p;
+        while !at.exists() {
+            missing.push(at.to_path_buf());
+            at = at.parent().expect("a parent exists");
+        }
+        for d in missing.iter().rev() {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+    }
+}
+
+impl Drop for Globus {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}

@@ -425,8 +425,9 @@ pub fn put_cmd(client: ClientKind, src: &Path, url: &str) -> Command {
 pub fn get_tree_cmd(client: ClientKind, url: &str, dst: &Path, names: &[String]) -> Command {
     match client {
         ClientKind::Gridos => {
+            // No flags: trees are pipelined by default against a MODE E server.
             let mut c = Command::new(gridos_bin());
-            c.args(["cp", "--quiet", "-r", "--pipeline", url]).arg(dst);
+            c.args(["cp", "--quiet", "-r", url]).arg(dst);
             c
         }
         ClientKind::Globus(flags) => {

@@ -6,7 +6,7 @@ use crate::options::{CopyOptions, Pipeline};
 use crate::plan::TransferPlan;
 use crate::{Algorithm, Copy, CopyReport, Url};
 use clap::Args;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -216,7 +216,8 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
             v["reason"] = t.reason.clone().into();
             v["control_round_trips"] = t.control_round_trips.into();
         }
-        println!("{v}");
+        // A reader that went away (`| head`) is not a failed copy.
+        let _ = writeln!(std::io::stdout(), "{v}");
     } else if !a.quiet {
         let route = match &r.third_party {
             Some(t) if t.third_party => ", server to server",

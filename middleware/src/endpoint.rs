@@ -120,18 +120,6 @@ impl Node {
             Node::Remote(p) => Node::Remote(remote_join(p, name)),
         }
     }
-
-    pub fn name(&self) -> Option<String> {
-        match self {
-            Node::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
-            Node::Remote(p) => p
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .filter(|n| !n.is_empty() && *n != ".")
-                .map(str::to_string),
-        }
-    }
 }
 
 /// HTTP(S) URLs are read, never written or listed.

@@ -98,6 +98,23 @@ fn anonymous_third_party_is_refused_then_relayed_or_an_error() {
         "no notice of the relay"
     );
     assert_eq!(sha256_file(&b.root.join("dst.bin")), sha256(&data));
+
+    // A tree: refused once, then every file relayed.
+    let t = a.root.join("t");
+    util::make_tree(&t);
+    let out = gridos(&["cp", "-r", "--json", &a.url("t"), &b.url("t2")]);
+    let j = ok(&out);
+    assert_eq!(j["third_party"], false, "{j}");
+    assert_eq!(tree(&b.root.join("t2")), tree(&t));
+    let notices = String::from_utf8_lossy(&out.stderr)
+        .matches("relaying")
+        .count();
+    assert_eq!(
+        notices,
+        1,
+        "one refusal, one notice: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

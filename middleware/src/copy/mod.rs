@@ -166,7 +166,7 @@ impl Copy {
         }
         // An existing directory receives the source under its own name.
         let dst = if dst_meta?.is_some_and(|m| m.kind == EntryKind::Dir) {
-            match src.name() {
+            match self.src.file_name() {
                 Some(n) => dst.join(&n),
                 None if meta.kind == EntryKind::Dir => dst,
                 None => {
@@ -243,7 +243,9 @@ impl Copy {
                 }
                 let moved = match (&mut src_side, &mut dst_side) {
                     (Side::Ftp(s), Side::Ftp(d)) => {
-                        let (moved, route) = third_party::copy(s, d, job, o, &conn, obs)?;
+                        // Once the servers refused, the rest of a tree is relayed too.
+                        let refused = t.route.as_ref().and_then(|r| r.reason.clone());
+                        let (moved, route) = third_party::copy(s, d, job, o, &conn, obs, refused)?;
                         t.route = Some(route);
                         moved
                     }

@@ -37,11 +37,16 @@ pub(crate) fn copy(
     o: &CopyOptions,
     conn: &Connector<'_>,
     obs: &dyn CopyObserver,
+    refused_before: Option<String>,
 ) -> Result<(Moved, Route)> {
     let (Node::Remote(sp), Node::Remote(dp)) = (&job.src, &job.dst) else {
         return Err(Error::new(ErrorKind::InvalidInput, "").detail("third-party sides"));
     };
     let what = format!("{} → {}", s.url.display_path(sp), d.url.display_path(dp));
+    if let Some(reason) = refused_before {
+        let moved = relay(s, sp, d, dp, job.size, o).map_err(|e| e.context(&what))?;
+        return Ok((moved, relayed(reason)));
+    }
     let reason = match direct(s, sp, d, dp, job, o) {
         Ok(r) => return Ok(r),
         Err(Refusal::Fatal(e)) => return Err(e.context(&what)),
@@ -66,14 +71,15 @@ pub(crate) fn copy(
     s.client = conn.login(&s.url, o.active)?;
     d.client = conn.login(&d.url, o.active)?;
     let moved = relay(s, sp, d, dp, job.size, o).map_err(|e| e.context(&what))?;
-    Ok((
-        moved,
-        Route {
-            third_party: false,
-            reason: Some(reason),
-            control_round_trips: None,
-        },
-    ))
+    Ok((moved, relayed(reason)))
+}
+
+fn relayed(reason: String) -> Route {
+    Route {
+        third_party: false,
+        reason: Some(reason),
+        control_round_trips: None,
+    }
 }
 
 /// Why a direct transfer did not happen.

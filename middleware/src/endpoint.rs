@@ -54,6 +54,7 @@ impl Connector<'_> {
         let mut config = ClientConfig::default();
         config.transfer.progress = Some(self.progress.clone());
         config.transfer.cancel = Some(self.cancel.clone());
+        config.transfer.path = self.options.io_path;
         config.active = active;
         if let Some(d) = self.options.busy_retry {
             config.busy_retry = d;

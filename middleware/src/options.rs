@@ -52,6 +52,9 @@ pub struct CopyOptions {
     pub relay: bool,
     /// How long to keep retrying a server that answers 421 (too many connections).
     pub busy_retry: Option<Duration>,
+    /// Force this machine's data path (an error if the kernel lacks it); `None`: the
+    /// probe's choice.
+    pub io_path: Option<gridos_io::IoPath>,
 }
 
 impl Default for CopyOptions {
@@ -70,6 +73,7 @@ impl Default for CopyOptions {
             preserve_times: false,
             relay: true,
             busy_retry: None,
+            io_path: None,
         }
     }
 }

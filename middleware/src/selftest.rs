@@ -1,13 +1,13 @@
 //! `gridos selftest`: a real transfer through the real stack on loopback, verified.
 //!
 //! Starts a gridos FTP server on 127.0.0.1 inside this process (anonymous, writable, serving a
-//! temporary directory), uploads a generated file to it with the FTP client (control
-//! connection, passive data connection, zero-copy file → socket), downloads it back (socket →
-//! file), checks the original, the server's copy and the downloaded copy by SHA-256, and
+//! temporary directory), uploads a generated file to it with [`Copy`] — the same copy engine
+//! `gridos cp` and the C library use (control connection, data connection, zero-copy file →
+//! socket) — downloads it back (socket → file), checks the original, the server's copy and the downloaded copy by SHA-256, and
 //! reports throughput, process CPU seconds per GB (client, server and the kernel's io_uring
 //! workers are all in this process) and the I/O path in use.
 
-use gridos_ftp::client::{Client, ClientConfig, PutMode};
+use crate::{Copy, CopyOptions, CopyReport, Url};
 use gridos_ftp::server::{Server, ServerConfig};
 use gridos_io::IoPath;
 use serde::Serialize;
@@ -59,15 +59,12 @@ impl Leg {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SelftestError {
-    /// A transfer failed.
-    #[error("transfer: {0}")]
-    Transfer(#[from] gridos_io::Error),
-    /// The FTP client failed.
-    #[error("ftp client: {0}")]
-    Ftp(#[from] gridos_ftp::client::Error),
+    /// A copy failed.
+    #[error("{0}")]
+    Copy(#[from] crate::Error),
     /// The in-process FTP server could not start.
     #[error("ftp server: {0}")]
-    Server(String),
+    Server(#[source] gridos_ftp::server::Error),
     /// Setting up files or sockets failed.
     #[error("{0}: {1}")]
     Setup(&'static str, std::io::Error),
@@ -101,39 +98,39 @@ pub fn run(opts: &SelftestOptions) -> Result<Vec<Leg>, SelftestError> {
     let mut config = ServerConfig::new(&docroot);
     config.anonymous = true;
     config.anonymous_write = true;
-    let server = Server::start(config).map_err(|e| SelftestError::Server(e.to_string()))?;
-    let mut cc = ClientConfig::default();
-    cc.transfer.path = opts.path;
-    let mut client = Client::connect(server.local_addr(), cc)?;
-    client.login_anonymous()?;
-
-    let src = File::open(&original).map_err(|e| SelftestError::Setup("open", e))?;
-    let cpu0 = cpu_time();
-    let t0 = Instant::now();
-    let up = client.put(&src, 0, opts.size, "/selftest.bin", PutMode::Store)?;
-    let up_leg = Leg {
-        direction: "upload",
-        bytes: up.bytes,
-        elapsed: t0.elapsed(),
-        cpu: cpu_time().saturating_sub(cpu0),
-        path: up.path,
-        sha256: sha256_file(&docroot.join("selftest.bin"))?,
+    let server = Server::start(config).map_err(SelftestError::Server)?;
+    let remote = Url::parse(&format!("ftp://{}/selftest.bin", server.local_addr()))
+        .map_err(crate::Error::from)?;
+    let options = CopyOptions {
+        io_path: opts.path,
+        ..CopyOptions::default()
     };
-
+    let leg = |direction, src: Url, dst: Url, landed: &Path| -> Result<Leg, SelftestError> {
+        let cpu0 = cpu_time();
+        let t0 = Instant::now();
+        let r: CopyReport = Copy::new(src, dst).options(options.clone()).run()?;
+        Ok(Leg {
+            direction,
+            bytes: r.bytes,
+            elapsed: t0.elapsed(),
+            cpu: cpu_time().saturating_sub(cpu0),
+            path: r.io_path.unwrap_or_else(gridos_io::probe),
+            sha256: sha256_file(landed)?,
+        })
+    };
+    let up_leg = leg(
+        "upload",
+        Url::Local(original.clone()),
+        remote.clone(),
+        &docroot.join("selftest.bin"),
+    )?;
     let down_path = dir.path().join("downloaded");
-    let dst = File::create(&down_path).map_err(|e| SelftestError::Setup("create", e))?;
-    let cpu0 = cpu_time();
-    let t0 = Instant::now();
-    let down = client.get("/selftest.bin", &dst, 0, 0)?;
-    let down_leg = Leg {
-        direction: "download",
-        bytes: down.bytes,
-        elapsed: t0.elapsed(),
-        cpu: cpu_time().saturating_sub(cpu0),
-        path: down.path,
-        sha256: sha256_file(&down_path)?,
-    };
-    let _ = client.quit();
+    let down_leg = leg(
+        "download",
+        remote,
+        Url::Local(down_path.clone()),
+        &down_path,
+    )?;
     server.shutdown();
     for leg in [&up_leg, &down_leg] {
         if leg.sha256 != expected || leg.bytes != opts.size {

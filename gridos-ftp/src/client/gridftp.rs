@@ -422,7 +422,7 @@ impl Client {
         if !out.channels.is_empty() {
             self.ext.cache = Some((Dir::Download, out.channels, listener));
         }
-        Ok(report(bytes, start))
+        Ok(report(bytes, start, self.config.transfer.path))
     }
 
     /// MODE E upload of `len` bytes of `file` from `offset`.
@@ -504,7 +504,7 @@ impl Client {
         if !out.channels.is_empty() {
             self.ext.cache = Some((Dir::Upload, out.channels, None));
         }
-        Ok(report(bytes, start))
+        Ok(report(bytes, start, self.config.transfer.path))
     }
 
     /// Downloads many files over one control connection: the RETR commands are pipelined
@@ -693,12 +693,14 @@ impl Client {
     }
 }
 
-fn report(bytes: u64, start: Instant) -> TransferReport {
+/// The report of a MODE E transfer; `forced` is the path the caller forced, if any (the
+/// streams run on it), else the probe's choice.
+fn report(bytes: u64, start: Instant, forced: Option<gridos_io::IoPath>) -> TransferReport {
     TransferReport {
         bytes,
         wire_bytes: bytes,
         elapsed: start.elapsed(),
-        path: gridos_io::probe(),
+        path: forced.unwrap_or_else(gridos_io::probe),
         sndbuf: None,
         rcvbuf: None,
         decisions: Vec::new(),

@@ -87,6 +87,7 @@ pub(crate) fn copy(
     Ok(Moved {
         bytes,
         path: Some(if h.url.tls { "https" } else { "http" }.into()),
+        io: None,
     })
 }
 

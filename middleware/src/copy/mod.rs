@@ -45,8 +45,11 @@ pub struct CopyReport {
     pub directories: u64,
     /// Wall time.
     pub seconds: f64,
-    /// The I/O path that moved the data (`io_uring-splice MODE E`, …).
+    /// How the data moved (`io_uring-splice MODE E`, `server to server, MODE E`, …).
     pub path: String,
+    /// The zero-copy engine's path on this machine (`None` when this machine moved no
+    /// file data: server to server, or nothing to do).
+    pub io_path: Option<gridos_io::IoPath>,
     /// Whether this was a resume.
     pub resumed: bool,
     /// Whether every file was compared by checksum.
@@ -234,7 +237,9 @@ impl Copy {
             )? {
                 t.bytes += r.0;
                 t.files += r.1;
-                t.path = Some(format!("{} pipelined", gridos_io::probe().name()));
+                let io = o.io_path.unwrap_or_else(gridos_io::probe);
+                t.path = Some(format!("{} pipelined", io.name()));
+                t.io = Some(io);
                 return Ok(());
             }
             for job in &files {
@@ -260,6 +265,7 @@ impl Copy {
                 if moved.path.is_some() {
                     t.path = moved.path;
                 }
+                t.io = moved.io.or(t.io);
                 progress.file_done(moved.bytes);
                 obs.file_done(
                     &job.src.show(&src_side),
@@ -287,6 +293,7 @@ impl Copy {
             directories: dirs.len() as u64,
             seconds,
             path: t.path.unwrap_or_else(|| "none".into()),
+            io_path: t.io,
             resumed: o.resume,
             verified: o.verify.is_some(),
             tuning: plans
@@ -309,6 +316,7 @@ struct Totals {
     files: u64,
     skipped: u64,
     path: Option<String>,
+    io: Option<gridos_io::IoPath>,
     route: Option<third_party::Route>,
 }
 
@@ -316,8 +324,10 @@ struct Totals {
 pub(crate) struct Moved {
     /// Bytes moved (0 when a resume found the file complete).
     pub bytes: u64,
-    /// The I/O path, when data moved.
+    /// How the data moved, for messages (`io_uring-splice MODE E`, …), when data moved.
     pub path: Option<String>,
+    /// The zero-copy engine's path on this machine, when this machine moved the data.
+    pub io: Option<gridos_io::IoPath>,
 }
 
 impl Moved {
@@ -325,6 +335,7 @@ impl Moved {
         Moved {
             bytes: 0,
             path: None,
+            io: None,
         }
     }
 }

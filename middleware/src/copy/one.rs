@@ -46,6 +46,7 @@ fn local(s: &Path, d: &Path, o: &CopyOptions) -> Result<Moved> {
     Ok(Moved {
         bytes: r.bytes,
         path: Some(format!("{:?}", r.method)),
+        io: None,
     })
 }
 
@@ -94,6 +95,7 @@ pub(crate) fn download(
         return Ok(Moved {
             bytes: r.bytes,
             path: Some(format!("{} {mode}", r.path.name())),
+            io: Some(r.path),
         });
     }
     let total = match known_size {
@@ -179,6 +181,7 @@ pub(crate) fn download(
     Ok(Moved {
         bytes: r.bytes,
         path: Some(format!("{} {mode}", r.path.name())),
+        io: Some(r.path),
     })
 }
 
@@ -222,6 +225,7 @@ pub(crate) fn upload(f: &mut FtpSide, s: &Path, d: &str, o: &CopyOptions) -> Res
             return Ok(Moved {
                 bytes: r.bytes,
                 path: Some(format!("{} MODE E", r.path.name())),
+                io: Some(r.path),
             });
         }
         (Some(g), None) if !o.resume => {
@@ -232,6 +236,7 @@ pub(crate) fn upload(f: &mut FtpSide, s: &Path, d: &str, o: &CopyOptions) -> Res
             Moved {
                 bytes: r.bytes,
                 path: Some(format!("{} MODE E", r.path.name())),
+                io: Some(r.path),
             }
         }
         // Resumed uploads continue in stream mode (REST/APPE at the remote size).
@@ -270,6 +275,7 @@ pub(crate) fn put_file(c: &mut Client, f: &File, len: u64, d: &str, resume: bool
     Ok(Moved {
         bytes: r.bytes,
         path: Some(r.path.name().into()),
+        io: Some(r.path),
     })
 }
 

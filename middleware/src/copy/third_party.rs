@@ -145,6 +145,7 @@ fn direct(
                 Moved {
                     bytes: r.bytes,
                     path: Some(format!("server to server, {mode}")),
+                    io: None,
                 },
                 route(Some(r.control_round_trips)),
             ))
@@ -205,5 +206,6 @@ fn relay(
     Ok(Moved {
         bytes: r.bytes,
         path: Some(r.path.name().into()),
+        io: Some(r.path),
     })
 }

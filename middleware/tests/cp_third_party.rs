@@ -142,3 +142,47 @@ fn trusted_hosts_let_anonymous_transfers_go_direct() {
     assert_eq!(j["third_party"], true, "{j}");
     assert_eq!(sha256_file(&b.root.join("dst.bin")), sha256(&data));
 }
+
+/// `gridos cp` drives copies between our server and globus-gridftp-server, both ways, in
+/// MODE E: two streams with both servers' checksums compared, then the plan chosen from the
+/// path.
+#[test]
+fn direct_between_our_server_and_globus_both_ways() {
+    let Some(g) = util::Globus::start() else {
+        return;
+    };
+    let ours = on([127, 0, 0, 2]);
+    let data = random_bytes(6_000_011, 4);
+    std::fs::write(ours.root.join("ours.bin"), &data).unwrap();
+    g.put(&g.home.join("theirs.bin"), &data);
+    for (i, extra) in [vec!["-p", "2", "--verify=MD5"], vec![]]
+        .into_iter()
+        .enumerate()
+    {
+        // gridftp:// paths are absolute; the globus user's home is g.home.
+        let up = g.url(
+            "gridftp",
+            &format!("{}/up{i}.bin", g.home.display()).trim_start_matches('/'),
+        );
+        let down = ours.user_url(&format!("down{i}.bin"));
+        for (src, dst, landed) in [
+            (
+                ours.user_url("ours.bin"),
+                up.clone(),
+                g.home.join(format!("up{i}.bin")),
+            ),
+            (
+                g.url("ftp", "theirs.bin"),
+                down.clone(),
+                ours.root.join(format!("down{i}.bin")),
+            ),
+        ] {
+            let mut args = vec!["cp", "--json", "--no-relay"];
+            args.extend(extra.iter().copied());
+            args.extend([src.as_str(), dst.as_str()]);
+            let j = ok(&gridos(&args));
+            assert_eq!(j["third_party"], true, "{src} → {dst}: {j}");
+            assert_eq!(sha256_file(&landed), sha256(&data), "{src} → {dst}");
+        }
+    }
+}

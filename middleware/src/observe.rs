@@ -16,6 +16,9 @@ pub trait CopyObserver: Send + Sync {
     /// Bytes done so far over the whole copy, and the total when known (about every
     /// 100 ms while data moves).
     fn progress(&self, _done: u64, _total: u64) {}
+    /// One file starts, with its size when known (not called for the files of a pipelined
+    /// tree, which are many at once).
+    fn file_started(&self, _src: &str, _dst: &str, _size: Option<u64>) {}
     /// One file is complete (or was already complete, with `bytes` 0 on resume).
     fn file_done(&self, _src: &str, _dst: &str, _bytes: u64) {}
     /// Something the user should know that is not an error (an entry skipped, a relay

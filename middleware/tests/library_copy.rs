@@ -38,6 +38,7 @@ struct Recorder {
     total: Mutex<Vec<(u64, u64)>>,
     progress: Mutex<Vec<(u64, u64)>>,
     done: Mutex<Vec<(String, String, u64)>>,
+    started: Mutex<Vec<(String, Option<u64>)>>,
     cancel: Mutex<Option<(CancelToken, u64)>>,
 }
 
@@ -55,6 +56,9 @@ impl CopyObserver for Recorder {
         {
             t.cancel();
         }
+    }
+    fn file_started(&self, _src: &str, dst: &str, size: Option<u64>) {
+        self.started.lock().unwrap().push((dst.to_string(), size));
     }
     fn file_done(&self, src: &str, dst: &str, bytes: u64) {
         self.done
@@ -94,6 +98,8 @@ fn every_direction_against_our_servers_with_an_observer() {
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].2, n);
     assert!(done[0].0.ends_with("src.bin") && done[0].1.ends_with("up.bin"));
+    let started = rec.started.lock().unwrap().clone();
+    assert_eq!(started, [(done[0].1.clone(), Some(n))]);
 
     // ftp → local, ftp → ftp (two servers), local → local.
     let down = dir.path().join("down.bin");

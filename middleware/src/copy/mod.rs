@@ -246,6 +246,7 @@ impl Copy {
                 if self.cancel.is_cancelled() {
                     return Err(Error::new(ErrorKind::Cancelled, job.src.show(&src_side)));
                 }
+                obs.file_started(&job.src.show(&src_side), &job.dst.show(&dst_side), job.size);
                 let moved = match (&mut src_side, &mut dst_side) {
                     (Side::Ftp(s), Side::Ftp(d)) => {
                         // Once the servers refused, the rest of a tree is relayed too.

@@ -162,7 +162,7 @@ fn direct_between_our_server_and_globus_both_ways() {
         // gridftp:// paths are absolute; the globus user's home is g.home.
         let up = g.url(
             "gridftp",
-            &format!("{}/up{i}.bin", g.home.display()).trim_start_matches('/'),
+            format!("{}/up{i}.bin", g.home.display()).trim_start_matches('/'),
         );
         let down = ours.user_url(&format!("down{i}.bin"));
         for (src, dst, landed) in [

@@ -248,17 +248,7 @@ impl Client {
         // Block size is the sender's choice: ask for a non-default one.
         let block = (o.block_size != DEFAULT_BLOCK_SIZE).then_some(o.block_size);
         if self.ext.parallelism != Some((streams, block)) {
-            let p = Parallelism {
-                starting: streams,
-                minimum: streams,
-                maximum: streams,
-            };
-            let opts = RetrOpts {
-                parallelism: Some(p),
-                block_size: block,
-                ..RetrOpts::default()
-            };
-            self.defer(Command::Opts(Opts::Retr(opts)), &[200]);
+            self.defer(retr_parallelism(streams, block), &[200]);
             self.ext.parallelism = Some((streams, block));
             // The server may reuse what it has; new PORT below makes it connect afresh.
             self.ext.cache = None;
@@ -784,4 +774,19 @@ impl Drop for BatchWatchdog {
             let _ = t.join();
         }
     }
+}
+
+/// `OPTS RETR Parallelism=n,n,n;` (and `BlockSize=b;` for a non-default block): what a
+/// MODE E sender is asked before it sends.
+pub(crate) fn retr_parallelism(streams: u32, block: Option<u64>) -> Command {
+    let p = Parallelism {
+        starting: streams,
+        minimum: streams,
+        maximum: streams,
+    };
+    Command::Opts(Opts::Retr(RetrOpts {
+        parallelism: Some(p),
+        block_size: block,
+        ..RetrOpts::default()
+    }))
 }

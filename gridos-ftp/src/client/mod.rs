@@ -934,14 +934,7 @@ impl Client {
                     });
                 }
                 Ok(n) => self.parser.feed(buf.get(..n).unwrap_or(&[])),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if no_data_yet(&e) => {
                     if Instant::now() >= deadline {
                         return Err(Error::Timeout(timeout, "a reply"));
                     }
@@ -1264,6 +1257,17 @@ fn parse_quoted(text: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A read of the control connection that found nothing yet (its timeout or a signal):
+/// try again, or give up at the caller's deadline.
+pub(crate) fn no_data_yet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }
 
 #[cfg(test)]

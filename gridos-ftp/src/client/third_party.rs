@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use super::{AFTER_FAILURE, Client, Error, GridOptions, POLL, Result, Side, arg, reply_error};
 use crate::blocks::DEFAULT_BLOCK_SIZE;
 use crate::checksum::Algorithm;
-use crate::proto::{Command, Opts, Parallelism, Reply, Restart, RetrOpts, TransferMode, addr};
+use crate::proto::{Command, Reply, Restart, TransferMode, addr};
 
 /// How a third-party transfer is done. Start from `ThirdPartyOptions::default()` (stream
 /// mode, whole file, no verification) and change fields.
@@ -132,17 +132,8 @@ pub fn transfer(
         None => (1, None),
     };
     if opts.grid.is_some() && peers[0].c.ext.set_parallelism(streams, block) {
-        let p = Parallelism {
-            starting: streams,
-            minimum: streams,
-            maximum: streams,
-        };
-        let o = RetrOpts {
-            parallelism: Some(p),
-            block_size: block,
-            ..RetrOpts::default()
-        };
-        peers[0].push(Expect::setup(Command::Opts(Opts::Retr(o)), &[200]));
+        let o = super::gridftp::retr_parallelism(streams, block);
+        peers[0].push(Expect::setup(o, &[200]));
     }
     peers[0].push(Expect::Size(Command::Size(sp.clone())));
     let dst_ip = peers[1].c.peer.ip();
@@ -603,16 +594,7 @@ impl<'a> Peer<'a> {
                 self.c.parser.feed(buf.get(..n).unwrap_or(&[]));
                 Ok(())
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::no_data_yet(&e) => Ok(()),
             Err(e) => {
                 self.give_up();
                 Err(Error::io("read reply", e))

@@ -65,3 +65,25 @@ pub unsafe extern "C" fn gridos_config_set(
             .map_err(|e| Failure::new(gridos_result::GRIDOS_ERR_INVALID_ARGUMENT, e.to_string()))
     })
 }
+
+/// The name of the data path transfers use now — `io_uring-splice`, `splice` or
+/// `read-write`: the one `io.path` forces, else the best the kernel offers — into `buf` (as
+/// for [`gridos_config_get`]).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes; `needed` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gridos_io_path(
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> gridos_result {
+    boundary(|| {
+        let path = gridos_io::config()
+            .forced_path()
+            .map_err(|e| Failure::new(gridos_result::GRIDOS_ERR_INVALID_ARGUMENT, e.to_string()))?
+            .unwrap_or_else(gridos_io::probe);
+        // SAFETY: the caller's promise on `buf`, `len` and `needed`.
+        unsafe { fill(path.name(), buf, len, needed) }
+    })
+}

@@ -81,9 +81,13 @@ fn shared_dir(out: &Path) -> PathBuf {
 
 /// Compiles `tests/c/NAME.c` both ways; the two executables.
 pub fn build(name: &str, out: &Path) -> [PathBuf; 2] {
+    build_source(&manifest_dir().join("tests/c").join(format!("{name}.c")), name, out)
+}
+
+/// Compiles `src` both ways into `out`; the two executables (shared, static).
+fn build_source(src: &Path, name: &str, out: &Path) -> [PathBuf; 2] {
     let lib = lib_dir();
     let shared_lib = shared_dir(out);
-    let src = manifest_dir().join("tests/c").join(format!("{name}.c"));
     let common = |cmd: &mut Command| {
         cmd.args([
             "-std=c99",
@@ -188,4 +192,44 @@ fn init() {
 #[test]
 fn config() {
     run_program("config");
+}
+
+/// The ABI from Python: ctypes loads libgridos.so and copies a file.
+#[test]
+fn python_ctypes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = manifest_dir().join("tests/ctypes_smoke.py");
+    let text = run_ok(
+        Command::new("python3")
+            .arg(script)
+            .arg(lib_dir().join("libgridos.so"))
+            .arg(scratch.path()),
+        "python3 ctypes_smoke.py",
+    );
+    assert!(text.contains("ctypes ok"), "{text}");
+}
+
+/// The paper's Scenario 1 (`examples/scenario1.c`) builds and runs: a server started with
+/// the C API, a file there and back, byte for byte.
+#[test]
+fn scenario1_example() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = build_source(&manifest_dir().join("examples/scenario1.c"), "scenario1", tmp.path())[0].clone();
+    let text = run_ok(Command::new(&exe).args(["8"]).arg(tmp.path()), "scenario1");
+    assert!(text.contains("verified: identical") && text.contains("MB/s"), "{text}");
+}
+
+/// The README's C example compiles (as C99, warnings are errors).
+#[test]
+fn readme_example_compiles() {
+    let readme = std::fs::read_to_string(manifest_dir().join("README.md")).unwrap();
+    let code = readme
+        .split("```c\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```c block in README.md");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("readme.c");
+    std::fs::write(&src, code).unwrap();
+    build_source(&src, "readme", tmp.path());
 }

@@ -31,6 +31,14 @@ int main(void) {
     /* Unchanged after the refusals. */
     CHECK_OK(gridos_config_get("io.max_streams", buf, sizeof buf, NULL));
     CHECK(strcmp(buf, "12") == 0);
-    printf("config ok\n");
+    /* The data path: forced by io.path, else the probe's choice. */
+    CHECK_OK(gridos_config_set("io.path", "read-write"));
+    CHECK_OK(gridos_io_path(buf, sizeof buf, NULL));
+    CHECK(strcmp(buf, "read-write") == 0);
+    CHECK_OK(gridos_config_set("io.path", "auto"));
+    CHECK_OK(gridos_io_path(buf, sizeof buf, NULL));
+    CHECK(strlen(buf) > 0);
+    CHECK_ERR(gridos_io_path(buf, 1, &needed), GRIDOS_ERR_BUFFER_TOO_SMALL);
+    printf("config ok (data path %s)\n", buf);
     return 0;
 }

@@ -3,9 +3,8 @@
 #[path = "server_support.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use gridos_ftp::server::ServerConfig;
@@ -221,21 +220,7 @@ fn live_keys_control_socket_and_config_file() {
         c.apply_toml("[ftp]\nmax_clients = 7\nidle_timeout = 30\npasv_ports = \"40000-40100\"\n[other]\nx = 1\n")
             .unwrap();
     });
-    let ask = |line: &str| -> String {
-        let mut u = UnixStream::connect(&sock).unwrap();
-        u.write_all(format!("{line}\n").as_bytes()).unwrap();
-        let mut out = String::new();
-        for l in BufReader::new(u).lines() {
-            let l = l.unwrap();
-            let end = l == "ok" || l.starts_with("ok ") || l.starts_with("err ");
-            out.push_str(&l);
-            out.push('\n');
-            if end {
-                break;
-            }
-        }
-        out
-    };
+    let ask = |line: &str| ctl(&sock, line);
     assert_eq!(ask("get ftp.max_clients"), "7\nok\n");
     assert_eq!(ask("get ftp.pasv_ports"), "40000-40100\nok\n");
     assert_eq!(ask("set ftp.threads 4"), "ok\n");

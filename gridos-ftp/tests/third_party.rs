@@ -46,6 +46,15 @@ fn server(ip: &str, f: impl FnOnce(&mut ServerConfig)) -> TestServer {
     })
 }
 
+/// Two servers, the source on 127.0.0.2 holding `data` as `name`, the destination on
+/// 127.0.0.3.
+fn pair(name: &str, data: &[u8]) -> (TestServer, TestServer) {
+    let a = server("127.0.0.2", |_| {});
+    let b = server("127.0.0.3", |_| {});
+    std::fs::write(a.root.join(name), data).unwrap();
+    (a, b)
+}
+
 /// A logged-in client (as [`USER`], or anonymous).
 fn client(addr: SocketAddr, anonymous: bool) -> Client {
     let mut cfg = ClientConfig::default();
@@ -124,10 +133,8 @@ fn expect_refused(r: Result<ThirdPartyReport, Error>, side: Side, code: u16, wha
 
 #[test]
 fn gridos_to_gridos_stream_and_mode_e_with_verify() {
-    let a = server("127.0.0.2", |_| {});
-    let b = server("127.0.0.3", |_| {});
     let data = random_bytes(6 * 1024 * 1024 + 321, 1);
-    std::fs::write(a.root.join("src.bin"), &data).unwrap();
+    let (a, b) = pair("src.bin", &data);
     let (mut src, mut dst) = (client(a.addr, false), client(b.addr, false));
 
     let r = third_party::transfer(
@@ -198,10 +205,8 @@ fn gridos_to_gridos_stream_and_mode_e_with_verify() {
 
 #[test]
 fn gridos_to_gridos_ranges_and_restart() {
-    let a = server("127.0.0.2", |_| {});
-    let b = server("127.0.0.3", |_| {});
     let data = random_bytes(3 * 1024 * 1024 + 77, 2);
-    std::fs::write(a.root.join("f.bin"), &data).unwrap();
+    let (a, b) = pair("f.bin", &data);
     let (mut src, mut dst) = (client(a.addr, false), client(b.addr, false));
 
     // MODE E range: ERET P off len on A, ESTO A off on B: the bytes land at the same offset.
@@ -293,10 +298,8 @@ fn gridos_to_gridos_ranges_and_restart() {
 
 #[test]
 fn anonymous_source_may_not_send_to_another_host() {
-    let a = server("127.0.0.2", |_| {});
-    let b = server("127.0.0.3", |_| {});
     let data = random_bytes(200_000, 3);
-    std::fs::write(a.root.join("f.bin"), &data).unwrap();
+    let (a, b) = pair("f.bin", &data);
     let (mut src, mut dst) = (client(a.addr, true), client(b.addr, false));
     for (o, what) in [
         (opts(None, None, None), "PORT"),
@@ -323,10 +326,8 @@ fn anonymous_source_may_not_send_to_another_host() {
 
 #[test]
 fn anonymous_destination_refuses_the_foreign_connection() {
-    let a = server("127.0.0.2", |_| {});
-    let b = server("127.0.0.3", |_| {});
     let data = random_bytes(8 * 1024 * 1024, 4);
-    std::fs::write(a.root.join("f.bin"), &data).unwrap();
+    let (a, b) = pair("f.bin", &data);
     let (mut src, mut dst) = (client(a.addr, false), client(b.addr, true));
     let mut refused = 0;
     for (o, what) in [
@@ -584,10 +585,8 @@ fn globus_url_copy_between_two_gridos_servers() {
     if !need("globus-url-copy") {
         return;
     }
-    let a = server("127.0.0.2", |_| {});
-    let b = server("127.0.0.3", |_| {});
     let data = random_bytes(4 * 1024 * 1024 + 12345, 7);
-    std::fs::write(a.root.join("f.bin"), &data).unwrap();
+    let (a, b) = pair("f.bin", &data);
     let work = a.dir.path();
     let t = guc(work, &[ours_url(&a, "f.bin"), ours_url(&b, "stream.bin")]);
     assert_file(
@@ -694,6 +693,27 @@ fn scripted(
     (addr, rx)
 }
 
+/// A scripted source on 127.0.0.6: it takes SIZE and PORT, answers RETR with `retr` (an
+/// empty string: not at all) and ABOR with 426 then 226.
+fn scripted_source(retr: &'static str) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    scripted("127.0.0.6", move |l| {
+        Some(match l.split(' ').next().unwrap_or("") {
+            "SIZE" => "213 1000\r\n".into(),
+            "PORT" => "200 PORT ok\r\n".into(),
+            "RETR" => retr.into(),
+            "ABOR" => "426 aborted\r\n226 ABOR ok\r\n".into(),
+            _ => return None,
+        })
+    })
+}
+
+/// A session with a scripted server, logged in.
+fn scripted_login(addr: SocketAddr, cfg: ClientConfig) -> Client {
+    let mut c = Client::connect(addr, cfg).unwrap();
+    c.login("someone", "x").unwrap();
+    c
+}
+
 /// Waits (bounded) for a command starting with `prefix`; true if it came.
 fn saw_command(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> bool {
     while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
@@ -708,20 +728,11 @@ fn saw_command(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> bool {
 fn cancel_during_the_transfer_aborts_both_sides() {
     let b = server("127.0.0.3", |_| {});
     // The source starts sending (150) and then never finishes.
-    let (addr, rx) = scripted("127.0.0.6", |l| {
-        Some(match l.split(' ').next().unwrap_or("") {
-            "SIZE" => "213 1000\r\n".into(),
-            "PORT" => "200 PORT ok\r\n".into(),
-            "RETR" => "150 sending\r\n".into(),
-            "ABOR" => "426 aborted\r\n226 ABOR ok\r\n".into(),
-            _ => return None,
-        })
-    });
+    let (addr, rx) = scripted_source("150 sending\r\n");
     let token = gridos_io::CancelToken::new();
     let mut cfg = ClientConfig::default();
     cfg.transfer.cancel = Some(token.clone());
-    let mut src = Client::connect(addr, cfg).unwrap();
-    src.login("someone", "x").unwrap();
+    let mut src = scripted_login(addr, cfg);
     let mut dst = client(b.addr, false);
     let watcher = std::thread::spawn(move || {
         // Cancel once the source has the RETR, then see the ABOR arrive.
@@ -749,19 +760,10 @@ fn cancel_during_the_transfer_aborts_both_sides() {
 #[test]
 fn a_silent_source_times_out_and_is_aborted() {
     let b = server("127.0.0.3", |_| {});
-    let (addr, rx) = scripted("127.0.0.6", |l| {
-        Some(match l.split(' ').next().unwrap_or("") {
-            "SIZE" => "213 1000\r\n".into(),
-            "PORT" => "200 PORT ok\r\n".into(),
-            "RETR" => String::new(),
-            "ABOR" => "426 aborted\r\n226 ABOR ok\r\n".into(),
-            _ => return None,
-        })
-    });
+    let (addr, rx) = scripted_source("");
     let mut cfg = ClientConfig::default();
     cfg.reply_timeout = Duration::from_secs(1);
-    let mut src = Client::connect(addr, cfg).unwrap();
-    src.login("someone", "x").unwrap();
+    let mut src = scripted_login(addr, cfg);
     let mut dst = client(b.addr, false);
     let r = third_party::transfer(
         &mut src,
@@ -803,8 +805,7 @@ fn a_sender_that_cannot_connect_is_a_refusal() {
         })
     });
     let mut src = client(g.addr, true);
-    let mut dst = Client::connect(addr, ClientConfig::default()).unwrap();
-    dst.login("someone", "x").unwrap();
+    let mut dst = scripted_login(addr, ClientConfig::default());
     let r = third_party::transfer(
         &mut src,
         &g.path("g.bin"),

@@ -3,6 +3,8 @@
 //! (this test binary re-run as a child, and the `gridos` binary) share one cache directory.
 //! Bytes are checked by SHA-256; fetches are counted at the server (completed transfers).
 
+mod util;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,30 +14,9 @@ use gridos_ftp::client::{Client, ClientConfig, EntryKind};
 use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
 use gridos_middleware::cache::{Cache, Origin, Validator};
 use gridos_middleware::{Error, ErrorKind, FtpUrl, Result, Url};
-use sha2::Digest;
+use util::{names, random_bytes, sha256, sha256_file};
 
 // ---------- helpers ----------
-
-fn sha256(data: &[u8]) -> String {
-    format!("{:x}", sha2::Sha256::digest(data))
-}
-
-fn sha256_file(p: &Path) -> String {
-    sha256(&std::fs::read(p).unwrap())
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Our server on 127.0.0.1, serving a fresh directory (anonymous, and alice).
 struct TestServer {
@@ -141,15 +122,6 @@ impl Origin for FtpOrigin {
         }
         Ok(n)
     }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Polls `cond` until it holds; fails after a minute (a hang, not a timing assertion).

@@ -2,41 +2,17 @@
 //! (extracted under /opt/gridos-peers, see .ci/run) and our own server (`gridos_ftp::server`,
 //! started in this test process). Bytes checked by SHA-256.
 
-#[path = "../../gridos-ftp/tests/client_peers.rs"]
-mod peers;
+mod util;
 
 use gridos_ftp::client::{Client, ClientConfig, EntryKind, PutMode};
-use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
-use peers::{Vsftpd, random_bytes, sha256, tree};
-use sha2::Digest;
+use gridos_ftp::server::{Server, ServerConfig};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn gridos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridos"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "gridos failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn chown_to_anon(p: &Path, owner_of: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(owner_of).unwrap().uid();
-    std::os::unix::fs::chown(p, Some(uid), None).unwrap();
-}
+use std::process::Command;
+use util::{Ours, Vsftpd, gridos, make_tree, random_bytes, sha256, sha256_file, tree};
 
 #[test]
 fn cp_ftp_vsftpd_files_both_ways_and_resume() {
-    let Some(v) = Vsftpd::start("127.0.0.1") else {
+    let Some(v) = Vsftpd::start() else {
         return;
     };
     let base = format!("ftp://127.0.0.1:{}", v.port);
@@ -46,12 +22,13 @@ fn cp_ftp_vsftpd_files_both_ways_and_resume() {
     std::fs::write(&src, &data).unwrap();
 
     // Upload into an existing remote directory (keeps the name; percent-encoded space).
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--json",
         src.to_str().unwrap(),
         &format!("{base}/pub/"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], data.len() as u64);
     assert_eq!(j["files"], 1);
     assert_eq!(j["complete"], true);
@@ -64,19 +41,20 @@ fn cp_ftp_vsftpd_files_both_ways_and_resume() {
     // Download into a local directory, then to an explicit name.
     let down = dir.path().join("down");
     std::fs::create_dir(&down).unwrap();
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--json",
         &format!("{base}/pub/data%20file.bin"),
         down.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], data.len() as u64);
     assert_eq!(
         sha256(&std::fs::read(down.join("data file.bin")).unwrap()),
         sha256(&data)
     );
     let named = dir.path().join("named.bin");
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         &format!(
@@ -84,55 +62,58 @@ fn cp_ftp_vsftpd_files_both_ways_and_resume() {
             v.port
         ),
         named.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(sha256(&std::fs::read(&named).unwrap()), sha256(&data));
 
     // Resume a download: the local file holds the first part.
     let partial = dir.path().join("partial.bin");
     std::fs::write(&partial, &data[..1_234_567]).unwrap();
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--resume",
         "--json",
         &format!("{base}/pub/data%20file.bin"),
         partial.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], (data.len() - 1_234_567) as u64);
     assert_eq!(sha256(&std::fs::read(&partial).unwrap()), sha256(&data));
 
     // Resume an upload: the remote file holds the first part.
-    let remote_partial = v.pub_dir.join("up-partial.bin");
-    std::fs::write(&remote_partial, &data[..2_000_001]).unwrap();
-    chown_to_anon(&remote_partial, &v.pub_dir);
-    let j = ok(&gridos(&[
+    let remote_partial = v.put("up-partial.bin", &data[..2_000_001]);
+    let j = gridos(&[
         "cp",
         "--resume",
         "--json",
         src.to_str().unwrap(),
         &format!("{base}/pub/up-partial.bin"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], (data.len() - 2_000_001) as u64);
     assert_eq!(
         sha256(&std::fs::read(&remote_partial).unwrap()),
         sha256(&data)
     );
     // Resuming a complete file moves nothing and succeeds.
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--resume",
         "--json",
         src.to_str().unwrap(),
         &format!("{base}/pub/up-partial.bin"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], 0);
 
     // FTP → FTP (relayed through the client).
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         &format!("{base}/pub/data%20file.bin"),
         &format!("{base}/pub/relayed.bin"),
-    ]));
+    ])
+    .ok();
     assert_eq!(
         sha256(&std::fs::read(v.pub_dir.join("relayed.bin")).unwrap()),
         sha256(&data)
@@ -145,47 +126,38 @@ fn cp_ftp_vsftpd_files_both_ways_and_resume() {
         &format!("{base}/pub/missing.bin"),
         dir.path().join("missing.bin").to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.fails();
     assert!(err.contains("no such file") || err.contains("550"), "{err}");
     let out = gridos(&[
         "cp",
         src.to_str().unwrap(),
         &format!("{base}/forbidden.bin"),
     ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("553"));
+    assert!(out.fails().contains("553"));
     let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(before.len(), after.len(), "leftover files");
     let out = gridos(&["cp", &format!("{base}/pub"), dir.path().to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("-r"));
+    assert!(out.fails().contains("-r"));
 }
 
 /// Trees both ways, passive and then active (`--active`: vsftpd connects to us for every
 /// listing and file).
 #[test]
 fn cp_ftp_vsftpd_recursive_both_ways() {
-    let Some(v) = Vsftpd::start("127.0.0.1") else {
+    let Some(v) = Vsftpd::start() else {
         return;
     };
     let base = format!("ftp://127.0.0.1:{}", v.port);
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("tree");
-    std::fs::create_dir_all(t.join("a/b c/d")).unwrap();
-    std::fs::create_dir_all(t.join("empty")).unwrap();
-    std::fs::write(t.join("top.bin"), random_bytes(300_000, 1)).unwrap();
-    std::fs::write(t.join("a/one.bin"), random_bytes(1_000_000, 2)).unwrap();
-    std::fs::write(t.join("a/b c/two words.txt"), b"hello\n").unwrap();
-    std::fs::write(t.join("a/b c/d/zero.bin"), b"").unwrap();
+    make_tree(&t);
     for (name, mode) in [("passive", None), ("active", Some("--active"))] {
         let remote = format!("{base}/pub/{name}/");
         let mut up = vec!["cp", "-r", "--json", t.to_str().unwrap(), &remote];
         up.extend(mode);
         // The remote parent first: `cp -r` creates the tree's own directory, not its parents.
-        std::fs::create_dir(v.pub_dir.join(name)).unwrap();
-        chown_to_anon(&v.pub_dir.join(name), &v.pub_dir);
-        let j = ok(&gridos(&up));
+        v.mkdir(name);
+        let j = gridos(&up).ok();
         assert_eq!(j["files"], 4, "{name}");
         assert_eq!(tree(&v.pub_dir.join(name).join("tree")), tree(&t), "{name}");
 
@@ -193,45 +165,32 @@ fn cp_ftp_vsftpd_recursive_both_ways() {
         let from = format!("{base}/pub/{name}/tree");
         let mut down = vec!["cp", "-r", "--json", &from, back.to_str().unwrap()];
         down.extend(mode);
-        let j = ok(&gridos(&down));
+        let j = gridos(&down).ok();
         assert_eq!(j["files"], 4, "{name}");
         assert_eq!(j["bytes"], 1_300_006, "{name}");
         assert_eq!(tree(&back), tree(&t), "{name}");
     }
 }
 
-fn sha(data: &[u8]) -> Vec<u8> {
-    sha2::Sha256::digest(data).to_vec()
-}
-
-fn server(docroot: &std::path::Path) -> ServerHandle {
-    let mut c = ServerConfig::new(docroot);
-    c.anonymous = true;
-    c.anonymous_write = true;
-    c.users = vec![("alice".into(), "s3cret pass".into())];
-    Server::start(c).unwrap()
-}
-
 #[test]
 fn client_library_against_our_server() {
-    let root = tempfile::tempdir().unwrap();
     let d = random_bytes(2_500_000, 3);
-    std::fs::write(root.path().join("f.bin"), &d).unwrap();
-    let srv = server(root.path());
-    let mut c = Client::connect(srv.local_addr(), ClientConfig::default()).unwrap();
+    let srv = Ours::start(|_| {});
+    std::fs::write(srv.path("f.bin"), &d).unwrap();
+    let mut c = Client::connect(srv.addr, ClientConfig::default()).unwrap();
     c.login("alice", "s3cret pass").unwrap();
     assert!(c.features().mlst && c.features().size && c.features().rest_stream);
     let out = tempfile::tempfile().unwrap();
     c.get("/f.bin", &out, 0, 0).unwrap();
     let mut got = vec![0u8; d.len()];
     gridos_io::file_read(&out, 0, &mut got).unwrap();
-    assert_eq!(sha(&got), sha(&d));
+    assert_eq!(sha256(&got), sha256(&d));
     // Resume from an offset.
     let part = tempfile::tempfile().unwrap();
     gridos_io::file_write(&part, 0, &d[..1000]).unwrap();
     c.get("/f.bin", &part, 1000, 1000).unwrap();
     gridos_io::file_read(&part, 0, &mut got).unwrap();
-    assert_eq!(sha(&got), sha(&d));
+    assert_eq!(sha256(&got), sha256(&d));
     // Upload in two parts (STOR, then REST + STOR), MLSD listing, rename, delete.
     let src = tempfile::tempfile().unwrap();
     gridos_io::file_write(&src, 0, &d).unwrap();
@@ -247,10 +206,7 @@ fn client_library_against_our_server() {
         PutMode::Restart(700_000),
     )
     .unwrap();
-    assert_eq!(
-        sha(&std::fs::read(root.path().join("up/g.bin")).unwrap()),
-        sha(&d)
-    );
+    assert_eq!(sha256_file(&srv.path("up/g.bin")), sha256(&d));
     let list = c.list(Some("/up")).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(
@@ -267,86 +223,79 @@ fn client_library_against_our_server() {
         Some(550)
     );
     c.quit().unwrap();
-    srv.shutdown();
+    srv.handle.shutdown();
 }
 
 #[test]
 fn cp_against_our_server_both_ways_resume_and_tree() {
-    let root = tempfile::tempdir().unwrap();
-    let srv = server(root.path());
-    let base = format!("ftp://alice:s3cret%20pass@{}", srv.local_addr());
+    let srv = Ours::start(|_| {});
+    let base = format!("ftp://alice:s3cret%20pass@{}", srv.addr);
     let dir = tempfile::tempdir().unwrap();
     let d = random_bytes(3_000_000, 5);
     let src = dir.path().join("a.bin");
     std::fs::write(&src, &d).unwrap();
 
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--json",
         src.to_str().unwrap(),
         &format!("{base}/a.bin"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], d.len() as u64);
-    assert_eq!(
-        sha(&std::fs::read(root.path().join("a.bin")).unwrap()),
-        sha(&d)
-    );
+    assert_eq!(sha256_file(&srv.path("a.bin")), sha256(&d));
 
     let back = dir.path().join("back.bin");
-    ok(&gridos(&[
-        "cp",
-        "-q",
-        &format!("{base}/a.bin"),
-        back.to_str().unwrap(),
-    ]));
-    assert_eq!(sha(&std::fs::read(&back).unwrap()), sha(&d));
+    gridos(&["cp", "-q", &format!("{base}/a.bin"), back.to_str().unwrap()]).ok();
+    assert_eq!(sha256_file(&back), sha256(&d));
 
     // Resume both ways.
     std::fs::write(&back, &d[..123_456]).unwrap();
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--resume",
         "--json",
         &format!("{base}/a.bin"),
         back.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], (d.len() - 123_456) as u64);
-    assert_eq!(sha(&std::fs::read(&back).unwrap()), sha(&d));
-    std::fs::write(root.path().join("b.bin"), &d[..999_999]).unwrap();
-    let j = ok(&gridos(&[
+    assert_eq!(sha256_file(&back), sha256(&d));
+    std::fs::write(srv.path("b.bin"), &d[..999_999]).unwrap();
+    let j = gridos(&[
         "cp",
         "--resume",
         "--json",
         src.to_str().unwrap(),
         &format!("{base}/b.bin"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["bytes"], (d.len() - 999_999) as u64);
-    assert_eq!(
-        sha(&std::fs::read(root.path().join("b.bin")).unwrap()),
-        sha(&d)
-    );
+    assert_eq!(sha256_file(&srv.path("b.bin")), sha256(&d));
 
     // A tree up and down again (MLSD path).
     let t = dir.path().join("tree");
     std::fs::create_dir_all(t.join("x/y z")).unwrap();
     std::fs::write(t.join("x/1.bin"), random_bytes(100_000, 9)).unwrap();
     std::fs::write(t.join("x/y z/2.bin"), random_bytes(5, 10)).unwrap();
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "-r",
         "--json",
         t.to_str().unwrap(),
         &format!("{base}/"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["files"], 2);
     let down = dir.path().join("down");
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "-r",
         "--json",
         &format!("{base}/tree"),
         down.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["files"], 2);
     assert_eq!(j["bytes"], 100_005);
     assert_eq!(
@@ -354,53 +303,54 @@ fn cp_against_our_server_both_ways_resume_and_tree() {
         random_bytes(5, 10)
     );
     assert_eq!(
-        sha(&std::fs::read(down.join("x/1.bin")).unwrap()),
-        sha(&random_bytes(100_000, 9))
+        sha256_file(&down.join("x/1.bin")),
+        sha256(&random_bytes(100_000, 9))
     );
 
     // Active mode: the server connects to us for the listings of a tree download and for a
     // MODE Z file (a stream-mode transfer; MODE E files take their own path).
     let active = dir.path().join("active");
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "-r",
         "--json",
         "--active",
         &format!("{base}/tree"),
         active.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["files"], 2);
     assert_eq!(tree(&active), tree(&t));
     let z = dir.path().join("active-z.bin");
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         "--active",
         "--compress",
         &format!("{base}/a.bin"),
         z.to_str().unwrap(),
-    ]));
-    assert_eq!(sha(&std::fs::read(&z).unwrap()), sha(&d));
+    ])
+    .ok();
+    assert_eq!(sha256_file(&z), sha256(&d));
 
     // A wrong password fails with the server's code and non-zero exit.
     let out = gridos(&[
         "cp",
-        &format!("ftp://alice:wrong@{}/a.bin", srv.local_addr()),
+        &format!("ftp://alice:wrong@{}/a.bin", srv.addr),
         dir.path().join("z").to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("530"));
+    assert!(out.fails().contains("530"));
     assert!(!dir.path().join("z").exists());
-    srv.shutdown();
+    srv.handle.shutdown();
 }
 
 #[test]
 fn selftest_goes_through_ftp() {
     let out = gridos(&["selftest", "--size", "3MiB", "--json"]);
-    let v = ok(&out);
+    let v = out.ok();
     let legs = v.as_array().unwrap();
     assert_eq!(legs.len(), 2);
-    let want = format!("{:x}", sha2::Sha256::digest(vec![0u8; 0]));
+    let want = sha256(&[]);
     for leg in legs {
         assert_eq!(leg["bytes"], 3 * 1024 * 1024);
         assert_eq!(leg["transport"], "ftp");
@@ -414,9 +364,8 @@ fn selftest_goes_through_ftp() {
 #[test]
 fn cp_preserve_times_both_ways() {
     use std::time::{Duration, SystemTime};
-    let root = tempfile::tempdir().unwrap();
-    let srv = server(root.path());
-    let base = format!("ftp://alice:s3cret%20pass@{}", srv.local_addr());
+    let srv = Ours::start(|_| {});
+    let base = format!("ftp://alice:s3cret%20pass@{}", srv.addr);
     let dir = tempfile::tempdir().unwrap();
     let t2001 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     let set = |p: &Path, t: SystemTime| {
@@ -437,48 +386,49 @@ fn cp_preserve_times_both_ways() {
     }
     // One file up and back down.
     let one = t.join("one.bin");
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         "--preserve",
         one.to_str().unwrap(),
         &format!("{base}/one.bin"),
-    ]));
-    assert_eq!(mtime(&root.path().join("one.bin")), t2001);
+    ])
+    .ok();
+    assert_eq!(mtime(&srv.path("one.bin")), t2001);
     let back = dir.path().join("one-back.bin");
-    set(
-        &root.path().join("one.bin"),
-        t2001 + Duration::from_secs(60),
-    );
-    ok(&gridos(&[
+    set(&srv.path("one.bin"), t2001 + Duration::from_secs(60));
+    gridos(&[
         "cp",
         "-q",
         "-t",
         &format!("{base}/one.bin"),
         back.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_eq!(mtime(&back), t2001 + Duration::from_secs(60));
     // A tree up and down (pipelined by default against our MODE E server).
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         "-r",
         "--preserve",
         t.to_str().unwrap(),
         &format!("{base}/t"),
-    ]));
+    ])
+    .ok();
     let down = dir.path().join("down");
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         "-r",
         "--preserve",
         &format!("{base}/t"),
         down.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     for (i, name) in ["one.bin", "two.bin", "three.bin"].iter().enumerate() {
         let want = t2001 + Duration::from_secs(i as u64 * 3600);
-        assert_eq!(mtime(&root.path().join("t").join(name)), want, "{name} up");
+        assert_eq!(mtime(&srv.path("t").join(name)), want, "{name} up");
         assert_eq!(mtime(&down.join(name)), want, "{name} down");
         assert_eq!(
             std::fs::read(down.join(name)).unwrap(),
@@ -487,12 +437,13 @@ fn cp_preserve_times_both_ways() {
     }
     // Without --preserve the times are the copy's own.
     let plain = dir.path().join("plain.bin");
-    ok(&gridos(&[
+    gridos(&[
         "cp",
         "-q",
         &format!("{base}/one.bin"),
         plain.to_str().unwrap(),
-    ]));
+    ])
+    .ok();
     assert_ne!(mtime(&plain), t2001 + Duration::from_secs(60));
 }
 

@@ -3,27 +3,12 @@
 //! in `.NAME.gridos-ranges` and a restart fetches exactly the rest (REST range list) — after
 //! a crash too. Bytes compared exactly.
 
-#[path = "../../gridos-ftp/tests/client_peers.rs"]
-mod peers;
+mod util;
 
-use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
-use peers::random_bytes;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn gridos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridos"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn server(docroot: &Path) -> ServerHandle {
-    let mut c = ServerConfig::new(docroot);
-    c.anonymous = true;
-    Server::start(c).unwrap()
-}
+use util::{Ours, gridos, random_bytes};
 
 fn sidecar(d: &Path) -> std::path::PathBuf {
     d.with_file_name(format!(
@@ -34,11 +19,10 @@ fn sidecar(d: &Path) -> std::path::PathBuf {
 
 #[test]
 fn resume_fetches_exactly_the_holes_the_record_names() {
-    let root = tempfile::tempdir().unwrap();
+    let srv = Ours::start(|_| {});
     let want = random_bytes(5 * 1024 * 1024 + 123, 7);
-    std::fs::write(root.path().join("f.bin"), &want).unwrap();
-    let srv = server(root.path());
-    let url = format!("ftp://{}/f.bin", srv.local_addr());
+    std::fs::write(srv.path("f.bin"), &want).unwrap();
+    let url = srv.url("f.bin");
 
     // A partial as a killed 4-stream download leaves it: two ranges held, holes between,
     // and junk (not zeros) in the holes so that only a real fetch can make the file right.
@@ -63,12 +47,7 @@ fn resume_fetches_exactly_the_holes_the_record_names() {
         &url,
         dst.to_str().unwrap(),
     ]);
-    assert!(
-        o.status.success(),
-        "resume failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = o.ok();
     let fetched = j["bytes"].as_u64().unwrap();
     assert_eq!(
         fetched,
@@ -85,28 +64,23 @@ fn resume_fetches_exactly_the_holes_the_record_names() {
     std::fs::write(&dst, &want[..1000]).unwrap();
     std::fs::write(sidecar(&dst), format!("0-{}", want.len())).unwrap();
     let o = gridos(&["cp", "--resume", "-q", &url, dst.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.ok();
     assert!(std::fs::read(&dst).unwrap() == want);
 
     // A corrupt record is an error, not a guess.
     std::fs::write(&dst, &want[..1000]).unwrap();
     std::fs::write(sidecar(&dst), "not ranges").unwrap();
     let o = gridos(&["cp", "--resume", "-q", &url, dst.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("range record"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let err = o.fails();
+    assert!(err.contains("range record"), "{err}");
 }
 
 #[test]
 fn a_killed_parallel_download_resumes_to_an_identical_file() {
-    let root = tempfile::tempdir().unwrap();
+    let srv = Ours::start(|_| {});
     let want = random_bytes(192 * 1024 * 1024, 9);
-    std::fs::write(root.path().join("big.bin"), &want).unwrap();
-    let srv = server(root.path());
-    let url = format!("ftp://{}/big.bin", srv.local_addr());
+    std::fs::write(srv.path("big.bin"), &want).unwrap();
+    let url = srv.url("big.bin");
     let out = tempfile::tempdir().unwrap();
     let dst = out.path().join("big.bin");
 
@@ -156,7 +130,7 @@ fn a_killed_parallel_download_resumes_to_an_identical_file() {
         &url,
         dst.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.ok();
     assert!(std::fs::read(&dst).unwrap() == want, "resumed file differs");
     assert!(!sidecar(&dst).exists());
 }

@@ -6,24 +6,7 @@
 
 mod util;
 
-use std::process::{Command, Output};
-use util::{Ours, random_bytes, sha256, sha256_file, tree};
-
-fn gridos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridos"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "gridos failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
+use util::{Globus, Ours, gridos, make_tree, random_bytes, sha256, sha256_file, tree};
 
 /// Our server on `ip` (anonymous read-write, plus alice).
 fn on(ip: [u8; 4]) -> Ours {
@@ -46,7 +29,7 @@ fn direct_between_two_of_our_servers_for_authenticated_users() {
         let mut cmd = vec!["cp", "--json", "--no-relay"];
         cmd.extend(args);
         cmd.extend([src.as_str(), dst.as_str()]);
-        let j = ok(&gridos(&cmd));
+        let j = gridos(&cmd).ok();
         assert_eq!(j["third_party"], true, "{j}");
         assert_eq!(j["bytes"], data.len() as u64);
         assert!(
@@ -58,14 +41,8 @@ fn direct_between_two_of_our_servers_for_authenticated_users() {
 
     // A tree: every file server to server.
     let t = a.root.join("t");
-    util::make_tree(&t);
-    let j = ok(&gridos(&[
-        "cp",
-        "-r",
-        "--json",
-        &a.user_url("t"),
-        &b.user_url("t2"),
-    ]));
+    make_tree(&t);
+    let j = gridos(&["cp", "-r", "--json", &a.user_url("t"), &b.user_url("t2")]).ok();
     assert_eq!(j["third_party"], true, "{j}");
     assert_eq!(tree(&b.root.join("t2")), tree(&t));
 }
@@ -80,8 +57,7 @@ fn anonymous_third_party_is_refused_then_relayed_or_an_error() {
     // Bounce protection holds for anonymous users: no direct transfer, and --no-relay
     // makes that an error that names the refusal; nothing is left at the destination.
     let out = gridos(&["cp", "--no-relay", &src, &dst]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.fails();
     assert!(
         err.contains("refused") && err.contains("--no-relay"),
         "{err}"
@@ -90,31 +66,21 @@ fn anonymous_third_party_is_refused_then_relayed_or_an_error() {
 
     // By default the copy relays through this machine and says why.
     let out = gridos(&["cp", "--json", &src, &dst]);
-    let j = ok(&out);
+    let j = out.ok();
     assert_eq!(j["third_party"], false, "{j}");
     assert!(j["reason"].as_str().is_some_and(|r| !r.is_empty()), "{j}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("relaying"),
-        "no notice of the relay"
-    );
+    assert!(out.stderr.contains("relaying"), "no notice of the relay");
     assert_eq!(sha256_file(&b.root.join("dst.bin")), sha256(&data));
 
     // A tree: refused once, then every file relayed.
     let t = a.root.join("t");
-    util::make_tree(&t);
+    make_tree(&t);
     let out = gridos(&["cp", "-r", "--json", &a.url("t"), &b.url("t2")]);
-    let j = ok(&out);
+    let j = out.ok();
     assert_eq!(j["third_party"], false, "{j}");
     assert_eq!(tree(&b.root.join("t2")), tree(&t));
-    let notices = String::from_utf8_lossy(&out.stderr)
-        .matches("relaying")
-        .count();
-    assert_eq!(
-        notices,
-        1,
-        "one refusal, one notice: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let notices = out.stderr.matches("relaying").count();
+    assert_eq!(notices, 1, "one refusal, one notice: {}", out.stderr);
 }
 
 #[test]
@@ -132,13 +98,14 @@ fn trusted_hosts_let_anonymous_transfers_go_direct() {
     });
     let data = random_bytes(2_000_003, 3);
     std::fs::write(a.root.join("src.bin"), &data).unwrap();
-    let j = ok(&gridos(&[
+    let j = gridos(&[
         "cp",
         "--json",
         "--no-relay",
         &a.url("src.bin"),
         &b.url("dst.bin"),
-    ]));
+    ])
+    .ok();
     assert_eq!(j["third_party"], true, "{j}");
     assert_eq!(sha256_file(&b.root.join("dst.bin")), sha256(&data));
 }
@@ -148,7 +115,7 @@ fn trusted_hosts_let_anonymous_transfers_go_direct() {
 /// path.
 #[test]
 fn direct_between_our_server_and_globus_both_ways() {
-    let Some(g) = util::Globus::start() else {
+    let Some(g) = Globus::start() else {
         return;
     };
     let ours = on([127, 0, 0, 2]);
@@ -160,10 +127,7 @@ fn direct_between_our_server_and_globus_both_ways() {
         .enumerate()
     {
         // gridftp:// paths are absolute; the globus user's home is g.home.
-        let up = g.url(
-            "gridftp",
-            format!("{}/up{i}.bin", g.home.display()).trim_start_matches('/'),
-        );
+        let up = g.home_url("gridftp", &format!("up{i}.bin"));
         let down = ours.user_url(&format!("down{i}.bin"));
         for (src, dst, landed) in [
             (
@@ -180,7 +144,7 @@ fn direct_between_our_server_and_globus_both_ways() {
             let mut args = vec!["cp", "--json", "--no-relay"];
             args.extend(extra.iter().copied());
             args.extend([src.as_str(), dst.as_str()]);
-            let j = ok(&gridos(&args));
+            let j = gridos(&args).ok();
             assert_eq!(j["third_party"], true, "{src} → {dst}: {j}");
             assert_eq!(sha256_file(&landed), sha256(&data), "{src} → {dst}");
         }

@@ -7,42 +7,24 @@
 //! (Debian package `nginx-light`). With `CI=true` a missing nginx fails the test; elsewhere
 //! the test is skipped with a message.
 
+mod util;
+
 use gridos_io::CancelToken;
 use gridos_middleware::http::{
     Credentials, Fetched, HttpConfig, HttpSource, HttpStat, Part, Validator,
 };
 use gridos_middleware::{ErrorKind, HttpUrl, Url};
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+use util::{free_port, sha256, sha256_file, unavailable};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips (prints why and returns `None`) or, in CI, fails.
-fn unavailable<T>(why: &str) -> Option<T> {
-    if in_ci() {
-        panic!("required test peer unavailable in CI: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(b))
-}
-
-fn file_sha(p: &Path) -> String {
-    sha256(&std::fs::read(p).unwrap())
-}
-
-/// Deterministic bytes that differ per seed (xorshift64*).
+/// Deterministic bytes that differ per seed (xorshift64*; unlike `util::random_bytes`,
+/// every seed gives its own bytes, which the tests here were written with).
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
@@ -53,14 +35,6 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
             (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_url(s: &str) -> HttpUrl {
@@ -331,7 +305,7 @@ fn whole_file_and_stat() {
         }
     );
     assert_eq!(progress.load(Ordering::Relaxed), data.len() as u64);
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
     let log = ng.log("/data/f.bin", 2);
     assert!(log[0].starts_with("HEAD /data/f.bin 200"), "{log:?}");
     assert!(log[1].starts_with("GET /data/f.bin 200"), "{log:?}");
@@ -364,7 +338,7 @@ fn resume_from_offset_with_if_range() {
     assert!(!got.restarted);
     assert_eq!(got.total, Some(data.len() as u64));
     assert_eq!(progress.load(Ordering::Relaxed), got.bytes);
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
     let log = ng.log("/data/f.bin", 2);
     let last = log.last().unwrap();
     assert!(last.starts_with("GET /data/f.bin 206"), "{log:?}");
@@ -388,7 +362,7 @@ fn resume_from_offset_with_if_range() {
     let got = src.get(&url, &f, &part, None, None).unwrap();
     assert!(!got.restarted);
     assert_eq!(got.bytes, data.len() as u64 - offset);
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
     let log = ng.log("/data/f.bin", 3);
     let last = log.last().unwrap();
     assert!(last.starts_with("GET /data/f.bin 206"), "{log:?}");
@@ -402,7 +376,7 @@ fn resume_from_offset_with_if_range() {
     };
     let got = src.get(&url, &f, &part, None, None).unwrap();
     assert_eq!((got.bytes, got.restarted), (0, false));
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
 
     // A bounded part in the middle lands at its offset and nowhere else.
     let (_d2, path2, f2) = dest();
@@ -470,7 +444,7 @@ fn resume_after_change_fetches_whole_file_again() {
         assert!(got.restarted, "round {round}");
         assert_eq!(got.bytes, new.len() as u64);
         assert_eq!(got.total, Some(new.len() as u64));
-        assert_eq!(file_sha(&path), sha256(&new), "round {round}");
+        assert_eq!(sha256_file(&path), sha256(&new), "round {round}");
         let log = ng.log("/data/f.bin", 2 * round as usize + 2);
         let last = log.last().unwrap();
         assert!(last.starts_with("GET /data/f.bin 200"), "{last}");
@@ -501,7 +475,7 @@ fn server_ignoring_ranges() {
     let got = src.get(&url, &f, &part, None, None).unwrap();
     assert!(got.restarted);
     assert_eq!(got.bytes, data.len() as u64);
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
 
     let (_d2, path2, f2) = dest();
     let part = Part {
@@ -528,7 +502,7 @@ fn server_ignoring_ranges() {
         .get_parallel(&url, &f3, &claimed, 4, Some(&progress), None)
         .unwrap();
     assert_eq!(n, data.len() as u64);
-    assert_eq!(file_sha(&path3), sha256(&data));
+    assert_eq!(sha256_file(&path3), sha256(&data));
     assert_eq!(progress.load(Ordering::Relaxed), data.len() as u64);
 }
 
@@ -547,7 +521,7 @@ fn parallel_ranges() {
         .unwrap();
     assert_eq!(n, data.len() as u64);
     assert_eq!(progress.load(Ordering::Relaxed), n);
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
 
     let gets: Vec<String> = ng
         .log("/data/f.bin", 5)
@@ -577,7 +551,7 @@ fn parallel_ranges() {
     let st = src.stat(&url).unwrap();
     let (_d, path, f) = dest();
     src.get_parallel(&url, &f, &st, 4, None, None).unwrap();
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
     let gets: Vec<String> = ng
         .log("/paced/p.bin", 5)
         .into_iter()
@@ -601,10 +575,10 @@ fn https_with_private_ca() {
     let (_d, path, f) = dest();
     let n = src.get_parallel(&url, &f, &st, 4, None, None).unwrap();
     assert_eq!(n, data.len() as u64);
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
     let (_d, path, f) = dest();
     src.get(&url, &f, &Part::default(), None, None).unwrap();
-    assert_eq!(file_sha(&path), sha256(&data));
+    assert_eq!(sha256_file(&path), sha256(&data));
 
     // Without the CA the server is not trusted, and nothing is written.
     let (_d, path, f) = dest();
@@ -667,7 +641,7 @@ fn redirects() {
         let (_d, out, f) = dest();
         let n = src.get_parallel(&url, &f, &st, 2, None, None).unwrap();
         assert_eq!(n, data.len() as u64);
-        assert_eq!(file_sha(&out), sha256(&data), "{path}");
+        assert_eq!(sha256_file(&out), sha256(&data), "{path}");
     }
     let (_d, out, f) = dest();
     let e = src
@@ -707,7 +681,7 @@ fn basic_auth_from_url_credentials() {
     let st = src.stat(&parsed).unwrap();
     let (_d, out, f) = dest();
     src.get_parallel(&parsed, &f, &st, 2, None, None).unwrap();
-    assert_eq!(file_sha(&out), sha256(&data));
+    assert_eq!(sha256_file(&out), sha256(&data));
     let log = ng.log("/private/f.bin", 4);
     assert!(log[0].contains(" 401 "), "{log:?}");
     assert!(
@@ -812,6 +786,10 @@ fn one_shot(head: String, body: Vec<u8>) -> (HttpUrl, std::thread::JoinHandle<St
 fn connection_cut_part_way() {
     let data = random_bytes(100_000, 11);
     let src = source();
+    let from_10000 = Part {
+        offset: 10_000,
+        ..Part::default()
+    };
 
     let (url, t) = one_shot(
         format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", data.len()),
@@ -835,18 +813,7 @@ fn connection_cut_part_way() {
         data[10_000..40_000].to_vec(),
     );
     let (_d, path, f) = dest();
-    let e = src
-        .get(
-            &url,
-            &f,
-            &Part {
-                offset: 10_000,
-                ..Part::default()
-            },
-            None,
-            None,
-        )
-        .unwrap_err();
+    let e = src.get(&url, &f, &from_10000, None, None).unwrap_err();
     let request = t.join().unwrap();
     assert!(
         request.to_ascii_lowercase().contains("range: bytes=10000-"),
@@ -892,18 +859,7 @@ fn connection_cut_part_way() {
         data.clone(),
     );
     let (_d, path, f) = dest();
-    let e = src
-        .get(
-            &url,
-            &f,
-            &Part {
-                offset: 10_000,
-                ..Part::default()
-            },
-            None,
-            None,
-        )
-        .unwrap_err();
+    let e = src.get(&url, &f, &from_10000, None, None).unwrap_err();
     t.join().unwrap();
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
@@ -948,7 +904,7 @@ fn gridos_cp_from_http_and_https() {
         assert!(ok, "{src}: {stderr}");
         let j: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(j["bytes"], data.len() as u64);
-        assert_eq!(file_sha(&d), sha256(&data), "{src}");
+        assert_eq!(sha256_file(&d), sha256(&data), "{src}");
     }
     // Resume: a partial file of the first 1 MB completes with the rest only.
     let d = dir.path().join("partial.bin");
@@ -957,11 +913,11 @@ fn gridos_cp_from_http_and_https() {
     assert!(ok, "{stderr}");
     let j: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(j["bytes"], (data.len() - 1_000_000) as u64);
-    assert_eq!(file_sha(&d), sha256(&data));
+    assert_eq!(sha256_file(&d), sha256(&data));
     // Into a directory: the URL's last segment names the file.
     let (ok, _, stderr) = cp(&["-q", &plain, dir.path().to_str().unwrap()]);
     assert!(ok, "{stderr}");
-    assert_eq!(file_sha(&dir.path().join("f.bin")), sha256(&data));
+    assert_eq!(sha256_file(&dir.path().join("f.bin")), sha256(&data));
     // Not a destination; a missing source is a clear 404.
     let (ok, _, stderr) = cp(&[d.to_str().unwrap(), &plain]);
     assert!(!ok && stderr.contains("sources only"), "{stderr}");

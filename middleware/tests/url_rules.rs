@@ -16,53 +16,8 @@
 mod util;
 
 use gridos_middleware::{Copy, CopyOptions, ErrorKind, Url};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-use util::{Globus, VsftpdUser, make_tree, random_bytes, sha256, sha256_file, tree};
-
-/// Longest one `gridos` run may take before it is killed and the test fails.
-const RUN_DEADLINE: Duration = Duration::from_secs(60);
-
-/// What one `gridos` run produced.
-struct Run {
-    status: ExitStatus,
-    stderr: String,
-}
-
-/// Runs `gridos args…` with a deadline.
-fn gridos(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gridos"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("gridos {args:?} was killed after {RUN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        status,
-        stderr: err.join().unwrap(),
-    }
-}
+use util::{Globus, VsftpdUser, gridos, make_tree, random_bytes, sha256, sha256_file, tree};
 
 /// `gridos cp -q args…`, which must succeed (`log` is the server's, for the message).
 fn cp(args: &[&str], log: impl Fn() -> String) {

@@ -7,7 +7,7 @@ use gridos_ftp::server::{Server, ServerConfig, ServerHandle};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -105,6 +105,93 @@ pub fn make_tree(t: &Path) {
     std::fs::write(t.join("a/b c/d/zero.bin"), b"").unwrap();
 }
 
+/// Longest one `gridos` run may take before it is killed and the test fails.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What one `gridos` run produced.
+pub struct Run {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error (messages, `-v` plans, relay notices).
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success; the stdout parsed as JSON (`Null` when it is not JSON).
+    pub fn ok(&self) -> serde_json::Value {
+        assert!(
+            self.status.success(),
+            "gridos failed ({}): {}",
+            self.status,
+            self.stderr
+        );
+        serde_json::from_str(self.stdout.trim()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Asserts failure; the stderr.
+    pub fn fails(&self) -> &str {
+        assert!(
+            !self.status.success(),
+            "gridos succeeded but should have failed; stderr: {}",
+            self.stderr
+        );
+        &self.stderr
+    }
+
+    /// The tuning plans printed by `-v` (`gridos: cp: URL: plan {…}`).
+    pub fn plans(&self) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .filter_map(|l| l.split_once(": plan ").map(|(_, j)| j))
+            .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("plan {j:?}: {e}")))
+            .collect()
+    }
+}
+
+/// Runs the `gridos` binary with `args`; killed (and the test failed) after
+/// [`RUN_DEADLINE`], so that a hang shows as a failure, not a stuck test.
+pub fn gridos(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridos"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "gridos {args:?} ran for more than {} s and was killed; stderr: {}",
+                RUN_DEADLINE.as_secs(),
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
 /// The user and password of [`Ours`].
 pub const USER: (&str, &str) = ("alice", "s3cret pass");
 
@@ -153,6 +240,11 @@ impl Ours {
     /// `ftp://alice:…@addr/path`.
     pub fn user_url(&self, path: &str) -> String {
         format!("ftp://alice:s3cret%20pass@{}/{path}", self.addr)
+    }
+
+    /// `rel` under the docroot.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
     }
 }
 
@@ -205,11 +297,7 @@ pub struct Vsftpd {
 impl Vsftpd {
     /// Starts vsftpd, or returns `None` (skip) / panics (CI) when it cannot run here.
     pub fn start() -> Option<Vsftpd> {
-        let Some(bin) = vsftpd_binary() else {
-            return unavailable(
-                "vsftpd not found (set GRIDOS_VSFTPD or extract the Debian package to /opt/gridos-peers/vsftpd)",
-            );
-        };
+        let bin = vsftpd_or_skip()?;
         if !is_root() {
             return unavailable("vsftpd tests need root");
         }
@@ -231,64 +319,17 @@ impl Vsftpd {
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::chown(&pub_dir, Some(ftp_uid), None).unwrap();
-        let port = free_port();
-        let log = dir.path().join("vsftpd.log");
-        let conf = dir.path().join("vsftpd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
-                 background=NO\nseccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
-                 anonymous_enable=YES\nlocal_enable=NO\nanon_root={root}\n\
+        let (child, port, _log) = start_vsftpd(
+            &bin,
+            dir.path(),
+            &format!(
+                "anonymous_enable=YES\nlocal_enable=NO\nanon_root={root}\n\
                  ftp_username={ftp_user}\nnopriv_user={ftp_user}\nno_anon_password=YES\n\
                  write_enable=YES\nanon_upload_enable=YES\nanon_mkdir_write_enable=YES\n\
-                 anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n\
-                 pasv_enable=YES\npasv_address=127.0.0.1\n\
-                 secure_chroot_dir={empty}\ntcp_wrappers=NO\nxferlog_enable=YES\n\
-                 vsftpd_log_file={log}\ndual_log_enable=NO\nsyslog_enable=NO\n\
-                 max_per_ip=50\nmax_clients=50\n",
+                 anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n",
                 root = root.display(),
-                empty = empty.display(),
-                log = log.display(),
             ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Libraries extracted beside the binary (libwrap0) when not installed.
-        if let Some(prefix) = bin.parent().and_then(Path::parent) {
-            let libs: Vec<String> = [
-                prefix.join("lib/x86_64-linux-gnu"),
-                prefix.join("../lib/x86_64-linux-gnu"),
-            ]
-            .iter()
-            .filter(|p| p.is_dir())
-            .map(|p| p.display().to_string())
-            .collect();
-            if !libs.is_empty() {
-                cmd.env("LD_LIBRARY_PATH", libs.join(":"));
-            }
-        }
-        let mut child = cmd.spawn().expect("spawn vsftpd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-                drop(s);
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("vsftpd exited at start ({status}): {err}");
-            }
-            assert!(Instant::now() < deadline, "vsftpd did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        );
         Some(Vsftpd {
             child,
             port,
@@ -323,9 +364,63 @@ impl Vsftpd {
 
 impl Drop for Vsftpd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
+}
+
+/// The vsftpd binary ([`vsftpd_binary`]), or a skip (a failure in CI) when there is none.
+fn vsftpd_or_skip() -> Option<PathBuf> {
+    let bin = vsftpd_binary();
+    if bin.is_none() {
+        return unavailable(
+            "vsftpd not found (set GRIDOS_VSFTPD or extract the Debian package to /opt/gridos-peers/vsftpd)",
+        );
+    }
+    bin
+}
+
+/// Starts vsftpd on a free port of 127.0.0.1 with `dir/vsftpd.conf`: the lines every test
+/// server shares, then `lines` (who logs in, and where). `dir/empty` must exist. Returns
+/// the process (leading its own group: stop it with [`kill_group`]), the port and the log
+/// file.
+///
+/// seccomp_sandbox=NO and isolate*=NO: containers refuse the sandbox and new namespaces.
+/// secure_chroot_dir must exist even without chroot (the pre-login process uses it).
+fn start_vsftpd(bin: &Path, dir: &Path, lines: &str) -> (Child, u16, PathBuf) {
+    let port = free_port();
+    let log = dir.join("vsftpd.log");
+    let conf = dir.join("vsftpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
+             background=NO\nseccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
+             pasv_enable=YES\npasv_address=127.0.0.1\n\
+             secure_chroot_dir={empty}\ntcp_wrappers=NO\nxferlog_enable=YES\n\
+             vsftpd_log_file={log}\ndual_log_enable=NO\nsyslog_enable=NO\n\
+             max_per_ip=50\nmax_clients=50\n{lines}",
+            empty = dir.join("empty").display(),
+            log = log.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg(&conf);
+    // Libraries extracted beside the binary (libwrap0) when not installed.
+    if let Some(prefix) = bin.parent().and_then(Path::parent) {
+        let libs: Vec<String> = [
+            prefix.join("lib/x86_64-linux-gnu"),
+            prefix.join("../lib/x86_64-linux-gnu"),
+        ]
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+        if !libs.is_empty() {
+            cmd.env("LD_LIBRARY_PATH", libs.join(":"));
+        }
+    }
+    (spawn_listening(cmd, port, "vsftpd"), port, log)
 }
 
 /// A slow path to an FTP server: a control-connection proxy on 127.0.0.1 that relays
@@ -756,11 +851,7 @@ pub struct VsftpdUser {
 impl VsftpdUser {
     /// Starts vsftpd, or returns `None` (skip) / panics (CI) when it cannot run here.
     pub fn start() -> Option<VsftpdUser> {
-        let Some(bin) = vsftpd_binary() else {
-            return unavailable(
-                "vsftpd not found (set GRIDOS_VSFTPD or extract the Debian package to /opt/gridos-peers/vsftpd)",
-            );
-        };
+        let bin = vsftpd_or_skip()?;
         if !is_root() {
             return unavailable("vsftpd with a local user needs root (useradd, /etc/pam.d)");
         }
@@ -788,47 +879,17 @@ impl VsftpdUser {
         let user = LocalUser::create("url", &home);
         user.give(&outside);
         let pam = PamService::unix("vsftpd");
-        let port = free_port();
-        let log = dir.path().join("vsftpd.log");
-        let conf = dir.path().join("vsftpd.conf");
-        // seccomp_sandbox=NO and isolate*=NO: containers refuse the sandbox and new
-        // namespaces. check_shell is for builds without PAM (Debian's uses PAM: the
-        // service decides). secure_chroot_dir must exist even without chroot (the
-        // pre-login process uses it).
-        std::fs::write(
-            &conf,
-            format!(
-                "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
-                 background=NO\nseccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
-                 anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n\
+        // check_shell is for builds without PAM (Debian's uses PAM: the service decides).
+        let (child, port, log) = start_vsftpd(
+            &bin,
+            dir.path(),
+            &format!(
+                "anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n\
                  chroot_local_user=NO\nchroot_list_enable=NO\nuserlist_enable=NO\n\
-                 pam_service_name={pam}\nnopriv_user={nopriv}\n\
-                 pasv_enable=YES\npasv_address=127.0.0.1\n\
-                 secure_chroot_dir={empty}\ntcp_wrappers=NO\nxferlog_enable=YES\n\
-                 log_ftp_protocol=YES\nvsftpd_log_file={log}\ndual_log_enable=NO\n\
-                 syslog_enable=NO\nmax_per_ip=50\nmax_clients=50\n",
+                 pam_service_name={pam}\nnopriv_user={nopriv}\nlog_ftp_protocol=YES\n",
                 pam = pam.name,
-                empty = empty.display(),
-                log = log.display(),
             ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(&conf);
-        if let Some(prefix) = bin.parent().and_then(Path::parent) {
-            let libs: Vec<String> = [
-                prefix.join("lib/x86_64-linux-gnu"),
-                prefix.join("../lib/x86_64-linux-gnu"),
-            ]
-            .iter()
-            .filter(|p| p.is_dir())
-            .map(|p| p.display().to_string())
-            .collect();
-            if !libs.is_empty() {
-                cmd.env("LD_LIBRARY_PATH", libs.join(":"));
-            }
-        }
-        let child = spawn_listening(cmd, port, "vsftpd");
+        );
         Some(VsftpdUser {
             child,
             port,
@@ -948,6 +1009,18 @@ impl Globus {
     /// `SCHEME://127.0.0.1:PORT/path` (`path` as written).
     pub fn url(&self, scheme: &str, path: &str) -> String {
         format!("{scheme}://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// A `SCHEME://` URL naming `home/name` by its absolute path: `gridftp://` paths are
+    /// absolute, `ftp://` ones relative to the login directory unless the root is spelled
+    /// `%2F` (RFC 1738).
+    pub fn home_url(&self, scheme: &str, name: &str) -> String {
+        let root = if scheme == "ftp" { "%2F" } else { "" };
+        let home = self.home.display().to_string();
+        self.url(
+            scheme,
+            &format!("{root}{}/{name}", home.trim_start_matches('/')),
+        )
     }
 
     /// Writes a world-readable file (creating world-writable parents as needed).

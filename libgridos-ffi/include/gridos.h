@@ -8,6 +8,12 @@
 #include <stdbool.h>
 
 /*
+ A buffer of this many bytes holds any GPID with its NUL: a node id of up to 64
+ characters, a 64-bit incarnation and a 32-bit pid, with two dots.
+ */
+#define GRIDOS_GPID_MAX 97
+
+/*
  What a call did. `GRIDOS_OK` is 0; the others are grouped in ranges that stay stable
  (retired numbers stay reserved): 1xx the caller's arguments, 2xx this machine, 3xx the
  network and its peers, 4xx processes and nodes, 9xx the call itself.
@@ -130,6 +136,69 @@ typedef uint32_t gridos_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+/*
+ A connection to a node daemon (opaque). Made by `gridos_node_connect`, freed by
+ `gridos_node_free`. Several threads may use one handle at once (one blocked in
+ `gridos_wait` while another calls `gridos_kill`, say): the calls are independent
+ requests on one connection. Only `gridos_node_free` must not overlap another call.
+ */
+typedef struct gridos_node gridos_node;
+
+/*
+ How a process ended and what it used, as `gridos_wait` reports it.
+
+ When `signal` is 0 the process exited and `code` is its exit code; otherwise the signal
+ numbered `signal` ended it, `code` is -1 and `core_dumped` says whether it dumped core.
+ The usage fields are valid in both cases.
+ */
+typedef struct gridos_exit {
+  /*
+   The exit code (0–255) when `signal` is 0, else -1.
+   */
+  int32_t code;
+  /*
+   The signal that ended the process, or 0 when it exited.
+   */
+  int32_t signal;
+  /*
+   Killed by a signal and dumped core.
+   */
+  bool core_dumped;
+  /*
+   The node's memory enforcement (a reservation's limit) killed it.
+   */
+  bool oom_killed;
+  /*
+   User plus system CPU time, seconds, of the process and the children it waited for
+   (from wait4).
+   */
+  double cpu_seconds;
+  /*
+   User CPU time, seconds.
+   */
+  double user_cpu_seconds;
+  /*
+   System CPU time, seconds.
+   */
+  double system_cpu_seconds;
+  /*
+   Wall-clock time from start to end, seconds.
+   */
+  double wall_seconds;
+  /*
+   Peak resident set size, bytes.
+   */
+  uint64_t max_rss_bytes;
+  /*
+   Bytes read through read-like system calls.
+   */
+  uint64_t read_bytes;
+  /*
+   Bytes written through write-like system calls.
+   */
+  uint64_t write_bytes;
+} gridos_exit;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -180,6 +249,128 @@ gridos_result gridos_config_set(const char *key, const char *value);
  free it.
  */
 const char *gridos_last_error_message(void);
+
+/*
+ Connects to the node daemon listening on the unix socket `ctl_socket` and stores the
+ connection in `*out`. NULL means what `gridos` commands use: `$GRIDOS_NODE`, else the
+ default socket (`/run/gridos/node.sock` for root). No daemon there:
+ `GRIDOS_ERR_NETWORK`.
+
+ # Safety
+ `ctl_socket` is NULL or a NUL-terminated string; `out` is valid for a write.
+ */
+gridos_result gridos_node_connect(const char *ctl_socket, struct gridos_node **out);
+
+/*
+ Closes the connection and frees the handle (NULL: nothing). Processes it started keep
+ running; their GPIDs stay valid.
+
+ # Safety
+ `node` is NULL or a handle from `gridos_node_connect`, not used after this and by no
+ other thread meanwhile.
+ */
+void gridos_node_free(struct gridos_node *node);
+
+/*
+ Starts `argv` (`argv[0]` looked up in the node's PATH; the array ends with NULL) on
+ `target_node`, or on the connected node when it is NULL, and copies the new process's
+ GPID into `gpid` of `len` bytes, NUL-terminated (`*needed`, when not NULL, gets its
+ size).
+
+ As `gridos spawn`: the process gets a minimal environment (PATH, HOME and the
+ `GRIDOS_*` variables), its standard streams on /dev/null, and starts in the caller's
+ working directory when it runs on the connected node (else in `/`). A daemon running as
+ root runs it as its spawn user (`nobody` by default).
+
+ `len` must be at least `GRIDOS_GPID_MAX`: that is checked before anything runs
+ (`GRIDOS_ERR_BUFFER_TOO_SMALL`, with `*needed` = `GRIDOS_GPID_MAX`), so a failed call
+ never leaves a process the caller cannot name. NULL or empty `argv`:
+ `GRIDOS_ERR_NULL` / `GRIDOS_ERR_INVALID_ARGUMENT`; a program that cannot be run:
+ `GRIDOS_ERR_IO`.
+
+ # Safety
+ `node` is a live handle; `target_node` is NULL or a NUL-terminated string; `argv` is
+ NULL or a NULL-terminated array of NUL-terminated strings; `gpid` is valid for `len`
+ bytes; `needed` is NULL or valid for a write.
+ */
+gridos_result gridos_spawn(const struct gridos_node *node,
+                           const char *target_node,
+                           const char *const *argv,
+                           char *gpid,
+                           size_t len,
+                           size_t *needed);
+
+/*
+ Waits until the process `gpid` ends (at once when it already has) and stores how it
+ ended and what it used in `*out`. Unknown GPID: `GRIDOS_ERR_NO_SUCH_PROCESS`; text that
+ is not a GPID: `GRIDOS_ERR_INVALID_ARGUMENT`; the node holding the process went away
+ or restarted (so its fate is unknown): `GRIDOS_ERR_NODE_LOST`, the same when the
+ connected node itself goes away during the wait.
+
+ # Safety
+ `node` is a live handle; `gpid` is a NUL-terminated string; `out` is valid for a write.
+ */
+gridos_result gridos_wait(const struct gridos_node *node,
+                          const char *gpid,
+                          struct gridos_exit *out);
+
+/*
+ Sends `signal` (e.g. 15 for SIGTERM) to the process `gpid` and its process group.
+ A process that already ended: `GRIDOS_ERR_NO_SUCH_PROCESS` (the message says how it
+ ended); an invalid signal number: `GRIDOS_ERR_INVALID_ARGUMENT`.
+
+ # Safety
+ `node` is a live handle; `gpid` is a NUL-terminated string.
+ */
+gridos_result gridos_kill(const struct gridos_node *node, const char *gpid, int signal);
+
+/*
+ The connected node's resources and reservations as JSON (what `gridos res --json`
+ prints: `node`, `resources` with `cpus`, `memory`, `disks`, `interfaces`; `capacity`,
+ `reserved`, `reservations`, `enforcement`), in `*json`; free it with
+ `gridos_string_free`.
+
+ # Safety
+ `node` is a live handle; `json` is valid for a write.
+ */
+gridos_result gridos_resources_json(const struct gridos_node *node, char **json);
+
+/*
+ Reserves `cpus` CPUs (fractions allowed; 0: no CPU limit), `memory_bytes` of memory (0:
+ no limit) and `disk_bytes` of disk (admission control only) for `seconds` on
+ `target_node` (NULL: the connected node), as `gridos reserve`, and copies the
+ reservation's id, `RID@NODE`, into `id` of `len` bytes (`*needed`, when not NULL, gets
+ its size). The node enforces it with cgroups or rlimits where it can; the JSON of
+ `gridos_resources_json` says which.
+
+ Beyond the node's free capacity: `GRIDOS_ERR_RESERVATION`; nothing requested, a zero
+ duration or a negative or non-finite `cpus`: `GRIDOS_ERR_INVALID_ARGUMENT`. When `id`
+ is too small the reservation is released again before the call fails with
+ `GRIDOS_ERR_BUFFER_TOO_SMALL`, so retrying with `*needed` bytes leaks nothing.
+
+ # Safety
+ `node` is a live handle; `target_node` is NULL or a NUL-terminated string; `id` is
+ valid for `len` bytes; `needed` is NULL or valid for a write.
+ */
+gridos_result gridos_reserve(const struct gridos_node *node,
+                             const char *target_node,
+                             double cpus,
+                             uint64_t memory_bytes,
+                             uint64_t disk_bytes,
+                             uint64_t seconds,
+                             char *id,
+                             size_t len,
+                             size_t *needed);
+
+/*
+ Releases the reservation `id` (`RID@NODE` from `gridos_reserve`; a bare `RID` means the
+ connected node); processes still running under it are killed. Unknown or already
+ released: `GRIDOS_ERR_INVALID_ARGUMENT`.
+
+ # Safety
+ `node` is a live handle; `id` is a NUL-terminated string.
+ */
+gridos_result gridos_release(const struct gridos_node *node, const char *id);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -113,6 +113,34 @@ impl From<gridos_middleware::Error> for Failure {
     }
 }
 
+/// The code of a process-management error (node daemon, GPIDs, reservations), one place
+/// for every export of [`crate::node`].
+pub(crate) fn map_pm_error(e: &gridos_pm::Error) -> gridos_result {
+    use gridos_pm::Error as E;
+    use gridos_result::*;
+    match e {
+        E::NodeLost { .. } => GRIDOS_ERR_NODE_LOST,
+        E::UnknownProcess { .. } => GRIDOS_ERR_NO_SUCH_PROCESS,
+        // Admission control said no (gridos-rm's `Refused`).
+        E::Refused(_) => GRIDOS_ERR_RESERVATION,
+        // Bad GPID or node id text, empty argv, bad signal, malformed reservation request,
+        // unknown reservation; and a node id that is neither this node nor a peer.
+        E::BadRequest(_) | E::UnknownNode(_) => GRIDOS_ERR_INVALID_ARGUMENT,
+        E::NodeUnreachable { .. } | E::Comm(_) => GRIDOS_ERR_NETWORK,
+        E::AuthFailed(_) | E::Denied(_) => GRIDOS_ERR_PERMISSION,
+        E::Timeout(_) => GRIDOS_ERR_TIMEOUT,
+        // fork/exec/chdir/open on the node failed (e.g. no such program).
+        E::Spawn(_) => GRIDOS_ERR_IO,
+        _ => GRIDOS_ERR_OTHER,
+    }
+}
+
+impl From<gridos_pm::Error> for Failure {
+    fn from(e: gridos_pm::Error) -> Failure {
+        Failure::new(map_pm_error(&e), e.to_string())
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         use gridos_result::*;

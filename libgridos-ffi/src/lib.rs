@@ -20,6 +20,7 @@
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod node;
 
 pub use error::gridos_result;
 

@@ -81,7 +81,11 @@ fn shared_dir(out: &Path) -> PathBuf {
 
 /// Compiles `tests/c/NAME.c` both ways; the two executables.
 pub fn build(name: &str, out: &Path) -> [PathBuf; 2] {
-    build_source(&manifest_dir().join("tests/c").join(format!("{name}.c")), name, out)
+    build_source(
+        &manifest_dir().join("tests/c").join(format!("{name}.c")),
+        name,
+        out,
+    )
 }
 
 /// Compiles `src` both ways into `out`; the two executables (shared, static).
@@ -155,18 +159,30 @@ fn valgrind() -> bool {
 
 /// Builds and runs one C program both ways, and the shared build under valgrind.
 pub fn run_program(name: &str) {
+    run_program_with(name, |_| (Vec::new(), ()));
+}
+
+/// Like [`run_program`], with a fixture per run: before each of the three runs
+/// `setup(scratch)` returns the program's extra environment (e.g. a daemon's socket) and a
+/// guard, dropped when that run has ended.
+pub fn run_program_with<G>(name: &str, mut setup: impl FnMut(&Path) -> (Vec<(String, String)>, G)) {
     let tmp = tempfile::tempdir().unwrap();
     let [shared, fixed] = build(name, tmp.path());
     for exe in [&shared, &fixed] {
         let scratch = tempfile::tempdir().unwrap();
+        let (env, guard) = setup(scratch.path());
         let text = run_ok(
-            Command::new(exe).env("GRIDOS_TEST_DIR", scratch.path()),
+            Command::new(exe)
+                .env("GRIDOS_TEST_DIR", scratch.path())
+                .envs(env),
             &exe.display().to_string(),
         );
+        drop(guard);
         println!("{text}");
     }
     if valgrind() {
         let scratch = tempfile::tempdir().unwrap();
+        let (env, guard) = setup(scratch.path());
         let text = run_ok(
             Command::new("valgrind")
                 .args([
@@ -177,9 +193,11 @@ pub fn run_program(name: &str) {
                     "-q",
                 ])
                 .arg(&shared)
-                .env("GRIDOS_TEST_DIR", scratch.path()),
+                .env("GRIDOS_TEST_DIR", scratch.path())
+                .envs(env),
             &format!("valgrind {}", shared.display()),
         );
+        drop(guard);
         println!("{text}");
     }
 }
@@ -214,9 +232,17 @@ fn python_ctypes() {
 #[test]
 fn scenario1_example() {
     let tmp = tempfile::tempdir().unwrap();
-    let exe = build_source(&manifest_dir().join("examples/scenario1.c"), "scenario1", tmp.path())[0].clone();
+    let exe = build_source(
+        &manifest_dir().join("examples/scenario1.c"),
+        "scenario1",
+        tmp.path(),
+    )[0]
+    .clone();
     let text = run_ok(Command::new(&exe).args(["8"]).arg(tmp.path()), "scenario1");
-    assert!(text.contains("verified: identical") && text.contains("MB/s"), "{text}");
+    assert!(
+        text.contains("verified: identical") && text.contains("MB/s"),
+        "{text}"
+    );
 }
 
 /// The README's C example compiles (as C99, warnings are errors).
@@ -232,4 +258,162 @@ fn readme_example_compiles() {
     let src = tmp.path().join("readme.c");
     std::fs::write(&src, code).unwrap();
     build_source(&src, "readme", tmp.path());
+}
+
+// ------------------------------------------------------------------------------------------
+// Node daemons for tests/c/node.c
+
+/// A node daemon (gridos-pm) running in this test process on its own runtime.
+struct Daemon {
+    rt: Option<tokio::runtime::Runtime>,
+    procs: std::sync::Arc<gridos_pm::procs::Procs>,
+    sock: PathBuf,
+}
+
+impl Daemon {
+    fn start(
+        dir: &Path,
+        id: &str,
+        key: &[u8],
+        listen: Option<std::net::SocketAddr>,
+        peers: Vec<(gridos_pm::NodeId, std::net::SocketAddr)>,
+    ) -> Daemon {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cfg = gridos_pm::node::NodeConfig::new(id.parse().unwrap());
+        cfg.ctl_socket = dir.join(format!("{id}.sock"));
+        cfg.state_dir = dir.join(format!("state-{id}"));
+        cfg.key = Some(key.to_vec());
+        cfg.listen = listen;
+        cfg.peers = peers;
+        let sock = cfg.ctl_socket.clone();
+        let node = rt.block_on(gridos_pm::node::start(cfg)).unwrap();
+        // Only the process table is kept: the node itself lives in the runtime's tasks, so
+        // ending the runtime closes every connection of the node.
+        let procs = node.procs().clone();
+        drop(node);
+        Daemon {
+            rt: Some(rt),
+            procs,
+            sock,
+        }
+    }
+
+    fn info(&self) -> gridos_pm::proto::NodeInfo {
+        let rt = self.rt.as_ref().expect("running");
+        rt.block_on(async {
+            let c = gridos_pm::Client::connect_unix(&self.sock).await.unwrap();
+            c.hello().await.unwrap()
+        })
+    }
+
+    /// Ends the daemon as a crash would, for its peers: every connection closes at once.
+    /// What it still ran is killed (its children outlive it here, inside this process).
+    fn stop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+        for p in self.procs.list() {
+            if p.state == "running" {
+                let _ = self.procs.signal(&p.gpid, 9);
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Two daemons, `a` (the program connects to it) peering with `b` (its target node), and a
+/// watcher that stops `b` as soon as a process `sleep 31` runs there: node.c's NODE_LOST case.
+struct NodePair {
+    a: Daemon,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for NodePair {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            w.join().unwrap();
+        }
+        self.a.stop();
+    }
+}
+
+fn node_pair(scratch: &Path) -> (Vec<(String, String)>, NodePair) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // Children of a root daemon run as nobody and start in the program's directory.
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Unique ids: a root daemon names its cgroups after its node id.
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("cffi{}x{run}", std::process::id());
+    let (a_id, b_id) = (format!("{tag}a"), format!("{tag}b"));
+    let key = gridos_pm::auth::random_hex(32).into_bytes();
+    let mut b = Daemon::start(
+        scratch,
+        &b_id,
+        &key,
+        Some("127.0.0.1:0".parse().unwrap()),
+        vec![],
+    );
+    let b_addr = b.info().listen.unwrap().parse().unwrap();
+    let a = Daemon::start(
+        scratch,
+        &a_id,
+        &key,
+        None,
+        vec![(b_id.parse().unwrap(), b_addr)],
+    );
+    let t0 = std::time::Instant::now();
+    while !a.info().peers.iter().all(|p| p.state == "up") {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "peer link {a_id} -> {b_id} did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            let doomed = b.procs.list().into_iter().any(|p| {
+                p.state == "running" && p.argv.iter().map(String::as_str).eq(["sleep", "31"])
+            });
+            if doomed {
+                b.stop();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let env = vec![
+        ("GRIDOS_NODE".to_string(), a.sock.display().to_string()),
+        ("GRIDOS_TEST_TARGET".to_string(), b_id),
+    ];
+    (
+        env,
+        NodePair {
+            a,
+            stop,
+            watcher: Some(watcher),
+        },
+    )
+}
+
+/// tests/c/node.c against two node daemons started here: spawn, wait, kill, accounting,
+/// resources, reservations, a remote target node, bad input, and the target node lost
+/// while a process runs there.
+#[test]
+fn node() {
+    run_program_with("node", node_pair);
 }

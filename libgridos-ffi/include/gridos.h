@@ -370,10 +370,7 @@ gridos_result gridos_file_write(struct gridos_file *f,
  `f` is a live file not used by another thread meanwhile; `pos` is NULL or valid for a
  write.
  */
-gridos_result gridos_file_seek(struct gridos_file *f,
-                               int64_t offset,
-                               int32_t whence,
-                               uint64_t *pos);
+gridos_result gridos_file_seek(struct gridos_file *f, int64_t offset, int whence, uint64_t *pos);
 
 /*
  Closes and frees `f`, in every case. For `"w"` and `"a"` this is when the data reaches

@@ -11,7 +11,7 @@ use crate::args::{handle_mut, into_handle, need_out, put, take_handle, text};
 use crate::error::{Failure, boundary, gridos_result};
 use gridos_middleware::Url;
 use gridos_middleware::file::{self, Mode, RemoteFile};
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::io::{Read, Seek, SeekFrom, Write};
 
 /// A URL opened as a file (opaque; `gridos_file_open`, `gridos_file_close`).
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn gridos_file_write(
 pub unsafe extern "C" fn gridos_file_seek(
     f: *mut gridos_file,
     offset: i64,
-    whence: i32,
+    whence: c_int,
     pos: *mut u64,
 ) -> gridos_result {
     boundary(|| {

@@ -137,6 +137,31 @@ typedef uint32_t gridos_result;
 #endif // __cplusplus
 
 /*
+ An open cache directory (opaque; `gridos_cache_open`, `gridos_cache_free`).
+ */
+typedef struct gridos_cache gridos_cache;
+
+/*
+ Options of `gridos_copy` (opaque; `gridos_copy_options_new`).
+ */
+typedef struct gridos_copy_options gridos_copy_options;
+
+/*
+ A URL opened as a file (opaque; `gridos_file_open`, `gridos_file_close`).
+ */
+typedef struct gridos_file gridos_file;
+
+/*
+ A running server (opaque; `gridos_ftp_server_start`, `gridos_ftp_server_stop`).
+ */
+typedef struct gridos_ftp_server gridos_ftp_server;
+
+/*
+ Settings of a server to start (opaque; `gridos_ftp_server_config_new`).
+ */
+typedef struct gridos_ftp_server_config gridos_ftp_server_config;
+
+/*
  A connection to a node daemon (opaque). Made by `gridos_node_connect`, freed by
  `gridos_node_free`. Several threads may use one handle at once (one blocked in
  `gridos_wait` while another calls `gridos_kill`, say): the calls are independent
@@ -225,6 +250,58 @@ const char *gridos_version(void);
 void gridos_string_free(char *s);
 
 /*
+ Opens (creating it, mode 0700) the cache in `dir`, or with `dir` NULL in the default
+ directory of `gridos cache`: `$GRIDOS_CACHE`, else `$XDG_CACHE_HOME/gridos`, else
+ `$HOME/.cache/gridos`. What killed processes left behind there is cleaned up. `*out` is
+ written only on success.
+
+ # Safety
+ `dir` is NULL or a NUL-terminated string; `out` is valid for a write.
+ */
+gridos_result gridos_cache_open(const char *dir, struct gridos_cache **out);
+
+/*
+ Adds `url` to the cache for `tag` (a job or session name) and copies the local path of
+ its file, NUL-terminated, into `path` of `len` bytes; `*needed` (when not NULL) gets the
+ size the path needs. The file is fetched only when the cache has no copy or the origin
+ changed (size, modification time); adding a URL a tag already holds only marks it used.
+ The path stays valid while some tag holds the entry: read it, do not write it.
+
+ When `path` is too small the entry is still added (and held by `tag`): the call fails
+ with `GRIDOS_ERR_BUFFER_TOO_SMALL`, `*needed` says the size, and calling again with a
+ larger buffer fetches nothing.
+
+ # Safety
+ `cache` is a live cache; `url` and `tag` are NUL-terminated strings; `path` is valid
+ for `len` bytes; `needed` is NULL or valid for a write.
+ */
+gridos_result gridos_cache_add(const struct gridos_cache *cache,
+                               const char *url,
+                               const char *tag,
+                               char *path,
+                               size_t len,
+                               size_t *needed);
+
+/*
+ Drops `tag`'s hold on `url`; when no tag holds it any more its file goes.
+ `GRIDOS_ERR_NOT_FOUND` when `url` is not cached or `tag` does not hold it.
+
+ # Safety
+ `cache` is a live cache; `url` and `tag` are NUL-terminated strings.
+ */
+gridos_result gridos_cache_delete(const struct gridos_cache *cache,
+                                  const char *url,
+                                  const char *tag);
+
+/*
+ Frees the handle (NULL: nothing); the cache directory and what it holds stay.
+
+ # Safety
+ `cache` is NULL or a live cache, not used after this.
+ */
+void gridos_cache_free(struct gridos_cache *cache);
+
+/*
  Copies the value of `key` (e.g. `"io.threads"`; the `io.` prefix is optional) into
  `buf` of `len` bytes, NUL-terminated; `*needed` (when not NULL) gets the size the value
  needs, also when `buf` is too small (`GRIDOS_ERR_BUFFER_TOO_SMALL`).
@@ -244,11 +321,145 @@ gridos_result gridos_config_get(const char *key, char *buf, size_t len, size_t *
 gridos_result gridos_config_set(const char *key, const char *value);
 
 /*
+ The name of the data path transfers use now — `io_uring-splice`, `splice` or
+ `read-write`: the one `io.path` forces, else the best the kernel offers — into `buf` (as
+ for [`gridos_config_get`]).
+
+ # Safety
+ `buf` is valid for `len` bytes; `needed` is NULL or valid for a write.
+ */
+gridos_result gridos_io_path(char *buf, size_t len, size_t *needed);
+
+/*
+ New copy options with the defaults of `gridos cp` (a plain one-file copy, settings
+ chosen from the path). Free them with `gridos_copy_options_free`.
+
+ # Safety
+ `out` is valid for a write.
+ */
+gridos_result gridos_copy_options_new(struct gridos_copy_options **out);
+
+/*
+ Sets one option; keys are the long options of `gridos cp` (`_` may stand for `-`):
+ booleans `recursive`, `resume`, `compress`, `pipeline`, `no-pipeline`, `active`,
+ `preserve`, `no-relay` (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`); `verify`
+ (an algorithm — MD5, ADLER32, SHA1, SHA256, SHA512, CRC32C —, `""` for MD5 as
+ `--verify` alone, `none` for no check); `parallel` (1 to 64, or `auto`); sizes
+ `tcp-bs`, `block-size`, `offset`, `length` with the units of `gridos cp` (`64k`,
+ `16MiB`, `1.5GB`; `auto` for the default). `offset` and `length` go together.
+
+ `GRIDOS_ERR_UNKNOWN_KEY` for another key, `GRIDOS_ERR_INVALID_ARGUMENT` for a value the
+ key does not take; either way the options are unchanged.
+
+ # Safety
+ `opts` is live options not used by another thread meanwhile; `key` and `value` are
+ NUL-terminated strings.
+ */
+gridos_result gridos_copy_options_set(struct gridos_copy_options *opts,
+                                      const char *key,
+                                      const char *value);
+
+/*
+ Frees copy options (NULL: nothing).
+
+ # Safety
+ `opts` is NULL or live options, not used after this.
+ */
+void gridos_copy_options_free(struct gridos_copy_options *opts);
+
+/*
+ Copies `src_url` to `dst_url` (local paths, `file://`, `ftp://`, `gridftp://`, and
+ `http(s)://` sources) as `gridos cp SRC DST` with `opts` (NULL: the defaults) does, and
+ returns when the copy is over. `GRIDOS_OK` means every byte arrived (and matched the
+ server's checksum with `verify`).
+
+ `progress` (may be NULL) receives the bytes done and the total (0 when unknown): once
+ when the copy knows what it will move (`done` 0, on the calling thread), about every
+ 100 ms while data moves (on a ticker thread the copy starts and joins before it
+ returns), and once when the copy is complete (on the calling thread). Calls never
+ overlap. A non-zero return cancels the copy: no more calls are made, the copy stops
+ within about 100 ms and returns `GRIDOS_ERR_CANCELLED`, and a download it stopped
+ leaves no file that looks complete (a new destination does not appear; with `resume`
+ a partial stays, to be resumed). The last call, made when every byte arrived, cannot
+ cancel any more; a copy that finished before it noticed the cancel returns `GRIDOS_OK`.
+
+ # Safety
+ `src_url` and `dst_url` are NUL-terminated strings; `opts` is NULL or live options not
+ being set meanwhile; `progress` is NULL or a function that may be called as said above
+ with `user`, from another thread.
+ */
+gridos_result gridos_copy(const char *src_url,
+                          const char *dst_url,
+                          const struct gridos_copy_options *opts,
+                          int (*progress)(void *user, uint64_t done, uint64_t total),
+                          void *user);
+
+/*
  The message of the last failed gridos call on this thread, or "" when the last call
  succeeded. The string stays valid until the next gridos call on this thread; do not
  free it.
  */
 const char *gridos_last_error_message(void);
+
+/*
+ Opens `url`: `mode` `"r"` to read (the file is fetched now), `"w"` to replace it with
+ what is written, `"a"` to add to its end (a missing file is created); a `b` after the
+ letter is accepted and changes nothing. Written data reaches the URL only on
+ `gridos_file_close`. `*out` is written only on success.
+
+ # Safety
+ `url` and `mode` are NUL-terminated strings; `out` is valid for a write.
+ */
+gridos_result gridos_file_open(const char *url, const char *mode, struct gridos_file **out);
+
+/*
+ Reads up to `len` bytes into `buf` from the current position; `*got` is how many came.
+ As `fread`, it fills the buffer unless the end comes first: `*got < len` means the end
+ of the file (0: already there). A file opened to write fails with `GRIDOS_ERR_IO`.
+
+ # Safety
+ `f` is a live file not used by another thread meanwhile; `buf` is valid for `len`
+ bytes of writes (it may be NULL when `len` is 0); `got` is valid for a write.
+ */
+gridos_result gridos_file_read(struct gridos_file *f, uint8_t *buf, size_t len, size_t *got);
+
+/*
+ Writes the `len` bytes of `buf` at the current position (`"a"`: at the end, wherever
+ a seek left the position) into the local copy; all of them or an error. `*written`
+ (when `written` is not NULL) is `len` on success. A file opened to read fails with
+ `GRIDOS_ERR_IO`.
+
+ # Safety
+ `f` is a live file not used by another thread meanwhile; `buf` is valid for `len`
+ bytes (it may be NULL when `len` is 0); `written` is NULL or valid for a write.
+ */
+gridos_result gridos_file_write(struct gridos_file *f,
+                                const uint8_t *buf,
+                                size_t len,
+                                size_t *written);
+
+/*
+ Moves the position to `offset` from the start (`whence` `SEEK_SET`), the current
+ position (`SEEK_CUR`) or the end (`SEEK_END`); `*pos` (when `pos` is not NULL) gets the
+ new position from the start. A position before the start is
+ `GRIDOS_ERR_INVALID_ARGUMENT`; one past the end is allowed (a write there leaves a
+ hole of zeros, as for a local file).
+
+ # Safety
+ `f` is a live file not used by another thread meanwhile; `pos` is NULL or valid for a
+ write.
+ */
+gridos_result gridos_file_seek(struct gridos_file *f, int64_t offset, int whence, uint64_t *pos);
+
+/*
+ Closes and frees `f`, in every case. For `"w"` and `"a"` this is when the data reaches
+ the URL: the result is the upload's (a refused store, a full disk, a lost connection),
+ and on error the URL keeps its old content. `GRIDOS_ERR_NULL` for NULL.
+
+ # Safety
+ `f` is NULL or a live file, not used after this.
+ */
+gridos_result gridos_file_close(struct gridos_file *f);
 
 /*
  Connects to the node daemon listening on the unix socket `ctl_socket` and stores the
@@ -371,6 +582,87 @@ gridos_result gridos_reserve(const struct gridos_node *node,
  `node` is a live handle; `id` is a NUL-terminated string.
  */
 gridos_result gridos_release(const struct gridos_node *node, const char *id);
+
+/*
+ A new server configuration serving the directory `docroot`, with the defaults of
+ `gridos ftpd` as a library: listen on 127.0.0.1 at a free port, no users, no anonymous
+ logins. Free it with `gridos_ftp_server_config_free`.
+
+ # Safety
+ `docroot` is a NUL-terminated string; `out` is valid for a write.
+ */
+gridos_result gridos_ftp_server_config_new(const char *docroot,
+                                           struct gridos_ftp_server_config **out);
+
+/*
+ Sets one key of `cfg` from text, as the `[ftp]` table of the configuration file and
+ `gridos ctl` do; the `ftp.` prefix is optional. Keys: `docroot`, `listen` (ADDR:PORT,
+ port 0 picks a free one), `anonymous`, `anonymous_write`, `passwd` (a file from
+ `gridos passwd`), `threads`, `io_threads`, `pasv_ports` (LOW-HIGH), `max_clients`,
+ `max_per_ip`, `idle_timeout`, `data_timeout`, `shutdown_grace` (seconds),
+ `ctl_socket`, `allow_third_party`, `third_party_hosts`, `keep_net_admin`, and
+ `user`/`run_as` — which, in a process started as root, makes `gridos_ftp_server_start`
+ chroot the whole process to the docroot and switch its user: only for a process that
+ is nothing but the server.
+
+ `GRIDOS_ERR_UNKNOWN_KEY` for a key not listed, `GRIDOS_ERR_INVALID_ARGUMENT` for a value
+ the key does not take; either way `cfg` is unchanged.
+
+ # Safety
+ `cfg` is a live configuration not used by another thread meanwhile; `key` and `value`
+ are NUL-terminated strings.
+ */
+gridos_result gridos_ftp_server_config_set(struct gridos_ftp_server_config *cfg,
+                                           const char *key,
+                                           const char *value);
+
+/*
+ Frees a configuration (NULL: nothing). A server started from it keeps running.
+
+ # Safety
+ `cfg` is NULL or a live configuration, not used after this.
+ */
+void gridos_ftp_server_config_free(struct gridos_ftp_server_config *cfg);
+
+/*
+ Starts a server with `cfg`: binds, opens the docroot, and serves from threads of its
+ own until `gridos_ftp_server_stop`. `*out` is written only on success.
+
+ # Safety
+ `cfg` is a live configuration not being set meanwhile; `out` is valid for a write.
+ */
+gridos_result gridos_ftp_server_start(const struct gridos_ftp_server_config *cfg,
+                                      struct gridos_ftp_server **out);
+
+/*
+ The port the server listens on (the one chosen when `listen` asked for port 0); 0 for
+ NULL.
+
+ # Safety
+ `server` is NULL or a live server.
+ */
+uint16_t gridos_ftp_server_port(const struct gridos_ftp_server *server);
+
+/*
+ The server's counters as one JSON object, e.g. `{"listen":"127.0.0.1:40021",
+ "clients":0,"transfers_completed":2,"bytes_sent":1048576,…,"io.path":"io_uring-splice"}`
+ (the keys of `gridos ctl stats`; numbers as JSON numbers). `*json` is a new string for
+ `gridos_string_free`.
+
+ # Safety
+ `server` is a live server; `json` is valid for a write.
+ */
+gridos_result gridos_ftp_server_stats_json(const struct gridos_ftp_server *server, char **json);
+
+/*
+ Stops the server and frees it (NULL: nothing): no new connections, running transfers
+ get `ftp.shutdown_grace` to finish (then they are aborted), every session is closed.
+ Returns when the server's threads are gone.
+
+ # Safety
+ `server` is NULL or a live server, not used by any thread after (or during) this call.
+ */
+void gridos_ftp_server_stop(struct gridos_ftp_server *server);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -92,7 +92,6 @@ pub(crate) fn map_error(e: &gridos_middleware::Error) -> gridos_result {
         K::PermissionDenied => GRIDOS_ERR_PERMISSION,
         K::IsADirectory | K::NotAFile => GRIDOS_ERR_IS_A_DIRECTORY,
         K::SameFile => GRIDOS_ERR_INVALID_ARGUMENT,
-        K::Reply(550) => GRIDOS_ERR_NOT_FOUND,
         K::Reply(530) => GRIDOS_ERR_PERMISSION,
         K::Reply(_) | K::Http(_) | K::ThirdPartyRefused => GRIDOS_ERR_REFUSED,
         K::Unsupported => GRIDOS_ERR_UNSUPPORTED,

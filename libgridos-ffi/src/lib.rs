@@ -18,9 +18,13 @@
 //! boundary: a panic becomes `GRIDOS_ERR_PANIC`, never an unwind into C.
 
 pub mod args;
+pub mod cache;
 pub mod config;
+pub mod copy;
 pub mod error;
+pub mod file;
 pub mod node;
+pub mod server;
 
 pub use error::gridos_result;
 

@@ -12,6 +12,8 @@ rel=$PWD/target/release
 work=$(mktemp -d /dev/shm/gridos-capi.XXXXXX)
 trap 'kill $srv 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/lib" "$work/docroot"
+# Started as root, the server drops to nobody inside its docroot.
+chmod 0777 "$work/docroot"
 ln -sf "$rel/libgridos.so" "$work/lib/libgridos.so.0.1"
 ln -sf "$rel/libgridos.so" "$work/lib/libgridos.so"
 cc -O2 -std=c99 -Wall -Wextra -Werror -pedantic -I libgridos-ffi/include benches/capi/copy_bench.c \

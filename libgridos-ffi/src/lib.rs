@@ -20,6 +20,7 @@
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod io;
 
 pub use error::gridos_result;
 

@@ -189,3 +189,8 @@ fn init() {
 fn config() {
     run_program("config");
 }
+
+#[test]
+fn io() {
+    run_program("io");
+}

@@ -137,6 +137,41 @@ typedef uint32_t gridos_result;
 #endif // __cplusplus
 
 /*
+ The socket buffer options of `gridos_io_buffer_setopt` / `gridos_io_buffer_getopt`
+ (gridos-io's `BufferOpt`). Values are bytes.
+ */
+enum gridos_buffer_opt
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   SO_SNDBUF. Set: the request in bytes; the kernel doubles it for its bookkeeping, so
+   get reports twice what was set. A request above `net.core.wmem_max` is forced
+   (SO_SNDBUFFORCE), which needs CAP_NET_ADMIN (`GRIDOS_ERR_PERMISSION` without it).
+   Requests whose doubled size exceeds `GRIDOS_BUFFER_MAX` are refused.
+   */
+  GRIDOS_BUFFER_SEND = 1,
+  /*
+   SO_RCVBUF, as `GRIDOS_BUFFER_SEND` (limit `net.core.rmem_max`). Setting it turns off
+   the kernel's receive autotuning on this socket.
+   */
+  GRIDOS_BUFFER_RECV = 2,
+  /*
+   This handle's cap on the (doubled, kernel-value) buffer sizes set through it, at
+   least 65536; it starts at `io.max_buffer`.
+   */
+  GRIDOS_BUFFER_MAX = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum gridos_buffer_opt gridos_buffer_opt;
+#else
+typedef uint32_t gridos_buffer_opt;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  An open cache directory (opaque; `gridos_cache_open`, `gridos_cache_free`).
  */
 typedef struct gridos_cache gridos_cache;
@@ -168,6 +203,13 @@ typedef struct gridos_ftp_server_config gridos_ftp_server_config;
  requests on one connection. Only `gridos_node_free` must not overlap another call.
  */
 typedef struct gridos_node gridos_node;
+
+/*
+ A stream socket the program owns, seen through gridos-io's network API. Made by
+ `gridos_socket_from_fd`, released by `gridos_socket_free` (which leaves the descriptor
+ open). Usable from several threads at once.
+ */
+typedef struct gridos_socket gridos_socket;
 
 /*
  How a process ended and what it used, as `gridos_wait` reports it.
@@ -460,6 +502,151 @@ gridos_result gridos_file_seek(struct gridos_file *f, int64_t offset, int whence
  `f` is NULL or a live file, not used after this.
  */
 gridos_result gridos_file_close(struct gridos_file *f);
+
+/*
+ Wraps the connected stream socket `fd` (TCP or Unix, blocking or not) in a handle for
+ the I/O calls; `*out` gets it. The descriptor stays the program's: it is not closed by
+ `gridos_socket_free`, and must stay open until then. Its buffers are left as they are
+ (`io.sndbuf_default`/`io.rcvbuf_default` apply to connections gridos makes); the
+ handle's `GRIDOS_BUFFER_MAX` starts at `io.max_buffer`.
+
+ # Safety
+ `out` is NULL or valid for a write.
+ */
+gridos_result gridos_socket_from_fd(int fd, struct gridos_socket **out);
+
+/*
+ Frees the handle; the descriptor stays open (NULL: nothing).
+
+ # Safety
+ `sock` is NULL or a handle from `gridos_socket_from_fd`, not used after this and not in
+ use by another thread.
+ */
+void gridos_socket_free(struct gridos_socket *sock);
+
+/*
+ Blocking read: waits until at least one byte is there and copies up to `len` bytes into
+ `buf`; `*got` is the count, 0 when the peer closed. `len` must not be 0.
+
+ # Safety
+ `sock` is NULL or a live handle; `buf` is NULL or valid for `len` bytes; `got` is NULL or
+ valid for a write.
+ */
+gridos_result gridos_io_sync_read(const struct gridos_socket *sock,
+                                  uint8_t *buf,
+                                  size_t len,
+                                  size_t *got);
+
+/*
+ Non-blocking read: copies what is waiting (up to `len` bytes) into `buf`, `*got` the
+ count, 0 when the peer closed; `GRIDOS_ERR_WOULD_BLOCK` when nothing is there yet. Works
+ on blocking and non-blocking descriptors alike. `len` must not be 0.
+
+ # Safety
+ As for `gridos_io_sync_read`.
+ */
+gridos_result gridos_io_async_read(const struct gridos_socket *sock,
+                                   uint8_t *buf,
+                                   size_t len,
+                                   size_t *got);
+
+/*
+ Writes all `len` bytes of `buf`, blocking as needed; `*written` = `len`. A peer that
+ went away is `GRIDOS_ERR_NETWORK` (no SIGPIPE), the message saying how much was sent.
+
+ # Safety
+ `sock` is NULL or a live handle; `buf` is NULL or valid for `len` bytes; `written` is NULL
+ or valid for a write.
+ */
+gridos_result gridos_io_write(const struct gridos_socket *sock,
+                              const uint8_t *buf,
+                              size_t len,
+                              size_t *written);
+
+/*
+ Sets the buffer option `opt` (a `gridos_buffer_opt`) to `value` bytes; see
+ `gridos_buffer_opt` for units and what forcing needs. On error nothing changes.
+
+ # Safety
+ `sock` is NULL or a live handle.
+ */
+gridos_result gridos_io_buffer_setopt(const struct gridos_socket *sock, uint32_t opt, size_t value);
+
+/*
+ Reads the buffer option `opt` (a `gridos_buffer_opt`) into `*value`: for
+ `GRIDOS_BUFFER_SEND`/`_RECV` the kernel's (doubled) size in bytes.
+
+ # Safety
+ `sock` is NULL or a live handle; `value` is NULL or valid for a write.
+ */
+gridos_result gridos_io_buffer_getopt(const struct gridos_socket *sock,
+                                      uint32_t opt,
+                                      size_t *value);
+
+/*
+ Sends `len` bytes of the file `file_fd` from `offset` to the connected socket `sock_fd`
+ without a user-space copy (io_uring splice, sendfile or read/write, as `io.path` and the
+ probe choose; auto-tuning as `io.auto_tune`); `*sent` = `len`. A range past the end of the
+ file is `GRIDOS_ERR_INVALID_ARGUMENT` before anything is sent; a peer that goes away is
+ `GRIDOS_ERR_NETWORK`, the message saying how much was sent. The file's own offset is not
+ used or moved.
+
+ # Safety
+ `sent` is NULL or valid for a write; the descriptors stay open during the call.
+ */
+gridos_result gridos_io_send_file(int file_fd,
+                                  uint64_t offset,
+                                  uint64_t len,
+                                  int sock_fd,
+                                  uint64_t *sent);
+
+/*
+ Receives from the connected socket `sock_fd` until the peer closes (shuts down its
+ sending side), writing the bytes to the file `file_fd` at `offset` onwards without a
+ user-space copy; `*received` is the count. Nothing else in the file is touched. A
+ destination that cannot seek (a pipe) takes the bytes in order, and then only `offset`
+ 0 is accepted.
+
+ # Safety
+ `received` is NULL or valid for a write; the descriptors stay open during the call.
+ */
+gridos_result gridos_io_recv_file(int sock_fd, int file_fd, uint64_t offset, uint64_t *received);
+
+/*
+ Reads up to `len` bytes of the file `fd` at `offset` into `buf` (pread: the file's own
+ offset is not used or moved); `*got` is the count, less than `len` only at the end of
+ the file.
+
+ # Safety
+ `buf` is NULL or valid for `len` bytes; `got` is NULL or valid for a write; `fd` stays
+ open during the call.
+ */
+gridos_result gridos_io_file_read(int fd, uint64_t offset, uint8_t *buf, size_t len, size_t *got);
+
+/*
+ Writes all `len` bytes of `buf` to the file `fd` at `offset` (pwrite: the file's own
+ offset is not used or moved); `*written` = `len`.
+
+ # Safety
+ `buf` is NULL or valid for `len` bytes; `written` is NULL or valid for a write; `fd` stays
+ open during the call.
+ */
+gridos_result gridos_io_file_write(int fd,
+                                   uint64_t offset,
+                                   const uint8_t *buf,
+                                   size_t len,
+                                   size_t *written);
+
+/*
+ Copies the regular file `src` to `dst` in the kernel (copy_file_range, splice where the
+ file systems refuse it), keeping holes and permission bits; `*bytes` is the file's size.
+ The copy appears under `dst` only when complete (written beside it, then renamed), so
+ an existing `dst` is never left half-written. A missing `src` is `GRIDOS_ERR_NOT_FOUND`.
+
+ # Safety
+ `src` and `dst` are NUL-terminated strings; `bytes` is NULL or valid for a write.
+ */
+gridos_result gridos_file_copy(const char *src, const char *dst, uint64_t *bytes);
 
 /*
  Connects to the node daemon listening on the unix socket `ctl_socket` and stores the

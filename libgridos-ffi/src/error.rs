@@ -134,30 +134,57 @@ pub(crate) fn map_pm_error(e: &gridos_pm::Error) -> gridos_result {
     }
 }
 
+/// The code of a gridos-io error (its OS error by kind, its transfer errors by what
+/// happened).
+pub(crate) fn map_io_error(e: &gridos_io::Error) -> gridos_result {
+    use gridos_io::Error as E;
+    use gridos_result::*;
+    match e {
+        E::Io { source, .. } => io_code(source),
+        E::PeerClosed { .. } | E::PeerReset { .. } => GRIDOS_ERR_NETWORK,
+        E::NoSpace { .. } => GRIDOS_ERR_NO_SPACE,
+        E::OffsetPastEof { .. } | E::Config(_) => GRIDOS_ERR_INVALID_ARGUMENT,
+        E::FileTruncated { .. } => GRIDOS_ERR_INCOMPLETE,
+        E::Cancelled { .. } => GRIDOS_ERR_CANCELLED,
+        E::PathUnavailable(_) => GRIDOS_ERR_UNSUPPORTED,
+        E::Compression(_) => GRIDOS_ERR_PROTOCOL,
+        _ => GRIDOS_ERR_OTHER,
+    }
+}
+
 impl From<gridos_pm::Error> for Failure {
     fn from(e: gridos_pm::Error) -> Failure {
         Failure::new(map_pm_error(&e), e.to_string())
     }
 }
 
+impl From<gridos_io::Error> for Failure {
+    fn from(e: gridos_io::Error) -> Failure {
+        Failure::new(map_io_error(&e), e.to_string())
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
-        use gridos_result::*;
-        use std::io::ErrorKind as K;
-        let code = match e.kind() {
-            K::NotFound => GRIDOS_ERR_NOT_FOUND,
-            K::PermissionDenied => GRIDOS_ERR_PERMISSION,
-            K::WouldBlock => GRIDOS_ERR_WOULD_BLOCK,
-            K::InvalidInput => GRIDOS_ERR_INVALID_ARGUMENT,
-            K::IsADirectory => GRIDOS_ERR_IS_A_DIRECTORY,
-            K::StorageFull => GRIDOS_ERR_NO_SPACE,
-            K::TimedOut => GRIDOS_ERR_TIMEOUT,
-            K::ConnectionRefused | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => {
-                GRIDOS_ERR_NETWORK
-            }
-            _ => GRIDOS_ERR_IO,
-        };
-        Failure::new(code, e.to_string())
+        Failure::new(io_code(&e), e.to_string())
+    }
+}
+
+fn io_code(e: &std::io::Error) -> gridos_result {
+    use gridos_result::*;
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => GRIDOS_ERR_NOT_FOUND,
+        K::PermissionDenied => GRIDOS_ERR_PERMISSION,
+        K::WouldBlock => GRIDOS_ERR_WOULD_BLOCK,
+        K::InvalidInput => GRIDOS_ERR_INVALID_ARGUMENT,
+        K::IsADirectory => GRIDOS_ERR_IS_A_DIRECTORY,
+        K::StorageFull => GRIDOS_ERR_NO_SPACE,
+        K::TimedOut => GRIDOS_ERR_TIMEOUT,
+        K::ConnectionRefused | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => {
+            GRIDOS_ERR_NETWORK
+        }
+        _ => GRIDOS_ERR_IO,
     }
 }
 

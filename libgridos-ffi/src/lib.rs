@@ -23,6 +23,7 @@ pub mod config;
 pub mod copy;
 pub mod error;
 pub mod file;
+pub mod io;
 pub mod node;
 pub mod server;
 

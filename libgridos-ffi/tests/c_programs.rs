@@ -455,3 +455,8 @@ fn gfile() {
 fn cache() {
     run_middleware_program("cache");
 }
+
+#[test]
+fn io() {
+    run_program("io");
+}

@@ -42,6 +42,51 @@ pub(crate) fn null(what: &str) -> Failure {
     Failure::new(gridos_result::GRIDOS_ERR_NULL, format!("{what} is NULL"))
 }
 
+/// The caller's buffer of `len` bytes to fill.
+///
+/// # Safety
+/// `p` is NULL or valid for writes of `len` bytes, not otherwise used during the call.
+pub(crate) unsafe fn buf_mut<'a>(
+    p: *mut u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [u8], Failure> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    if len > isize::MAX as usize {
+        return Err(Failure::new(
+            gridos_result::GRIDOS_ERR_INVALID_ARGUMENT,
+            format!("{what}: length {len} is too large"),
+        ));
+    }
+    // SAFETY: not NULL, len ≤ isize::MAX, and the caller promises len writable bytes that
+    // nothing else touches meanwhile.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// The caller's buffer of `len` bytes to send.
+///
+/// # Safety
+/// `p` is NULL or valid for reads of `len` bytes.
+pub(crate) unsafe fn buf_ref<'a>(
+    p: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], Failure> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    if len > isize::MAX as usize {
+        return Err(Failure::new(
+            gridos_result::GRIDOS_ERR_INVALID_ARGUMENT,
+            format!("{what}: length {len} is too large"),
+        ));
+    }
+    // SAFETY: not NULL, len ≤ isize::MAX, and the caller promises len readable bytes.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
 /// Writes `v` to the out-parameter `out` (checked first, so nothing is done for a NULL).
 ///
 /// # Safety

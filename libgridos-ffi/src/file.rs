@@ -88,15 +88,12 @@ pub unsafe extern "C" fn gridos_file_read(
         // SAFETY: the caller's promise on the handle.
         let f = unsafe { handle_mut(f, "f") }?;
         need_out(got, "got")?;
-        if buf.is_null() && len > 0 {
-            return Err(crate::args::null("buf"));
-        }
         let buf: &mut [u8] = if len == 0 {
             &mut []
         } else {
-            // SAFETY: not NULL, and the caller promises `len` writable bytes that nothing
-            // else uses during the call.
-            unsafe { std::slice::from_raw_parts_mut(buf, len) }
+            // SAFETY: the caller promises `len` writable bytes that nothing else uses
+            // during the call.
+            unsafe { crate::args::buf_mut(buf, len, "buf") }?
         };
         let mut n = 0;
         while n < buf.len() {
@@ -130,14 +127,11 @@ pub unsafe extern "C" fn gridos_file_write(
     boundary(|| {
         // SAFETY: the caller's promise on the handle.
         let f = unsafe { handle_mut(f, "f") }?;
-        if buf.is_null() && len > 0 {
-            return Err(crate::args::null("buf"));
-        }
         let data: &[u8] = if len == 0 {
             &[]
         } else {
-            // SAFETY: not NULL, and the caller promises `len` readable bytes.
-            unsafe { std::slice::from_raw_parts(buf, len) }
+            // SAFETY: the caller promises `len` readable bytes.
+            unsafe { crate::args::buf_ref(buf, len, "buf") }?
         };
         f.inner.write_all(data).map_err(io_failure)?;
         if !written.is_null() {

@@ -12,7 +12,7 @@
 //! `gridos_socket` may be used by several threads at once (one reading while another
 //! writes, say), but `gridos_socket_free` must not race with any other call on it.
 
-use crate::args::{handle, into_handle, need_out, null, put, take_handle, text};
+use crate::args::{buf_mut, buf_ref, handle, into_handle, need_out, put, take_handle, text};
 use crate::error::{Failure, boundary, boundary_value, gridos_result};
 use gridos_io::{BufferOpt, BufferOptName, GridSocket};
 use std::ffi::{c_char, c_int};
@@ -144,37 +144,6 @@ fn file_range(offset: u64, len: u64) -> Result<(), Failure> {
     }
 }
 
-/// The caller's buffer of `len` bytes to fill.
-///
-/// # Safety
-/// `p` is NULL or valid for writes of `len` bytes, not otherwise used during the call.
-unsafe fn buf_mut<'a>(p: *mut u8, len: usize, what: &str) -> Result<&'a mut [u8], Failure> {
-    if p.is_null() {
-        return Err(null(what));
-    }
-    if len > isize::MAX as usize {
-        return Err(invalid(format!("{what}: length {len} is too large")));
-    }
-    // SAFETY: not NULL, len ≤ isize::MAX, and the caller promises len writable bytes that
-    // nothing else touches meanwhile.
-    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
-}
-
-/// The caller's buffer of `len` bytes to send.
-///
-/// # Safety
-/// `p` is NULL or valid for reads of `len` bytes.
-unsafe fn buf_ref<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure> {
-    if p.is_null() {
-        return Err(null(what));
-    }
-    if len > isize::MAX as usize {
-        return Err(invalid(format!("{what}: length {len} is too large")));
-    }
-    // SAFETY: not NULL, len ≤ isize::MAX, and the caller promises len readable bytes.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
-}
-
 /// Wraps the connected stream socket `fd` (TCP or Unix, blocking or not) in a handle for
 /// the I/O calls; `*out` gets it. The descriptor stays the program's: it is not closed by
 /// `gridos_socket_free`, and must stay open until then. Its buffers are left as they are
@@ -221,6 +190,25 @@ pub unsafe extern "C" fn gridos_socket_free(sock: *mut gridos_socket) {
     })
 }
 
+/// The arguments of the two reads, checked.
+///
+/// # Safety
+/// As for `gridos_io_sync_read`.
+unsafe fn read_args<'a>(
+    sock: *const gridos_socket,
+    buf: *mut u8,
+    len: usize,
+    got: *mut usize,
+) -> Result<(&'a gridos_socket, &'a mut [u8]), Failure> {
+    // SAFETY: the caller's promises on each argument.
+    let (sock, buf) = unsafe { (handle(sock, "sock")?, buf_mut(buf, len, "buf")?) };
+    need_out(got, "got")?;
+    if buf.is_empty() {
+        return Err(invalid("len is 0 (a 0-byte read means the peer closed)"));
+    }
+    Ok((sock, buf))
+}
+
 /// Blocking read: waits until at least one byte is there and copies up to `len` bytes into
 /// `buf`; `*got` is the count, 0 when the peer closed. `len` must not be 0.
 ///
@@ -236,11 +224,7 @@ pub unsafe extern "C" fn gridos_io_sync_read(
 ) -> gridos_result {
     boundary(|| {
         // SAFETY: the caller's promises on each argument.
-        let (sock, buf) = unsafe { (handle(sock, "sock")?, buf_mut(buf, len, "buf")?) };
-        need_out(got, "got")?;
-        if buf.is_empty() {
-            return Err(invalid("len is 0 (a 0-byte read means the peer closed)"));
-        }
+        let (sock, buf) = unsafe { read_args(sock, buf, len, got) }?;
         let n = sock.inner.sync_read(buf)?;
         // SAFETY: checked above.
         unsafe { put(got, n) }
@@ -262,11 +246,7 @@ pub unsafe extern "C" fn gridos_io_async_read(
 ) -> gridos_result {
     boundary(|| {
         // SAFETY: the caller's promises on each argument.
-        let (sock, buf) = unsafe { (handle(sock, "sock")?, buf_mut(buf, len, "buf")?) };
-        need_out(got, "got")?;
-        if buf.is_empty() {
-            return Err(invalid("len is 0 (a 0-byte read means the peer closed)"));
-        }
+        let (sock, buf) = unsafe { read_args(sock, buf, len, got) }?;
         match sock.inner.async_read(buf)? {
             // SAFETY: checked above.
             Some(n) => unsafe { put(got, n) },

@@ -35,30 +35,6 @@ const _: fn() = || {
     shared::<gridos_ftp_server>();
 };
 
-/// The keys `ServerConfig::set` takes (without the `ftp.` prefix), so that a key it does not
-/// know is told apart from a value it refuses.
-const KEYS: &[&str] = &[
-    "docroot",
-    "listen",
-    "anonymous",
-    "anonymous_write",
-    "passwd",
-    "user",
-    "run_as",
-    "keep_net_admin",
-    "threads",
-    "io_threads",
-    "pasv_ports",
-    "max_clients",
-    "max_per_ip",
-    "idle_timeout",
-    "data_timeout",
-    "shutdown_grace",
-    "ctl_socket",
-    "allow_third_party",
-    "third_party_hosts",
-];
-
 /// The code of a server error; the message is the error's own.
 fn failure(e: gridos_ftp::server::Error) -> Failure {
     use gridos_ftp::server::Error as E;
@@ -135,10 +111,13 @@ pub unsafe extern "C" fn gridos_ftp_server_config_set(
             )
         };
         let bare = key.strip_prefix("ftp.").unwrap_or(key);
-        if !KEYS.contains(&bare) {
+        if !ServerConfig::KEYS.contains(&bare) {
             return Err(Failure::new(
                 gridos_result::GRIDOS_ERR_UNKNOWN_KEY,
-                format!("unknown server key {key:?} (known: {})", KEYS.join(", ")),
+                format!(
+                    "unknown server key {key:?} (known: {})",
+                    ServerConfig::KEYS.join(", ")
+                ),
             ));
         }
         // Set on a copy, so a refused value changes nothing.

@@ -150,6 +150,30 @@ impl ServerConfig {
         }
     }
 
+    /// The keys [`ServerConfig::set`] takes (without the `ftp.` prefix), so a caller can
+    /// tell a key it does not know from a value it refuses.
+    pub const KEYS: &'static [&'static str] = &[
+        "docroot",
+        "listen",
+        "anonymous",
+        "anonymous_write",
+        "passwd",
+        "user",
+        "run_as",
+        "keep_net_admin",
+        "threads",
+        "io_threads",
+        "pasv_ports",
+        "max_clients",
+        "max_per_ip",
+        "idle_timeout",
+        "data_timeout",
+        "shutdown_grace",
+        "ctl_socket",
+        "allow_third_party",
+        "third_party_hosts",
+    ];
+
     /// Sets one key (`ftp.` prefix optional) from text, as in the `[ftp]` table.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let k = key.strip_prefix("ftp.").unwrap_or(key);
@@ -723,5 +747,26 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, ServerConfig};
+
+    /// Every key `KEYS` lists is one `set` knows (a bad value is refused, not the key).
+    #[test]
+    fn every_listed_key_is_known() {
+        let mut c = ServerConfig::new("/tmp");
+        for k in ServerConfig::KEYS {
+            for key in [k.to_string(), format!("ftp.{k}")] {
+                if let Err(Error::Config(m)) = c.set(&key, "not a value ⁇") {
+                    assert!(!m.starts_with("unknown key"), "{key}: {m}");
+                }
+            }
+        }
+        assert!(
+            matches!(c.set("no_such_key", "1"), Err(Error::Config(m)) if m.starts_with("unknown key"))
+        );
     }
 }

@@ -200,7 +200,14 @@ impl Drop for Vsftpd {
 
 /// `len` pseudo-random bytes from `seed` (xorshift; incompressible).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    // splitmix64 of the seed: distinct seeds start distinct streams (`seed | 1` made 2k
+    // and 2k+1 the same); xorshift needs a non-zero state.
+    let mut x = {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).max(1)
+    };
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;

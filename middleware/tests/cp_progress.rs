@@ -2,6 +2,7 @@
 //! (`script` from util-linux) during a download slowed by a throttling proxy, read back
 //! from the captured screen — the real total, a growing percentage, a rate that agrees
 //! with the summary's, the summary as the last line — plus a tree's files done / total,
+//! a spinner without a total for a size nobody knows,
 //! nothing when stderr is no terminal, and the human `-v` lines.
 
 mod util;
@@ -335,5 +336,66 @@ fn verbose_names_the_route_of_a_server_to_server_copy() {
     assert_eq!(
         sha256_file(&b.root.join("dst.bin")),
         sha256(&std::fs::read(a.root.join("src.bin")).unwrap())
+    );
+}
+
+/// An HTTP/1.0 server on loopback that names no length (a close-delimited body, as a
+/// pipe or a generated file is served): `pieces` of 256 KiB, 100 ms apart.
+fn lengthless_http(pieces: usize) -> String {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut req = [0u8; 4096];
+            let n = c.read(&mut req).unwrap_or(0);
+            let _ =
+                c.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n");
+            if req[..n].starts_with(b"HEAD") {
+                continue;
+            }
+            for i in 0..pieces {
+                if c.write_all(&random_bytes(256 << 10, i as u64)).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
+    });
+    format!("http://{addr}/stream")
+}
+
+#[test]
+fn an_unknown_size_shows_a_spinner_with_bytes_and_rate_never_a_total() {
+    let pieces = 12;
+    let src = lengthless_http(pieces);
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("stream");
+    let r = gridos(&["cp", "--progress", &src, dst.to_str().unwrap()]);
+    r.ok();
+    let want: Vec<u8> = (0..pieces)
+        .flat_map(|i| random_bytes(256 << 10, i as u64))
+        .collect();
+    assert_eq!(sha256_file(&dst), sha256(&want));
+    let segs = segments(&r.stderr);
+    let (last, redraws) = segs.split_last().unwrap();
+    assert!(
+        last.starts_with(&src) && last.contains(&format!("{} bytes in 1 file", want.len())),
+        "{last:?}"
+    );
+    assert!(redraws.len() >= 2, "too few redraws: {:?}", r.stderr);
+    for s in redraws {
+        assert!(
+            !s.contains('%') && !s.contains(" / ") && !s.contains("left"),
+            "a total for an unknown size: {s:?}"
+        );
+    }
+    assert!(
+        redraws
+            .iter()
+            .any(|s| s.contains(" KiB/s") || s.contains(" MiB/s")),
+        "no rate: {redraws:?}"
     );
 }

@@ -286,7 +286,7 @@ fn verbose_prints_one_human_line_per_decision_and_json_with_vv() {
         .unwrap_or_else(|| panic!("no plan line: {}", r.stderr));
     assert!(
         plan.contains(" 1 stream (RTT ")
-            && plan.contains(" ms, BDP ")
+            && (plan.contains(" ms, BDP ") || plan.contains(" µs, BDP "))
             && plan.contains(" over a 10 Gbit/s ceiling; ")
             && plan.contains("privileged: ")
             && plan.ends_with(", block 1 MiB"),

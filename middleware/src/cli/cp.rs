@@ -387,8 +387,11 @@ fn plan_line(p: &TransferPlan) -> String {
         Mode::E => {
             let why = if p.auto == Some(true) {
                 format!(
-                    "RTT {:.1} ms, BDP {} over a {} ceiling; {}: {buffers}",
-                    f64::from(p.rtt_us.unwrap_or(0)) / 1000.0,
+                    "RTT {}, BDP {} over a {} ceiling; {}: {buffers}",
+                    match p.rtt_us.unwrap_or(0) {
+                        us @ 0..1000 => format!("{us} µs"),
+                        us => format!("{:.1} ms", f64::from(us) / 1000.0),
+                    },
                     decimal(p.bdp_bytes.unwrap_or(0)),
                     bits(p.link_ceiling_bytes_per_sec.unwrap_or(0)),
                     if p.privileged == Some(true) {
@@ -553,10 +556,12 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
     if a.verbose >= 1 {
         for t in &r.tuning {
             if let Some(m) = t.measured_bytes_per_sec {
+                let streams = t.streams.unwrap_or(1);
                 eprintln!(
-                    "gridos: cp: the path delivered {:.1} MB/s ({})",
+                    "gridos: cp: the path delivered {:.1} MB/s (MODE {:?}, {streams} stream{})",
                     m as f64 / 1e6,
-                    plan_line(t)
+                    t.mode,
+                    if streams == 1 { "" } else { "s" }
                 );
             }
         }

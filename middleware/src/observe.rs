@@ -2,8 +2,8 @@
 //! progress bar, its `-v` plan lines and its summary are observers; a program can be one.
 
 use crate::plan::TransferPlan;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Receives a copy's events. Every method has an empty default; calls come from the
@@ -37,6 +37,9 @@ pub(crate) struct Progress {
     pub current: Arc<AtomicU64>,
     base: AtomicU64,
     total: AtomicU64,
+    /// Held while a finished file moves from `current` to `base` and while both are read,
+    /// so that no report counts the file twice (more than the total) or not at all.
+    settle: Mutex<()>,
 }
 
 impl Progress {
@@ -45,6 +48,7 @@ impl Progress {
             current: Arc::new(AtomicU64::new(0)),
             base: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            settle: Mutex::new(()),
         })
     }
 
@@ -52,12 +56,20 @@ impl Progress {
         self.total.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// A file of `bytes` is complete. Its bytes leave `current` rather than resetting it:
+    /// a pipelined tree's counter holds all files of a batch, which complete one by one.
     pub fn file_done(&self, bytes: u64) {
+        let _g = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .current
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(bytes))
+            });
         self.base.fetch_add(bytes, Ordering::Relaxed);
-        self.current.store(0, Ordering::Relaxed);
     }
 
     fn sample(&self) -> (u64, u64) {
+        let _g = self.settle.lock().unwrap_or_else(|e| e.into_inner());
         (
             self.base.load(Ordering::Relaxed) + self.current.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),

@@ -94,7 +94,7 @@ fn globus_download_and_upload_mode_e_parallel() {
 
     // Plain ftp:// URL: FEAT offers MODE E, so the client uses it (the plan says so).
     let d1 = local.path().join("d1.bin");
-    let r = gridos(&["cp", "-v", &g.home_url("ftp", "src.bin"), s(&d1)]);
+    let r = gridos(&["cp", "-vv", &g.home_url("ftp", "src.bin"), s(&d1)]);
     r.ok();
     let plans = r.plans();
     assert_eq!(plans.len(), 1, "one plan line: {}", r.stderr);
@@ -103,7 +103,14 @@ fn globus_download_and_upload_mode_e_parallel() {
 
     // Four parallel streams down.
     let d4 = local.path().join("d4.bin");
-    let r = gridos(&["cp", "-v", "-p", "4", &g.home_url("ftp", "src.bin"), s(&d4)]);
+    let r = gridos(&[
+        "cp",
+        "-vv",
+        "-p",
+        "4",
+        &g.home_url("ftp", "src.bin"),
+        s(&d4),
+    ]);
     r.ok();
     let plans = r.plans();
     assert_eq!(
@@ -767,7 +774,7 @@ fn ours_verbose_plan_on_loopback() {
     let data = random_bytes(1024 * 1024 + 1, 51);
     std::fs::write(srv.path("x.bin"), &data).unwrap();
     let d = local.path().join("x.bin");
-    let r = gridos(&["cp", "-v", &srv.url("x.bin"), s(&d)]);
+    let r = gridos(&["cp", "-vv", &srv.url("x.bin"), s(&d)]);
     r.ok();
     same(&read(&d), &data, "-v download");
     assert!(

@@ -121,7 +121,7 @@ pub struct Run {
     pub status: ExitStatus,
     /// Its standard output.
     pub stdout: String,
-    /// Its standard error (messages, `-v` plans, relay notices).
+    /// Its standard error (messages, `-v`/`-vv` plans, relay notices).
     pub stderr: String,
 }
 
@@ -147,7 +147,7 @@ impl Run {
         &self.stderr
     }
 
-    /// The tuning plans printed by `-v` (`gridos: cp: URL: plan {…}`).
+    /// The tuning plans printed by `-vv` (`gridos: cp: URL: plan {…}`).
     pub fn plans(&self) -> Vec<serde_json::Value> {
         self.stderr
             .lines()

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     cli::init_logging(args.verbose);
     let result = match args.command {
         Command::Cp(mut a) => {
-            a.verbose = args.verbose > 0;
+            a.verbose = args.verbose;
             cli::cp::run(a)
         }
         Command::Cache(a) => cli::cache::run(a, &gridos_middleware::fetch::Fetcher::default())

@@ -3,12 +3,14 @@
 
 use crate::observe::CopyObserver;
 use crate::options::{CopyOptions, Pipeline};
-use crate::plan::TransferPlan;
+use crate::plan::{Mode, TransferPlan};
 use crate::{Algorithm, Copy, CopyReport, Url};
 use clap::Args;
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Arguments of `gridos cp`.
 #[derive(Args, Debug)]
@@ -78,10 +80,10 @@ pub struct CpArgs {
     /// direct (third-party) transfer.
     #[arg(long)]
     pub no_relay: bool,
-    /// Report the tuning decisions (RTT, bandwidth, buffers, streams) on stderr: set from the
-    /// global `-v`.
+    /// How many global `-v`: 1 reports the tuning decisions (RTT, bandwidth, buffers,
+    /// streams, route) on stderr in one human line each, 2 adds them as JSON.
     #[arg(skip)]
-    pub verbose: bool,
+    pub verbose: u8,
 }
 
 /// How URLs name paths, for `gridos cp --help`.
@@ -122,38 +124,326 @@ impl From<&CpArgs> for CopyOptions {
     }
 }
 
-/// The command line's observer: a progress bar, `-v` plan lines and notices on stderr.
+/// The command line's observer: a progress line, `-v` plan lines and notices on stderr.
 struct Terminal {
     bar: Option<indicatif::ProgressBar>,
-    verbose: bool,
+    /// 1: one human line per plan decision; 2 and more: the plan as JSON too.
+    verbose: u8,
+    state: Mutex<Shown>,
+    /// The text after the bar, drawn by the style's `{info}` key.
+    info: Arc<Mutex<String>>,
+}
+
+/// Redraws at most this often (the copy reports every 100 ms).
+const REDRAW: Duration = Duration::from_millis(250);
+
+/// What the progress line shows.
+#[derive(Default)]
+struct Shown {
+    /// Bytes the copy will move, 0 when unknown (a pipe, a listing without sizes).
+    bytes: u64,
+    files: u64,
+    files_done: u64,
+    /// A tree's file being copied (when pipelined: the last one done).
+    current: String,
+    rate: Rate,
+    /// More bytes came than announced: from then on the total is shown as unknown.
+    unknown: bool,
+    drawn: Option<Instant>,
+}
+
+/// Bytes per second over the last [`RATE_WINDOW`] of samples. indicatif's own estimate
+/// (a 15 s exponential average started when the bar is made) counts login and planning as
+/// seconds without bytes and trails a ramp-up for many seconds: it showed a third of the
+/// real rate. Samples start with the first byte.
+#[derive(Default)]
+struct Rate {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+impl Rate {
+    fn add(&mut self, now: Instant, done: u64) {
+        if self.samples.back().is_some_and(|&(_, d)| done < d) {
+            self.samples.clear();
+        }
+        if self.samples.is_empty() && done == 0 {
+            return;
+        }
+        self.samples.push_back((now, done));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|&(t, _)| now.duration_since(t) >= RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn per_sec(&self) -> Option<f64> {
+        let (&(t0, d0), &(t1, d1)) = (self.samples.front()?, self.samples.back()?);
+        let dt = t1.duration_since(t0).as_secs_f64();
+        (dt >= 0.3).then(|| d1.saturating_sub(d0) as f64 / dt)
+    }
+}
+
+impl Shown {
+    fn known(&self) -> bool {
+        self.bytes > 0 && !self.unknown
+    }
+
+    /// `24.00 MiB / 64.00 MiB  8.00 MiB/s  0:05 left  3/10 files  name`.
+    fn describe(&self, done: u64) -> String {
+        use indicatif::HumanBytes;
+        use std::fmt::Write as _;
+        let rate = self.rate.per_sec();
+        let mut t = format!("{}", HumanBytes(done));
+        if self.known() {
+            let _ = write!(t, " / {}", HumanBytes(self.bytes));
+        }
+        match rate {
+            Some(r) => {
+                let _ = write!(t, "  {}/s", HumanBytes(r as u64));
+            }
+            None => t.push_str("  --/s"),
+        }
+        if self.known() {
+            match rate.filter(|r| *r >= 1.0) {
+                Some(r) => {
+                    let left = self.bytes.saturating_sub(done) as f64 / r;
+                    let _ = write!(t, "  {} left", clock(left));
+                }
+                None => t.push_str("  --:-- left"),
+            }
+        }
+        if self.files > 1 {
+            let _ = write!(t, "  {}/{} files", self.files_done, self.files);
+            if !self.current.is_empty() {
+                let _ = write!(t, "  {}", self.current);
+            }
+        }
+        t
+    }
+}
+
+/// `0:05`, `12:34`, `1:02:03`.
+fn clock(seconds: f64) -> String {
+    let s = seconds.ceil().min(360_000.0) as u64;
+    match s {
+        0..3600 => format!("{}:{:02}", s / 60, s % 60),
+        _ => format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
+    }
+}
+
+/// The end of a long name: `…c/d/file.bin`.
+fn tail(name: &str) -> String {
+    const MAX: usize = 32;
+    let n = name.chars().count();
+    if n <= MAX {
+        return name.to_string();
+    }
+    let rest: String = name.chars().skip(n - (MAX - 1)).collect();
+    format!("…{rest}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Terminal {
+    fn new(show_bar: bool, verbose: u8) -> Terminal {
+        let info = Arc::new(Mutex::new(String::new()));
+        let bar = show_bar.then(|| {
+            let tty = std::io::stderr().is_terminal();
+            let target = indicatif::ProgressDrawTarget::term_like(Box::new(Stderr::new(tty)));
+            let bar = indicatif::ProgressBar::with_draw_target(None, target);
+            bar.set_style(style(false, &info));
+            bar
+        });
+        Terminal {
+            bar,
+            verbose,
+            state: Mutex::new(Shown::default()),
+            info,
+        }
+    }
+
+    /// Redraws with `done` bytes (at most every [`REDRAW`] unless `now`).
+    fn draw(&self, done: u64, force: bool) {
+        let Some(bar) = &self.bar else { return };
+        let now = Instant::now();
+        let mut s = lock(&self.state);
+        s.rate.add(now, done);
+        if !force && s.drawn.is_some_and(|t| now.duration_since(t) < REDRAW) {
+            return;
+        }
+        s.drawn = Some(now);
+        let lost = s.known() && done > s.bytes;
+        if lost {
+            s.unknown = true;
+        }
+        let known = s.known();
+        *lock(&self.info) = s.describe(done);
+        drop(s);
+        if lost {
+            bar.unset_length();
+            bar.set_style(style(false, &self.info));
+        }
+        if known {
+            bar.set_position(done);
+        } else {
+            bar.tick();
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("gridos: cp: {line}")),
+            None => eprintln!("gridos: cp: {line}"),
+        }
+    }
+}
+
+/// The bar with a known total (`42% [=====>   ] …`), else a spinner; `{info}` is
+/// [`Shown::describe`].
+fn style(known: bool, info: &Arc<Mutex<String>>) -> indicatif::ProgressStyle {
+    let template = if known {
+        "{percent:>3}% [{bar:24}] {info}"
+    } else {
+        "{spinner} {info}"
+    };
+    let info = info.clone();
+    let key = move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = w.write_str(&lock(&info));
+    };
+    match indicatif::ProgressStyle::with_template(template) {
+        Ok(s) => s.progress_chars("=> ").with_key("info", key),
+        Err(_) => indicatif::ProgressStyle::default_spinner().with_key("info", key),
+    }
 }
 
 impl CopyObserver for Terminal {
     fn planned(&self, endpoint: &str, plan: &TransferPlan) {
-        if self.verbose {
-            eprintln!("gridos: cp: {endpoint}: plan {}", json(plan));
+        if self.verbose >= 1 {
+            self.say(&format!("{endpoint}: {}", plan_line(plan)));
+        }
+        if self.verbose >= 2 {
+            self.say(&format!("{endpoint}: plan {}", json(plan)));
         }
     }
-    fn total(&self, _files: u64, bytes: u64) {
-        if let Some(b) = &self.bar {
-            b.set_length(bytes);
+    fn total(&self, files: u64, bytes: u64) {
+        let Some(bar) = &self.bar else { return };
+        let mut s = lock(&self.state);
+        (s.files, s.bytes, s.unknown) = (files, bytes, false);
+        *lock(&self.info) = s.describe(0);
+        drop(s);
+        if bytes > 0 {
+            bar.set_style(style(true, &self.info));
+            bar.set_length(bytes);
+        } else {
+            bar.set_style(style(false, &self.info));
+            bar.unset_length();
         }
     }
     fn progress(&self, done: u64, _total: u64) {
-        if let Some(b) = &self.bar {
-            b.set_position(done);
+        self.draw(done, false);
+    }
+    fn file_started(&self, _src: &str, dst: &str, _size: Option<u64>) {
+        if self.bar.is_some() {
+            lock(&self.state).current = tail(dst);
         }
     }
     fn file_done(&self, _src: &str, dst: &str, _bytes: u64) {
-        if let Some(b) = &self.bar {
-            b.set_message(dst.to_string());
+        if self.bar.is_some() {
+            let mut s = lock(&self.state);
+            s.files_done += 1;
+            s.current = tail(dst);
         }
     }
     fn notice(&self, text: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| eprintln!("gridos: cp: {text}")),
-            None => eprintln!("gridos: cp: {text}"),
+        self.say(text);
+    }
+}
+
+/// One line on a plan: `MODE E, 4 streams (RTT 100.2 ms, BDP 125 MB over a 10 Gbit/s
+/// ceiling; unprivileged: buffers left to autotuning), block 1 MiB`.
+fn plan_line(p: &TransferPlan) -> String {
+    let streams = p.streams.unwrap_or(1);
+    let buffers = match p.tcp_buffer {
+        Some(b) if p.sbuf == Some(true) => {
+            format!(
+                "TCP buffers {} each, also asked of the server (SBUF)",
+                binary(b)
+            )
         }
+        Some(b) => format!("TCP buffers forced to {} each", binary(b)),
+        None => "buffers left to autotuning".into(),
+    };
+    match p.mode {
+        Mode::S => "MODE S, one connection (the server offers no MODE E)".into(),
+        Mode::Z => "MODE Z (deflate), one connection (--compress)".into(),
+        Mode::E => {
+            let why = if p.auto == Some(true) {
+                format!(
+                    "RTT {}, BDP {} over a {} ceiling; {}: {buffers}",
+                    match p.rtt_us.unwrap_or(0) {
+                        us @ 0..1000 => format!("{us} µs"),
+                        us => format!("{:.1} ms", f64::from(us) / 1000.0),
+                    },
+                    decimal(p.bdp_bytes.unwrap_or(0)),
+                    bits(p.link_ceiling_bytes_per_sec.unwrap_or(0)),
+                    if p.privileged == Some(true) {
+                        "privileged"
+                    } else {
+                        "unprivileged"
+                    },
+                )
+            } else {
+                format!("set on the command line; {buffers}")
+            };
+            let block = p
+                .block_size
+                .map(|b| format!(", block {}", binary(b)))
+                .unwrap_or_default();
+            format!(
+                "MODE E, {streams} stream{} ({why}){block}",
+                if streams == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
+/// `125 MB`, `1.3 GB`, `900 kB`.
+fn decimal(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        1e9.. => format!("{:.1} GB", n / 1e9),
+        1e6.. => format!("{:.0} MB", n / 1e6),
+        1e3.. => format!("{:.0} kB", n / 1e3),
+        _ => format!("{n} B"),
+    }
+}
+
+/// `10 Gbit/s` from bytes per second.
+fn bits(bytes_per_sec: u64) -> String {
+    let b = bytes_per_sec as f64 * 8.0;
+    match b {
+        1e9.. => format!("{} Gbit/s", b / 1e9),
+        1e6.. => format!("{} Mbit/s", b / 1e6),
+        _ => format!("{b} bit/s"),
+    }
+}
+
+/// `1 MiB`, `64 KiB`, `1000 B`.
+fn binary(n: u64) -> String {
+    match n {
+        0 => "0 B".into(),
+        n if n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
     }
 }
 
@@ -161,15 +451,86 @@ fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bytes:>10} / {total_bytes:>10} {wide_bar} {binary_bytes_per_sec:>12} {msg}",
-    ) {
-        bar.set_style(style);
+/// Where the progress line goes: stderr, with cursor movement and line clearing on a
+/// terminal and plain `\r`-separated redraws otherwise (`--progress 2>log`). indicatif's
+/// own stderr target draws nothing unless stderr is a terminal and `TERM` is set.
+#[derive(Debug)]
+struct Stderr {
+    tty: bool,
+    /// One redraw, written at once on flush.
+    out: Mutex<Vec<u8>>,
+}
+
+impl Stderr {
+    fn new(tty: bool) -> Stderr {
+        Stderr {
+            tty,
+            out: Mutex::new(Vec::new()),
+        }
     }
-    bar
+
+    fn put(&self, s: &str) -> std::io::Result<()> {
+        lock(&self.out).extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+
+    fn escape(&self, n: usize, code: char) -> std::io::Result<()> {
+        if self.tty && n > 0 {
+            self.put(&format!("\x1b[{n}{code}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl indicatif::TermLike for Stderr {
+    fn width(&self) -> u16 {
+        if !self.tty {
+            return 80;
+        }
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a
+        // live, writable local of that type; fd 2 stays open for the process.
+        let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+        if r == 0 && ws.ws_col > 0 {
+            ws.ws_col
+        } else {
+            80
+        }
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.escape(n, 'A')
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.escape(n, 'B')
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.escape(n, 'C')
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.escape(n, 'D')
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)?;
+        self.put("\n")
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put(if self.tty { "\r\x1b[2K" } else { "\r" })
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        let out = std::mem::take(&mut *lock(&self.out));
+        let mut e = std::io::stderr().lock();
+        e.write_all(&out)?;
+        e.flush()
+    }
 }
 
 /// Copies; exit status 0 only when every byte arrived.
@@ -178,10 +539,7 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
     let src = Url::parse(&a.src).map_err(|e| format!("cp: {e}"))?;
     let dst = Url::parse(&a.dst).map_err(|e| format!("cp: {e}"))?;
     let show_bar = !a.quiet && (a.progress || std::io::stderr().is_terminal());
-    let term = Arc::new(Terminal {
-        bar: show_bar.then(progress_bar),
-        verbose: a.verbose,
-    });
+    let term = Arc::new(Terminal::new(show_bar, a.verbose));
     let result = Copy::new(src, dst)
         .options(CopyOptions::from(&a))
         .observer(term.clone())
@@ -195,7 +553,31 @@ pub fn run(a: CpArgs) -> Result<ExitCode, String> {
 }
 
 fn print_report(a: &CpArgs, r: &CopyReport) {
-    if a.verbose {
+    if a.verbose >= 1 {
+        for t in &r.tuning {
+            if let Some(m) = t.measured_bytes_per_sec {
+                let streams = t.streams.unwrap_or(1);
+                eprintln!(
+                    "gridos: cp: the path delivered {:.1} MB/s (MODE {:?}, {streams} stream{})",
+                    m as f64 / 1e6,
+                    t.mode,
+                    if streams == 1 { "" } else { "s" }
+                );
+            }
+        }
+        if let Some(t) = &r.third_party {
+            let how = match (&t.reason, t.control_round_trips) {
+                (_, Some(n)) if t.third_party => {
+                    format!("server to server ({n} control round trips per file)")
+                }
+                _ if t.third_party => "server to server".to_string(),
+                (Some(why), _) => format!("relayed through this machine: {why}"),
+                (None, _) => "relayed through this machine".to_string(),
+            };
+            eprintln!("gridos: cp: route: {how}");
+        }
+    }
+    if a.verbose >= 2 {
         for t in &r.tuning {
             eprintln!("gridos: cp: tuning {}", json(t));
         }

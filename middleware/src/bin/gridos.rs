@@ -3,13 +3,15 @@
 
 use clap::{Parser, Subcommand};
 use gridos_middleware::cli;
+use gridos_middleware::cli::exit::Failure;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "gridos",
     version,
-    about = "GridOS services: zero-copy transfers, FTP/GridFTP, grid processes"
+    about = "GridOS services: zero-copy transfers, FTP/GridFTP, grid processes",
+    after_help = EXAMPLES
 )]
 struct Cli {
     /// More log output (repeat for more).
@@ -37,27 +39,35 @@ enum Command {
     Grid(cli::grid::GridCommand),
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  gridos cp -p 4 gridftp://data.example.org/archive/run7.h5 /scratch/
+                  GridFTP download over 4 parallel streams
+  gridos cp ftp://alice@a.example.org/run7.h5 gridftp://b.example.org/store/run7.h5
+                  third-party copy, server to server (password from GRIDOS_FTP_PASSWORD)
+  gridos ftpd --docroot /srv/ftp --listen 0.0.0.0:2121 --anonymous
+                  serve /srv/ftp read-only to anonymous users
+Exit codes: see `gridos cp --help`.";
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     cli::init_logging(args.verbose);
-    let result = match args.command {
+    let result: Result<ExitCode, Failure> = match args.command {
         Command::Cp(mut a) => {
             a.verbose = args.verbose;
-            cli::cp::run(a)
+            // Before any thread starts, so that only the copy's waiter sees SIGINT.
+            cli::exit::block_interrupts()
+                .and_then(|()| cli::cp::run(a))
+                .map_err(Failure::from)
         }
-        Command::Cache(a) => cli::cache::run(a, &gridos_middleware::fetch::Fetcher::default())
-            .map_err(|e| e.to_string()),
-        Command::Selftest(a) => cli::selftest::run(a),
-        Command::Ftpd(a) => cli::ftpd::run(a),
-        Command::Passwd(a) => cli::passwd::run(a),
-        Command::Ctl(a) => cli::ctl::run(a),
-        Command::Grid(c) => cli::grid::run(c).map_err(|e| e.to_string()),
+        Command::Cache(a) => {
+            cli::cache::run(a, &gridos_middleware::fetch::Fetcher::default()).map_err(Failure::from)
+        }
+        Command::Selftest(a) => cli::selftest::run(a).map_err(Failure::from),
+        Command::Ftpd(a) => cli::ftpd::run(a).map_err(Failure::from),
+        Command::Passwd(a) => cli::passwd::run(a).map_err(Failure::from),
+        Command::Ctl(a) => cli::ctl::run(a).map_err(Failure::from),
+        Command::Grid(c) => cli::grid::run(c).map_err(|e| Failure::from(e.to_string())),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("gridos: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit::finish(result)
 }

@@ -11,6 +11,15 @@ use crate::{Error, ErrorKind, Result, Url};
 
 /// Arguments of `gridos cache`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos cache add --tag job42 gridftp://data.example.org/ref/genome.fa
+                  fetch once (unless cached and fresh), print the local path
+  gridos cache cleanup --tag job42
+                  the job is done: drop every file it held
+  gridos cache budget 20GiB
+                  keep up to 20 GiB of untagged files for later jobs
+Exit codes as for `gridos cp` (see `gridos cp --help`).")]
 pub struct CacheArgs {
     /// Cache directory (default: $GRIDOS_CACHE, else $XDG_CACHE_HOME/gridos, else
     /// ~/.cache/gridos).

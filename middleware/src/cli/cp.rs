@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 /// Arguments of `gridos cp`.
 #[derive(Args, Debug)]
-#[command(after_long_help = URL_RULES)]
+#[command(
+    after_help = super::exit::CP_EXAMPLES,
+    after_long_help = super::exit::cp_long_help(URL_RULES)
+)]
 pub struct CpArgs {
     /// Source: a local path, file://, ftp://[user[:password]@]host[:port]/path,
     /// gridftp://…, http:// or https:// URL.
@@ -533,17 +536,19 @@ impl indicatif::TermLike for Stderr {
     }
 }
 
-/// Copies; exit status 0 only when every byte arrived.
-pub fn run(a: CpArgs) -> Result<ExitCode, String> {
-    let cp = |e: crate::Error| format!("cp: {e}");
-    let src = Url::parse(&a.src).map_err(|e| format!("cp: {e}"))?;
-    let dst = Url::parse(&a.dst).map_err(|e| format!("cp: {e}"))?;
+/// Copies; exit status 0 only when every byte arrived. The error's kind chooses the exit
+/// code ([`super::exit::Code`]); SIGINT cancels the copy.
+pub fn run(a: CpArgs) -> crate::Result<ExitCode> {
+    let cp = |e: crate::Error| e.context("cp");
+    let src = Url::parse(&a.src).map_err(|e| cp(e.into()))?;
+    let dst = Url::parse(&a.dst).map_err(|e| cp(e.into()))?;
     let show_bar = !a.quiet && (a.progress || std::io::stderr().is_terminal());
     let term = Arc::new(Terminal::new(show_bar, a.verbose));
-    let result = Copy::new(src, dst)
+    let copy = Copy::new(src, dst)
         .options(CopyOptions::from(&a))
-        .observer(term.clone())
-        .run();
+        .observer(term.clone());
+    super::exit::cancel_on_interrupt(copy.cancel_token()).map_err(cp)?;
+    let result = copy.run();
     if let Some(b) = &term.bar {
         b.finish_and_clear();
     }

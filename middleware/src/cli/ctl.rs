@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 /// Arguments of `gridos ctl`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos ctl --socket /run/gridos/ftpd.sock stats
+                  a running server's counters
+  gridos ctl --socket /run/gridos/ftpd.sock set ftp.max_clients 200
+                  change a setting live")]
 pub struct CtlArgs {
     /// The service's control socket.
     #[arg(long)]

@@ -10,6 +10,15 @@ use std::process::ExitCode;
 
 /// Arguments of `gridos ftpd`. Flags override the configuration file.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos ftpd --docroot /srv/ftp --anonymous
+                  anonymous read-only FTP/GridFTP on 0.0.0.0:2121
+  gridos passwd /etc/gridos/ftpd.passwd alice && \\
+  gridos ftpd --docroot /srv/data --passwd /etc/gridos/ftpd.passwd --listen 0.0.0.0:21
+                  password logins on port 21 (as root: chroot, then runs as nobody)
+  gridos ftpd --config /etc/gridos/ftpd.toml --ctl-socket /run/gridos/ftpd.sock
+                  settings from a file, changeable live with `gridos ctl`")]
 pub struct FtpdArgs {
     /// Directory to serve (required here or as `docroot` in `[ftp]` of --config).
     #[arg(long)]

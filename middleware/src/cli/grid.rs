@@ -64,6 +64,13 @@ pub enum GridCommand {
 
 /// `gridos node`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos node --node-id n1
+                  a stand-alone node on this machine
+  gridos node --node-id n1 --listen 0.0.0.0:7070 --key /etc/gridos/grid.key \\
+              --peer n2=10.0.0.2:7070
+                  a node that talks to its peer n2 (same key on both)")]
 pub struct NodeArgs {
     /// This node's id (letters, digits, `_`, `-`).
     #[arg(long = "node-id")]
@@ -90,6 +97,12 @@ pub struct NodeArgs {
 
 /// `gridos spawn`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos spawn -- /bin/hostname
+                  run on the local node; prints the GPID
+  gridos spawn --node n2 --cpus 2 --mem 4G -- ./simulate --steps 1000
+                  on node n2 with 2 CPUs and 4 GiB reserved; `gridos wait GPID` for the result")]
 pub struct SpawnArgs {
     /// Node to run on (default: the local node).
     #[arg(long)]

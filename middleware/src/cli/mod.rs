@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod cp;
 pub mod ctl;
+pub mod exit;
 pub mod ftpd;
 pub mod grid;
 pub mod passwd;

@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 /// Arguments of `gridos passwd`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos passwd /etc/gridos/ftpd.passwd alice
+                  asks for alice's password and stores its Argon2id hash
+  printf '%s\\n' \"$PW\" | gridos passwd ftpd.passwd bob
+                  the password from a script")]
 pub struct PasswdArgs {
     /// The password file (created with mode 0600 if missing; rewritten atomically).
     pub file: PathBuf,

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 /// Arguments of `gridos selftest`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gridos selftest
+                  1 GiB up and down over loopback, verified by SHA-256
+  gridos selftest --size 256MiB --path splice --json
+                  a smaller run on a forced I/O path, as JSON")]
 pub struct SelftestArgs {
     /// Size of the generated file (e.g. 1GiB, 256MiB, 1000000).
     #[arg(long, default_value = "1GiB", value_parser = super::parse_size)]

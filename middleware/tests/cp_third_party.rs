@@ -150,3 +150,33 @@ fn direct_between_our_server_and_globus_both_ways() {
         }
     }
 }
+
+/// `--preserve` keeps the modification time on a server-to-server copy too (MFMT on the
+/// destination).
+#[test]
+fn preserve_times_server_to_server() {
+    let (a, b) = (on([127, 0, 0, 2]), on([127, 0, 0, 3]));
+    let src = a.root.join("old.bin");
+    std::fs::write(&src, random_bytes(100_000, 9)).unwrap();
+    let t2001 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_modified(t2001)
+        .unwrap();
+    let j = gridos(&[
+        "cp",
+        "--json",
+        "--preserve",
+        &a.user_url("old.bin"),
+        &b.user_url("new.bin"),
+    ])
+    .ok();
+    assert_eq!(j["third_party"], true, "{j}");
+    let got = std::fs::metadata(b.root.join("new.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(got, t2001);
+}

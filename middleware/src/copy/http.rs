@@ -3,7 +3,7 @@
 //! version it started from (If-Range), so a changed file is fetched again whole.
 
 use super::Moved;
-use crate::endpoint::{FileJob, HttpSide, Node, Side, http_is_a_source, set_modified};
+use crate::endpoint::{FileJob, HttpSide, Node, Side, http_is_a_source};
 use crate::http::Part;
 use crate::landing::{Landing, file_len, open_in_place};
 use crate::observe::Progress;
@@ -79,11 +79,6 @@ pub(crate) fn copy(
         l.commit(d).map_err(|e| e.context(&what))?;
         got
     };
-    if o.preserve_times
-        && let Some(t) = job.modified
-    {
-        set_modified(dst, &job.dst, t).map_err(|e| e.context(&what))?;
-    }
     Ok(Moved {
         bytes,
         path: Some(if h.url.tls { "https" } else { "http" }.into()),

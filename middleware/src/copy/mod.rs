@@ -16,7 +16,9 @@ pub(crate) mod one;
 pub(crate) mod pipelined;
 pub(crate) mod third_party;
 
-use crate::endpoint::{Connector, FileJob, HttpSide, Node, Side, make_dir, stat, walk};
+use crate::endpoint::{
+    Connector, FileJob, HttpSide, Node, Side, make_dir, set_modified, stat, walk,
+};
 use crate::observe::{CopyObserver, Progress, Silent};
 use crate::options::{CopyOptions, Pipeline};
 use crate::plan::TransferPlan;
@@ -258,6 +260,17 @@ impl Copy {
                     (Side::Http(h), d) => http::copy(h, d, job, o, &progress, &self.cancel)?,
                     (s, d) => one::copy(s, d, job, o)?,
                 };
+                if o.preserve_times
+                    && let Some(t) = job.modified
+                {
+                    set_modified(&mut dst_side, &job.dst, t).map_err(|e| {
+                        e.context(format!(
+                            "{} → {}",
+                            job.src.show(&src_side),
+                            job.dst.show(&dst_side)
+                        ))
+                    })?;
+                }
                 t.bytes += moved.bytes;
                 t.files += 1;
                 if moved.bytes == 0 && o.resume {

@@ -28,13 +28,7 @@ pub(crate) fn copy(
         (_, Node::Local(s), Side::Ftp(f), Node::Remote(d)) => upload(f, s, d, o),
         _ => Err(Error::new(ErrorKind::InvalidInput, "").detail("sides and paths do not match")),
     };
-    let moved = r.map_err(|e| e.context(&what))?;
-    if o.preserve_times
-        && let Some(t) = job.modified
-    {
-        crate::endpoint::set_modified(dst, &job.dst, t).map_err(|e| e.context(&what))?;
-    }
-    Ok(moved)
+    r.map_err(|e| e.context(&what))
 }
 
 fn local(s: &Path, d: &Path, o: &CopyOptions) -> Result<Moved> {

@@ -29,29 +29,8 @@ pub struct Route {
 }
 
 /// Copies one file from the server of `s` to the server of `d`: directly when the
-/// servers allow it, else (with `relay`) through this machine; then, with
-/// `preserve_times`, gives the copy the source's modification time (MFMT).
+/// servers allow it, else (with `relay`) through this machine.
 pub(crate) fn copy(
-    s: &mut FtpSide,
-    d: &mut FtpSide,
-    job: &FileJob,
-    o: &CopyOptions,
-    conn: &Connector<'_>,
-    obs: &dyn CopyObserver,
-    refused_before: Option<String>,
-) -> Result<(Moved, Route)> {
-    let r = move_data(s, d, job, o, conn, obs, refused_before)?;
-    if o.preserve_times
-        && let (Some(t), Node::Remote(dp)) = (job.modified, &job.dst)
-    {
-        d.client
-            .set_modified(dp, t)
-            .map_err(|e| Error::from_ftp(d.url.display_path(dp), e).detail("MFMT"))?;
-    }
-    Ok(r)
-}
-
-fn move_data(
     s: &mut FtpSide,
     d: &mut FtpSide,
     job: &FileJob,

@@ -55,6 +55,27 @@ pub unsafe extern "C" fn gridos_cache_open(
     })
 }
 
+/// The cache handle, URL and tag of an entry call, checked.
+///
+/// # Safety
+/// `cache` is NULL or a live cache; `url` and `tag` are NULL or NUL-terminated strings.
+unsafe fn entry_args<'a>(
+    cache: *const gridos_cache,
+    url: *const c_char,
+    tag: *const c_char,
+) -> Result<(&'a gridos_cache, Url, &'a str), Failure> {
+    // SAFETY: the caller's promises on the handle and the strings.
+    let (cache, url, tag) = unsafe {
+        (
+            handle(cache, "cache")?,
+            text(url, "url")?,
+            text(tag, "tag")?,
+        )
+    };
+    let url = Url::parse(url).map_err(gridos_middleware::Error::from)?;
+    Ok((cache, url, tag))
+}
+
 /// Adds `url` to the cache for `tag` (a job or session name) and copies the local path of
 /// its file, NUL-terminated, into `path` of `len` bytes; `*needed` (when not NULL) gets the
 /// size the path needs. The file is fetched only when the cache has no copy or the origin
@@ -79,17 +100,10 @@ pub unsafe extern "C" fn gridos_cache_add(
 ) -> gridos_result {
     boundary(|| {
         // SAFETY: the caller's promises on the handle and the strings.
-        let (cache, url, tag) = unsafe {
-            (
-                handle(cache, "cache")?,
-                text(url, "url")?,
-                text(tag, "tag")?,
-            )
-        };
+        let (cache, url, tag) = unsafe { entry_args(cache, url, tag) }?;
         if path.is_null() {
             return Err(null("path"));
         }
-        let url = Url::parse(url).map_err(gridos_middleware::Error::from)?;
         let local = cache.inner.add(&url, tag, &cache.origin)?;
         let local = local.to_str().ok_or_else(|| {
             Failure::new(
@@ -115,14 +129,7 @@ pub unsafe extern "C" fn gridos_cache_delete(
 ) -> gridos_result {
     boundary(|| {
         // SAFETY: the caller's promises on the handle and the strings.
-        let (cache, url, tag) = unsafe {
-            (
-                handle(cache, "cache")?,
-                text(url, "url")?,
-                text(tag, "tag")?,
-            )
-        };
-        let url = Url::parse(url).map_err(gridos_middleware::Error::from)?;
+        let (cache, url, tag) = unsafe { entry_args(cache, url, tag) }?;
         cache.inner.delete(&url, tag)?;
         Ok(())
     })

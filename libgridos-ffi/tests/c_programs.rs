@@ -7,12 +7,11 @@
 //! A program gets its scratch directory in `GRIDOS_TEST_DIR` and prints what it checks; it
 //! exits 0 only when every check held.
 
+mod util;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use util::{in_ci, manifest_dir, run_ok};
 
 /// `libgridos.so` and `libgridos.a`, built for these tests. `cargo test` links the
 /// tests to the rlib and leaves the C libraries as they were, so they are built here, once
@@ -47,10 +46,6 @@ fn lib_dir() -> PathBuf {
         dir
     })
     .clone()
-}
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The soname's ABI suffix, by cargo-c's rule (as build.rs sets it): `0.y` for 0.y
@@ -125,21 +120,6 @@ fn build_source(src: &Path, name: &str, out: &Path) -> [PathBuf; 2] {
         .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil", "-lgcc_s"]);
     run_ok(&mut cmd, "cc (static)");
     [shared, fixed]
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{text}",
-        out.status
-    );
-    text
 }
 
 fn valgrind() -> bool {

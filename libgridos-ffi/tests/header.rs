@@ -2,12 +2,10 @@
 //! and it compiles cleanly as C99 and as C++ (`-Wall -Wextra -Werror -pedantic`).
 //! After changing an export: `GRIDOS_BLESS=1 cargo test -p libgridos-ffi --test header`.
 
-use std::path::Path;
-use std::process::Command;
+mod util;
 
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use std::process::Command;
+use util::manifest_dir;
 
 #[test]
 fn header_is_current() {

@@ -4,30 +4,13 @@
 //! --locked cargo-c`, done by `.ci/run`) and pkg-config: with `CI=true` their absence fails
 //! the test; elsewhere it is skipped with a message.
 
-use std::path::Path;
-use std::process::Command;
+mod util;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use std::process::Command;
+use util::{in_ci, manifest_dir, run_ok as run};
 
 fn have(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{text}",
-        out.status
-    );
-    text
 }
 
 #[test]
@@ -40,7 +23,7 @@ fn cinstall_and_pkg_config() {
         eprintln!("SKIPPED: cargo-c (cargo install --locked cargo-c) or pkg-config missing");
         return;
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = manifest_dir();
     let prefix = tempfile::tempdir().unwrap();
     let p = prefix.path();
     // The dev-like profile of the C tests: the point is the install, not an optimised build.

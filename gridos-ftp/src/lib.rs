@@ -43,5 +43,6 @@ pub mod checksum;
 pub mod client;
 pub mod proto;
 pub mod server;
+pub mod tls;
 
 pub use proto::Error;

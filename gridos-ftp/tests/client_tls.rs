@@ -110,7 +110,7 @@ fn round_trip(v: &VsftpdTls, c: &mut Client, tag: u64) {
 
 #[test]
 fn explicit_tls_passive_and_active() {
-    let pki = Pki::new();
+    let pki = Pki::generate();
     let Some(v) = VsftpdTls::start(TlsServe::Explicit, &pki.good) else {
         return;
     };
@@ -131,7 +131,7 @@ fn explicit_tls_passive_and_active() {
 
 #[test]
 fn implicit_tls() {
-    let pki = Pki::new();
+    let pki = Pki::generate();
     let Some(v) = VsftpdTls::start(TlsServe::Implicit, &pki.good) else {
         return;
     };
@@ -143,7 +143,7 @@ fn implicit_tls() {
 
 #[test]
 fn auto_upgrades_before_the_password_and_warns_without_tls() {
-    let pki = Pki::new();
+    let pki = Pki::generate();
     let Some(v) = VsftpdTls::start(TlsServe::Explicit, &pki.good) else {
         return;
     };
@@ -215,7 +215,7 @@ fn reason(e: &Error) -> String {
 
 #[test]
 fn bad_certificates_fail_with_their_reason() {
-    let pki = Pki::new();
+    let pki = Pki::generate();
     let ca = || Roots::File(pki.ca.clone());
     // The system's roots do not know the test CA.
     let Some(e) = refused(TlsServe::Explicit, &pki.good, Roots::System, "127.0.0.1") else {
@@ -239,7 +239,7 @@ fn bad_certificates_fail_with_their_reason() {
 
 #[test]
 fn insecure_skips_verification_but_still_encrypts() {
-    let pki = Pki::new();
+    let pki = Pki::generate();
     let Some(v) = VsftpdTls::start(TlsServe::Explicit, &pki.untrusted) else {
         return;
     };

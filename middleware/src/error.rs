@@ -158,7 +158,10 @@ impl Error {
     pub fn from_tls(e: gridos_ftp::tls::TlsError) -> Error {
         use gridos_ftp::tls::TlsError as T;
         let (kind, what) = match &e {
-            T::File { .. } => (ErrorKind::InvalidInput, "TLS files (--cacert, --cert, --key)"),
+            T::File { .. } => (
+                ErrorKind::InvalidInput,
+                "TLS files (--cacert, --cert, --key)",
+            ),
             _ => (ErrorKind::Tls, "TLS settings"),
         };
         Error::new(kind, what).source(e)

@@ -220,9 +220,8 @@ fn certificates(dir: &Path) -> Result<Pki, SelftestError> {
     let ca_cert = ca.self_signed(&ca_key).map_err(c)?;
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().map_err(c)?;
-    let mut leaf =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .map_err(c)?;
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(c)?;
     leaf.distinguished_name
         .push(DnType::CommonName, "gridos selftest server");
     let cert = leaf.signed_by(&key, &issuer).map_err(c)?;

@@ -131,7 +131,11 @@ impl VsftpdTls {
                  implicit_ssl={}\n",
                 cert.0.display(),
                 cert.1.display(),
-                if serve == Serve::Implicit { "YES" } else { "NO" }
+                if serve == Serve::Implicit {
+                    "YES"
+                } else {
+                    "NO"
+                }
             ),
         };
         let nopriv = if Path::new("/etc/passwd").exists()
@@ -236,7 +240,11 @@ fn cp_ok(v: &VsftpdTls, ca: &Path, args: &[&str]) -> serde_json::Value {
     all.extend_from_slice(args);
     let r = gridos(&all);
     if !r.status.success() {
-        panic!("gridos {all:?} failed: {}\nvsftpd log:\n{}", r.stderr, v.log());
+        panic!(
+            "gridos {all:?} failed: {}\nvsftpd log:\n{}",
+            r.stderr,
+            v.log()
+        );
     }
     serde_json::from_str(r.stdout.trim()).unwrap()
 }
@@ -354,7 +362,11 @@ fn certificates_are_checked_and_the_reason_named() {
             return;
         };
         v.put("x.bin", b"secret\n");
-        let scheme = if serve == Serve::Implicit { "ftps" } else { "ftpes" };
+        let scheme = if serve == Serve::Implicit {
+            "ftps"
+        } else {
+            "ftpes"
+        };
         let url = v.url(scheme, "x.bin");
         let mut args = vec!["cp"];
         args.extend_from_slice(extra);
@@ -370,7 +382,12 @@ fn certificates_are_checked_and_the_reason_named() {
     check(Serve::Explicit, &p.good, &[], "unknown issuer");
     let ca = ["--cacert", s(&p.ca)];
     check(Serve::Explicit, &p.untrusted, &ca, "unknown issuer");
-    check(Serve::Explicit, &p.wrong_name, &ca, "not valid for this host name");
+    check(
+        Serve::Explicit,
+        &p.wrong_name,
+        &ca,
+        "not valid for this host name",
+    );
     check(Serve::Implicit, &p.expired, &ca, "expired");
 
     // --insecure: the untrusted certificate is accepted, still encrypted, and said so.
@@ -391,7 +408,13 @@ fn certificates_are_checked_and_the_reason_named() {
     // A CA file that holds no certificate: the options are wrong (exit 3).
     let bogus = dir.path().join("bogus.pem");
     std::fs::write(&bogus, "not a certificate\n").unwrap();
-    let r = gridos(&["cp", "--cacert", s(&bogus), &v.url("ftpes", "y.bin"), s(&out)]);
+    let r = gridos(&[
+        "cp",
+        "--cacert",
+        s(&bogus),
+        &v.url("ftpes", "y.bin"),
+        s(&out),
+    ]);
     let err = r.fails();
     assert_eq!(r.status.code(), Some(3), "{err}");
     assert!(err.contains("bogus.pem"), "{err}");

@@ -146,13 +146,11 @@ impl From<&CpArgs> for CopyOptions {
             active: a.active,
             preserve_times: a.preserve,
             relay: !a.no_relay,
-            tls: {
-                let mut t = crate::TlsOptions::default();
-                t.require = a.tls;
-                t.ca_file = a.cacert.clone();
-                t.insecure = a.insecure;
-                t.cert = a.cert.clone().zip(a.key.clone());
-                t
+            tls: crate::TlsOptions {
+                require: a.tls,
+                ca_file: a.cacert.clone(),
+                insecure: a.insecure,
+                cert: a.cert.clone().zip(a.key.clone()),
             },
             ..CopyOptions::default()
         }

@@ -419,3 +419,42 @@ fn certificates_are_checked_and_the_reason_named() {
     assert_eq!(r.status.code(), Some(3), "{err}");
     assert!(err.contains("bogus.pem"), "{err}");
 }
+
+/// Two FTPS servers that do not know GridFTP's DCAU/SSCN: the direct TLS transfer is
+/// refused by name, and the copy relays through this machine over TLS on both sides (or,
+/// with --no-relay, fails saying why).
+#[test]
+fn server_to_server_under_tls_relays_when_the_servers_cannot() {
+    let p = pki();
+    let (Some(a), Some(b)) = (
+        VsftpdTls::start(Serve::Explicit, &p.good),
+        VsftpdTls::start(Serve::Explicit, &p.good),
+    ) else {
+        return;
+    };
+    let data = random_bytes(1_500_000, 8);
+    a.put("from.bin", &data);
+    let j = cp_ok(
+        &a,
+        &p.ca,
+        &["-v", &a.url("ftpes", "from.bin"), &b.url("ftpes", "to.bin")],
+    );
+    assert_eq!(j["third_party"], false, "{j}");
+    let reason = j["reason"].as_str().unwrap();
+    assert!(reason.contains("DCAU N"), "{reason}");
+    assert!(j["path"].as_str().unwrap().starts_with("TLS "), "{j}");
+    assert_eq!(sha256_file(&b.home.join("to.bin")), sha256(&data));
+
+    let r = gridos(&[
+        "cp",
+        "--no-relay",
+        "--cacert",
+        s(&p.ca),
+        &a.url("ftpes", "from.bin"),
+        &b.url("ftpes", "again.bin"),
+    ]);
+    let err = r.fails();
+    assert_eq!(r.status.code(), Some(8), "{err}");
+    assert!(err.contains("DCAU N") && err.contains("--no-relay"), "{err}");
+    assert!(!b.home.join("again.bin").exists());
+}

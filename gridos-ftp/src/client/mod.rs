@@ -2,7 +2,11 @@
 //! them) whose data connections go through gridos-io's zero-copy transfers.
 //!
 //! The control connection is a `TcpStream` with timeouts, driven by [`ReplyParser`]; every
-//! reply code is checked. Data connections are passive (EPSV, falling back to PASV) and always
+//! reply code is checked. FTPS (RFC 4217) puts it under TLS ([`ClientConfig::tls`]:
+//! explicit `AUTH TLS`, implicit, or on its own before a password goes out) with `PROT P`
+//! data connections that resume its TLS session; their bytes go through user space, clear
+//! ones keep the zero-copy path. A refused certificate is [`Error::Tls`], with rustls's
+//! reason (unknown issuer, expired, wrong name). Data connections are passive (EPSV, falling back to PASV) and always
 //! go to the control connection's peer address — a PASV reply naming another host is not
 //! followed. A server at its client limits (a 421 greeting) is tried again for
 //! [`ClientConfig::busy_retry`]. A download is spliced socket → file by

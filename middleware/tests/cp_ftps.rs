@@ -455,6 +455,9 @@ fn server_to_server_under_tls_relays_when_the_servers_cannot() {
     ]);
     let err = r.fails();
     assert_eq!(r.status.code(), Some(8), "{err}");
-    assert!(err.contains("DCAU N") && err.contains("--no-relay"), "{err}");
+    assert!(
+        err.contains("DCAU N") && err.contains("--no-relay"),
+        "{err}"
+    );
     assert!(!b.home.join("again.bin").exists());
 }

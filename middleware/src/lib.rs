@@ -2,8 +2,9 @@
 //!
 //! This crate provides GASS-like middleware (GridOS paper §V-D) over gridos's FTP/GridFTP
 //! stack: one [`Url`] type for local paths, `file://`, `ftp://`, `ftps://`/`ftpes://` (FTP
-//! over TLS, see [`TlsOptions`]), `gridftp://` and `http(s)://` sources; [`Copy`](struct@Copy), one copy in any direction with resume, verification,
-//! parallel streams, pipelined trees and server-to-server (third-party) transfers; and the
+//! over TLS, see [`TlsOptions`]), `gridftp://` and `http(s)://` sources;
+//! [`Copy`](struct@Copy), one copy in any direction with resume, verification, parallel
+//! streams, pipelined trees and server-to-server (third-party) transfers; and the
 //! `gridos` command line on top ([`cli`], thin front ends over the library).
 //!
 //! Start at [`Copy`](struct@Copy) ([`copy`] module): options in [`CopyOptions`], events to a

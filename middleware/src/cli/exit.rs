@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn every_code_is_listed_once_in_order() {
         let numbers: Vec<u8> = TABLE.iter().map(|(c, _)| c.number()).collect();
-        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130]);
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130]);
     }
 
     #[test]
@@ -291,5 +291,7 @@ mod tests {
         assert_eq!(Code::of(ErrorKind::ThirdPartyRefused), Code::Refused);
         assert_eq!(Code::of(ErrorKind::Timeout), Code::Network);
         assert_eq!(Code::of(ErrorKind::Protocol), Code::Failure);
+        assert_eq!(Code::of(ErrorKind::Tls), Code::Tls);
+        assert_eq!(Code::of(ErrorKind::TlsUnavailable), Code::Tls);
     }
 }

@@ -3,13 +3,15 @@
 use crate::observe::CopyObserver;
 use crate::options::CopyOptions;
 use crate::plan::{PathFacts, TransferPlan, plan_side};
-use crate::url::{FtpUrl, remote_join};
+use crate::url::{FtpTls, FtpUrl, remote_join};
 use crate::{Error, ErrorKind, Result};
-use gridos_ftp::client::{Client, ClientConfig, EntryKind};
+use gridos_ftp::client::{Client, ClientConfig, EntryKind, TlsMode};
+use gridos_ftp::tls::{ClientTls, ClientTlsOptions, Roots};
 use gridos_io::CancelToken;
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// A logged-in FTP server with the plan for moving data to or from it.
@@ -46,10 +48,49 @@ pub(crate) struct Connector<'a> {
     pub options: &'a CopyOptions,
     pub progress: Arc<AtomicU64>,
     pub cancel: CancelToken,
+    /// Where notices go (a password that went in clear).
+    observer: Arc<dyn CopyObserver>,
+    /// The TLS settings, loaded once (roots, client certificate) for every connection.
+    tls: OnceLock<ClientTls>,
+    /// Servers already warned about a password in clear (once per copy is enough).
+    warned: Mutex<HashSet<String>>,
 }
 
-impl Connector<'_> {
-    /// Connects and logs in.
+impl<'a> Connector<'a> {
+    pub fn new(
+        options: &'a CopyOptions,
+        progress: Arc<AtomicU64>,
+        cancel: CancelToken,
+        observer: Arc<dyn CopyObserver>,
+    ) -> Connector<'a> {
+        Connector {
+            options,
+            progress,
+            cancel,
+            observer,
+            tls: OnceLock::new(),
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The TLS settings of [`CopyOptions::tls`](crate::TlsOptions), built on first use.
+    fn client_tls(&self) -> Result<ClientTls> {
+        if let Some(t) = self.tls.get() {
+            return Ok(t.clone());
+        }
+        let o = &self.options.tls;
+        let mut options = ClientTlsOptions::default();
+        options.roots = match (&o.ca_file, o.insecure) {
+            (_, true) => Roots::Insecure,
+            (Some(f), false) => Roots::File(f.clone()),
+            (None, false) => Roots::System,
+        };
+        options.cert = o.cert.clone();
+        let t = ClientTls::new(&options).map_err(Error::from_tls)?;
+        Ok(self.tls.get_or_init(|| t).clone())
+    }
+
+    /// Connects and logs in, with TLS as the URL and the options say.
     pub fn login(&self, url: &FtpUrl, active: bool) -> Result<Client> {
         let mut config = ClientConfig::default();
         config.transfer.progress = Some(self.progress.clone());
@@ -59,7 +100,19 @@ impl Connector<'_> {
         if let Some(d) = self.options.busy_retry {
             config.busy_retry = d;
         }
-        let mut c = Client::connect(url.authority(), config)
+        let tls = &self.options.tls;
+        config.tls = match url.tls {
+            FtpTls::Implicit => TlsMode::Implicit,
+            FtpTls::Explicit => TlsMode::Explicit,
+            _ if tls.require => TlsMode::Explicit,
+            _ => TlsMode::Auto,
+        };
+        // An anonymous login on a plain URL stays clear: no certificates to load.
+        let may_tls = config.tls != TlsMode::Auto || url.user != "anonymous";
+        if may_tls || tls.customised() {
+            config.tls_config = Some(self.client_tls()?);
+        }
+        let mut c = Client::connect_host(&url.host, url.port, config)
             .map_err(|e| Error::from_ftp(url.display(), e))?;
         c.login(&url.user, &url.login_password()).map_err(|e| {
             let e = Error::from_ftp(url.display(), e).detail("login");
@@ -70,6 +123,17 @@ impl Connector<'_> {
             }
             e
         })?;
+        if c.sent_password_in_clear() {
+            let host = url.authority();
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            if warned.insert(host.clone()) {
+                self.observer.notice(&format!(
+                    "warning: the password for {}@{host} went in clear: the server offers \
+                     no TLS (use --tls or ftpes:// to refuse such servers)",
+                    url.user
+                ));
+            }
+        }
         Ok(c)
     }
 

@@ -52,6 +52,11 @@ pub enum ErrorKind {
     Io,
     /// The cache's own state (its index or locks) could not be used.
     Cache,
+    /// TLS failed: the server's certificate was refused (untrusted, expired, not valid for
+    /// the host name: [`Error::tls_reason`] says which) or the handshake failed.
+    Tls,
+    /// TLS was required (`ftps://`, `ftpes://`, `--tls`) and the server does not offer it.
+    TlsUnavailable,
 }
 
 /// An error of gridos-middleware: a kind, what was being done, and the cause.
@@ -141,9 +146,32 @@ impl Error {
             F::Cancelled { .. } => ErrorKind::Cancelled,
             F::InvalidArgument(_) => ErrorKind::InvalidInput,
             F::Unsupported(_) => ErrorKind::Unsupported,
+            F::Tls { .. } => ErrorKind::Tls,
+            F::TlsUnavailable { .. } => ErrorKind::TlsUnavailable,
             _ => ErrorKind::Protocol,
         };
         Error::new(kind, context).source(e)
+    }
+
+    /// A TLS set-up error (a CA or certificate file that cannot be used, a configuration
+    /// rustls refuses).
+    pub fn from_tls(e: gridos_ftp::tls::TlsError) -> Error {
+        use gridos_ftp::tls::TlsError as T;
+        let (kind, what) = match &e {
+            T::File { .. } => (
+                ErrorKind::InvalidInput,
+                "TLS files (--cacert, --cert, --key)",
+            ),
+            _ => (ErrorKind::Tls, "TLS settings"),
+        };
+        Error::new(kind, what).source(e)
+    }
+
+    /// Why the server's certificate was refused (`certificate not trusted (unknown
+    /// issuer)`, `certificate expired (…)`, `certificate not valid for this host name
+    /// (…)`), when that is what failed.
+    pub fn tls_reason(&self) -> Option<String> {
+        self.ftp()?.tls()?.reason()
     }
 
     /// A local I/O error while doing `context`, classified.
@@ -229,6 +257,8 @@ impl ErrorKind {
             ErrorKind::ThirdPartyRefused => "server-to-server transfer refused",
             ErrorKind::Io => "I/O error",
             ErrorKind::Cache => "cache error",
+            ErrorKind::Tls => "TLS failed",
+            ErrorKind::TlsUnavailable => "the server does not offer TLS",
         }
     }
 }

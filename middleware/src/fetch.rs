@@ -51,11 +51,12 @@ impl Fetcher {
     }
 
     fn side(&self, u: &FtpUrl) -> Result<FtpSide> {
-        let conn = Connector {
-            options: &self.options,
-            progress: Arc::new(AtomicU64::new(0)),
-            cancel: self.cancel.clone(),
-        };
+        let conn = Connector::new(
+            &self.options,
+            Arc::new(AtomicU64::new(0)),
+            self.cancel.clone(),
+            Arc::new(Silent),
+        );
         conn.side(u.clone(), &Silent)
     }
 

@@ -262,11 +262,12 @@ impl OpenOptions {
 
     /// What a connection made by this handle (not by the copy engine) shares.
     fn connector(&self) -> Connector<'_> {
-        Connector {
-            options: &self.copy,
-            progress: Arc::new(AtomicU64::new(0)),
-            cancel: CancelToken::new(),
-        }
+        Connector::new(
+            &self.copy,
+            Arc::new(AtomicU64::new(0)),
+            CancelToken::new(),
+            self.observer_or_silent(),
+        )
     }
 }
 

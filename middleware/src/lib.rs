@@ -1,9 +1,10 @@
 //! # gridos-middleware — uniform access to files wherever they are
 //!
 //! This crate provides GASS-like middleware (GridOS paper §V-D) over gridos's FTP/GridFTP
-//! stack: one [`Url`] type for local paths, `file://`, `ftp://`, `gridftp://` and
-//! `http(s)://` sources; [`Copy`](struct@Copy), one copy in any direction with resume, verification,
-//! parallel streams, pipelined trees and server-to-server (third-party) transfers; and the
+//! stack: one [`Url`] type for local paths, `file://`, `ftp://`, `ftps://`/`ftpes://` (FTP
+//! over TLS, see [`TlsOptions`]), `gridftp://` and `http(s)://` sources;
+//! [`Copy`](struct@Copy), one copy in any direction with resume, verification, parallel
+//! streams, pipelined trees and server-to-server (third-party) transfers; and the
 //! `gridos` command line on top ([`cli`], thin front ends over the library).
 //!
 //! Start at [`Copy`](struct@Copy) ([`copy`] module): options in [`CopyOptions`], events to a
@@ -83,6 +84,6 @@ pub use file::{CloseReport, RemoteFile};
 pub use gridos_ftp::checksum::Algorithm;
 pub use gridos_io::CancelToken;
 pub use observe::CopyObserver;
-pub use options::{CopyOptions, Pipeline};
+pub use options::{CopyOptions, Pipeline, TlsOptions};
 pub use plan::TransferPlan;
-pub use url::{FtpUrl, HttpUrl, Url, UrlError};
+pub use url::{FtpTls, FtpUrl, HttpUrl, Url, UrlError};

@@ -1,7 +1,38 @@
 //! What a copy may do: [`CopyOptions`], typed, with defaults that suit most transfers.
 
 use gridos_ftp::checksum::Algorithm;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// TLS (FTPS) for every FTP connection a copy, a fetch or a file handle makes.
+///
+/// `ftps://` (implicit) and `ftpes://` (explicit) URLs are TLS whatever these say; on
+/// `ftp://` and `gridftp://` the client upgrades on its own before a password goes out
+/// (when the server offers `AUTH TLS`), and [`require`](Self::require) makes TLS
+/// mandatory. Server certificates are checked against the system's roots unless
+/// [`ca_file`](Self::ca_file) or [`insecure`](Self::insecure) says otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsOptions {
+    /// Explicit TLS required on `ftp://` and `gridftp://` URLs (`--tls`, curl's
+    /// `--ssl-reqd`): a server without it is an error, never a clear connection.
+    pub require: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's (`--cacert`).
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify server certificates (`--insecure`): still encrypted, but anyone on the
+    /// path can pose as the server. Front ends should say so every time.
+    pub insecure: bool,
+    /// A client certificate chain and its key, PEM (`--cert`, `--key`), for servers that
+    /// log in by certificate.
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsOptions {
+    /// Whether these differ from the defaults in a way that needs TLS settings of their own.
+    pub(crate) fn customised(&self) -> bool {
+        self.ca_file.is_some() || self.insecure || self.cert.is_some()
+    }
+}
 
 /// Whether a tree's files are pipelined (many RETRs or STORs in flight on one control
 /// connection, every file over the same MODE E data connections).
@@ -55,6 +86,8 @@ pub struct CopyOptions {
     /// Force this machine's data path (an error if the kernel lacks it); `None`: the
     /// probe's choice.
     pub io_path: Option<gridos_io::IoPath>,
+    /// TLS (FTPS) settings.
+    pub tls: TlsOptions,
 }
 
 impl Default for CopyOptions {
@@ -74,6 +107,7 @@ impl Default for CopyOptions {
             relay: true,
             busy_retry: None,
             io_path: None,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -90,6 +124,10 @@ impl CopyOptions {
             return Err(Error::new(ErrorKind::InvalidInput, "cp").detail(
                 "--compress (MODE Z) moves one stream; it goes with neither -p nor --offset",
             ));
+        }
+        if self.tls.insecure && self.tls.ca_file.is_some() {
+            return Err(Error::new(ErrorKind::InvalidInput, "cp")
+                .detail("--insecure checks no certificate: it goes without --cacert"));
         }
         if self.parallel == Some(0) {
             return Err(Error::new(ErrorKind::InvalidInput, "cp").detail("-p must be at least 1"));

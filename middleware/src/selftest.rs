@@ -6,9 +6,16 @@
 //! socket) — downloads it back (socket → file), checks the original, the server's copy and the downloaded copy by SHA-256, and
 //! reports throughput, process CPU seconds per GB (client, server and the kernel's io_uring
 //! workers are all in this process) and the I/O path in use.
+//!
+//! With [`SelftestOptions::tls`] the same round trip runs over FTPS: the server gets a
+//! certificate for 127.0.0.1 from a CA generated for the run (rcgen), requires TLS on
+//! control and data connections, and the client connects with `ftpes://` trusting only that
+//! CA — so a handshake, certificate verification, `PROT P` data connections resuming the
+//! control session and user-space encryption are all exercised; a third leg downloads with
+//! MODE E over two parallel TLS streams.
 
 use crate::{Copy, CopyOptions, CopyReport, Url};
-use gridos_ftp::server::{Server, ServerConfig};
+use gridos_ftp::server::{Server, ServerConfig, TlsPolicy};
 use gridos_io::IoPath;
 use serde::Serialize;
 use std::fs::File;
@@ -25,12 +32,14 @@ pub struct SelftestOptions {
     pub path: Option<IoPath>,
     /// Where to put the temporary files (default: the system temp dir).
     pub dir: Option<PathBuf>,
+    /// Run over TLS (explicit FTPS with a generated certificate), plus a MODE E leg.
+    pub tls: bool,
 }
 
 /// One direction of the test.
 #[derive(Clone, Debug, Serialize)]
 pub struct Leg {
-    /// "upload" or "download".
+    /// "upload", "download" or (with TLS) "download-mode-e".
     pub direction: &'static str,
     /// Bytes moved.
     pub bytes: u64,
@@ -62,6 +71,16 @@ pub enum SelftestError {
     /// A copy failed.
     #[error("{0}")]
     Copy(#[from] crate::Error),
+    /// The TLS round trip failed in its TLS part: the server did not offer TLS, or the
+    /// handshake or the certificate check failed.
+    #[error(
+        "TLS round trip: {0} (the in-process server was given a certificate for 127.0.0.1 \
+         from a CA made for this run, and TLS required; the client trusts only that CA)"
+    )]
+    Tls(#[source] crate::Error),
+    /// The certificates for the TLS round trip could not be made.
+    #[error("generating the test certificates: {0}")]
+    Certificate(#[source] rcgen::Error),
     /// The in-process FTP server could not start.
     #[error("ftp server: {0}")]
     Server(#[source] gridos_ftp::server::Error),
@@ -98,17 +117,37 @@ pub fn run(opts: &SelftestOptions) -> Result<Vec<Leg>, SelftestError> {
     let mut config = ServerConfig::new(&docroot);
     config.anonymous = true;
     config.anonymous_write = true;
-    let server = Server::start(config).map_err(SelftestError::Server)?;
-    let remote = Url::parse(&format!("ftp://{}/selftest.bin", server.local_addr()))
-        .map_err(crate::Error::from)?;
-    let options = CopyOptions {
+    let mut options = CopyOptions {
         io_path: opts.path,
         ..CopyOptions::default()
     };
-    let leg = |direction, src: Url, dst: Url, landed: &Path| -> Result<Leg, SelftestError> {
+    if opts.tls {
+        let pki = certificates(dir.path())?;
+        config.tls = TlsPolicy::Required;
+        config.tls_cert = Some(pki.cert);
+        config.tls_key = Some(pki.key);
+        options.tls.ca_file = Some(pki.ca);
+    }
+    let server = Server::start(config).map_err(SelftestError::Server)?;
+    let scheme = if opts.tls { "ftpes" } else { "ftp" };
+    let remote = Url::parse(&format!("{scheme}://{}/selftest.bin", server.local_addr()))
+        .map_err(crate::Error::from)?;
+    let copy_failed = |e: crate::Error| match e.kind() {
+        crate::ErrorKind::Tls | crate::ErrorKind::TlsUnavailable => SelftestError::Tls(e),
+        _ => SelftestError::Copy(e),
+    };
+    let leg = |direction,
+               src: Url,
+               dst: Url,
+               landed: &Path,
+               options: &CopyOptions|
+     -> Result<Leg, SelftestError> {
         let cpu0 = cpu_time();
         let t0 = Instant::now();
-        let r: CopyReport = Copy::new(src, dst).options(options.clone()).run()?;
+        let r: CopyReport = Copy::new(src, dst)
+            .options(options.clone())
+            .run()
+            .map_err(copy_failed)?;
         Ok(Leg {
             direction,
             bytes: r.bytes,
@@ -123,16 +162,34 @@ pub fn run(opts: &SelftestOptions) -> Result<Vec<Leg>, SelftestError> {
         Url::Local(original.clone()),
         remote.clone(),
         &docroot.join("selftest.bin"),
+        &options,
     )?;
     let down_path = dir.path().join("downloaded");
     let down_leg = leg(
         "download",
-        remote,
+        remote.clone(),
         Url::Local(down_path.clone()),
         &down_path,
+        &options,
     )?;
+    let mut legs = vec![up_leg, down_leg];
+    if opts.tls {
+        // MODE E's data connections take the same TLS path (the client's protect_data).
+        let streams = CopyOptions {
+            parallel: Some(2),
+            ..options.clone()
+        };
+        let e_path = dir.path().join("downloaded-mode-e");
+        legs.push(leg(
+            "download-mode-e",
+            remote,
+            Url::Local(e_path.clone()),
+            &e_path,
+            &streams,
+        )?);
+    }
     server.shutdown();
-    for leg in [&up_leg, &down_leg] {
+    for leg in &legs {
         if leg.sha256 != expected || leg.bytes != opts.size {
             return Err(SelftestError::Mismatch {
                 leg: leg.direction,
@@ -141,7 +198,43 @@ pub fn run(opts: &SelftestOptions) -> Result<Vec<Leg>, SelftestError> {
             });
         }
     }
-    Ok(vec![up_leg, down_leg])
+    Ok(legs)
+}
+
+/// PEM files of a run's own PKI.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A CA and a server certificate it signs for 127.0.0.1 and localhost, written to `dir`.
+fn certificates(dir: &Path) -> Result<Pki, SelftestError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let c = SelftestError::Certificate;
+    let ca_key = KeyPair::generate().map_err(c)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(c)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "gridos selftest CA");
+    let ca_cert = ca.self_signed(&ca_key).map_err(c)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(c)?;
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(c)?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "gridos selftest server");
+    let cert = leaf.signed_by(&key, &issuer).map_err(c)?;
+    let write = |name: &str, pem: String| -> Result<PathBuf, SelftestError> {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).map_err(|e| SelftestError::Setup("write certificates", e))?;
+        Ok(p)
+    };
+    Ok(Pki {
+        ca: write("ca.pem", ca_cert.pem())?,
+        cert: write("server.pem", cert.pem())?,
+        key: write("server.key", key.serialize_pem())?,
+    })
 }
 
 /// SHA-256 of a file, hex.

@@ -1,11 +1,17 @@
 //! One parser for every endpoint gridos serves: local paths, `file://`, `ftp://`,
-//! `gridftp://`, and `http://` / `https://` as copy sources.
+//! `ftps://` and `ftpes://` (FTP over TLS), `gridftp://`, and `http://` / `https://` as
+//! copy sources.
 //!
 //! Path rules, as users of each tool expect them:
 //! - `ftp://host/dir/f` is **relative to the login directory** (RFC 1738, as curl, wget and
 //!   lftp read it); `%2F` starts at the root: `ftp://host/%2Fvar/data/f` is `/var/data/f`.
 //! - `gridftp://host/var/data/f` is **absolute**, as globus-url-copy reads it;
 //!   `gridftp://host/~/data/f` is `data/f` under the home (login) directory.
+//!
+//! - `ftps://host/f` is **implicit** TLS (TLS from the first byte, port 990), as curl,
+//!   lftp and FileZilla read it; `ftpes://host/f` is **explicit** TLS (`AUTH TLS` on the
+//!   FTP port, 21; FileZilla's name). Both must be TLS or fail; their paths follow the
+//!   `ftp://` rules. `gsiftp://` (GSI) is not supported yet.
 //!
 //! [`FtpUrl::path`] holds the path as it is sent to the server: relative (no leading `/`,
 //! `.` for the login directory itself) or absolute.
@@ -18,6 +24,8 @@
 //! assert_eq!(u.path, "/var/data");
 //! let Url::Ftp(u) = Url::parse("gridftp://host/var/data").unwrap() else { panic!() };
 //! assert_eq!((u.path.as_str(), u.port), ("/var/data", 2811));
+//! let Url::Ftp(u) = Url::parse("ftps://host/data").unwrap() else { panic!() };
+//! assert_eq!((u.tls, u.port), (gridos_middleware::url::FtpTls::Implicit, 990));
 //! ```
 
 use std::path::PathBuf;
@@ -50,6 +58,22 @@ pub struct FtpUrl {
     pub path: String,
     /// The URL said `gridftp://`: the server must offer the GridFTP extensions (MODE E).
     pub gridftp: bool,
+    /// What the scheme says of TLS (`ftps://`, `ftpes://`).
+    pub tls: FtpTls,
+}
+
+/// What an FTP URL's scheme says of TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FtpTls {
+    /// `ftp://`, `gridftp://`: TLS when the options require it or the login's password
+    /// would otherwise go in clear and the server offers it.
+    #[default]
+    Auto,
+    /// `ftpes://`: explicit TLS (`AUTH TLS`), required.
+    Explicit,
+    /// `ftps://`: implicit TLS, from the first byte (port 990).
+    Implicit,
 }
 
 /// A parsed `http://` or `https://` URL.
@@ -117,7 +141,12 @@ impl FtpUrl {
         } else {
             format!("{}@", self.user)
         };
-        let scheme = if self.gridftp { "gridftp" } else { "ftp" };
+        let scheme = match (self.gridftp, self.tls) {
+            (true, _) => "gridftp",
+            (false, FtpTls::Auto) => "ftp",
+            (false, FtpTls::Explicit) => "ftpes",
+            (false, FtpTls::Implicit) => "ftps",
+        };
         let path = match (self.gridftp, self.path.strip_prefix('/')) {
             (true, Some(_)) => self.path.clone(),
             (true, None) if self.path == "." => "/~/".to_string(),
@@ -178,12 +207,12 @@ impl std::str::FromStr for Url {
 pub enum UrlError {
     /// A URL scheme this build cannot serve.
     #[error(
-        "{0}:// URLs are not supported by this build of gridos (supported: local paths, file://, ftp://, gridftp://, http://, https://)"
+        "{0}:// URLs are not supported by this build of gridos (supported: local paths, file://, ftp://, ftps://, ftpes://, gridftp://, http://, https://)"
     )]
     UnsupportedScheme(String),
     /// A scheme planned for a later release.
     #[error(
-        "{0}:// URLs are not supported yet (supported: local paths, file://, ftp://, gridftp://, http://, https://)"
+        "{0}:// URLs are not supported yet (supported: local paths, file://, ftp://, ftps://, ftpes://, gridftp://, http://, https://)"
     )]
     NotYetSupported(String),
     /// A `file://` URL naming another host.
@@ -229,10 +258,12 @@ impl Url {
                     decoded,
                 ))))
             }
-            "ftp" => parse_ftp(text, rest, false).map(Url::Ftp),
-            "gridftp" => parse_ftp(text, rest, true).map(Url::Ftp),
+            "ftp" => parse_ftp(text, rest, false, FtpTls::Auto).map(Url::Ftp),
+            "ftps" => parse_ftp(text, rest, false, FtpTls::Implicit).map(Url::Ftp),
+            "ftpes" => parse_ftp(text, rest, false, FtpTls::Explicit).map(Url::Ftp),
+            "gridftp" => parse_ftp(text, rest, true, FtpTls::Auto).map(Url::Ftp),
             "http" | "https" => parse_http(text, rest, scheme.eq_ignore_ascii_case("https")),
-            "gsiftp" | "ftps" | "ftpes" => Err(UrlError::NotYetSupported(scheme.into())),
+            "gsiftp" => Err(UrlError::NotYetSupported(scheme.into())),
             other => Err(UrlError::UnsupportedScheme(other.into())),
         }
     }
@@ -309,7 +340,7 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Url, UrlError> {
     }))
 }
 
-fn parse_ftp(text: &str, rest: &str, gridftp: bool) -> Result<FtpUrl, UrlError> {
+fn parse_ftp(text: &str, rest: &str, gridftp: bool, tls: FtpTls) -> Result<FtpUrl, UrlError> {
     let invalid = |why| UrlError::Invalid(text.into(), why);
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -353,7 +384,11 @@ fn parse_ftp(text: &str, rest: &str, gridftp: bool) -> Result<FtpUrl, UrlError> 
     if host.is_empty() {
         return Err(invalid("no host"));
     }
-    let default_port = if gridftp { 2811 } else { 21 };
+    let default_port = match (gridftp, tls) {
+        (true, _) => 2811,
+        (false, FtpTls::Implicit) => 990,
+        (false, _) => 21,
+    };
     let port = match port {
         None | Some("") => default_port,
         Some(p) => match p.parse::<u16>() {
@@ -380,6 +415,7 @@ fn parse_ftp(text: &str, rest: &str, gridftp: bool) -> Result<FtpUrl, UrlError> 
         port,
         path,
         gridftp,
+        tls,
     })
 }
 
@@ -486,11 +522,42 @@ mod tests {
                 "{bad}"
             );
         }
-        for later in ["gsiftp://h/x", "ftps://h/x", "ftpes://h/x"] {
-            assert!(matches!(
-                Url::parse(later),
-                Err(UrlError::NotYetSupported(_))
-            ));
+        assert!(matches!(
+            Url::parse("gsiftp://h/x"),
+            Err(UrlError::NotYetSupported(_))
+        ));
+    }
+
+    #[test]
+    fn ftps_is_implicit_and_ftpes_explicit() {
+        let u = ftp("ftps://alice:pw@h/dir/f");
+        assert_eq!(
+            (u.tls, u.port, u.path.as_str(), u.user.as_str(), u.gridftp),
+            (FtpTls::Implicit, 990, "dir/f", "alice", false)
+        );
+        let u = ftp("FTPES://h/%2Fvar/f");
+        assert_eq!(
+            (u.tls, u.port, u.path.as_str()),
+            (FtpTls::Explicit, 21, "/var/f")
+        );
+        assert_eq!(ftp("ftps://h:2990/").port, 2990);
+        assert_eq!(ftp("ftp://h/x").tls, FtpTls::Auto);
+        assert_eq!(ftp("gridftp://h/x").tls, FtpTls::Auto);
+        for s in [
+            "ftps://h:990/dir/f",
+            "ftpes://alice@h:21/%2Fvar/f",
+            "ftps://[::1]:990/",
+        ] {
+            assert_eq!(ftp(s).display(), s);
+            assert_eq!(ftp(&ftp(s).display()), ftp(s));
+        }
+        // The password never shows.
+        assert_eq!(ftp("ftpes://al:secret@h/x").display(), "ftpes://al@h:21/x");
+        for bad in ["ftps:///x", "ftpes://h:0/x", "ftps://h/a%0d%0aDELE"] {
+            assert!(
+                matches!(Url::parse(bad), Err(UrlError::Invalid(..))),
+                "{bad}"
+            );
         }
     }
 

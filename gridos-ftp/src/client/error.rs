@@ -116,6 +116,30 @@ pub enum Error {
         /// Its reply text (all lines, joined).
         text: String,
     },
+    /// TLS failed on the control or a data connection: the handshake, or the server's
+    /// certificate, which rustls refused for the reason the source keeps (unknown issuer,
+    /// expired, not valid for the name: [`TlsError::reason`](crate::tls::TlsError::reason)).
+    #[error("TLS on the {connection} connection to {server}: {source}")]
+    Tls {
+        /// `control` or `data`.
+        connection: &'static str,
+        /// The name the certificate had to match.
+        server: String,
+        /// What rustls or the handshake reported.
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    /// TLS was required (explicit or implicit FTPS) and the server does not offer it, or
+    /// refused to protect the data connections.
+    #[error("the server does not offer TLS, which is required: {command} → {code} {text}")]
+    TlsUnavailable {
+        /// The command it refused (`AUTH TLS`, `PBSZ 0`, `PROT P`).
+        command: String,
+        /// Its reply code.
+        code: u16,
+        /// Its reply text (all lines, joined).
+        text: String,
+    },
     /// The two servers' checksums of a third-party copy differ.
     #[error("{algorithm} checksums differ: source {expected}, destination {got}")]
     ChecksumMismatch {
@@ -177,6 +201,15 @@ impl Error {
     /// directly ([`Error::ThirdPartyRefused`]): the caller may relay the data instead.
     pub fn is_third_party_refused(&self) -> bool {
         matches!(self, Error::ThirdPartyRefused { .. })
+    }
+
+    /// The TLS failure underneath, if TLS failed (the certificate's reason is in it).
+    pub fn tls(&self) -> Option<&crate::tls::TlsError> {
+        match self {
+            Error::Tls { source, .. } => Some(source),
+            Error::Busy { last, .. } => last.tls(),
+            _ => None,
+        }
     }
 
     pub(crate) fn io(op: &'static str, source: std::io::Error) -> Error {

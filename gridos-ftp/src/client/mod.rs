@@ -2,7 +2,11 @@
 //! them) whose data connections go through gridos-io's zero-copy transfers.
 //!
 //! The control connection is a `TcpStream` with timeouts, driven by [`ReplyParser`]; every
-//! reply code is checked. Data connections are passive (EPSV, falling back to PASV) and always
+//! reply code is checked. FTPS (RFC 4217) puts it under TLS ([`ClientConfig::tls`]:
+//! explicit `AUTH TLS`, implicit, or on its own before a password goes out) with `PROT P`
+//! data connections that resume its TLS session; their bytes go through user space, clear
+//! ones keep the zero-copy path. A refused certificate is [`Error::Tls`], with rustls's
+//! reason (unknown issuer, expired, wrong name). Data connections are passive (EPSV, falling back to PASV) and always
 //! go to the control connection's peer address — a PASV reply naming another host is not
 //! followed. A server at its client limits (a 421 greeting) is tried again for
 //! [`ClientConfig::busy_retry`]. A download is spliced socket → file by
@@ -25,6 +29,7 @@
 mod error;
 mod gridftp;
 mod list;
+mod secure;
 pub mod third_party;
 
 pub use error::{Error, Result, Side};
@@ -43,8 +48,33 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gridos_io::{CancelToken, TransferOptions, TransferReport};
 
-use crate::proto::{Command, EpsvArg, ListArgs, Opts, Reply, ReplyParser, Restart, TransferType};
+use crate::proto::{
+    Command, EpsvArg, ListArgs, Opts, ProtLevel, Reply, ReplyParser, Restart, TransferType,
+};
 use crate::proto::{addr, facts};
+use crate::tls::{ClientTls, ClientTlsOptions, DataStream};
+use secure::Ctrl;
+
+/// When the client speaks TLS (FTPS, RFC 4217). Under TLS the data connections are
+/// protected too (`PBSZ 0`, `PROT P`) and go through user space; clear ones keep the
+/// zero-copy path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// Never: everything in clear, passwords too (reported: [`Client::sent_password_in_clear`]).
+    Never,
+    /// Upgrade with `AUTH TLS` before a password goes out, when the server accepts it (as
+    /// its FEAT's `AUTH TLS` announces); anonymous logins and servers without TLS stay clear (a password then
+    /// goes in clear, with a warning). A server that offers TLS and then fails it (a
+    /// certificate that does not verify) is an error, never a quiet fall-back to clear.
+    #[default]
+    Auto,
+    /// Explicit FTPS, required: `AUTH TLS` right after the greeting, or
+    /// [`Error::TlsUnavailable`] (curl's `--ssl-reqd`, an `ftpes://` URL).
+    Explicit,
+    /// Implicit FTPS: TLS from the first byte (an `ftps://` URL, port 990).
+    Implicit,
+}
 
 /// Client settings. Start from `ClientConfig::default()` and change fields.
 #[derive(Clone, Debug)]
@@ -76,6 +106,17 @@ pub struct ClientConfig {
     /// greeting and anything after the greeting (a 421 after a failed login, say) are not
     /// retried.
     pub busy_retry: Duration,
+    /// When to use TLS (default [`TlsMode::Auto`]).
+    pub tls: TlsMode,
+    /// How server certificates are checked and the client certificate, if any; `None`:
+    /// the system's roots, no client certificate (loaded when TLS is first needed). One
+    /// [`ClientTls`] may serve many clients: each control connection keeps its own TLS
+    /// sessions, which its data connections resume.
+    pub tls_config: Option<ClientTls>,
+    /// The name the server's certificate must match (a DNS name or an address); `None`: the
+    /// address connected to. Set it when connecting by host name
+    /// ([`Client::connect_host`] does).
+    pub server_name: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -89,6 +130,9 @@ impl Default for ClientConfig {
             use_epsv: true,
             active: false,
             busy_retry: Duration::from_secs(30),
+            tls: TlsMode::Auto,
+            tls_config: None,
+            server_name: None,
         }
     }
 }
@@ -119,6 +163,8 @@ pub struct Features {
     pub esto: bool,
     /// `SBUF`.
     pub sbuf: bool,
+    /// `AUTH TLS` (RFC 4217 explicit FTPS).
+    pub auth_tls: bool,
     /// `CKSM` algorithms, upper-case (`CKSM MD5,ADLER32` or Globus's `CKSM MD5:10;ADLER32:10;`).
     pub checksums: Vec<String>,
     /// Every feature line, trimmed, as sent.
@@ -145,6 +191,12 @@ impl Features {
                 "ERET" => f.eret = true,
                 "ESTO" => f.esto = true,
                 "SBUF" => f.sbuf = true,
+                // `AUTH TLS`, or one line listing mechanisms: `AUTH TLS;TLS-C;SSL`.
+                "AUTH" => {
+                    f.auth_tls |= words
+                        .flat_map(|w| w.split([';', ',']))
+                        .any(|m| m.eq_ignore_ascii_case("TLS"))
+                }
                 "MODE" if words.next().is_some_and(|w| w.eq_ignore_ascii_case("E")) => {
                     f.mode_e = true
                 }
@@ -187,8 +239,23 @@ pub enum PutMode {
 
 /// A logged-in (or not yet logged-in) FTP control connection.
 pub struct Client {
-    ctrl: TcpStream,
+    ctrl: Ctrl,
     peer: SocketAddr,
+    /// The name the server's certificate must match.
+    server_name: String,
+    /// This connection's TLS settings (its own session cache, which data connections
+    /// resume), once TLS is on.
+    tls: Option<ClientTls>,
+    /// `PROT P` is in force: data connections are TLS.
+    prot_private: bool,
+    /// A password went out in clear on this connection.
+    clear_password: bool,
+    /// Third-party state under TLS: `DCAU N` and `SSCN ON` were accepted.
+    pub(super) dcau_none: bool,
+    pub(super) sscn_on: bool,
+    /// `SSCN OFF` is owed with the next command (the server made a third-party transfer's
+    /// data connection as TLS client; its own transfers want it as server again).
+    pub(super) sscn_reset: bool,
     /// Data connections are accepted only from the server's own address.
     data_peer: crate::proto::DataPolicy,
     parser: ReplyParser,
@@ -207,6 +274,8 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("peer", &self.peer)
+            .field("tls", &self.ctrl.is_tls())
+            .field("prot_private", &self.prot_private)
             .field("features", &self.features)
             .finish_non_exhaustive()
     }
@@ -217,6 +286,9 @@ const ZLIB: gridos_io::compress::Compression = gridos_io::compress::Compression 
     codec: gridos_io::compress::Codec::Zlib,
     level: 6,
 };
+
+/// TLS sessions one control connection remembers for its data connections to resume.
+const TLS_SESSIONS: usize = 32;
 
 /// Read-timeout granularity on the control connection, so cancellation is noticed.
 const POLL: Duration = Duration::from_millis(200);
@@ -386,6 +458,18 @@ impl Client {
         }
     }
 
+    /// Connects to `host` (a DNS name or an address; IPv6 with or without brackets) on
+    /// `port`. Under TLS the server's certificate must name `host` (unless
+    /// [`ClientConfig::server_name`] says another name): an address alone cannot be checked
+    /// against a certificate issued for a DNS name.
+    pub fn connect_host(host: &str, port: u16, mut config: ClientConfig) -> Result<Client> {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        if config.server_name.is_none() {
+            config.server_name = Some(h.to_string());
+        }
+        Client::connect((h, port), config)
+    }
+
     /// One connection and greeting, classified for [`connect`](Self::connect).
     fn connect_once(addrs: &[SocketAddr], config: &ClientConfig) -> Attempt {
         match Self::connect_greeted(addrs, config.clone()) {
@@ -398,6 +482,10 @@ impl Client {
     fn connect_greeted(addrs: &[SocketAddr], config: ClientConfig) -> Result<Client> {
         let ctrl = connect_any(addrs, config.connect_timeout, "connect")?;
         let peer = ctrl.peer_addr().map_err(|e| Error::io("getpeername", e))?;
+        let server_name = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| peer.ip().to_string());
         ctrl.set_nodelay(true)
             .map_err(|e| Error::io("TCP_NODELAY", e))?;
         ctrl.set_read_timeout(Some(POLL))
@@ -405,8 +493,15 @@ impl Client {
         ctrl.set_write_timeout(Some(config.reply_timeout))
             .map_err(|e| Error::io("SO_SNDTIMEO", e))?;
         let mut c = Client {
-            ctrl,
+            ctrl: Ctrl::Plain(ctrl),
             peer,
+            server_name,
+            tls: None,
+            prot_private: false,
+            clear_password: false,
+            dcau_none: false,
+            sscn_on: false,
+            sscn_reset: false,
             data_peer: crate::proto::DataPolicy::client_only(peer.ip()),
             parser: ReplyParser::new(),
             config,
@@ -417,6 +512,9 @@ impl Client {
             ext: gridftp::ExtState::default(),
             deferred: Vec::new(),
         };
+        if c.config.tls == TlsMode::Implicit {
+            c.handshake_control()?;
+        }
         let greeting = c.read_final("the greeting", c.config.reply_timeout)?;
         if greeting.code != 220 {
             c.poisoned = true;
@@ -427,7 +525,131 @@ impl Client {
             });
         }
         c.welcome = greeting;
+        match c.config.tls {
+            TlsMode::Explicit => c.start_tls(true).map(drop)?,
+            TlsMode::Implicit => c.protect_data_connections()?,
+            _ => {}
+        }
         Ok(c)
+    }
+
+    /// This connection's TLS settings: the configured ones (or the system's roots) with a
+    /// session cache of its own, so its data connections resume *its* session — servers
+    /// such as vsftpd (`require_ssl_reuse`) refuse a data connection that does not.
+    fn session_tls(&self) -> Result<ClientTls> {
+        let base = match &self.config.tls_config {
+            Some(t) => t.clone(),
+            None => ClientTls::new(&ClientTlsOptions::default())
+                .map_err(|e| self.tls_error("control", e))?,
+        };
+        let mut config = (*base.config()).clone();
+        config.resumption = rustls::client::Resumption::in_memory_sessions(TLS_SESSIONS);
+        Ok(ClientTls::from_config(Arc::new(config)))
+    }
+
+    fn tls_error(&self, connection: &'static str, source: crate::tls::TlsError) -> Error {
+        Error::Tls {
+            connection,
+            server: self.server_name.clone(),
+            source,
+        }
+    }
+
+    /// The TLS handshake on the control connection (implicit FTPS, or after `234`).
+    fn handshake_control(&mut self) -> Result<()> {
+        let tls = self.session_tls()?;
+        let sock = self
+            .ctrl
+            .tcp()
+            .try_clone()
+            .map_err(|e| Error::io("control connection", e))?;
+        let stream = match tls.connect(&self.server_name, sock, self.config.connect_timeout) {
+            Ok(DataStream::Client(s)) => s,
+            Ok(_) => {
+                return Err(Error::Protocol(
+                    "TLS handshake gave no client stream".into(),
+                ));
+            }
+            Err(e) => {
+                self.poisoned = true;
+                return Err(self.tls_error("control", e));
+            }
+        };
+        // The clear stream's descriptor closes; the socket lives on in the TLS stream's.
+        self.ctrl = Ctrl::Tls(stream);
+        self.tls = Some(tls);
+        Ok(())
+    }
+
+    /// Explicit FTPS: `AUTH TLS`, the handshake, then `PBSZ 0` and `PROT P`. A refused
+    /// `AUTH TLS` is [`Error::TlsUnavailable`] when `required`, else `Ok(false)` (still
+    /// clear).
+    fn start_tls(&mut self, required: bool) -> Result<bool> {
+        let cmd = Command::Auth("TLS".into());
+        let r = self.command(&cmd)?;
+        if r.code != 234 && !required && (400..600).contains(&r.code) {
+            return Ok(false);
+        }
+        if r.code != 234 {
+            return Err(Error::TlsUnavailable {
+                command: shown(&cmd),
+                code: r.code,
+                text: r.lines.join(" ").trim().to_string(),
+            });
+        }
+        // Anything already read after the 234 came in clear and would pass for protected.
+        if self.parser.is_mid_reply() || self.parser.poll_reply().is_some() {
+            self.poisoned = true;
+            return Err(Error::Protocol(
+                "the server sent more after 234 to AUTH TLS, in clear".into(),
+            ));
+        }
+        self.handshake_control()?;
+        self.protect_data_connections()?;
+        Ok(true)
+    }
+
+    /// `PBSZ 0` and `PROT P` in one round trip: data connections are TLS from now on.
+    fn protect_data_connections(&mut self) -> Result<()> {
+        let pbsz = Command::Pbsz(0);
+        let prot = Command::Prot(ProtLevel::Private);
+        self.send_many(&[&pbsz, &prot])?;
+        let replies = [
+            self.read_final(&shown(&pbsz), self.config.reply_timeout)?,
+            self.read_final(&shown(&prot), self.config.reply_timeout)?,
+        ];
+        for (cmd, r) in [&pbsz, &prot].into_iter().zip(&replies) {
+            if r.code != 200 {
+                return Err(Error::TlsUnavailable {
+                    command: shown(cmd),
+                    code: r.code,
+                    text: r.lines.join(" ").trim().to_string(),
+                });
+            }
+        }
+        self.prot_private = true;
+        Ok(())
+    }
+
+    /// Whether the control connection is encrypted (TLS).
+    pub fn is_tls(&self) -> bool {
+        self.ctrl.is_tls()
+    }
+
+    /// Whether data connections are TLS (`PROT P` in force).
+    pub fn data_protected(&self) -> bool {
+        self.prot_private
+    }
+
+    /// Whether a password went out in clear on this connection (no TLS: the server offers
+    /// none, or [`TlsMode::Never`]); a front end should say so.
+    pub fn sent_password_in_clear(&self) -> bool {
+        self.clear_password
+    }
+
+    /// The name the server's certificate must match.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
     }
 
     /// The server's address (data connections go here too).
@@ -438,7 +660,7 @@ impl Client {
     /// TCP_INFO of the control connection: its RTT is the path's, measured before any data
     /// moves (the automatic tuning starts from it).
     pub fn control_tcp_info(&self) -> Result<gridos_io::TcpInfo> {
-        gridos_io::tcp_info(&self.ctrl).map_err(|e| Error::Protocol(format!("TCP_INFO: {e}")))
+        gridos_io::tcp_info(self.ctrl.tcp()).map_err(|e| Error::Protocol(format!("TCP_INFO: {e}")))
     }
 
     /// The 220 greeting.
@@ -464,7 +686,31 @@ impl Client {
 
     /// Logs in as `user` with `password`, then asks for FEAT, turns UTF-8 on when offered and
     /// selects binary type (`TYPE I`).
+    ///
+    /// With [`TlsMode::Auto`] and a user other than `anonymous`/`ftp`, the client first
+    /// sends `AUTH TLS` (what a FEAT line `AUTH TLS` announces; asked directly, one round
+    /// trip as FEAT would be, since servers such as vsftpd do not always list it) and
+    /// upgrades when the server accepts; when it refuses, the password goes in clear,
+    /// which is logged as a warning and reported by
+    /// [`sent_password_in_clear`](Self::sent_password_in_clear).
     pub fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        let anonymous = user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp");
+        if !anonymous && !self.ctrl.is_tls() && self.config.tls == TlsMode::Auto {
+            self.start_tls(false)?;
+        }
+        if !anonymous && !self.ctrl.is_tls() {
+            self.clear_password = true;
+            tracing::warn!(
+                server = %self.server_name,
+                user,
+                "ftp client: the password goes in clear ({})",
+                if self.config.tls == TlsMode::Never {
+                    "TLS is off"
+                } else {
+                    "the server offers no TLS"
+                }
+            );
+        }
         let user = Command::User(arg(user)?);
         if password.contains(['\r', '\n', '\0']) {
             return Err(Error::InvalidArgument(
@@ -770,14 +1016,18 @@ impl Client {
         let cmd = Command::Retr(p);
         let early = self.start_transfer(&cmd)?;
         let data = self.data_ready(data)?;
-        let res = if self.ext.deflate {
-            self.with_watchdog(|opts| {
+        let inflate = self.ext.deflate;
+        let res = match self.protect_data(data).map(DataStream::into_plain) {
+            Err(e) => Err(e),
+            Ok(Ok(data)) if inflate => self.with_watchdog(|opts| {
                 gridos_io::compress::recv_decompressed(&data, file, file_offset, ZLIB, opts)
-            })
-        } else {
-            self.with_watchdog(|opts| gridos_io::recv_file(&data, file, file_offset, None, opts))
+            }),
+            Ok(Ok(data)) => self
+                .with_watchdog(|opts| gridos_io::recv_file(&data, file, file_offset, None, opts)),
+            Ok(Err(tls)) => {
+                self.with_watchdog(|opts| secure::recv(tls, file, file_offset, inflate, opts))
+            }
         };
-        drop(data);
         let report = self.finish_transfer(&cmd, early, res)?;
         if let Some(t) = total {
             let want = t - remote_offset;
@@ -823,22 +1073,37 @@ impl Client {
         };
         let early = self.start_transfer(&cmd)?;
         let data = self.data_ready(data)?;
-        let res = if self.ext.deflate {
-            self.with_watchdog(|opts| {
-                gridos_io::compress::send_compressed(file, offset, len, &data, ZLIB, opts)
-            })
-        } else {
-            self.with_watchdog(|opts| gridos_io::send_file(file, offset, len, &data, opts))
+        let deflate = self.ext.deflate;
+        let res = match self.protect_data(data).map(DataStream::into_plain) {
+            Err(e) => Err(e),
+            Ok(Ok(data)) => {
+                let res = if deflate {
+                    self.with_watchdog(|opts| {
+                        gridos_io::compress::send_compressed(file, offset, len, &data, ZLIB, opts)
+                    })
+                } else {
+                    self.with_watchdog(|opts| gridos_io::send_file(file, offset, len, &data, opts))
+                };
+                // End of file in stream mode is the close of the data connection.
+                let _ = data.shutdown(Shutdown::Write);
+                res
+            }
+            // TLS: close_notify, then the half-close.
+            Ok(Err(tls)) => {
+                self.with_watchdog(|opts| secure::send(tls, file, offset, len, deflate, opts))
+            }
         };
-        // End of file in stream mode is the close of the data connection.
-        let _ = data.shutdown(Shutdown::Write);
-        drop(data);
         self.finish_transfer(&cmd, early, res)
     }
 
     /// `QUIT`, then closes the connection.
     pub fn quit(mut self) -> Result<()> {
-        self.expect(&Command::Quit, &[221, 200]).map(drop)
+        self.expect(&Command::Quit, &[221, 200])?;
+        if let Ctrl::Tls(s) = &mut self.ctrl {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        Ok(())
     }
 
     /// Sends a command and returns the final reply, whatever its code (preliminary 1yz
@@ -871,17 +1136,27 @@ impl Client {
         self.check_cancel(0)?;
         let deferred = std::mem::take(&mut self.deferred);
         let mut bytes = Vec::new();
+        // Not a command the protocol core has a variant for: written as text.
+        let sscn_off = std::mem::take(&mut self.sscn_reset);
+        if sscn_off {
+            bytes.extend_from_slice(b"SSCN OFF\r\n");
+        }
         for (c, _) in &deferred {
             bytes.extend_from_slice(&c.to_bytes());
         }
         for c in cmds {
             bytes.extend_from_slice(&c.to_bytes());
         }
-        let r = self.ctrl.write_all(&bytes);
+        let r = self.ctrl.send(&bytes);
         r.map_err(|e| {
             self.poisoned = true;
             Error::io("write command", e)
         })?;
+        if sscn_off {
+            // Whatever it says: a server that does not know SSCN never had it on.
+            self.read_final("SSCN OFF", self.config.reply_timeout)?;
+            self.sscn_on = false;
+        }
         let mut first_err = None;
         for (c, ok) in &deferred {
             let r = self.read_final(&shown(c), self.config.reply_timeout)?;
@@ -972,6 +1247,7 @@ impl Client {
     pub(super) fn data_listener(&self) -> Result<(TcpListener, Command)> {
         let local = self
             .ctrl
+            .tcp()
             .local_addr()
             .map_err(|e| Error::io("getsockname", e))?;
         let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0))
@@ -1039,8 +1315,17 @@ impl Client {
     /// Makes a freshly connected or accepted data connection what the session asked for:
     /// clear, or TLS under `PROT P` (resuming the control connection's session). Every data
     /// connection, stream mode and MODE E, goes through here.
-    pub(crate) fn protect_data(&self, sock: TcpStream) -> Result<crate::tls::DataStream> {
-        Ok(crate::tls::DataStream::Plain(sock))
+    ///
+    /// Under `PROT P` this end is the TLS client on every data connection, passive or
+    /// active, and resumes the control connection's session; `PROT C` keeps the socket as
+    /// it is ([`DataStream::Plain`], for the zero-copy path).
+    pub(crate) fn protect_data(&self, sock: TcpStream) -> Result<DataStream> {
+        match (&self.tls, self.prot_private) {
+            (Some(tls), true) => tls
+                .connect(&self.server_name, sock, self.config.connect_timeout)
+                .map_err(|e| self.tls_error("data", e)),
+            _ => Ok(DataStream::Plain(sock)),
+        }
     }
 
     fn connect_passive(&mut self) -> Result<TcpStream> {
@@ -1202,21 +1487,19 @@ impl Client {
         self.leave_mode_e()?;
         let data = self.open_data()?;
         let early = self.start_transfer(&cmd)?;
-        let mut data = self.data_ready(data)?;
+        let data = self.data_ready(data)?;
         data.set_read_timeout(Some(self.config.data_timeout))
             .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
         let max = self.config.max_listing;
         let mut buf = Vec::new();
-        let res = (&mut data)
-            .take(max as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| match e.kind() {
+        let res = self.protect_data(data).and_then(|mut data| {
+            secure::read_listing(&mut data, max, &mut buf).map_err(|e| match e.kind() {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
                     Error::Timeout(self.config.data_timeout, "the listing")
                 }
                 _ => Error::io("read listing", e),
-            });
-        drop(data);
+            })
+        });
         let res = match res {
             Ok(_) if buf.len() > max => {
                 Err(Error::Protocol(format!("listing larger than {max} bytes")))

@@ -16,6 +16,16 @@
 //! `SIZE` pipelined behind the transfer commands. [`ThirdPartyReport::control_round_trips`]
 //! counts them.
 //!
+//! TLS: when either client protects its data connections (`PROT P`), the servers' data
+//! connection is TLS too: `PROT P` goes to both, `DCAU N` to both and `SSCN ON` to the
+//! source — the server that connects (PORT/SPOR side), which is then the TLS client of the
+//! data connection. `DCAU N`: neither server authenticates the other on it (it is
+//! encrypted, and the peer is checked only by the servers' third-party address policies).
+//! These leave with the first round trip. A server that refuses any of them (one without
+//! TLS, one that does not know `SSCN`) makes [`Error::ThirdPartyRefused`], so a caller may
+//! relay instead. Afterwards `SSCN OFF` goes to the source with its next command, so its
+//! own data connections are the usual way round again.
+//!
 //! Failure: when one side fails, the other side's transfer is aborted (`ABOR`) and both
 //! control connections are read back into step (or marked unusable). A refusal of the direct
 //! connection — a 5yz to PORT/EPRT/SPOR (bounce protection), a 425, or a server that could
@@ -45,7 +55,7 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -53,7 +63,7 @@ use std::time::{Duration, Instant};
 use super::{AFTER_FAILURE, Client, Error, GridOptions, POLL, Result, Side, arg, reply_error};
 use crate::blocks::DEFAULT_BLOCK_SIZE;
 use crate::checksum::Algorithm;
-use crate::proto::{Command, Reply, Restart, TransferMode, addr};
+use crate::proto::{Command, Dcau, ProtLevel, Reply, Restart, TransferMode, addr};
 
 /// How a third-party transfer is done. Start from `ThirdPartyOptions::default()` (stream
 /// mode, whole file, no verification) and change fields.
@@ -143,6 +153,11 @@ pub fn transfer(
         (None, true) => Command::Epsv(crate::proto::EpsvArg::Any),
     };
     peers[1].push(Expect::Passive(passive));
+    if peers.iter().any(|p| p.c.prot_private) {
+        for p in peers.iter_mut() {
+            p.secure(Side::Source == p.side);
+        }
+    }
     let mut run = Run::default();
     run.go(&mut peers, &mut round_trips);
     if let Some(e) = run.verdict() {
@@ -221,6 +236,9 @@ pub fn transfer(
     }
     let mut run = Run::default();
     run.go(&mut peers, &mut round_trips);
+    // The source's own data connections want it as the TLS server again: SSCN OFF leaves
+    // with its next command (or is forgotten when the next third-party copy wants it on).
+    peers[0].c.sscn_reset = peers[0].c.sscn_on;
     if let Some(e) = run.verdict() {
         return Err(e);
     }
@@ -311,23 +329,60 @@ enum Expect {
     Transfer(Command),
     /// CKSM: a hex checksum.
     Cksm(Command),
+    /// A TLS set-up command (`PROT P`, `DCAU N`, `SSCN ON`): a refusal means the servers
+    /// cannot make a TLS data connection to each other.
+    Secure(Line, &'static [u16]),
     /// ABOR sent while cleaning up: any final reply.
     Abor,
 }
+
+/// A command line: one the protocol core has a variant for, or a GridFTP one written as
+/// text (`SSCN`).
+#[derive(Debug)]
+enum Line {
+    Cmd(Command),
+    Raw(&'static str),
+}
+
+impl Line {
+    fn text(&self) -> String {
+        match self {
+            Line::Cmd(c) => c.to_string(),
+            Line::Raw(t) => (*t).to_string(),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Line::Cmd(c) => c.to_bytes(),
+            Line::Raw(t) => format!("{t}\r\n").into_bytes(),
+        }
+    }
+}
+
+/// Codes that mean `PROT P`, `DCAU N` or `SSCN ON` took effect.
+const SECURE_OK: &[u16] = &[200];
+
+/// Replies to an `SSCN OFF` that resets a source for its own transfers: whatever the
+/// server says, there is nothing more to do.
+const SSCN_OFF_ANY: &[u16] = &[200, 500, 501, 502, 503, 504];
 
 impl Expect {
     fn setup(cmd: Command, ok: &[u16]) -> Expect {
         Expect::Setup(cmd, ok.to_vec())
     }
 
-    fn command(&self) -> Option<&Command> {
+    /// What goes on the wire for this command (nothing for [`Expect::Abor`], written on its
+    /// own).
+    fn bytes(&self) -> Vec<u8> {
         match self {
             Expect::Setup(c, _)
             | Expect::Passive(c)
             | Expect::Size(c)
             | Expect::Transfer(c)
-            | Expect::Cksm(c) => Some(c),
-            Expect::Abor => None,
+            | Expect::Cksm(c) => c.to_bytes(),
+            Expect::Secure(l, _) => l.bytes(),
+            Expect::Abor => Vec::new(),
         }
     }
 }
@@ -398,25 +453,63 @@ impl<'a> Peer<'a> {
             return Err(Error::Poisoned);
         }
         self.c.check_cancel(0)?;
-        let mut items: Vec<Expect> = std::mem::take(&mut self.c.deferred)
-            .into_iter()
-            .map(|(c, ok)| Expect::Setup(c, ok))
-            .collect();
+        let mut items: Vec<Expect> = Vec::new();
+        if std::mem::take(&mut self.c.sscn_reset) {
+            self.c.sscn_on = false;
+            items.push(Expect::Secure(Line::Raw("SSCN OFF"), SSCN_OFF_ANY));
+        }
+        items.extend(
+            std::mem::take(&mut self.c.deferred)
+                .into_iter()
+                .map(|(c, ok)| Expect::Setup(c, ok)),
+        );
         items.append(&mut self.outbox);
         let mut bytes = Vec::new();
         for e in &items {
-            if let Some(c) = e.command() {
-                bytes.extend_from_slice(&c.to_bytes());
-            }
+            bytes.extend_from_slice(&e.bytes());
         }
         self.write(&bytes)?;
         self.queue.extend(items);
         Ok(())
     }
 
+    /// Queues the TLS set-up of a third-party transfer under `PROT P` (see the module
+    /// docs): what this session does not have yet. `connects`: this server makes the data
+    /// connection (the source) and so is its TLS client.
+    fn secure(&mut self, connects: bool) {
+        if !self.c.prot_private {
+            // Without TLS on its control connection the server refuses (503, 5yz): the
+            // refusal says these two cannot make a TLS data connection.
+            self.push(Expect::Secure(
+                Line::Cmd(Command::Prot(ProtLevel::Private)),
+                SECURE_OK,
+            ));
+        }
+        if !self.c.dcau_none {
+            self.c.dcau_none = true;
+            self.push(Expect::Secure(
+                Line::Cmd(Command::Dcau(Dcau::None)),
+                SECURE_OK,
+            ));
+        }
+        if connects {
+            if self.c.sscn_on {
+                // Still on from the last copy: the reset it owed is not needed.
+                self.c.sscn_reset = false;
+            } else {
+                self.c.sscn_on = true;
+                self.push(Expect::Secure(Line::Raw("SSCN ON"), SECURE_OK));
+            }
+        } else if self.c.sscn_on {
+            self.c.sscn_reset = false;
+            self.c.sscn_on = false;
+            self.push(Expect::Secure(Line::Raw("SSCN OFF"), SSCN_OFF_ANY));
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.heard = Instant::now();
-        self.c.ctrl.write_all(bytes).map_err(|e| {
+        self.c.ctrl.send(bytes).map_err(|e| {
             self.c.poisoned = true;
             Error::io("write command", e)
         })
@@ -557,6 +650,30 @@ impl<'a> Peer<'a> {
                     self.checksum = Some(t.to_ascii_lowercase());
                     None
                 }
+            }
+            Expect::Secure(line, ok) => {
+                if ok.contains(&r.code) {
+                    if let Line::Cmd(Command::Prot(_)) = line {
+                        self.c.prot_private = true;
+                    }
+                    return None;
+                }
+                // What this side did not accept is not in force.
+                match &line {
+                    Line::Cmd(Command::Dcau(_)) => self.c.dcau_none = false,
+                    Line::Raw("SSCN ON") => self.c.sscn_on = false,
+                    _ => {}
+                }
+                Some(Error::ThirdPartyRefused {
+                    side: self.side,
+                    command: line.text(),
+                    code: r.code,
+                    text: format!(
+                        "{} (a TLS data connection between the two servers needs PROT P, \
+                         DCAU N and SSCN)",
+                        r.lines.join(" ").trim()
+                    ),
+                })
             }
             Expect::Abor => None,
         }
@@ -791,14 +908,21 @@ fn is_data_failure(e: &Error) -> bool {
 
 /// Waits up to [`POLL`] for either control connection (of sides that owe replies) to become
 /// readable.
-fn wait_readable(peers: &[Peer<'_>; 2]) -> [bool; 2] {
+fn wait_readable(peers: &mut [Peer<'_>; 2]) -> [bool; 2] {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let owe: Vec<usize> = (0..2).filter(|&i| !peers[i].queue.is_empty()).collect();
+    // Replies rustls already decrypted are not on the socket any more.
+    let mut out = [false; 2];
+    for &i in &owe {
+        out[i] = peers[i].c.ctrl.pending() > 0;
+    }
+    if out.iter().any(|&b| b) {
+        return out;
+    }
     let mut fds: Vec<PollFd<'_>> = owe
         .iter()
-        .map(|&i| PollFd::new(peers[i].c.ctrl.as_fd(), PollFlags::POLLIN))
+        .map(|&i| PollFd::new(peers[i].c.ctrl.tcp().as_fd(), PollFlags::POLLIN))
         .collect();
-    let mut out = [false; 2];
     if fds.is_empty() {
         return out;
     }

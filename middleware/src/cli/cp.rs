@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 )]
 pub struct CpArgs {
     /// Source: a local path, file://, ftp://[user[:password]@]host[:port]/path,
-    /// gridftp://…, http:// or https:// URL.
+    /// ftps://… (implicit TLS), ftpes://… (explicit TLS), gridftp://…, http:// or https://
+    /// URL.
     pub src: String,
-    /// Destination: a local path, file://, ftp:// or gridftp:// URL; an existing directory
-    /// receives the source under its own name.
+    /// Destination: a local path, file://, ftp://, ftps://, ftpes:// or gridftp:// URL; an
+    /// existing directory receives the source under its own name.
     pub dst: String,
     /// Copy directory trees.
     #[arg(short, long)]
@@ -83,6 +84,25 @@ pub struct CpArgs {
     /// direct (third-party) transfer.
     #[arg(long)]
     pub no_relay: bool,
+    /// Require TLS (AUTH TLS) on ftp:// and gridftp:// URLs: a server without it is an
+    /// error, never a clear connection (curl's --ssl-reqd). ftps:// and ftpes:// are TLS
+    /// anyway; without --tls a password is still protected whenever the server offers TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust the CA certificates in FILE (PEM) instead of the system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Do not verify server certificates: still encrypted, but anyone on the path can pose
+    /// as the server (said on every run).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Client certificate (PEM, the chain), for servers that log in by certificate; with
+    /// --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM); with --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
     /// How many global `-v`: 1 reports the tuning decisions (RTT, bandwidth, buffers,
     /// streams, route) on stderr in one human line each, 2 adds them as JSON.
     #[arg(skip)]
@@ -95,7 +115,11 @@ URL paths:
   ftp://host/dir/f        relative to the login directory (RFC 1738, as curl, wget, lftp)
   ftp://host/%2Fvar/f     absolute: %2F starts at the root
   gridftp://host/var/f    absolute (as globus-url-copy); gridftp://host/~/f is under home
-  A password not in the URL is taken from GRIDOS_FTP_PASSWORD.";
+  ftps://host/dir/f       implicit TLS (port 990); paths as ftp://
+  ftpes://host/dir/f      explicit TLS (AUTH TLS, port 21); --tls requires it on ftp://
+  A password not in the URL is taken from GRIDOS_FTP_PASSWORD. Without TLS it goes in
+  clear, which gridos says; server certificates are checked against the system's roots
+  (or --cacert FILE).";
 
 fn parse_alg(a: &str) -> Result<Algorithm, String> {
     Algorithm::parse(a).ok_or_else(|| {
@@ -122,6 +146,12 @@ impl From<&CpArgs> for CopyOptions {
             active: a.active,
             preserve_times: a.preserve,
             relay: !a.no_relay,
+            tls: crate::TlsOptions {
+                require: a.tls,
+                ca_file: a.cacert.clone(),
+                insecure: a.insecure,
+                cert: a.cert.clone().zip(a.key.clone()),
+            },
             ..CopyOptions::default()
         }
     }
@@ -544,6 +574,13 @@ pub fn run(a: CpArgs) -> crate::Result<ExitCode> {
     let dst = Url::parse(&a.dst).map_err(|e| cp(e.into()))?;
     let show_bar = !a.quiet && (a.progress || std::io::stderr().is_terminal());
     let term = Arc::new(Terminal::new(show_bar, a.verbose));
+    if a.insecure {
+        // Every run, even with -q: nothing else tells the user the server is unchecked.
+        term.say(
+            "warning: --insecure: server certificates are not verified; the connection is \
+             encrypted, but anyone on the path can pose as the server",
+        );
+    }
     let copy = Copy::new(src, dst)
         .options(CopyOptions::from(&a))
         .observer(term.clone());

@@ -38,6 +38,9 @@ pub enum Code {
     Unsupported = 9,
     /// Fewer or more bytes arrived than the source has.
     Incomplete = 10,
+    /// TLS failed: the server's certificate was refused (untrusted, expired, wrong name),
+    /// the handshake failed, or the server does not offer TLS where it is required.
+    Tls = 11,
     /// Interrupted (SIGINT) or cancelled: 128 + SIGINT, the shell's convention.
     Cancelled = 130,
 }
@@ -88,6 +91,12 @@ pub const TABLE: &[(Code, &str)] = &[
         "incomplete: fewer or more bytes arrived than the source has",
     ),
     (
+        Code::Tls,
+        "TLS failed: the server's certificate was refused (untrusted, expired, not valid for \
+         the host name; the message says which), the handshake failed, or the server offers \
+         no TLS where it is required (ftps://, ftpes://, --tls)",
+    ),
+    (
         Code::Cancelled,
         "cancelled (SIGINT): the destination is not left looking complete",
     ),
@@ -115,6 +124,7 @@ impl Code {
                 Code::Refused
             }
             ErrorKind::Incomplete => Code::Incomplete,
+            ErrorKind::Tls | ErrorKind::TlsUnavailable => Code::Tls,
             ErrorKind::Cancelled => Code::Cancelled,
             ErrorKind::Protocol | ErrorKind::Io | ErrorKind::Cache => Code::Failure,
         }
@@ -268,7 +278,7 @@ mod tests {
     #[test]
     fn every_code_is_listed_once_in_order() {
         let numbers: Vec<u8> = TABLE.iter().map(|(c, _)| c.number()).collect();
-        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130]);
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130]);
     }
 
     #[test]
@@ -281,5 +291,7 @@ mod tests {
         assert_eq!(Code::of(ErrorKind::ThirdPartyRefused), Code::Refused);
         assert_eq!(Code::of(ErrorKind::Timeout), Code::Network);
         assert_eq!(Code::of(ErrorKind::Protocol), Code::Failure);
+        assert_eq!(Code::of(ErrorKind::Tls), Code::Tls);
+        assert_eq!(Code::of(ErrorKind::TlsUnavailable), Code::Tls);
     }
 }

@@ -10,7 +10,9 @@ Examples:
   gridos selftest
                   1 GiB up and down over loopback, verified by SHA-256
   gridos selftest --size 256MiB --path splice --json
-                  a smaller run on a forced I/O path, as JSON")]
+                  a smaller run on a forced I/O path, as JSON
+  gridos selftest --tls --size 256MiB
+                  the same over FTPS (a certificate made for the run), and MODE E over TLS")]
 pub struct SelftestArgs {
     /// Size of the generated file (e.g. 1GiB, 256MiB, 1000000).
     #[arg(long, default_value = "1GiB", value_parser = super::parse_size)]
@@ -24,6 +26,10 @@ pub struct SelftestArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Over TLS: explicit FTPS against the in-process server with a certificate generated
+    /// for the run, data connections protected (PROT P), plus a MODE E download.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs the self-test and prints its figures.
@@ -32,7 +38,9 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
         size: a.size,
         path: a.path,
         dir: a.dir,
+        tls: a.tls,
     };
+    let transport = if a.tls { "ftps" } else { "ftp" };
     let legs = crate::selftest::run(&opts).map_err(|e| format!("selftest FAILED: {e}"))?;
     if a.json {
         let v: Vec<_> = legs
@@ -41,7 +49,7 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
                 serde_json::json!({
                     "direction": l.direction, "bytes": l.bytes, "seconds": l.elapsed.as_secs_f64(),
                     "mb_per_sec": l.mb_per_sec(), "cpu_seconds_per_gb": l.cpu_per_gb(), "path": l.path.name(),
-                    "verified": true, "sha256": l.sha256, "transport": "ftp",
+                    "verified": true, "sha256": l.sha256, "transport": transport,
                 })
             })
             .collect();
@@ -49,16 +57,21 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
     } else {
         println!(
             "gridos selftest: {} bytes to and from an in-process gridos FTP server on 127.0.0.1 \
-             (control + passive data connection), verified by SHA-256",
-            a.size
+             (control + passive data connection{}), verified by SHA-256",
+            a.size,
+            if a.tls {
+                ", TLS on both with a certificate made for this run"
+            } else {
+                ""
+            }
         );
         println!(
-            "{:<10} {:>10} {:>10} {:>14}  path",
+            "{:<16} {:>10} {:>10} {:>14}  path",
             "direction", "seconds", "MB/s", "CPU s per GB"
         );
         for l in &legs {
             println!(
-                "{:<10} {:>10.3} {:>10.1} {:>14.3}  {}",
+                "{:<16} {:>10.3} {:>10.1} {:>14.3}  {}",
                 l.direction,
                 l.elapsed.as_secs_f64(),
                 l.mb_per_sec(),

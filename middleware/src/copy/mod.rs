@@ -121,11 +121,12 @@ impl Copy {
         o.check()?;
         let obs: &dyn CopyObserver = &*self.observer;
         let progress = Progress::new();
-        let conn = Connector {
-            options: o,
-            progress: progress.current.clone(),
-            cancel: self.cancel.clone(),
-        };
+        let conn = Connector::new(
+            o,
+            progress.current.clone(),
+            self.cancel.clone(),
+            self.observer.clone(),
+        );
         let open = |url: &Url| -> Result<(Side, Node)> {
             match url {
                 Url::Local(p) => Ok((Side::Local, Node::Local(p.clone()))),
@@ -149,6 +150,11 @@ impl Copy {
         let both_remote = !self.src.is_local() && !self.dst.is_local();
         let (src_open, dst_open) = both(both_remote, || open(&self.src), || open(&self.dst));
         let ((mut src_side, src), (mut dst_side, dst)) = (src_open?, dst_open?);
+        // Data over TLS (PROT P) on either side: the report's path says so.
+        let tls = [&src_side, &dst_side]
+            .iter()
+            .any(|s| matches!(s, Side::Ftp(f) if f.client.data_protected()));
+        let shown = |path: String| if tls { format!("TLS {path}") } else { path };
         let plans: Vec<TransferPlan> = [&src_side, &dst_side]
             .iter()
             .filter_map(|s| match s {
@@ -240,7 +246,7 @@ impl Copy {
                 t.bytes += r.0;
                 t.files += r.1;
                 let io = o.io_path.unwrap_or_else(gridos_io::probe);
-                t.path = Some(format!("{} pipelined", io.name()));
+                t.path = Some(shown(format!("{} pipelined", io.name())));
                 t.io = Some(io);
                 return Ok(());
             }
@@ -277,7 +283,7 @@ impl Copy {
                     t.skipped += 1;
                 }
                 if moved.path.is_some() {
-                    t.path = moved.path;
+                    t.path = moved.path.map(shown);
                 }
                 t.io = moved.io.or(t.io);
                 progress.file_done(moved.bytes);

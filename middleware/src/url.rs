@@ -322,6 +322,9 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Url, UrlError> {
     if host.is_empty() {
         return Err(invalid("no host"));
     }
+    if !(is_host_name(host) || host.parse::<std::net::Ipv6Addr>().is_ok()) {
+        return Err(invalid("bad host name"));
+    }
     let path_only = path.split(['?', '#']).next().unwrap_or("");
     let name = path_only
         .rsplit('/')
@@ -338,6 +341,14 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Url, UrlError> {
         user,
         password,
     }))
+}
+
+/// A host name or IPv4 address as RFC 3986 allows them unbracketed (letters, digits, `-`,
+/// `.`, `_`, `~`): anything else (spaces, controls, brackets, a second `:`) is refused rather
+/// than passed on to name resolution.
+fn is_host_name(h: &str) -> bool {
+    h.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 fn parse_ftp(text: &str, rest: &str, gridftp: bool, tls: FtpTls) -> Result<FtpUrl, UrlError> {
@@ -374,12 +385,25 @@ fn parse_ftp(text: &str, rest: &str, gridftp: bool, tls: FtpTls) -> Result<FtpUr
         let (h, after) = v6
             .split_once(']')
             .ok_or_else(|| invalid("unclosed [ in host"))?;
-        (h.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid("not an IPv6 address in [ ]"));
         }
+        match after {
+            "" => (h.to_string(), None),
+            _ => (
+                h.to_string(),
+                Some(after.strip_prefix(':').ok_or_else(|| invalid("text after ] in host"))?),
+            ),
+        }
+    } else {
+        let (h, p) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        };
+        if !is_host_name(h) {
+            return Err(invalid("bad host name"));
+        }
+        (h.to_string(), p)
     };
     if host.is_empty() {
         return Err(invalid("no host"));
@@ -452,6 +476,29 @@ mod tests {
             Ok(Url::Ftp(u)) => u,
             other => panic!("{s}: {other:?}"),
         }
+    }
+
+    /// Found by the `url` fuzz target: junk in the host was passed on (and text after `]`
+    /// dropped), so the URL printed back differently.
+    #[test]
+    fn hosts_are_checked() {
+        for bad in [
+            "ftp://\0fst:2g[::1]siftp://x",
+            "ftp://[::1]junk/f",
+            "ftp://[not-v6]/f",
+            "ftp://a b/f",
+            "gridftp://h[1]/f",
+            "http://a\u{1}b/x",
+            "https://[::1/x",
+        ] {
+            assert!(
+                matches!(Url::parse(bad), Err(UrlError::Invalid(..))),
+                "{bad:?}: {:?}",
+                Url::parse(bad)
+            );
+        }
+        assert_eq!(ftp("ftp://[::1]:2121/f").port, 2121);
+        assert_eq!(ftp("ftp://my_host.example-1/f").host, "my_host.example-1");
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl FtpUrl {
         let user = if self.user == "anonymous" {
             String::new()
         } else {
-            format!("{}@", self.user)
+            format!("{}@", escape(&self.user, b"/@:?#[] "))
         };
         let scheme = match (self.gridftp, self.tls) {
             (true, _) => "gridftp",
@@ -147,13 +147,18 @@ impl FtpUrl {
             (false, FtpTls::Explicit) => "ftpes",
             (false, FtpTls::Implicit) => "ftps",
         };
-        let path = match (self.gridftp, self.path.strip_prefix('/')) {
-            (true, Some(_)) => self.path.clone(),
-            (true, None) if self.path == "." => "/~/".to_string(),
-            (true, None) => format!("/~/{}", self.path),
+        let p = escape(&self.path, b"?#");
+        let path = match (self.gridftp, p.strip_prefix('/')) {
+            // An absolute path that itself begins with `/~` would read back as the home.
+            (true, Some(rest)) if rest == "~" || rest.starts_with("~/") => {
+                format!("/%7E{}", &rest[1..])
+            }
+            (true, Some(_)) => p.clone(),
+            (true, None) if p == "." => "/~/".to_string(),
+            (true, None) => format!("/~/{p}"),
             (false, Some(abs)) => format!("/%2F{abs}"),
-            (false, None) if self.path == "." => "/".to_string(),
-            (false, None) => format!("/{}", self.path),
+            (false, None) if p == "." => "/".to_string(),
+            (false, None) => format!("/{p}"),
         };
         format!("{scheme}://{user}{}{path}", self.authority())
     }
@@ -343,6 +348,21 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Url, UrlError> {
     }))
 }
 
+/// `s` with `%`, control characters and the bytes in `extra` percent-encoded, so that it
+/// parses back to itself (other text, UTF-8 included, stays readable).
+fn escape(s: &str, extra: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let b = u32::from(c);
+        if b < 0x20 || b == 0x7f || c == '%' || (c.is_ascii() && extra.contains(&(b as u8))) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A host name or IPv4 address as RFC 3986 allows them unbracketed (letters, digits, `-`,
 /// `.`, `_`, `~`): anything else (spaces, controls, brackets, a second `:`) is refused rather
 /// than passed on to name resolution.
@@ -392,7 +412,11 @@ fn parse_ftp(text: &str, rest: &str, gridftp: bool, tls: FtpTls) -> Result<FtpUr
             "" => (h.to_string(), None),
             _ => (
                 h.to_string(),
-                Some(after.strip_prefix(':').ok_or_else(|| invalid("text after ] in host"))?),
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| invalid("text after ] in host"))?,
+                ),
             ),
         }
     } else {
@@ -498,6 +522,15 @@ mod tests {
             );
         }
         assert_eq!(ftp("ftp://[::1]:2121/f").port, 2121);
+        // Printed forms parse back to the same URL (the fuzz target's property).
+        for u in [
+            "gridftp://h/~//~/a",
+            "ftp://u%2F:@h/x%25y",
+            "gridftp://h/%7E/a",
+        ] {
+            let shown = Url::parse(u).unwrap().to_string();
+            assert_eq!(Url::parse(&shown).unwrap().to_string(), shown, "{u}");
+        }
         assert_eq!(ftp("ftp://my_host.example-1/f").host, "my_host.example-1");
     }
 

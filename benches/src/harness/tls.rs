@@ -5,9 +5,11 @@
 //!
 //! Besides wall time and whole-machine CPU, each run measures the CPU of both ends: the
 //! client's from `getrusage(RUSAGE_CHILDREN)` around its run (the harness's only child
-//! reaped in between), the server's from `/proc/PID/stat` (its own time plus that of the
-//! session processes it reaped: vsftpd forks two per client), read once the server has no
-//! child left. RETR goes to /dev/null (after an untimed warm-up run into a file, checked by
+//! reaped in between), the server's from a cgroup the server is moved into at start
+//! ([`machine::CpuGroup`]: it counts the session processes vsftpd forks, two per client,
+//! after they exit, whoever reaps them), read once the server has no child left. Without a
+//! cgroup (not root) it falls back to `/proc/PID/stat`, which misses session processes
+//! that are not reaped by the server, and says so in the notes. RETR goes to /dev/null (after an untimed warm-up run into a file, checked by
 //! SHA-256); every STOR is checked on the server side by SHA-256.
 //!
 //! Pairs: `gridos cp ftpes://` (the client's own choice of streams), `gridos cp -p 4
@@ -170,10 +172,34 @@ struct Sample {
     server: Duration,
 }
 
-/// Runs `cmd` against the server `pid`; a non-zero exit is an error.
-fn timed_ends(cmd: &mut Command, pid: u32) -> Result<Sample, String> {
+/// A server and how its CPU time is read: its cgroup, or /proc (own time plus reaped
+/// children). Fields drop in order: the server's processes go before their cgroup.
+struct ServerCpu {
+    server: Server,
+    group: Option<machine::CpuGroup>,
+}
+
+impl ServerCpu {
+    fn new(server: Server) -> ServerCpu {
+        ServerCpu {
+            group: machine::CpuGroup::join(server.pid()),
+            server,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        match self.group.as_ref().and_then(machine::CpuGroup::usage) {
+            Some(d) => d,
+            None => process_cpu(self.server.pid()),
+        }
+    }
+}
+
+/// Runs `cmd` against the server; a non-zero exit is an error.
+fn timed_ends(cmd: &mut Command, server: &ServerCpu) -> Result<Sample, String> {
+    let pid = server.server.pid();
     let (s0, c0, m0, t0) = (
-        process_cpu(pid),
+        server.now(),
         children_cpu(),
         machine::machine_busy(),
         Instant::now(),
@@ -205,7 +231,7 @@ fn timed_ends(cmd: &mut Command, pid: u32) -> Result<Sample, String> {
         wall,
         machine,
         client,
-        server: process_cpu(pid).saturating_sub(s0),
+        server: server.now().saturating_sub(s0),
     })
 }
 
@@ -236,8 +262,15 @@ fn pair_cell(
 ) -> Result<(Figures, String), String> {
     let stor = cell == Cell::TlsStor;
     let server = Server::start_tls(pair.server(), &data.root, tls).map_err(|e| e.to_string())?;
-    let (port, pid) = (server.addr().port(), server.pid());
+    let port = server.addr().port();
+    let cpu = ServerCpu::new(server);
     let mut notes = Vec::new();
+    if cpu.group.is_none() {
+        notes.push(
+            "no cgroup for the server: its CPU from /proc/PID/stat (reaped children only)"
+                .to_string(),
+        );
+    }
     if pair.tls() {
         notes.push(match negotiated(port, &tls.ca) {
             Some(v) => format!("curl negotiates {v} with this server"),
@@ -248,7 +281,7 @@ fn pair_cell(
         // Warm-up, untimed: into a file, checked.
         let dst = data.scratch.join("tls-warm.out");
         let _ = std::fs::remove_file(&dst);
-        timed_ends(&mut pair.command(false, port, "big", &dst, &tls.ca), pid)?;
+        timed_ends(&mut pair.command(false, port, "big", &dst, &tls.ca), &cpu)?;
         if file_hash(&dst) != Some(data.big_hash) {
             return Err("downloaded file differs from the original (SHA-256)".into());
         }
@@ -265,16 +298,18 @@ fn pair_cell(
             let _ = std::fs::remove_file(&stored);
             let r = if stor {
                 let src = data.root.join("big");
-                timed_ends(&mut pair.command(true, port, &name, &src, &tls.ca), pid).and_then(|t| {
-                    if file_hash(&stored) == Some(data.big_hash) {
-                        Ok(t)
-                    } else {
-                        Err("uploaded file differs from the original (SHA-256)".into())
-                    }
-                })
+                timed_ends(&mut pair.command(true, port, &name, &src, &tls.ca), &cpu).and_then(
+                    |t| {
+                        if file_hash(&stored) == Some(data.big_hash) {
+                            Ok(t)
+                        } else {
+                            Err("uploaded file differs from the original (SHA-256)".into())
+                        }
+                    },
+                )
             } else {
                 let null = Path::new("/dev/null");
-                timed_ends(&mut pair.command(false, port, "big", null, &tls.ca), pid)
+                timed_ends(&mut pair.command(false, port, "big", null, &tls.ca), &cpu)
             };
             let _ = std::fs::remove_file(&stored);
             match r {

@@ -1061,3 +1061,239 @@ impl Drop for Globus {
         kill_group(&mut self.child);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// FTPS peers: vsftpd with ssl_enable, proftpd with mod_tls.
+
+/// The vsftpd.conf lines of an FTPS server that requires TLS from anonymous users on the
+/// control and the data connections, and that data connections resume the control
+/// connection's TLS session (`require_ssl_reuse=YES`, what the issue names).
+pub fn vsftpd_tls_lines(cert: &Path, key: &Path) -> String {
+    format!(
+        "ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=YES\n\
+         force_anon_data_ssl=YES\nrequire_ssl_reuse=YES\nssl_ciphers=HIGH\n\
+         rsa_cert_file={}\nrsa_private_key_file={}\nlog_ftp_protocol=YES\ndebug_ssl=YES\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+impl Vsftpd {
+    /// As [`Vsftpd::start`], with more `vsftpd.conf` lines (e.g. [`vsftpd_tls_lines`]).
+    pub fn start_with(extra: &str) -> Option<Vsftpd> {
+        let bin = vsftpd_or_skip()?;
+        if !is_root() {
+            return unavailable("vsftpd tests need root");
+        }
+        let (ftp_user, ftp_uid) = ["ftp", "daemon"]
+            .iter()
+            .find_map(|u| Some((*u, uid_of(u)?)))
+            .expect("no ftp or daemon user");
+        let dir = tempfile::Builder::new()
+            .prefix("gridos-vsftpd-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        let pub_dir = root.join("pub");
+        let empty = dir.path().join("empty");
+        for d in [&root, &pub_dir, &empty] {
+            std::fs::create_dir(d).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&pub_dir, Some(ftp_uid), None).unwrap();
+        let (child, port, _log) = start_vsftpd(
+            &bin,
+            dir.path(),
+            &format!(
+                "anonymous_enable=YES\nlocal_enable=NO\nanon_root={root}\n\
+                 ftp_username={ftp_user}\nnopriv_user={ftp_user}\nno_anon_password=YES\n\
+                 write_enable=YES\nanon_upload_enable=YES\nanon_mkdir_write_enable=YES\n\
+                 anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n\
+                 {extra}",
+                root = root.display(),
+            ),
+        );
+        Some(Vsftpd {
+            child,
+            port,
+            root,
+            pub_dir,
+            ftp_uid,
+            _dir: dir,
+        })
+    }
+
+    /// vsftpd's log (with [`vsftpd_tls_lines`]: every command, reply and TLS handshake),
+    /// for failure messages.
+    pub fn log(&self) -> String {
+        let log = self.root.parent().map(|d| d.join("vsftpd.log"));
+        log.and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Where proftpd is, with the directory of its modules, if it has mod_tls:
+/// `GRIDOS_PROFTPD` (the binary; modules in `../lib/proftpd` beside its `sbin`), else the
+/// system's (Debian `proftpd-core`, mod_tls from `proftpd-mod-crypto`), else where
+/// `benches/install-peers.sh` extracts it.
+pub fn proftpd_binary() -> Option<(PathBuf, PathBuf)> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("GRIDOS_PROFTPD") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => vec![
+            "/usr/sbin/proftpd".into(),
+            "/opt/gridos-peers/proftpd/usr/sbin/proftpd".into(),
+        ],
+    };
+    candidates.into_iter().find_map(|bin| {
+        let modules = bin.parent()?.parent()?.join("lib/proftpd");
+        (bin.is_file() && modules.join("mod_tls.so").is_file()).then_some((bin, modules))
+    })
+}
+
+/// The password user of [`Proftpd`] (a virtual user of its AuthUserFile).
+pub const PROFTPD_USER: (&str, &str) = ("jane", "s3cret pass");
+
+/// proftpd with mod_tls on 127.0.0.1 (`TLSEngine on`, `TLSRequired on`, TLS 1.2 and 1.3,
+/// data connections that must resume the control session: mod_tls's default), in the
+/// foreground with a configuration of its own. Its one user, [`PROFTPD_USER`], comes from
+/// an AuthUserFile (no system account), runs as nobody and is chrooted to `home`. Killed
+/// on drop; needs root.
+pub struct Proftpd {
+    child: Child,
+    /// Control port on 127.0.0.1.
+    pub port: u16,
+    /// The user's home (and chroot): files put here are served at `/NAME`.
+    pub home: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Proftpd {
+    /// Starts proftpd with the EC certificate `cert` (rcgen's default key type) and its
+    /// `key`, or returns `None` (skip) / panics (CI) when it cannot run here.
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<Proftpd> {
+        let Some((bin, modules)) = proftpd_binary() else {
+            return unavailable(
+                "proftpd with mod_tls not found (apt-get install proftpd-core proftpd-mod-crypto, or set GRIDOS_PROFTPD)",
+            );
+        };
+        if !is_root() {
+            return unavailable("proftpd tests need root (it switches to nobody)");
+        }
+        let (uid, gid) = ids_of("nobody").expect("no nobody user");
+        let dir = tempfile::Builder::new()
+            .prefix("gridos-proftpd-")
+            .tempdir()
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+        let passwd = dir.path().join("passwd");
+        let group = dir.path().join("group");
+        std::fs::write(&group, format!("nogroup:x:{gid}:\n")).unwrap();
+        // ftpasswd (of proftpd-core) writes the AuthUserFile line with a SHA-512 crypt.
+        let ftpasswd = bin.with_file_name("ftpasswd");
+        let mut child = Command::new(&ftpasswd)
+            .args(["--passwd", "--sha512", "--stdin", "--shell=/bin/false"])
+            .arg(format!("--file={}", passwd.display()))
+            .arg(format!("--name={}", PROFTPD_USER.0))
+            .arg(format!("--uid={uid}"))
+            .arg(format!("--gid={gid}"))
+            .arg(format!("--home={}", home.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", ftpasswd.display()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", PROFTPD_USER.1).as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && passwd.is_file(),
+            "ftpasswd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        // A passive range of this process's own (proftpd falls back to any port when one
+        // is taken).
+        let pasv = 20_000 + (std::process::id() % 400) as u16 * 100;
+        let d = dir.path().display();
+        let conf = dir.path().join("proftpd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "ServerName \"gridos-test\"\nServerType standalone\nPort {port}\n\
+                 DefaultAddress 127.0.0.1\nSocketBindTight on\nUseIPv6 off\n\
+                 User nobody\nGroup nogroup\nPassivePorts {pasv} {pasv_hi}\nMaxInstances 30\n\
+                 ScoreboardFile {d}/scoreboard\nPidFile {d}/proftpd.pid\nDelayEngine off\n\
+                 WtmpLog off\nUseReverseDNS off\nSystemLog {d}/system.log\n\
+                 TransferLog {d}/xfer.log\n\
+                 <IfModule mod_dso.c>\n  ModulePath {modules}\n  LoadModule mod_tls.c\n</IfModule>\n\
+                 AuthOrder mod_auth_file.c\nAuthUserFile {passwd}\nAuthGroupFile {group}\n\
+                 RequireValidShell off\nDefaultRoot ~\n\
+                 TLSEngine on\nTLSLog {d}/tls.log\nTLSRequired on\nTLSProtocol TLSv1.2 TLSv1.3\n\
+                 TLSECCertificateFile {cert}\nTLSECCertificateKeyFile {key}\n\
+                 TLSVerifyClient off\nTLSRenegotiate none\n\
+                 <Directory ~>\n  AllowOverwrite on\n</Directory>\n",
+                pasv_hi = pasv + 99,
+                modules = modules.display(),
+                passwd = passwd.display(),
+                group = group.display(),
+                cert = cert.display(),
+                key = key.display(),
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-n").arg("-c").arg(&conf);
+        let child = spawn_listening(cmd, port, "proftpd");
+        Some(Proftpd {
+            child,
+            port,
+            home,
+            dir,
+        })
+    }
+
+    /// `SCHEME://jane:…@127.0.0.1:PORT/path` (path relative to the home).
+    pub fn url(&self, scheme: &str, path: &str) -> String {
+        format!(
+            "{scheme}://{}:{}@127.0.0.1:{}/{path}",
+            PROFTPD_USER.0,
+            PROFTPD_USER.1.replace(' ', "%20"),
+            self.port
+        )
+    }
+
+    /// Writes `home/name`, owned by nobody.
+    pub fn put(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.home.join(name);
+        std::fs::write(&p, data).unwrap();
+        let (uid, gid) = ids_of("nobody").expect("no nobody user");
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+        p
+    }
+
+    /// The system and TLS logs (each handshake, whether data connections resumed), for
+    /// failure messages.
+    pub fn log(&self) -> String {
+        ["system.log", "tls.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Proftpd {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod machine;
 pub mod peers;
+pub mod tls;
 
 use crate::wan::{Side, Wan, WanParams};
 use peers::{
@@ -55,6 +56,11 @@ pub enum Cell {
     /// namespace, driven from the client namespace across the emulated WAN: the client pays
     /// only control round trips.
     ThirdParty,
+    /// FTPS: the big file RETR (to /dev/null) over explicit TLS, gridos against
+    /// curl ↔ vsftpd (OpenSSL), and both in clear; CPU of both ends (see [`tls`]).
+    TlsRetr,
+    /// FTPS: the big file STOR over explicit TLS (hash checked on the server side).
+    TlsStor,
 }
 
 /// Harness settings.
@@ -125,6 +131,8 @@ pub struct Figures {
     pub cpu: Duration,
     /// Peak server RSS (concurrent cell), bytes.
     pub peak_rss: Option<u64>,
+    /// Median CPU time of the client and of the server process (FTPS cells).
+    pub ends: Option<(Duration, Duration)>,
 }
 
 impl Figures {
@@ -314,6 +322,7 @@ fn medians(samples: Vec<(Duration, Duration)>, bytes: u64, peak_rss: Option<u64>
         bytes,
         cpu: median(cpus),
         peak_rss,
+        ends: None,
     }
 }
 
@@ -428,12 +437,14 @@ fn loopback_cell(
                 peak = Some(peak.unwrap_or(0).max(max_rss));
                 (t0.elapsed(), machine::machine_busy().saturating_sub(c0))
             }
-            Cell::Wan | Cell::ThirdParty => unreachable!("the WAN cells have their own runners"),
+            Cell::Wan | Cell::ThirdParty | Cell::TlsRetr | Cell::TlsStor => {
+                unreachable!("the WAN and FTPS cells have their own runners")
+            }
         };
         samples.push(sample);
     }
     let bytes = match cell {
-        Cell::RetrNull | Cell::RetrFile | Cell::Stor => s.big,
+        Cell::RetrNull | Cell::RetrFile | Cell::Stor | Cell::TlsRetr | Cell::TlsStor => s.big,
         Cell::SmallFiles => 1000 * 1024,
         Cell::OneSmall => 1024,
         Cell::Concurrent => s.per_client * s.clients as u64,
@@ -703,6 +714,10 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
     let data = Data::create(s)?;
     let mut rows = Vec::new();
     for &cell in cells {
+        if matches!(cell, Cell::TlsRetr | Cell::TlsStor) {
+            rows.extend(tls::cell(cell, &data, s));
+            continue;
+        }
         if cell == Cell::ThirdParty {
             let (wan, files) = start_wan();
             let login = Login::create("bench", "gridos-bench-tp").map_err(|e| e.to_string());
@@ -776,7 +791,11 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
         "| cell | client ↔ server | median wall | MB/s | CPU s/GB (machine) | peak server RSS | gridos ÷ this: throughput, CPU/GB |\n| --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    for r in rows.iter().filter(|r| r.cell != Cell::ThirdParty) {
+    let is_tls = |r: &Row| matches!(r.cell, Cell::TlsRetr | Cell::TlsStor);
+    for r in rows
+        .iter()
+        .filter(|r| r.cell != Cell::ThirdParty && !is_tls(r))
+    {
         let gridos = rows
             .iter()
             .find(|g| g.cell == r.cell && g.gridos)
@@ -828,12 +847,17 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     let tp: Vec<&Row> = rows.iter().filter(|r| r.cell == Cell::ThirdParty).collect();
-    if tp.len() == rows.len() {
-        // Only third-party rows: no empty main table.
+    let tls_rows: Vec<&Row> = rows.iter().filter(|r| is_tls(r)).collect();
+    if tp.len() + tls_rows.len() == rows.len() {
+        // Only third-party and FTPS rows: no empty main table.
         out.clear();
     }
     if !tp.is_empty() {
         let t = third_party_table(&tp);
+        out += if out.is_empty() { t.trim_start() } else { &t };
+    }
+    if !tls_rows.is_empty() {
+        let t = tls::table(&tls_rows);
         out += if out.is_empty() { t.trim_start() } else { &t };
     }
     out

@@ -126,6 +126,44 @@ impl Server {
         wait_connect: &dyn Fn(SocketAddr) -> bool,
         login: Option<&Login>,
     ) -> Result<Server, HarnessError> {
+        Server::start_inner(kind, root, ip, wan, wait_connect, login, None)
+    }
+
+    /// As [`Server::start`] on 127.0.0.1, offering FTPS (explicit, `AUTH TLS`) with the
+    /// certificate of `tls`: `gridos ftpd --tls-cert --tls-key` (default policy:
+    /// anonymous may stay clear) and vsftpd with `ssl_enable=YES`, `allow_anon_ssl=YES`,
+    /// `require_ssl_reuse=YES` (clear sessions allowed too). Only those two kinds.
+    pub fn start_tls(
+        kind: ServerKind,
+        root: &Path,
+        tls: &TlsFiles,
+    ) -> Result<Server, HarnessError> {
+        if !matches!(kind, ServerKind::Gridos | ServerKind::Vsftpd) {
+            return Err(HarnessError::Setup(format!(
+                "no FTPS configuration for {}",
+                kind.name()
+            )));
+        }
+        Server::start_inner(
+            kind,
+            root,
+            Ipv4Addr::LOCALHOST,
+            None,
+            &can_connect,
+            None,
+            Some(tls),
+        )
+    }
+
+    fn start_inner(
+        kind: ServerKind,
+        root: &Path,
+        ip: Ipv4Addr,
+        wan: Option<&Wan>,
+        wait_connect: &dyn Fn(SocketAddr) -> bool,
+        login: Option<&Login>,
+        tls: Option<&TlsFiles>,
+    ) -> Result<Server, HarnessError> {
         let login = login.filter(|_| kind == ServerKind::Gridos);
         let scratch = tempfile::tempdir().map_err(|e| HarnessError::Setup(e.to_string()))?;
         let port = free_port(Ipv4Addr::LOCALHOST)?;
@@ -143,6 +181,12 @@ impl Server {
                 // the peers' configurations do.
                 c.args(["--max-clients", "1000", "--max-per-ip", "1000", "--docroot"]);
                 c.arg(root);
+                if let Some(t) = tls {
+                    c.arg("--tls-cert")
+                        .arg(&t.cert)
+                        .arg("--tls-key")
+                        .arg(&t.key);
+                }
                 c
             }
             ServerKind::Globus => {
@@ -175,9 +219,17 @@ impl Server {
                      anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_umask=022\n\
                      allow_writeable_chroot=YES\nlocal_enable=NO\nseccomp_sandbox=NO\n\
                      secure_chroot_dir={}\npasv_enable=YES\npasv_address={ip}\nmax_clients=1000\n\
-                     max_per_ip=1000\nxferlog_enable=NO\n",
+                     max_per_ip=1000\nxferlog_enable=NO\n{}",
                     root.display(),
-                    empty.display()
+                    empty.display(),
+                    tls.map(|t| format!(
+                        "ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=NO\n\
+                         force_anon_data_ssl=NO\nrequire_ssl_reuse=YES\nssl_ciphers=HIGH\n\
+                         rsa_cert_file={}\nrsa_private_key_file={}\n",
+                        t.cert.display(),
+                        t.key.display()
+                    ))
+                    .unwrap_or_default()
                 );
                 let path = s.join("vsftpd.conf");
                 std::fs::write(&path, conf).map_err(|e| HarnessError::Setup(e.to_string()))?;
@@ -255,6 +307,11 @@ impl Server {
                 None => format!("ftp://{}/{rel}", self.addr),
             },
         }
+    }
+
+    /// Control address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// PID of the server process.
@@ -464,5 +521,127 @@ fn split_url(url: &str) -> (&str, &str) {
     match url[after..].find('/') {
         Some(i) => url.split_at(after + i),
         None => (url, "/"),
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost (ECDSA P-256), made with the
+/// `openssl` command line tool in a temporary directory: the FTPS cells' credentials.
+pub struct TlsFiles {
+    /// The CA certificate (what `--cacert` takes).
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    /// Generates the CA and the server certificate (valid for a week).
+    pub fn create() -> Result<TlsFiles, HarnessError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("gridos-harness-tls-")
+            .tempdir()
+            .map_err(|e| HarnessError::Setup(e.to_string()))?;
+        // The servers read the files as root; world-readable does no harm in a benchmark.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| HarnessError::Setup(e.to_string()))?;
+        let d = dir.path();
+        let (ca, ca_key) = (d.join("ca.pem"), d.join("ca.key"));
+        let (cert, key, csr, ext) = (
+            d.join("server.pem"),
+            d.join("server.key"),
+            d.join("server.csr"),
+            d.join("server.ext"),
+        );
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n\
+             basicConstraints=CA:FALSE\n",
+        )
+        .map_err(|e| HarnessError::Setup(e.to_string()))?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [Vec<std::ffi::OsString>; 3] = [
+            [
+                "req",
+                "-x509",
+                "-days",
+                "7",
+                "-subj",
+                "/O=Grid/CN=gridos bench CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain([
+                "-keyout".into(),
+                ca_key.clone().into(),
+                "-out".into(),
+                ca.clone().into(),
+            ])
+            .collect(),
+            ["req", "-subj", "/O=Grid/CN=127.0.0.1"]
+                .iter()
+                .chain(&ec)
+                .map(Into::into)
+                .chain([
+                    "-keyout".into(),
+                    key.clone().into(),
+                    "-out".into(),
+                    csr.clone().into(),
+                ])
+                .collect(),
+            ["x509", "-req", "-days", "7", "-CAcreateserial"]
+                .iter()
+                .map(Into::into)
+                .chain([
+                    "-in".into(),
+                    csr.into(),
+                    "-CA".into(),
+                    ca.clone().into(),
+                    "-CAkey".into(),
+                    ca_key.into(),
+                    "-extfile".into(),
+                    ext.into(),
+                    "-out".into(),
+                    cert.clone().into(),
+                ])
+                .collect(),
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| HarnessError::PeerMissing(format!("openssl: {e}")))?;
+            if !out.status.success() {
+                return Err(HarnessError::PeerFailed(format!(
+                    "openssl {:?} failed: {}",
+                    args.first(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        for f in [&cert, &key, &ca] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| HarnessError::Setup(e.to_string()))?;
+        }
+        Ok(TlsFiles {
+            ca,
+            cert,
+            key,
+            _dir: dir,
+        })
     }
 }

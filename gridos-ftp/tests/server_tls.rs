@@ -556,8 +556,49 @@ fn raw_prot_p_transfers_type_a_mode_z_and_implicit_sessions() {
         sha(&std::fs::read(s.root.join("b.bin")).unwrap()),
         sha(&data)
     );
+    // SCKS: the stored bytes must have the announced checksum.
+    assert_eq!(f.cmd(&format!("SCKS SHA256 {}", sha(&data))).0, 200);
+    f.send("STOR c.bin", &data, Some(&tls)).unwrap();
+    assert_eq!(f.cmd(&format!("SCKS SHA256 {}", sha(b"other"))).0, 200);
+    let e = f.send("STOR d.bin", &data, Some(&tls)).unwrap_err();
+    assert_eq!(e.0, 426, "{e:?}");
+    // An upload that ends with a TCP close but no close_notify is accepted (vsftpd's default).
+    let a = f.epsv();
+    let d = TcpStream::connect(a).unwrap();
+    assert_eq!(f.cmd("STOR cut.bin").0, 150);
+    let mut ds = tls.connect("127.0.0.1", d, T).unwrap();
+    ds.write_all(&data).unwrap();
+    ds.flush().unwrap();
+    ds.tcp().shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(f.reply().0, 226);
+    drop(ds);
+    assert_eq!(
+        sha(&std::fs::read(s.root.join("cut.bin")).unwrap()),
+        sha(&data)
+    );
+    // STOU picks a name.
+    f.send("STOU", b"unique", Some(&tls)).unwrap();
+    let names: Vec<_> = std::fs::read_dir(&s.root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b == b"unique"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
     let mlsd = f.fetch("MLSD", Some(&tls)).unwrap();
     assert!(String::from_utf8_lossy(&mlsd).contains("b.bin"));
+    // ABOR while the server is blocked writing to a client that stopped reading.
+    std::fs::write(s.root.join("big.bin"), random_bytes(32 << 20, 7)).unwrap();
+    let a = f.epsv();
+    let d = TcpStream::connect(a).unwrap();
+    assert_eq!(f.cmd("RETR big.bin").0, 150);
+    let mut ds = tls.connect("127.0.0.1", d, T).unwrap();
+    let mut some = vec![0u8; 64 << 10];
+    ds.read_exact(&mut some).unwrap();
+    f.s.write_all(b"ABOR\r\n").unwrap();
+    assert_eq!(f.reply().0, 426);
+    assert_eq!(f.reply().0, 226);
+    drop(ds);
+    assert_eq!(f.cmd("NOOP").0, 200);
     // PROT C under a TLS control connection: clear data.
     assert_eq!(f.cmd("PROT C").0, 200);
     assert_eq!(sha(&f.fetch("RETR a.bin", None).unwrap()), sha(&data));
@@ -901,4 +942,67 @@ fn certificate_reload_through_the_control_socket() {
     let f = Ftps::explicit(s.addr, tls);
     assert_eq!(f.peer_subject(), "/CN=gridos third server");
     assert!(ctl(&sock, "get ftp.tls").starts_with("passwords\n"));
+}
+
+/// `(h1,h2,h3,h4,p1,p2)` of a 227 reply → the address.
+fn pasv_addr(text: &str) -> SocketAddr {
+    let inner = text
+        .split('(')
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap();
+    let n: Vec<u16> = inner
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect();
+    SocketAddr::from((
+        [n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8],
+        n[4] * 256 + n[5],
+    ))
+}
+
+#[test]
+fn third_party_under_prot_p_with_sscn_and_dcau_n() {
+    let pki = Pki::new();
+    let on = |ip: &str| tls_server(&pki, |c| c.listen = format!("{ip}:0").parse().unwrap());
+    let (a, b) = (on("127.0.0.2"), on("127.0.0.3"));
+    let data = random_bytes(500_000, 8);
+    std::fs::write(a.root.join("src.bin"), &data).unwrap();
+    let tls = pki.client_tls(None);
+    let session = |addr| {
+        let mut f = Ftps::explicit(addr, tls.clone());
+        f.login(USER.0, USER.1);
+        f.prot_p();
+        f
+    };
+    let (mut fa, mut fb) = (session(a.addr), session(b.addr));
+    let copy = |fa: &mut Ftps, fb: &mut Ftps, dcau_on_source: bool| {
+        if dcau_on_source {
+            assert_eq!(fa.cmd("DCAU N").0, 200);
+        }
+        assert_eq!(fb.cmd("DCAU N").0, 200);
+        // The destination connects and is the TLS client on the data connection.
+        assert_eq!(fb.cmd("SSCN ON").1, "200 SSCN:CLIENT METHOD");
+        let (code, text) = fa.cmd("PASV");
+        assert_eq!(code, 227, "{text}");
+        let src = pasv_addr(&text);
+        let port = format!("PORT 127,0,0,2,{},{}", src.port() / 256, src.port() % 256);
+        assert_eq!(fb.cmd(&port).0, 200);
+        fa.s.write_all(b"RETR src.bin\r\n").unwrap();
+        fb.s.write_all(b"STOR dst.bin\r\n").unwrap();
+        let ra: Vec<u16> = [fa.reply().0, fa.reply().0].into();
+        let rb: Vec<u16> = [fb.reply().0, fb.reply().0].into();
+        (ra, rb)
+    };
+    // Without DCAU N the source insists on its own client's session: refused.
+    let (ra, rb) = copy(&mut fa, &mut fb, false);
+    assert_eq!(ra, [150, 425], "source");
+    assert_ne!(rb[1], 226, "destination");
+    assert!(!b.root.join("dst.bin").exists());
+    let (ra, rb) = copy(&mut fa, &mut fb, true);
+    assert_eq!((ra, rb), (vec![150, 226], vec![150, 226]));
+    assert_eq!(
+        sha(&std::fs::read(b.root.join("dst.bin")).unwrap()),
+        sha(&data)
+    );
 }

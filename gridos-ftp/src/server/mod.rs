@@ -35,7 +35,8 @@
 //!   local user (`USER :globus-mapping:` logs in without a password). The certificate and
 //!   the grid-mapfile are reloaded without a restart by the control socket's `tls-reload`
 //!   ([`ServerHandle::reload_tls`]) and when `ftp.tls_cert`, `ftp.tls_key`,
-//!   `ftp.tls_client_ca` or `ftp.grid_mapfile` are set; running sessions keep theirs. Under
+//!   `ftp.tls_client_ca` or `ftp.grid_mapfile` are set; running sessions keep theirs (a
+//!   server that chrooted and gave up root reads them as its user, inside the chroot). Under
 //!   `PROT P` bytes go through user space (rustls); clear transfers keep the zero-copy path.
 //! - Data connections and third-party transfers: a data connection to or from an address
 //!   other than the client's (a PORT/EPRT/SPOR target, or the source of a connection to a
@@ -458,11 +459,29 @@ impl Shared {
         self.tls.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A chrooted server reads the TLS files as its unprivileged user, inside the chroot:
+    /// say so when they cannot be read there.
+    fn chroot_note(&self, e: Error) -> Error {
+        let Some(root) = &self.chroot else { return e };
+        let note = format!(
+            "the server is chrooted to {} and no longer root: it reads the TLS files at these \
+             paths inside the chroot as its own user (restart it to load files from elsewhere)",
+            root.display()
+        );
+        match e {
+            Error::Tls { what, source } => Error::Tls {
+                what: format!("{what} ({note})"),
+                source,
+            },
+            other => Error::Config(format!("{other} ({note})")),
+        }
+    }
+
     /// Loads the TLS files again (all or nothing) for new connections; running sessions
     /// keep the certificate they started with.
     pub(crate) fn reload_tls(&self) -> Result<String> {
         let mut st = self.tls_state();
-        let loaded = st.files.load()?;
+        let loaded = st.files.load().map_err(|e| self.chroot_note(e))?;
         ftps::check_policy(
             self.settings().tls,
             loaded.server.is_some(),

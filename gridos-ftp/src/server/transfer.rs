@@ -955,12 +955,15 @@ fn wire_err(e: std::io::Error, cancel: &CancelToken) -> TransferError {
 
 /// A data connection (its socket at [`WAKE`] timeouts) as `Read + Write` for the user-space
 /// loops: waits out the timeouts, stops once cancelled, counts the bytes into `progress`
-/// (the stall watchdog reads it). A TLS stream that ends without close_notify reads as a
-/// plain end, as vsftpd accepts by default: some clients just close after an upload.
+/// (the stall watchdog reads it). With `lenient_eof`, a TLS stream that ends without
+/// close_notify reads as a plain end, as vsftpd accepts by default: some clients just close
+/// after an upload. (Not from a peer server under `SSCN ON`: a server always ends with
+/// close_notify, and one that refused the connection just closes it.)
 struct Guarded<'a, S> {
     s: S,
     cancel: &'a CancelToken,
     progress: Option<&'a AtomicU64>,
+    lenient_eof: bool,
     unclean_eof: bool,
 }
 
@@ -970,6 +973,7 @@ impl<'a, S> Guarded<'a, S> {
             s,
             cancel,
             progress,
+            lenient_eof: true,
             unclean_eof: false,
         }
     }
@@ -997,7 +1001,7 @@ impl<S: Read> Read for Guarded<'_, S> {
                     self.count(n);
                     return Ok(n);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.lenient_eof => {
                     self.unclean_eof = true;
                     return Ok(0);
                 }
@@ -1114,7 +1118,9 @@ fn move_tls(
         }
     }
     wake_timeouts(stream.tcp());
+    let lenient_eof = matches!(stream, DataStream::Server(_));
     let mut w = Guarded::new(&mut stream, cancel, Some(progress));
+    w.lenient_eof = lenient_eof;
     match p {
         Prepared::Retr { file, offset, len } => {
             let n = if how.ascii {

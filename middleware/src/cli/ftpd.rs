@@ -105,6 +105,18 @@ pub struct FtpdArgs {
     /// `gridos ctl set ftp.third_party_hosts …`.
     #[arg(long, value_name = "ADDRS")]
     pub third_party_hosts: Option<String>,
+    /// TOML configuration file (`[ftp]` and `[io]` tables).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// FTPS (boxed: the flags would make every `gridos` command's arguments large).
+    #[command(flatten)]
+    pub tls: Box<FtpdTlsArgs>,
+}
+
+/// The FTPS flags of `gridos ftpd`.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "TLS (FTPS)")]
+pub struct FtpdTlsArgs {
     /// When TLS (FTPS) is required: off, optional, passwords (the default: password
     /// logins need TLS unless listening on loopback) or required (`ftp.tls`).
     #[arg(long, value_name = "POLICY")]
@@ -133,9 +145,6 @@ pub struct FtpdArgs {
     /// then connect) (`ftp.tls_data_reuse = false`).
     #[arg(long)]
     pub no_tls_data_reuse: bool,
-    /// TOML configuration file (`[ftp]` and `[io]` tables).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
 }
 
 fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
@@ -193,25 +202,26 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     if let Some(h) = &a.third_party_hosts {
         set(&mut c, "third_party_hosts", h.clone())?;
     }
-    if let Some(t) = &a.tls {
-        set(&mut c, "tls", t.clone())?;
+    let t = &a.tls;
+    if let Some(p) = &t.tls {
+        set(&mut c, "tls", p.clone())?;
     }
-    if let Some(p) = &a.tls_cert {
+    if let Some(p) = &t.tls_cert {
         c.tls_cert = Some(p.clone());
     }
-    if let Some(p) = &a.tls_key {
+    if let Some(p) = &t.tls_key {
         c.tls_key = Some(p.clone());
     }
-    if let Some(l) = a.implicit_tls {
+    if let Some(l) = t.implicit_tls {
         c.implicit_tls = Some(l);
     }
-    if let Some(p) = &a.tls_client_ca {
+    if let Some(p) = &t.tls_client_ca {
         c.tls_client_ca = Some(p.clone());
     }
-    if let Some(p) = &a.grid_mapfile {
+    if let Some(p) = &t.grid_mapfile {
         c.grid_mapfile = Some(p.clone());
     }
-    if a.no_tls_data_reuse {
+    if t.no_tls_data_reuse {
         c.tls_data_reuse = false;
     }
     c.run_as = Some(
@@ -249,4 +259,61 @@ pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
     tracing::info!(signal = %sig, "ftpd: shutting down");
     server.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use gridos_ftp::server::TlsPolicy;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: FtpdArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<ServerConfig, String> {
+        let mut v = vec!["ftpd", "--docroot", "/srv"];
+        v.extend_from_slice(args);
+        config_from(&Cmd::try_parse_from(v).map_err(|e| e.to_string())?.a)
+    }
+
+    #[test]
+    fn tls_flags_reach_the_configuration() {
+        let c = config(&[
+            "--tls",
+            "required",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--implicit-tls",
+            "127.0.0.1:990",
+            "--tls-client-ca",
+            "ca.pem",
+            "--grid-mapfile",
+            "grid-mapfile",
+            "--no-tls-data-reuse",
+        ])
+        .unwrap();
+        assert_eq!(c.tls, TlsPolicy::Required);
+        assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(c.implicit_tls, Some("127.0.0.1:990".parse().unwrap()));
+        assert_eq!(
+            c.tls_client_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(
+            c.grid_mapfile.as_deref(),
+            Some(std::path::Path::new("grid-mapfile"))
+        );
+        assert!(!c.tls_data_reuse);
+        let d = config(&[]).unwrap();
+        assert_eq!(d.tls, TlsPolicy::Passwords);
+        assert!(d.tls_data_reuse && d.tls_cert.is_none());
+        let e = config(&["--tls", "sometimes"]).unwrap_err();
+        assert!(e.contains("--tls") && e.contains("required"), "{e}");
+    }
 }

@@ -522,6 +522,8 @@ fn raw_prot_p_transfers_type_a_mode_z_and_implicit_sessions() {
     let mut f = Ftps::explicit(s.addr, tls.clone());
     f.login(USER.0, USER.1);
     f.prot_p();
+    let st = f.cmd("STAT").1;
+    assert!(st.contains("TLS; data protection: Private"), "{st}");
     f.send("STOR a.bin", &data, Some(&tls)).unwrap();
     assert_eq!(sha(&f.fetch("RETR a.bin", Some(&tls)).unwrap()), sha(&data));
     // REST, then MODE Z both ways (one zlib stream on a TLS data connection).

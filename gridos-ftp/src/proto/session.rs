@@ -2024,6 +2024,14 @@ impl Session {
             who,
             format!(" TYPE: {ty}, MODE: {mode}, STRU: F"),
         ];
+        if self.tls.is_some() {
+            let prot = if self.prot == ProtLevel::Private {
+                "Private"
+            } else {
+                "Clear"
+            };
+            lines.push(format!(" Control connection: TLS; data protection: {prot}"));
+        }
         if matches!(self.pending, Pending::Transfer { .. }) {
             lines.push(" A transfer is in progress".to_string());
         }

@@ -1062,8 +1062,10 @@ fn send_range(
     Ok(at - offset)
 }
 
-/// Writes everything read from `r` into `file` from `offset`; a decoder's complaint about
-/// its input is bad data (426), a cut stream a broken connection.
+/// Writes everything read from `r` into `file` from `offset`, in [`TLS_CHUNK`] pieces (a
+/// TLS read gives a record or two; one write per piece keeps the file writes few). What
+/// arrived before a failure is written too, so a resumed upload finds it. A decoder's
+/// complaint about its input is bad data (426), a cut stream a broken connection.
 fn recv_range(
     r: &mut impl Read,
     file: &File,
@@ -1073,21 +1075,37 @@ fn recv_range(
     let mut buf = vec![0u8; TLS_CHUNK];
     let mut got = 0u64;
     loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(got),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
-                ) =>
-            {
-                return Err(TransferError::BadData(e.to_string()));
+        let mut filled = 0;
+        let mut end = Ok(false);
+        while filled < buf.len() {
+            match r.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    end = Ok(true);
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    end = Err(TransferError::BadData(e.to_string()));
+                    break;
+                }
+                Err(e) => {
+                    end = Err(wire_err(e, cancel));
+                    break;
+                }
             }
-            Err(e) => return Err(wire_err(e, cancel)),
-        };
-        gridos_io::file_write(file, offset + got, &buf[..n]).map_err(map_io)?;
-        got += n as u64;
+        }
+        if filled > 0 {
+            gridos_io::file_write(file, offset + got, &buf[..filled]).map_err(map_io)?;
+            got += filled as u64;
+        }
+        if end? {
+            return Ok(got);
+        }
     }
 }
 
@@ -1118,6 +1136,13 @@ fn move_tls(
         }
     }
     wake_timeouts(stream.tcp());
+    // Room for a whole piece as records: one write of plaintext, one writev of TLS.
+    let limit = Some(TLS_CHUNK + (64 << 10));
+    match &mut stream {
+        DataStream::Server(t) => t.conn.set_buffer_limit(limit),
+        DataStream::Client(t) => t.conn.set_buffer_limit(limit),
+        DataStream::Plain(_) => {}
+    }
     let lenient_eof = matches!(stream, DataStream::Server(_));
     let mut w = Guarded::new(&mut stream, cancel, Some(progress));
     w.lenient_eof = lenient_eof;

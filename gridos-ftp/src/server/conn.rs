@@ -85,7 +85,8 @@ pub(crate) async fn serve(
             tracing::warn!(%peer, "ftpd: implicit-TLS client, but TLS is not available now");
             return;
         };
-        match ftps::handshake(stream, t, settings.tls_handshake_timeout).await {
+        let timeout = settings.tls_handshake_timeout;
+        match ftps::handshake(stream, t, timeout, &shared.stats.tls_failed).await {
             Ok((s, established)) => {
                 shared.stats.tls_sessions.fetch_add(1, Relaxed);
                 tracing::info!(%peer, subject = ?established.subject, "ftpd: implicit TLS established");
@@ -95,7 +96,6 @@ pub(crate) async fn serve(
                 )
             }
             Err(e) => {
-                shared.stats.tls_failed.fetch_add(1, Relaxed);
                 tracing::info!(%peer, error = %e, "ftpd: implicit-TLS handshake failed; client cut");
                 return;
             }
@@ -289,7 +289,8 @@ impl Conn {
         let Control::Plain(tcp) = std::mem::replace(&mut self.ctrl, Control::Gone) else {
             return Err("the control connection is not a clear one".into());
         };
-        match ftps::handshake(tcp, &tls, self.handshake_timeout).await {
+        let failed = &self.shared.stats.tls_failed;
+        match ftps::handshake(tcp, &tls, self.handshake_timeout, failed).await {
             Ok((s, established)) => {
                 self.ctrl = Control::Tls(Box::new(s));
                 self.shared.stats.tls_sessions.fetch_add(1, Relaxed);
@@ -297,7 +298,6 @@ impl Conn {
                 Ok(established)
             }
             Err(e) => {
-                self.shared.stats.tls_failed.fetch_add(1, Relaxed);
                 tracing::info!(peer = %self.peer, error = %e, "ftpd: TLS handshake failed; client cut");
                 Err(e.to_string())
             }

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -231,22 +233,30 @@ impl AsyncWrite for Control {
 
 /// The server side of a control connection's handshake, cut after `timeout` (a client that
 /// stalls or sends garbage holds only its own task, never the others'). Gives the client
-/// certificate's subject, if it sent one.
+/// certificate's subject, if it sent one. A failure is counted in `failed` before the
+/// connection closes (so whoever sees the close also sees the count).
 pub(crate) async fn handshake(
     tcp: TcpStream,
     tls: &SessionTls,
     timeout: Duration,
+    failed: &AtomicU64,
 ) -> std::result::Result<(tokio_rustls::server::TlsStream<TcpStream>, TlsEstablished), TlsError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-    let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Err(_) => return Err(TlsError::Timeout(timeout)),
-        Ok(Err(e)) => {
+    let mut accept = std::pin::pin!(acceptor.accept(tcp).into_fallible());
+    let stream = match tokio::time::timeout(timeout, accept.as_mut()).await {
+        Ok(Ok(s)) => s,
+        Err(_) => {
+            // The connection is still held by `accept`: dropped after the count.
+            failed.fetch_add(1, Relaxed);
+            return Err(TlsError::Timeout(timeout));
+        }
+        Ok(Err((e, _tcp))) => {
+            failed.fetch_add(1, Relaxed);
             return Err(match TlsError::from_handshake(e) {
                 TlsError::Timeout(_) => TlsError::Timeout(timeout),
                 other => other,
             });
         }
-        Ok(Ok(s)) => s,
     };
     let subject = match stream.get_ref().1.peer_certificates() {
         Some([first, ..]) => match crate::tls::subject_of(first) {

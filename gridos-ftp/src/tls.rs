@@ -32,6 +32,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use rustls;
@@ -39,7 +40,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore,
     ServerConfig, ServerConnection, SignatureScheme, StreamOwned,
@@ -48,8 +49,9 @@ use rustls::{
 /// The ALPN protocol id of FTP (IANA registry).
 pub const ALPN_FTP: &[u8] = b"ftp";
 
-/// TLS 1.3 tickets a server hands out per handshake: enough for MODE E's parallel data
-/// connections to each resume the control connection's session (a client keeps up to 8).
+/// TLS 1.3 tickets a server hands out on a control connection's handshake (and at most on a
+/// data connection, to a client that asks): enough for MODE E's parallel data connections to
+/// each resume the control connection's session (a rustls client keeps up to 8).
 const TICKETS: usize = 8;
 
 /// Sessions remembered per control connection (its data connections resume from them).
@@ -280,11 +282,71 @@ impl ServerTls {
     /// The settings for one control connection: its own session cache, so its data
     /// connections can be checked to resume *this* session.
     pub fn session(&self) -> SessionTls {
+        let cache = ServerSessionMemoryCache::new(SESSIONS_PER_CONTROL);
         let mut c = (*self.base).clone();
-        c.session_storage = ServerSessionMemoryCache::new(SESSIONS_PER_CONTROL);
+        let shared: Arc<dyn StoresServerSessions> = cache.clone();
+        c.session_storage = Arc::new(SessionStore::control(shared));
         SessionTls {
             config: Arc::new(c),
+            cache,
         }
+    }
+}
+
+/// How one connection sees its control connection's session cache.
+///
+/// - Sessions are not used up by a resumption: clients such as OpenSSL's offer the control
+///   connection's one session on every data connection. (There is no early data to
+///   replay, and the cache belongs to one control connection.)
+/// - A data connection stores the sessions it issues only once it has resumed one, so a
+///   stranger whose full handshake is then refused gets no ticket to come back with.
+#[derive(Debug)]
+struct SessionStore {
+    cache: Arc<dyn StoresServerSessions>,
+    control: bool,
+    resumed: AtomicBool,
+}
+
+impl SessionStore {
+    fn control(cache: Arc<dyn StoresServerSessions>) -> SessionStore {
+        SessionStore {
+            cache,
+            control: true,
+            resumed: AtomicBool::new(false),
+        }
+    }
+
+    fn data(cache: Arc<dyn StoresServerSessions>) -> SessionStore {
+        SessionStore {
+            control: false,
+            ..SessionStore::control(cache)
+        }
+    }
+
+    fn may_store(&self) -> bool {
+        self.control || self.resumed.load(Ordering::Relaxed)
+    }
+}
+
+impl StoresServerSessions for SessionStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.may_store() && self.cache.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.cache.get(key);
+        if v.is_some() {
+            self.resumed.store(true, Ordering::Relaxed);
+        }
+        v
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.may_store() && self.cache.can_cache()
     }
 }
 
@@ -292,6 +354,7 @@ impl ServerTls {
 #[derive(Clone)]
 pub struct SessionTls {
     config: Arc<ServerConfig>,
+    cache: Arc<ServerSessionMemoryCache>,
 }
 
 impl std::fmt::Debug for SessionTls {
@@ -316,7 +379,17 @@ impl SessionTls {
         require_resume: bool,
         timeout: Duration,
     ) -> Result<DataStream, TlsError> {
-        let conn = ServerConnection::new(self.config()).map_err(TlsError::Config)?;
+        let mut c = (*self.config).clone();
+        let cache: Arc<dyn StoresServerSessions> = self.cache.clone();
+        c.session_storage = Arc::new(SessionStore::data(cache));
+        // Tickets only to clients that ask (RFC 9149 ticket_request: rustls clients, which
+        // use one up per resumption and read their data connections to the end). Others
+        // resume the control session again; unsolicited tickets on an upload would sit
+        // unread, and an OpenSSL client closing with unread data resets the connection,
+        // losing the end of its upload.
+        c.send_tls13_tickets = 0;
+        c.max_tls13_tickets = TICKETS;
+        let conn = ServerConnection::new(Arc::new(c)).map_err(TlsError::Config)?;
         let mut s = StreamOwned::new(conn, sock);
         handshake(&mut s.conn, &mut s.sock, timeout)?;
         if require_resume && s.conn.handshake_kind() != Some(HandshakeKind::Resumed) {
@@ -429,6 +502,12 @@ impl ClientTls {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = Vec::new();
+        // Each resumption uses a TLS 1.3 ticket up: ask for new ones on every data
+        // connection (servers that do not know RFC 9149 ignore the request).
+        config.send_ticket_request = Some(rustls::client::TicketRequest {
+            new_session_count: TICKETS as u8,
+            resumption_count: 2,
+        });
         Ok(ClientTls {
             config: Arc::new(config),
             insecure: options.roots == Roots::Insecure,
@@ -835,11 +914,18 @@ mod tests {
         let stranger = client(p.ca.clone());
         let srv = std::thread::spawn(move || {
             let mut out = Vec::new();
-            for _ in 0..3 {
+            for _ in 0..4 {
                 let (s, _) = l.accept().unwrap();
-                // The first is the control connection: no resumption to check.
-                let require = !out.is_empty();
-                out.push(match sess.accept_data(s, require, t) {
+                // The first is the control connection, with the control configuration.
+                let r = if out.is_empty() {
+                    let conn = ServerConnection::new(sess.config()).unwrap();
+                    let mut so = StreamOwned::new(conn, s);
+                    handshake(&mut so.conn, &mut so.sock, t)
+                        .map(|_| DataStream::Server(Box::new(so)))
+                } else {
+                    sess.accept_data(s, true, t)
+                };
+                out.push(match r {
                     Ok(mut d) => {
                         let mut b = [0u8; 5];
                         d.read_exact(&mut b).unwrap();
@@ -866,15 +952,19 @@ mod tests {
         back.clear();
         data.read_to_end(&mut back).unwrap();
         assert_eq!(back, b"12345");
-        // The stranger's handshake completes on its side; the server then drops it.
-        if let Ok(mut s) = stranger.connect("127.0.0.1", TcpStream::connect(addr).unwrap(), t) {
-            let _ = s.write_all(b"xxxxx");
-            let mut b = Vec::new();
-            assert!(s.read_to_end(&mut b).map(|_| b.is_empty()).unwrap_or(true));
+        // The stranger's handshake completes on its side; the server then drops it. The
+        // second time too: the refused connection left it no ticket to resume with.
+        for _ in 0..2 {
+            if let Ok(mut s) = stranger.connect("127.0.0.1", TcpStream::connect(addr).unwrap(), t) {
+                let _ = s.write_all(b"xxxxx");
+                let mut b = Vec::new();
+                assert!(s.read_to_end(&mut b).map(|_| b.is_empty()).unwrap_or(true));
+            }
         }
         let results = srv.join().unwrap();
         assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
         assert_eq!(results[2], Err(TlsError::NotResumed.to_string()));
+        assert_eq!(results[3], Err(TlsError::NotResumed.to_string()));
     }
 
     #[test]

@@ -211,6 +211,10 @@ fn extension_commands() {
         ("PBSZ 0", Command::Pbsz(0)),
         ("PROT C", Command::Prot(ProtLevel::Clear)),
         ("PROT P", Command::Prot(ProtLevel::Private)),
+        ("CCC", Command::Ccc),
+        ("SSCN", Command::Sscn(None)),
+        ("sscn on", Command::Sscn(Some(true))),
+        ("SSCN OFF", Command::Sscn(Some(false))),
         ("DCAU N", Command::Dcau(Dcau::None)),
         ("DCAU A", Command::Dcau(Dcau::SelfAuth)),
         (
@@ -374,7 +378,6 @@ fn unknown_verbs_are_500_and_unimplemented_502() {
     for line in [
         "SMNT /x",
         "ADAT abc",
-        "CCC",
         "MFCT 20200101000000 f",
         "host example",
     ] {
@@ -472,6 +475,8 @@ fn bad_arguments_are_501() {
         "PBSZ x",
         "PROT",
         "PROT X",
+        "CCC now",
+        "SSCN MAYBE",
         "DCAU",
         "DCAU X",
         "DCAU N x",
@@ -619,6 +624,9 @@ fn display_is_the_wire_form() {
         "SBUF 10",
         "PBSZ 0",
         "AUTH TLS",
+        "CCC",
+        "SSCN ON",
+        "SSCN",
         "LANG EN",
         "STOU",
         "MLSD",
@@ -642,7 +650,7 @@ fn every_verb_round_trips_through_lookup() {
         assert_eq!(Verb::lookup(v.as_str()), Some(*v));
         assert_eq!(Verb::lookup(&v.as_str().to_ascii_lowercase()), Some(*v));
     }
-    assert_eq!(Verb::ALL.len(), 54);
+    assert_eq!(Verb::ALL.len(), 56);
 }
 
 #[test]

@@ -219,7 +219,7 @@ fn before_login_530_except_the_allowed_few() {
     t.no_action();
     assert_eq!(
         t.codes("NOOP\r\nSYST\r\nFEAT\r\nHELP\r\nOPTS UTF8 ON\r\nAUTH TLS\r\nLANG\r\n"),
-        [200, 215, 211, 214, 200, 502, 200]
+        [200, 215, 211, 214, 200, 431, 200]
     );
     // Parse errors are reported before login too.
     assert_eq!(t.codes("BOGUS\r\nTYPE Q\r\nSMNT x\r\n"), [500, 501, 502]);
@@ -643,7 +643,7 @@ fn state_commands() {
     );
     assert_eq!(
         t.codes("ALLO 10\r\nACCT x\r\nPBSZ 0\r\nPROT C\r\nPROT P\r\nAUTH TLS\r\n"),
-        [200, 202, 200, 200, 536, 502]
+        [200, 202, 503, 503, 503, 431]
     );
     assert_eq!(
         t.codes(

@@ -81,13 +81,11 @@ verbs! {
     Stou => "STOU", Abor => "ABOR", Allo => "ALLO", Site => "SITE", Auth => "AUTH",
     Pbsz => "PBSZ", Prot => "PROT", Dcau => "DCAU", Lang => "LANG", Sbuf => "SBUF",
     Spas => "SPAS", Spor => "SPOR", Eret => "ERET", Esto => "ESTO", Cksm => "CKSM",
-    Scks => "SCKS", Trev => "TREV", Mfmt => "MFMT",
+    Scks => "SCKS", Trev => "TREV", Mfmt => "MFMT", Ccc => "CCC", Sscn => "SSCN",
 }
 
 /// Verbs that are recognised but never implemented here (reply 502).
-const NOT_IMPLEMENTED: &[&str] = &[
-    "SMNT", "ADAT", "MIC", "CONF", "ENC", "CCC", "HOST", "MFCT", "MFF",
-];
+const NOT_IMPLEMENTED: &[&str] = &["SMNT", "ADAT", "MIC", "CONF", "ENC", "HOST", "MFCT", "MFF"];
 
 impl fmt::Display for Verb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -373,7 +371,7 @@ pub enum Command {
     },
     /// `SITE …`
     Site(SiteCommand),
-    /// `AUTH mechanism` (parsed; the session refuses it: no TLS/GSI here).
+    /// `AUTH mechanism` (RFC 2228/4217: `TLS`, `SSL`; the mechanism upper-cased).
     Auth(String),
     /// `PBSZ n`
     Pbsz(u64),
@@ -381,6 +379,11 @@ pub enum Command {
     Prot(ProtLevel),
     /// `DCAU N|A|S subject`
     Dcau(Dcau),
+    /// `CCC`: clear the control channel (RFC 4217 §6; servers may refuse it).
+    Ccc,
+    /// `SSCN [ON|OFF]`: whether this server is the TLS client on data connections (for
+    /// server-to-server transfers); bare `SSCN` asks for the current setting.
+    Sscn(Option<bool>),
     /// `LANG [tag]` (RFC 2640)
     Lang(Option<String>),
     /// `SBUF n`: data socket buffer size (GridFTP).
@@ -890,6 +893,13 @@ impl Command {
                     _ => return Err(bad(v, "DCAU N|A|S subject")),
                 })
             }
+            Verb::Ccc => no_args(v, arg, C::Ccc)?,
+            Verb::Sscn => C::Sscn(match trimmed(v, arg)?.to_ascii_uppercase().as_str() {
+                "" => None,
+                "ON" => Some(true),
+                "OFF" => Some(false),
+                _ => return Err(bad(v, "SSCN [ON|OFF]")),
+            }),
             Verb::Lang => C::Lang(trimmed_opt(v, arg)?),
             Verb::Sbuf => C::Sbuf(number(v, trimmed(v, arg)?)?),
             Verb::Spor => {
@@ -1053,6 +1063,8 @@ impl Command {
             C::Pbsz(_) => Verb::Pbsz,
             C::Prot(_) => Verb::Prot,
             C::Dcau(_) => Verb::Dcau,
+            C::Ccc => Verb::Ccc,
+            C::Sscn(_) => Verb::Sscn,
             C::Lang(_) => Verb::Lang,
             C::Sbuf(_) => Verb::Sbuf,
             C::Spas => Verb::Spas,
@@ -1116,7 +1128,10 @@ impl fmt::Display for Command {
             | C::Cdup
             | C::Pasv
             | C::Abor
+            | C::Ccc
+            | C::Sscn(None)
             | C::Spas => f.write_str(v),
+            C::Sscn(Some(on)) => write!(f, "SSCN {}", if *on { "ON" } else { "OFF" }),
             C::Stat(a) | C::Help(a) | C::Mlsd(a) | C::Mlst(a) | C::Stou(a) | C::Lang(a) => {
                 opt(f, a)
             }

@@ -2,7 +2,8 @@
 //!
 //! Bytes in, typed values out; nothing here touches a socket, a file, a thread or a clock.
 //!
-//! - [`Session`]: the server's per-connection state machine (`handle_*` in, `poll_*` out).
+//! - [`Session`]: the server's per-connection state machine (`handle_*` in, `poll_*` out),
+//!   FTPS (`AUTH TLS`, `PBSZ`, `PROT`) included as [`TlsRules`] ask.
 //! - [`Command`]: the command parser ([`Command::parse`]) and [`LineReader`] framing.
 //! - [`Reply`] and [`ReplyParser`]: reply formatting and client-side parsing, plus the
 //!   helpers in [`addr`] (PASV/EPSV/PORT/EPRT/SPAS), [`facts`] (MDTM times, MLSx facts) and
@@ -40,5 +41,6 @@ pub use reply::{Reply, ReplyParser};
 pub use session::{
     Action, AuthOutcome, Authenticator, DataEndpoint, DenyAll, Features, FsError, FsErrorKind,
     FsOutcome, ListKind, ListRequest, Marker, PassiveKind, RetrRequest, Session, SessionConfig,
-    StorRequest, StoreKind, TransferDone, TransferError, TransferParams, TransferStart, UserInfo,
+    StorRequest, StoreKind, TlsEstablished, TlsRules, TransferDone, TransferError, TransferParams,
+    TransferStart, UserInfo,
 };

@@ -17,6 +17,9 @@
 //!      (or alone, with an error, if it never started);
 //!    - [`Action::Abort`] → abort the running transfer, then `handle_transfer_done`;
 //!    - [`Action::ClosePassive`] → close the passive listener(s), no report;
+//!    - [`Action::StartTls`] (after `AUTH TLS`) → write the queued replies (the 234), then
+//!      run the TLS handshake on the control connection and report it with
+//!      [`Session::handle_tls_established`]; no input is taken meanwhile;
 //! 4. after writing the replies, close the connection if [`Session::is_closing`].
 //!
 //! Only one action that needs a report is outstanding at a time: while it is, further
@@ -25,6 +28,17 @@
 //!
 //! Commands that state alone can answer (NOOP, SYST, TYPE, MODE, STRU, PWD, FEAT, HELP,
 //! OPTS, REST, PORT, 530 before login, 503 bad sequence, …) are answered directly.
+//!
+//! FTPS (RFC 4217) as [`SessionConfig::tls`] ([`TlsRules`]) asks: `AUTH TLS`/`AUTH SSL` →
+//! 234 and [`Action::StartTls`] (431 when TLS is not offered, 504 for another mechanism, 503
+//! once protected); commands that arrived in clear behind the `AUTH` are dropped, not run
+//! under the protection that follows (the STARTTLS command-injection hole). `PBSZ` (only
+//! under TLS) → `200 PBSZ=0`; `PROT C|P` after `PBSZ` (`S`, `E` → 536); `CCC` → 534;
+//! `SSCN ON|OFF` chooses which end is the TLS client on data connections; `DCAU N` is
+//! recorded ([`Session::dcau_none`]). A driver that speaks TLS from the first byte (implicit
+//! FTPS) starts the session with [`Session::new_protected`]. Certificate logins: under TLS
+//! with a client certificate, `USER` asks [`Authenticator::map_subject`] (a grid-mapfile) and a
+//! mapped user logs in with any password.
 //!
 //! ```
 //! use gridos_ftp::proto::{Action, AuthOutcome, Session, SessionConfig};
@@ -205,6 +219,27 @@ impl Default for Features {
     }
 }
 
+/// What a session offers and requires of TLS (FTPS), as the server's policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsRules {
+    /// `AUTH TLS` is accepted (the server has a certificate); FEAT lists `AUTH TLS`, `PBSZ`,
+    /// `PROT`. Off: `AUTH` gets 431 and FEAT says nothing of TLS.
+    pub offered: bool,
+    /// `USER` of a password user (not anonymous) before TLS gets 530 naming `AUTH TLS`, so
+    /// no password crosses the network in clear.
+    pub passwords: bool,
+    /// Every login, anonymous too, needs TLS first, and every transfer `PROT P` (521).
+    pub required: bool,
+}
+
+/// The control connection's TLS, as the driver reports it after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsEstablished {
+    /// The subject of the client's certificate (`/C=XX/O=Grid/CN=Jane Doe`), if it sent
+    /// one that the server's client CA verified.
+    pub subject: Option<String>,
+}
+
 /// Session policy, filled in by the server.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -237,6 +272,8 @@ pub struct SessionConfig {
     pub third_party_hosts: HostList,
     /// Longest command line (bytes).
     pub max_line: usize,
+    /// FTPS: offered, required for passwords, required for everything.
+    pub tls: TlsRules,
 }
 
 impl Default for SessionConfig {
@@ -254,6 +291,7 @@ impl Default for SessionConfig {
             allow_third_party: false,
             third_party_hosts: HostList::default(),
             max_line: super::line::DEFAULT_MAX_LINE,
+            tls: TlsRules::default(),
         }
     }
 }
@@ -275,6 +313,15 @@ pub enum AuthOutcome {
 pub trait Authenticator: Send {
     /// Check `password` for `user`.
     fn authenticate(&mut self, user: &str, password: &str) -> AuthOutcome;
+
+    /// Certificate login: the local user a verified client certificate with `subject` may
+    /// log in as without a password, when the client asked for `wanted` (`:globus-mapping:`:
+    /// the subject's default user). `None`: no such mapping, so `wanted` needs its password
+    /// (and `:globus-mapping:` is refused). The default maps nobody.
+    fn map_subject(&mut self, subject: &str, wanted: &str) -> Option<String> {
+        let _ = (subject, wanted);
+        None
+    }
 }
 
 impl<F: FnMut(&str, &str) -> AuthOutcome + Send> Authenticator for F {
@@ -501,6 +548,10 @@ pub enum Action {
     /// Abort the running transfer, then report it with `handle_transfer_done` (usually
     /// [`TransferError::Aborted`]).
     Abort,
+    /// `AUTH TLS` was accepted: write the queued replies (ending with 234) in clear, then
+    /// run the server side of a TLS handshake on the control connection and report it with
+    /// [`Session::handle_tls_established`].
+    StartTls,
 }
 
 /// Successful outcome of a file-system action.
@@ -667,7 +718,9 @@ pub enum TransferError {
     /// Opening, reading or writing the file failed (before the start: the kind's code, e.g.
     /// 550; after: 451, 452 or 552).
     Fs(FsError),
-    /// The data connection could not be made (425).
+    /// The data connection could not be made (425). A message starting `TLS:` (a data
+    /// connection's TLS failed, e.g. did not resume the control session) is shown to the
+    /// client, who can act on it.
     CannotOpenData(String),
     /// The data connection broke (426).
     ConnectionClosed(String),
@@ -688,7 +741,12 @@ impl From<super::error::ModeEError> for TransferError {
 #[derive(Debug, Clone)]
 enum Login {
     Fresh,
-    NeedPass { user: String, anonymous: bool },
+    NeedPass {
+        user: String,
+        anonymous: bool,
+        /// A client certificate vouched for `user` (any password will do).
+        certificate: bool,
+    },
     LoggedIn(UserInfo),
 }
 
@@ -720,6 +778,8 @@ enum Pending {
         abort: bool,
         unique: bool,
     },
+    /// `AUTH TLS` answered; the handshake runs.
+    Tls,
 }
 
 /// One queued input.
@@ -762,6 +822,16 @@ pub struct Session {
     scks: Option<(Option<String>, String)>,
     pending: Pending,
     closing: bool,
+    /// The control connection is protected (AUTH TLS done, or implicit FTPS).
+    tls: Option<TlsEstablished>,
+    /// PBSZ given under TLS.
+    pbsz: bool,
+    /// PROT in force: `Clear` or `Private`.
+    prot: ProtLevel,
+    /// DCAU N given: data connections are encrypted but not tied to this control session.
+    dcau_none: bool,
+    /// SSCN ON: this server is the TLS client on data connections.
+    sscn: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -785,6 +855,9 @@ const PRE_LOGIN: &[Verb] = &[
     Verb::Help,
     Verb::Noop,
     Verb::Auth,
+    Verb::Pbsz,
+    Verb::Prot,
+    Verb::Ccc,
     Verb::Lang,
 ];
 
@@ -828,10 +901,29 @@ impl Session {
             scks: None,
             pending: Pending::Idle,
             closing: false,
+            tls: None,
+            pbsz: false,
+            prot: ProtLevel::Clear,
+            dcau_none: false,
+            sscn: false,
             config,
         };
         let greeting = s.config.greeting.clone();
         s.reply(r(220, &greeting));
+        s
+    }
+
+    /// A new session on a control connection already protected by TLS from its first byte
+    /// (implicit FTPS); the 220 greeting is queued at once. `PBSZ`/`PROT` still choose the
+    /// data connections' protection, as clients of implicit FTPS send them.
+    pub fn new_protected(
+        config: SessionConfig,
+        auth: Box<dyn Authenticator>,
+        peer: SocketAddr,
+        tls: TlsEstablished,
+    ) -> Self {
+        let mut s = Session::new(config, auth, peer);
+        s.tls = Some(tls);
         s
     }
 
@@ -890,6 +982,10 @@ impl Session {
     }
 
     fn enqueue(&mut self, input: Input) {
+        if matches!(self.pending, Pending::Tls) {
+            // Sent in clear after AUTH TLS: never run it as if it had been protected.
+            return;
+        }
         if let (Pending::Transfer { .. }, Input::Command(c)) = (&self.pending, &input) {
             match c {
                 Command::Abor => return self.abort_transfer(),
@@ -932,7 +1028,9 @@ impl Session {
     /// False while too many commands are queued (or the session is closing): stop reading
     /// the control connection until it turns true again.
     pub fn wants_input(&self) -> bool {
-        !self.closing && self.queue.len() < self.config.max_pipelined
+        !self.closing
+            && !matches!(self.pending, Pending::Tls)
+            && self.queue.len() < self.config.max_pipelined
     }
 
     /// True while an action awaits its report.
@@ -1010,8 +1108,52 @@ impl Session {
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }
+    /// The control connection's TLS, if it is protected.
+    pub fn tls(&self) -> Option<&TlsEstablished> {
+        self.tls.as_ref()
+    }
+    /// The data protection in force (`PROT`): [`ProtLevel::Private`] after `PROT P`, else
+    /// [`ProtLevel::Clear`].
+    pub fn protection(&self) -> ProtLevel {
+        self.prot
+    }
+    /// `DCAU N` was given: TLS data connections need not resume the control connection's
+    /// session (a peer server's connection in a third-party transfer cannot); the data
+    /// policy still decides which hosts may connect.
+    pub fn dcau_none(&self) -> bool {
+        self.dcau_none
+    }
+    /// `SSCN ON`: this server is the TLS client on its data connections (the side that
+    /// connects in a server-to-server transfer).
+    pub fn sscn(&self) -> bool {
+        self.sscn
+    }
 
     // ----- reports from the driver -------------------------------------------------------
+
+    /// Report the end of the control connection's TLS handshake for [`Action::StartTls`]:
+    /// the client certificate's subject, or why it failed (the session then closes: the
+    /// connection is neither clear nor protected any more).
+    pub fn handle_tls_established(
+        &mut self,
+        result: Result<TlsEstablished, String>,
+    ) -> Result<(), Error> {
+        if !matches!(self.pending, Pending::Tls) {
+            return Err(Error::UnexpectedReport);
+        }
+        self.pending = Pending::Idle;
+        match result {
+            Ok(t) => {
+                self.tls = Some(t);
+                self.run_queue();
+            }
+            Err(_) => {
+                self.closing = true;
+                self.queue.clear();
+            }
+        }
+        Ok(())
+    }
 
     /// Report the listener addresses for [`Action::OpenPassive`] (or why none could be
     /// opened).
@@ -1175,6 +1317,10 @@ impl Session {
                         FsErrorKind::StorageFull | FsErrorKind::QuotaExceeded => fs.reply(),
                         _ => r(451, "Requested action aborted: local error in processing."),
                     },
+                    TransferError::CannotOpenData(m) if m.starts_with("TLS:") => Reply::new(
+                        425,
+                        format!("Can't open data connection: {}.", m.trim_end_matches('.')),
+                    ),
                     TransferError::CannotOpenData(_) => r(425, "Can't open data connection."),
                     TransferError::ConnectionClosed(_) | TransferError::BadData(_) => {
                         r(426, "Connection closed; transfer aborted.")
@@ -1296,6 +1442,9 @@ impl Session {
             }
             Command::Feat => {
                 let mut lines = vec!["Features:".to_string()];
+                if self.config.tls.offered {
+                    lines.extend([" AUTH TLS", " PBSZ", " PROT", " SSCN"].map(String::from));
+                }
                 lines.extend(f.feat_lines(&self.mlst_facts));
                 lines.push("End".to_string());
                 self.reply(Reply { code: 211, lines })
@@ -1507,12 +1656,66 @@ impl Session {
                 ))
             }
             Command::Site(s) => self.site(s, &f),
-            Command::Auth(_) => self.reply(r(502, "AUTH not supported (no TLS or GSI).")),
-            Command::Pbsz(_) => self.reply(r(200, "PBSZ=0")),
-            Command::Prot(ProtLevel::Clear) => self.reply(r(200, "Protection level set to Clear.")),
-            Command::Prot(_) => self.reply(r(536, "Only PROT C (clear) is supported.")),
-            Command::Dcau(Dcau::None) if f.dcau => self.reply(r(200, "DCAU N ok.")),
-            Command::Dcau(_) if f.dcau => self.reply(r(504, "Only DCAU N is supported.")),
+            Command::Auth(mechanism) => self.auth_tls(&mechanism),
+            Command::Pbsz(_) if self.tls.is_none() => self.reply(r(
+                503,
+                "PBSZ needs a TLS control connection (AUTH TLS first).",
+            )),
+            Command::Pbsz(_) => {
+                // RFC 4217 §9: TLS has no protection buffer; the size is always 0.
+                self.pbsz = true;
+                self.reply(r(200, "PBSZ=0"))
+            }
+            Command::Prot(_) if !self.pbsz => {
+                let why = if self.tls.is_none() {
+                    "PROT needs AUTH TLS and PBSZ 0 first."
+                } else {
+                    "PROT needs PBSZ 0 first."
+                };
+                self.reply(r(503, why))
+            }
+            Command::Prot(ProtLevel::Clear) => {
+                self.prot = ProtLevel::Clear;
+                self.reply(r(200, "Protection level set to Clear."))
+            }
+            Command::Prot(ProtLevel::Private) => {
+                self.prot = ProtLevel::Private;
+                self.reply(r(200, "Protection level set to Private."))
+            }
+            Command::Prot(_) => self.reply(r(536, "Only PROT C and PROT P are supported.")),
+            Command::Ccc => self.reply(r(
+                534,
+                "CCC refused: the control connection stays protected.",
+            )),
+            Command::Sscn(_) if self.tls.is_none() => self.reply(r(
+                503,
+                "SSCN needs a TLS control connection (AUTH TLS first).",
+            )),
+            Command::Sscn(on) => {
+                if let Some(on) = on {
+                    self.sscn = on;
+                }
+                self.reply(r(
+                    200,
+                    if self.sscn {
+                        "SSCN:CLIENT METHOD"
+                    } else {
+                        "SSCN:SERVER METHOD"
+                    },
+                ))
+            }
+            Command::Dcau(Dcau::None) if f.dcau => {
+                self.dcau_none = true;
+                self.reply(r(200, "DCAU N ok."))
+            }
+            Command::Dcau(Dcau::SelfAuth) if f.dcau && self.tls.is_some() => {
+                // Under TLS the default: data connections resume this control session.
+                self.dcau_none = false;
+                self.reply(r(200, "DCAU A ok."))
+            }
+            Command::Dcau(_) if f.dcau => {
+                self.reply(r(504, "Only DCAU N (and A under TLS) is supported."))
+            }
             Command::Lang(tag) if !f.languages.is_empty() => match tag {
                 None => {
                     self.lang = None;
@@ -1604,11 +1807,85 @@ impl Session {
         }
     }
 
+    fn auth_tls(&mut self, mechanism: &str) {
+        if !matches!(mechanism, "TLS" | "TLS-C" | "SSL") {
+            return self.reply(r(504, "AUTH mechanism not supported (use AUTH TLS)."));
+        }
+        if !self.config.tls.offered {
+            return self.reply(r(431, "TLS is not available on this server."));
+        }
+        if self.tls.is_some() {
+            return self.reply(r(503, "The control connection is already protected."));
+        }
+        // RFC 2228: a new security exchange forgets the login and the protection state.
+        // Whatever the client sent behind the AUTH came in clear: drop it.
+        self.reset_transfer_state();
+        self.reset_protection();
+        self.queue.clear();
+        self.lines = LineReader::with_max_line(self.config.max_line);
+        self.reply(r(234, "AUTH TLS ok: start the TLS handshake."));
+        self.act(Action::StartTls, Pending::Tls);
+    }
+
+    fn reset_protection(&mut self) {
+        self.pbsz = false;
+        self.prot = ProtLevel::Clear;
+        self.dcau_none = false;
+        self.sscn = false;
+    }
+
+    /// Under [`TlsRules::required`] a transfer needs `PROT P` (521 otherwise).
+    fn protection_ok(&mut self) -> bool {
+        if self.config.tls.required && self.prot != ProtLevel::Private {
+            self.reply(r(
+                521,
+                "Data connections must be protected here: send PBSZ 0 and PROT P first.",
+            ));
+            return false;
+        }
+        true
+    }
+
     fn user_cmd(&mut self, user: String) {
         self.reset_transfer_state();
+        let subject = self.tls.as_ref().and_then(|t| t.subject.clone());
+        if let Some(subject) = &subject {
+            if let Some(local) = self.auth.map_subject(subject, &user) {
+                let text = format!("Certificate accepted for {local}; any password will do.");
+                self.login = Login::NeedPass {
+                    user: local,
+                    anonymous: false,
+                    certificate: true,
+                };
+                return self.reply(Reply::new(331, text));
+            }
+        }
+        if user == ":globus-mapping:" {
+            return self.reply(r(
+                530,
+                if subject.is_some() {
+                    "Certificate subject not in the grid-mapfile."
+                } else {
+                    "Certificate login needs a client certificate over TLS (AUTH TLS)."
+                },
+            ));
+        }
         let anonymous = self.config.anonymous
             && (user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp"));
-        self.login = Login::NeedPass { user, anonymous };
+        if self.tls.is_none() && self.config.tls.required {
+            return self.reply(r(530, "TLS required: send AUTH TLS before logging in."));
+        }
+        if self.tls.is_none() && self.config.tls.passwords && !anonymous {
+            return self.reply(r(
+                530,
+                "Password logins need TLS here: send AUTH TLS first, so the password is not sent in clear.",
+            ));
+        }
+        self.login = Login::NeedPass {
+            user,
+            anonymous,
+            certificate: false,
+        };
         if anonymous {
             self.reply(r(
                 331,
@@ -1639,7 +1916,22 @@ impl Session {
             }
             Login::NeedPass {
                 user,
+                certificate: true,
+                ..
+            } => {
+                self.login = Login::LoggedIn(UserInfo {
+                    name: user,
+                    anonymous: false,
+                    read_only: false,
+                });
+                self.cwd = VirtualPath::root();
+                self.failures = 0;
+                self.reply(r(230, "Login successful (certificate)."))
+            }
+            Login::NeedPass {
+                user,
                 anonymous: false,
+                ..
             } => match self.auth.authenticate(&user, password) {
                 AuthOutcome::Granted { read_only } => {
                     self.login = Login::LoggedIn(UserInfo {
@@ -1688,7 +1980,9 @@ impl Session {
     }
 
     fn rein(&mut self) {
+        // The control connection stays protected; the data protection starts over.
         self.reset_transfer_state();
+        self.reset_protection();
         self.lang = None;
         self.utf8 = self.config.features.utf8;
         self.reply(r(220, "Service ready for new user."))
@@ -1730,6 +2024,14 @@ impl Session {
             who,
             format!(" TYPE: {ty}, MODE: {mode}, STRU: F"),
         ];
+        if self.tls.is_some() {
+            let prot = if self.prot == ProtLevel::Private {
+                "Private"
+            } else {
+                "Clear"
+            };
+            lines.push(format!(" Control connection: TLS; data protection: {prot}"));
+        }
         if matches!(self.pending, Pending::Transfer { .. }) {
             lines.push(" A transfer is in progress".to_string());
         }
@@ -1900,6 +2202,9 @@ impl Session {
     }
 
     fn retr(&mut self, path: VirtualPath, rest: Option<Restart>, length: Option<u64>) {
+        if !self.protection_ok() {
+            return;
+        }
         let Some(data) = self.data_or_425() else {
             return;
         };
@@ -1922,6 +2227,9 @@ impl Session {
         rest: Option<Restart>,
         allocate: Option<u64>,
     ) {
+        if !self.protection_ok() {
+            return;
+        }
         let Some(data) = self.data_or_425() else {
             return;
         };
@@ -1940,6 +2248,9 @@ impl Session {
     }
 
     fn list(&mut self, args: ListArgs, kind: ListKind) {
+        if !self.protection_ok() {
+            return;
+        }
         let Some(data) = self.data_or_425() else {
             return;
         };
@@ -1971,5 +2282,335 @@ fn split_restart(rest: Option<Restart>) -> (u64, Option<RangeSet>) {
         Some(Restart::Offset(n)) => (n, None),
         Some(Restart::Ranges(set)) => (0, Some(set)),
         None => (0, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The FTPS rules of the session, without sockets.
+    use super::*;
+
+    const SUBJECT: &str = "/C=XX/O=Grid/CN=Jane Doe";
+
+    struct Users;
+
+    impl Authenticator for Users {
+        fn authenticate(&mut self, user: &str, password: &str) -> AuthOutcome {
+            if user == "alice" && password == "secret" {
+                AuthOutcome::Granted { read_only: false }
+            } else {
+                AuthOutcome::Denied
+            }
+        }
+
+        fn map_subject(&mut self, subject: &str, wanted: &str) -> Option<String> {
+            let ok = subject == SUBJECT && matches!(wanted, ":globus-mapping:" | "jdoe");
+            ok.then(|| "jdoe".to_string())
+        }
+    }
+
+    fn session(tls: TlsRules) -> Session {
+        let config = SessionConfig {
+            anonymous: true,
+            features: Features::gridftp(),
+            tls,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(config, Box::new(Users), "192.0.2.10:40000".parse().unwrap());
+        assert_eq!(s.poll_reply().unwrap().code, 220);
+        s
+    }
+
+    fn offered() -> TlsRules {
+        TlsRules {
+            offered: true,
+            ..TlsRules::default()
+        }
+    }
+
+    fn replies(s: &mut Session, input: &str) -> Vec<Reply> {
+        s.handle_input(input.as_bytes());
+        std::iter::from_fn(|| s.poll_reply()).collect()
+    }
+
+    fn codes(s: &mut Session, input: &str) -> Vec<u16> {
+        replies(s, input).iter().map(|r| r.code).collect()
+    }
+
+    /// AUTH TLS, then the driver's report of a handshake with `subject`.
+    fn secure(s: &mut Session, subject: Option<&str>) {
+        assert_eq!(codes(s, "AUTH TLS\r\n"), [234]);
+        assert_eq!(s.poll_action(), Some(Action::StartTls));
+        assert!(!s.wants_input());
+        s.handle_tls_established(Ok(TlsEstablished {
+            subject: subject.map(String::from),
+        }))
+        .unwrap();
+        assert!(s.tls().is_some() && s.wants_input());
+    }
+
+    fn feat(s: &mut Session) -> Vec<String> {
+        replies(s, "FEAT\r\n").remove(0).lines
+    }
+
+    #[test]
+    fn auth_answers_by_what_is_configured() {
+        let mut off = session(TlsRules::default());
+        assert_eq!(codes(&mut off, "AUTH TLS\r\nAUTH GSSAPI\r\n"), [431, 504]);
+        assert!(!feat(&mut off).iter().any(|l| l.contains("AUTH")));
+        assert_eq!(off.poll_action(), None);
+
+        let mut s = session(offered());
+        let f = feat(&mut s);
+        for l in [" AUTH TLS", " PBSZ", " PROT"] {
+            assert!(f.iter().any(|x| x == l), "{f:?}");
+        }
+        assert_eq!(codes(&mut s, "AUTH KERBEROS_V4\r\n"), [504]);
+        // AUTH SSL is the legacy name; TLS it is.
+        assert_eq!(codes(&mut s, "AUTH SSL\r\n"), [234]);
+        assert_eq!(s.poll_action(), Some(Action::StartTls));
+        s.handle_tls_established(Ok(TlsEstablished::default()))
+            .unwrap();
+        assert_eq!(codes(&mut s, "AUTH TLS\r\n"), [503]);
+        assert_eq!(
+            s.handle_tls_established(Ok(TlsEstablished::default())),
+            Err(Error::UnexpectedReport)
+        );
+    }
+
+    #[test]
+    fn commands_sent_in_clear_behind_auth_are_dropped() {
+        let mut s = session(offered());
+        // One read: the USER/PASS after AUTH came in clear and must not run afterwards.
+        assert_eq!(
+            codes(&mut s, "AUTH TLS\r\nUSER alice\r\nPASS secret\r\n"),
+            [234]
+        );
+        assert_eq!(s.poll_action(), Some(Action::StartTls));
+        s.handle_input(b"NOOP\r\n");
+        s.handle_tls_established(Ok(TlsEstablished::default()))
+            .unwrap();
+        assert!(s.poll_reply().is_none());
+        assert!(s.user().is_none());
+        assert_eq!(codes(&mut s, "NOOP\r\n"), [200]);
+    }
+
+    #[test]
+    fn a_failed_handshake_closes_the_session() {
+        let mut s = session(offered());
+        assert_eq!(codes(&mut s, "AUTH TLS\r\n"), [234]);
+        assert_eq!(s.poll_action(), Some(Action::StartTls));
+        s.handle_tls_established(Err("bad record".into())).unwrap();
+        assert!(s.is_closing());
+        assert!(s.poll_reply().is_none());
+    }
+
+    #[test]
+    fn pbsz_prot_ccc_order() {
+        let mut s = session(offered());
+        assert_eq!(
+            codes(&mut s, "PBSZ 0\r\nPROT P\r\nCCC\r\n"),
+            [503, 503, 534]
+        );
+        secure(&mut s, None);
+        assert_eq!(codes(&mut s, "PROT P\r\n"), [503]);
+        let r = replies(&mut s, "PBSZ 1024\r\n");
+        assert_eq!((r[0].code, r[0].lines[0].as_str()), (200, "PBSZ=0"));
+        assert_eq!(
+            codes(&mut s, "PROT S\r\nPROT E\r\nPROT P\r\n"),
+            [536, 536, 200]
+        );
+        assert_eq!(s.protection(), ProtLevel::Private);
+        assert_eq!(codes(&mut s, "PROT C\r\n"), [200]);
+        assert_eq!(s.protection(), ProtLevel::Clear);
+        assert_eq!(codes(&mut s, "CCC\r\n"), [534]);
+    }
+
+    #[test]
+    fn rein_keeps_tls_and_resets_protection() {
+        let mut s = session(offered());
+        secure(&mut s, None);
+        assert_eq!(
+            codes(
+                &mut s,
+                "USER alice\r\nPASS secret\r\nPBSZ 0\r\nPROT P\r\nDCAU N\r\nSSCN ON\r\n"
+            ),
+            [331, 230, 200, 200, 200, 200]
+        );
+        assert!(s.dcau_none() && s.sscn());
+        assert_eq!(codes(&mut s, "REIN\r\n"), [220]);
+        assert!(s.tls().is_some());
+        assert_eq!(s.protection(), ProtLevel::Clear);
+        assert!(!s.dcau_none() && !s.sscn());
+        assert_eq!(codes(&mut s, "PROT P\r\n"), [503]);
+    }
+
+    #[test]
+    fn sscn_as_proftpd() {
+        let mut s = session(offered());
+        assert_eq!(
+            codes(&mut s, "USER anonymous\r\nPASS x\r\nSSCN ON\r\n"),
+            [331, 230, 503]
+        );
+        secure(&mut s, None);
+        assert_eq!(codes(&mut s, "USER anonymous\r\nPASS x\r\n"), [331, 230]);
+        let text = |s: &mut Session, c: &str| replies(s, c).remove(0).lines.remove(0);
+        assert_eq!(text(&mut s, "SSCN\r\n"), "SSCN:SERVER METHOD");
+        assert_eq!(text(&mut s, "SSCN ON\r\n"), "SSCN:CLIENT METHOD");
+        assert_eq!(text(&mut s, "SSCN\r\n"), "SSCN:CLIENT METHOD");
+        assert_eq!(text(&mut s, "SSCN OFF\r\n"), "SSCN:SERVER METHOD");
+        assert!(!s.sscn());
+        assert_eq!(codes(&mut s, "SSCN MAYBE\r\n"), [501]);
+    }
+
+    #[test]
+    fn passwords_need_tls_but_anonymous_does_not() {
+        let rules = TlsRules {
+            offered: true,
+            passwords: true,
+            required: false,
+        };
+        let mut s = session(rules);
+        let r = replies(&mut s, "USER alice\r\n");
+        assert_eq!(r[0].code, 530);
+        assert!(r[0].lines[0].contains("AUTH TLS"), "{r:?}");
+        assert_eq!(codes(&mut s, "PASS secret\r\n"), [503]);
+        assert_eq!(codes(&mut s, "USER anonymous\r\nPASS a@b\r\n"), [331, 230]);
+        secure(&mut s, None);
+        assert_eq!(codes(&mut s, "USER alice\r\nPASS secret\r\n"), [331, 230]);
+    }
+
+    #[test]
+    fn required_wants_tls_for_everyone_and_prot_p_for_data() {
+        let rules = TlsRules {
+            offered: true,
+            passwords: true,
+            required: true,
+        };
+        let mut s = session(rules);
+        let r = replies(&mut s, "USER anonymous\r\n");
+        assert_eq!(r[0].code, 530);
+        assert!(r[0].lines[0].contains("AUTH TLS"), "{r:?}");
+        secure(&mut s, None);
+        assert_eq!(
+            codes(
+                &mut s,
+                "USER alice\r\nPASS secret\r\nPORT 192,0,2,10,20,0\r\n"
+            ),
+            [331, 230, 200]
+        );
+        for c in [
+            "RETR f",
+            "STOR f",
+            "APPE f",
+            "STOU",
+            "LIST",
+            "NLST",
+            "MLSD",
+            "ERET P 0 1 f",
+        ] {
+            let r = replies(&mut s, &format!("{c}\r\n"));
+            assert_eq!(r[0].code, 521, "{c}");
+            assert!(r[0].lines[0].contains("PROT P"), "{r:?}");
+        }
+        assert_eq!(s.poll_action(), None);
+        assert_eq!(
+            codes(&mut s, "PBSZ 0\r\nPROT C\r\nRETR f\r\n"),
+            [200, 200, 521]
+        );
+        assert_eq!(codes(&mut s, "PROT P\r\nRETR f\r\n"), [200]);
+        assert!(matches!(s.poll_action(), Some(Action::Retr(_))));
+    }
+
+    #[test]
+    fn implicit_sessions_start_protected() {
+        let config = SessionConfig {
+            tls: TlsRules {
+                offered: true,
+                passwords: true,
+                required: true,
+            },
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new_protected(
+            config,
+            Box::new(Users),
+            "192.0.2.10:40000".parse().unwrap(),
+            TlsEstablished::default(),
+        );
+        assert_eq!(s.poll_reply().unwrap().code, 220);
+        assert_eq!(
+            codes(
+                &mut s,
+                "AUTH TLS\r\nUSER alice\r\nPASS secret\r\nPBSZ 0\r\nPROT P\r\n"
+            ),
+            [503, 331, 230, 200, 200]
+        );
+    }
+
+    #[test]
+    fn certificate_logins() {
+        let mut s = session(TlsRules {
+            offered: true,
+            passwords: true,
+            required: false,
+        });
+        // Without TLS there is no certificate.
+        assert_eq!(codes(&mut s, "USER :globus-mapping:\r\n"), [530]);
+        secure(&mut s, Some(SUBJECT));
+        assert_eq!(
+            codes(&mut s, "USER :globus-mapping:\r\nPASS anything\r\n"),
+            [331, 230]
+        );
+        assert_eq!(s.user().unwrap().name, "jdoe");
+        assert_eq!(codes(&mut s, "USER jdoe\r\nPASS\r\n"), [331, 230]);
+        assert_eq!(s.user().unwrap().name, "jdoe");
+        // A user the subject may not be: the password decides.
+        assert_eq!(codes(&mut s, "USER alice\r\nPASS wrong\r\n"), [331, 530]);
+        assert_eq!(codes(&mut s, "USER alice\r\nPASS secret\r\n"), [331, 230]);
+
+        let mut other = session(offered());
+        secure(&mut other, Some("/C=XX/O=Grid/CN=Eve"));
+        let r = replies(&mut other, "USER :globus-mapping:\r\n");
+        assert_eq!(r[0].code, 530);
+        assert!(r[0].lines[0].contains("grid-mapfile"), "{r:?}");
+        assert!(other.user().is_none());
+    }
+
+    #[test]
+    fn dcau_is_recorded() {
+        let mut s = session(offered());
+        assert_eq!(
+            codes(&mut s, "USER anonymous\r\nPASS x\r\nDCAU A\r\nDCAU N\r\n"),
+            [331, 230, 504, 200]
+        );
+        assert!(s.dcau_none());
+        secure(&mut s, None);
+        assert!(!s.dcau_none());
+        assert_eq!(
+            codes(&mut s, "USER anonymous\r\nPASS x\r\nDCAU N\r\nDCAU A\r\n"),
+            [331, 230, 200, 200]
+        );
+        assert!(!s.dcau_none());
+    }
+
+    #[test]
+    fn tls_failures_of_data_connections_are_named() {
+        let mut s = session(offered());
+        assert_eq!(
+            codes(
+                &mut s,
+                "USER anonymous\r\nPASS x\r\nPORT 192,0,2,10,20,0\r\nRETR f\r\n"
+            ),
+            [331, 230, 200]
+        );
+        assert!(matches!(s.poll_action(), Some(Action::Retr(_))));
+        s.handle_transfer_done(Err(TransferError::CannotOpenData(
+            "TLS: data connection did not resume the control connection's TLS session".into(),
+        )))
+        .unwrap();
+        let r = s.poll_reply().unwrap();
+        assert_eq!(r.code, 425);
+        assert!(r.lines[0].contains("did not resume"), "{r:?}");
     }
 }

@@ -1,25 +1,29 @@
 //! One control connection: drives a [`proto::Session`](crate::proto::Session) over a tokio
-//! socket, carries out its actions and reports back.
+//! socket (clear, or TLS after `AUTH TLS` or from the first byte on the implicit port),
+//! carries out its actions and reports back.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use gridos_io::CancelToken;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::fs::{Entry, Root};
-use super::transfer::{self, Event, Job};
+use super::ftps::{self, Control, Logins};
+use super::transfer::{self, DataTls, Event, Job, Keep};
 use super::{SHUTDOWN_ABORT, SHUTDOWN_DRAIN, Shared};
 use crate::proto::{
-    Action, AuthOutcome, Features, FsError, FsErrorKind, FsOutcome, Marker, PassiveKind, Session,
-    SessionConfig, TransferError, VirtualPath,
+    Action, Features, FsError, FsErrorKind, FsOutcome, Marker, PassiveKind, ProtLevel, Session,
+    SessionConfig, TlsEstablished, TransferError, VirtualPath,
 };
+use crate::tls::{ClientTls, ClientTlsOptions, Roots, SessionTls};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -29,8 +33,13 @@ struct Conn {
     root: Arc<Root>,
     peer: SocketAddr,
     local: SocketAddr,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    ctrl: Control,
+    /// This connection's TLS settings (own session cache), when the server has TLS.
+    tls: Option<SessionTls>,
+    /// `SSCN ON`: the TLS client configuration for data connections (made on first use).
+    sscn_client: Option<ClientTls>,
+    tls_data_reuse: bool,
+    handshake_timeout: Duration,
     passive: Option<TcpListener>,
     /// MODE E data connections kept for the next transfer.
     channels: Option<transfer::Channels>,
@@ -43,39 +52,69 @@ struct Conn {
 }
 
 /// Serves one client until it quits, times out, breaks the connection or the server stops.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// `implicit`: the client came to the implicit-TLS port, so TLS starts at the first byte.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    implicit: bool,
+) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
     let settings = shared.settings();
     let root = shared.root();
+    let loaded = shared.tls_loaded();
+    let tls = loaded.server.as_ref().map(|t| t.session());
     let config = SessionConfig {
         anonymous: settings.anonymous,
         anonymous_write: settings.anonymous_write,
         allow_third_party: settings.allow_third_party,
         third_party_hosts: settings.third_party_hosts.clone(),
         features: features(),
+        tls: ftps::rules(settings.tls, tls.is_some(), shared.listen),
         ..SessionConfig::default()
     };
-    let users = Arc::clone(&shared.users);
-    let auth = move |user: &str, pass: &str| {
-        if users.verify(user, pass) {
-            AuthOutcome::Granted { read_only: false }
-        } else {
-            AuthOutcome::Denied
+    let auth = Box::new(Logins {
+        users: Arc::clone(&shared.users),
+        grid_map: loaded.grid_map.clone(),
+    });
+    let (ctrl, sess) = if implicit {
+        let Some(t) = tls.as_ref().filter(|_| config.tls.offered) else {
+            tracing::warn!(%peer, "ftpd: implicit-TLS client, but TLS is not available now");
+            return;
+        };
+        let timeout = settings.tls_handshake_timeout;
+        match ftps::handshake(stream, t, timeout, &shared.stats.tls_failed).await {
+            Ok((s, established)) => {
+                shared.stats.tls_sessions.fetch_add(1, Relaxed);
+                tracing::info!(%peer, subject = ?established.subject, "ftpd: implicit TLS established");
+                (
+                    Control::Tls(Box::new(s)),
+                    Session::new_protected(config, auth, peer, established),
+                )
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "ftpd: implicit-TLS handshake failed; client cut");
+                return;
+            }
         }
+    } else {
+        (Control::Plain(stream), Session::new(config, auth, peer))
     };
-    let (rd, wr) = stream.into_split();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut c = Conn {
-        sess: Session::new(config, Box::new(auth), peer),
+        sess,
         shared: Arc::clone(&shared),
         root,
         peer,
         local,
-        rd,
-        wr,
+        ctrl,
+        tls,
+        sscn_client: None,
+        tls_data_reuse: settings.tls_data_reuse,
+        handshake_timeout: settings.tls_handshake_timeout,
         passive: None,
         channels: None,
         transfer: None,
@@ -114,7 +153,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
             }
         }
         tokio::select! {
-            r = c.rd.read(&mut buf), if c.sess.wants_input() && !c.ctrl_eof => match r {
+            r = c.ctrl.read(&mut buf), if c.sess.wants_input() && !c.ctrl_eof => match r {
                 Ok(0) | Err(_) => {
                     // The client is gone. A running transfer may finish draining what the
                     // client sent (an upload then stays partial) for up to the data
@@ -150,7 +189,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     if let Some(t) = &c.transfer {
         t.cancel();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), c.wr.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), c.ctrl.shutdown()).await;
     tracing::info!(%peer, "ftpd: client disconnected");
 }
 
@@ -213,18 +252,54 @@ impl Conn {
                 acted = true;
                 self.perform(a).await;
             }
-            let mut out = Vec::new();
-            while let Some(r) = self.sess.poll_reply() {
-                r.write_to(&mut out);
-            }
-            if !out.is_empty() {
-                match tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(&out)).await {
-                    Ok(Ok(())) => {}
-                    _ => return false,
-                }
+            if !self.write_replies().await {
+                return false;
             }
             if !acted {
                 return true;
+            }
+        }
+    }
+
+    /// Writes (and, under TLS, flushes) every queued reply. False if the connection broke.
+    async fn write_replies(&mut self) -> bool {
+        let mut out = Vec::new();
+        while let Some(r) = self.sess.poll_reply() {
+            r.write_to(&mut out);
+        }
+        if out.is_empty() {
+            return true;
+        }
+        let write = async {
+            self.ctrl.write_all(&out).await?;
+            self.ctrl.flush().await
+        };
+        matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+    }
+
+    /// `AUTH TLS`: the 234 goes out in clear, then the handshake (bounded by
+    /// `ftp.tls_handshake_timeout`) turns the connection into TLS.
+    async fn start_tls(&mut self) -> Result<TlsEstablished, String> {
+        if !self.write_replies().await {
+            return Err("control connection broke".into());
+        }
+        let Some(tls) = self.tls.clone() else {
+            return Err("TLS is not configured".into());
+        };
+        let Control::Plain(tcp) = std::mem::replace(&mut self.ctrl, Control::Gone) else {
+            return Err("the control connection is not a clear one".into());
+        };
+        let failed = &self.shared.stats.tls_failed;
+        match ftps::handshake(tcp, &tls, self.handshake_timeout, failed).await {
+            Ok((s, established)) => {
+                self.ctrl = Control::Tls(Box::new(s));
+                self.shared.stats.tls_sessions.fetch_add(1, Relaxed);
+                tracing::info!(peer = %self.peer, subject = ?established.subject, "ftpd: AUTH TLS established");
+                Ok(established)
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer, error = %e, "ftpd: TLS handshake failed; client cut");
+                Err(e.to_string())
             }
         }
     }
@@ -276,6 +351,10 @@ impl Conn {
                     t.cancel();
                 }
                 Ok(())
+            }
+            Action::StartTls => {
+                let r = self.start_tls().await;
+                self.sess.handle_tls_established(r)
             }
             other => {
                 let r = self.fs(other);
@@ -370,7 +449,51 @@ impl Conn {
         Ok(vec![addr])
     }
 
+    /// How this transfer's data connections are protected: `None` under `PROT C`.
+    fn data_tls(&mut self) -> Result<Option<DataTls>, TransferError> {
+        if self.sess.protection() != ProtLevel::Private {
+            return Ok(None);
+        }
+        // PROT P is only reachable under TLS; never fall back to clear data.
+        let session = self
+            .tls
+            .clone()
+            .ok_or_else(|| TransferError::CannotOpenData("TLS: not available".into()))?;
+        let client = if self.sess.sscn() {
+            if self.sscn_client.is_none() {
+                // The peer server is checked by the data policy only (DCAU N), not by a
+                // certificate: server-to-server transfers have no name to verify.
+                let opts = ClientTlsOptions {
+                    roots: Roots::Insecure,
+                    cert: None,
+                };
+                let c = ClientTls::new(&opts)
+                    .map_err(|e| TransferError::CannotOpenData(format!("TLS: {e}")))?;
+                self.sscn_client = Some(c);
+            }
+            self.sscn_client.clone()
+        } else {
+            None
+        };
+        Ok(Some(DataTls {
+            session,
+            require_resume: self.tls_data_reuse && !self.sess.dcau_none(),
+            client,
+        }))
+    }
+
     fn start(&mut self, job: Job) {
+        let tls = match self.data_tls() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = self.events_tx.send(Event::Finished {
+                    result: Err(e),
+                    commit: None,
+                    keep: Keep::default(),
+                });
+                return;
+            }
+        };
         let cancel = CancelToken::new();
         if *self.shared.shutdown.borrow() >= SHUTDOWN_ABORT {
             cancel.cancel();
@@ -388,28 +511,35 @@ impl Conn {
             cancel,
             writable: self.writable(),
             events: self.events_tx.clone(),
-            tls: None,
+            tls,
         };
         tokio::spawn(transfer::run(ctx, job));
     }
 
     /// Whether the client still holds its control connection (reads and queues anything it
-    /// sent meanwhile).
+    /// sent meanwhile). A read polled once without waiting (a TLS stream has no `try_read`):
+    /// "pending" means connected and quiet; the main loop's next read registers its waker
+    /// again.
     fn client_present(&mut self) -> bool {
         if self.ctrl_eof {
             return false;
         }
         let mut buf = [0u8; 4096];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         loop {
-            match self.rd.try_read(&mut buf) {
-                Ok(0) => {
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut self.ctrl).poll_read(&mut cx, &mut rb) {
+                Poll::Pending => return true,
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                     self.ctrl_eof = true;
                     return false;
                 }
-                Ok(n) => self.sess.handle_input(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    self.sess.handle_input(&buf[..n]);
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(_)) => {
                     self.ctrl_eof = true;
                     return false;
                 }

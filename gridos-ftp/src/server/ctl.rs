@@ -1,5 +1,5 @@
 //! Live configuration: keys, the unix control socket (`get KEY`, `set KEY VALUE`, `list`,
-//! `stats`; each answer ends with `ok [note]` or `err message`).
+//! `stats`, `tls-reload`; each answer ends with `ok [note]` or `err message`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use super::fs::Root;
 use crate::proto::HostList;
 
 /// The `ftp.*` keys (`io.*` keys come from gridos-io).
-pub(crate) const FTP_KEYS: [&str; 14] = [
+pub(crate) const FTP_KEYS: [&str; 23] = [
     "ftp.docroot",
     "ftp.listen",
     "ftp.chroot",
@@ -31,6 +31,15 @@ pub(crate) const FTP_KEYS: [&str; 14] = [
     "ftp.pasv_ports",
     "ftp.allow_third_party",
     "ftp.third_party_hosts",
+    "ftp.tls",
+    "ftp.tls_cert",
+    "ftp.tls_key",
+    "ftp.tls_client_ca",
+    "ftp.grid_mapfile",
+    "ftp.implicit_tls",
+    "ftp.tls_data_reuse",
+    "ftp.tls_handshake_timeout",
+    "ftp.tls_subject",
 ];
 
 pub(crate) fn parse_bool(key: &str, v: &str) -> Result<bool> {
@@ -121,6 +130,32 @@ impl Shared {
             },
             "ftp.allow_third_party" => s.allow_third_party.to_string(),
             "ftp.third_party_hosts" => s.third_party_hosts.to_string(),
+            "ftp.tls" => s.tls.to_string(),
+            "ftp.tls_cert" | "ftp.tls_key" | "ftp.tls_client_ca" | "ftp.grid_mapfile" => {
+                let st = self.tls.read().unwrap_or_else(|p| p.into_inner());
+                let f = &st.files;
+                let p = match key {
+                    "ftp.tls_cert" => &f.cert,
+                    "ftp.tls_key" => &f.key,
+                    "ftp.tls_client_ca" => &f.client_ca,
+                    _ => &f.grid_mapfile,
+                };
+                p.as_ref()
+                    .map_or_else(|| "none".to_string(), |p| p.display().to_string())
+            }
+            "ftp.implicit_tls" => self
+                .implicit
+                .map_or_else(|| "none".to_string(), |a| a.to_string()),
+            "ftp.tls_data_reuse" => s.tls_data_reuse.to_string(),
+            "ftp.tls_handshake_timeout" => secs(s.tls_handshake_timeout),
+            "ftp.tls_subject" => {
+                let l = self.tls_loaded();
+                match (l.server, l.subject) {
+                    (None, _) => "none".to_string(),
+                    (Some(_), Some(s)) => s,
+                    (Some(_), None) => "unknown".to_string(),
+                }
+            }
             "io.threads" => self.io_pool.threads().to_string(),
             k if k.starts_with("io.") => gridos_io::get_key(k)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
@@ -143,7 +178,55 @@ impl Shared {
                     None => "applies to new sessions".to_string(),
                 };
             }
-            "ftp.listen" | "ftp.chroot" => {
+            "ftp.tls" => {
+                let policy: super::TlsPolicy = v.parse()?;
+                super::ftps::check_policy(
+                    policy,
+                    self.tls_loaded().server.is_some(),
+                    self.password_users,
+                    self.listen,
+                )?;
+                self.settings_mut().tls = policy;
+                note = "applies to new sessions".into();
+            }
+            "ftp.tls_cert" | "ftp.tls_key" | "ftp.tls_client_ca" | "ftp.grid_mapfile" => {
+                let path = match v {
+                    "" | "none" if matches!(key, "ftp.tls_client_ca" | "ftp.grid_mapfile") => None,
+                    "" | "none" => {
+                        return Err(Error::Config(format!(
+                            "{key} cannot be removed while running (set ftp.tls off to stop offering TLS)"
+                        )));
+                    }
+                    p => Some(std::path::PathBuf::from(p)),
+                };
+                {
+                    let mut st = self.tls_state();
+                    let f = &mut st.files;
+                    match key {
+                        "ftp.tls_cert" => f.cert = path,
+                        "ftp.tls_key" => f.key = path,
+                        "ftp.tls_client_ca" => f.client_ca = path,
+                        _ => f.grid_mapfile = path,
+                    }
+                }
+                // A new certificate may need its key too: until the files load together the
+                // running ones stay in use.
+                note = match self.reload_tls() {
+                    Ok(n) => n,
+                    Err(e) => format!(
+                        "set, but not loaded yet ({e}); the TLS files in use stay until tls-reload succeeds"
+                    ),
+                };
+            }
+            "ftp.tls_data_reuse" => {
+                self.settings_mut().tls_data_reuse = parse_bool(key, v)?;
+                note = "applies to new sessions".into();
+            }
+            "ftp.tls_handshake_timeout" => {
+                self.settings_mut().tls_handshake_timeout = parse_secs(key, v)?;
+                note = "applies to new connections".into();
+            }
+            "ftp.listen" | "ftp.chroot" | "ftp.implicit_tls" | "ftp.tls_subject" => {
                 return Err(Error::Config(format!("{key} is read-only while running")));
             }
             "ftp.threads" => self.set_threads(parse_threads(key, v)?)?,
@@ -213,6 +296,9 @@ impl Shared {
             ("bytes_sent".into(), n(&s.bytes_sent)),
             ("bytes_received".into(), n(&s.bytes_received)),
             ("data_connections_refused".into(), n(&s.data_refused)),
+            ("tls_sessions".into(), n(&s.tls_sessions)),
+            ("tls_handshakes_failed".into(), n(&s.tls_failed)),
+            ("data_tls_failed".into(), n(&s.data_tls_failed)),
             ("ftp.threads".into(), self.threads().to_string()),
             ("io.threads".into(), self.io_pool.threads().to_string()),
             ("io.path".into(), io.probed_path.to_string()),
@@ -259,7 +345,11 @@ impl Shared {
             }
             "list" if rest.is_empty() => kv(self.list_keys()),
             "stats" if rest.is_empty() => kv(self.stats_list()),
-            _ => "err usage: get KEY | set KEY VALUE | list | stats\n".to_string(),
+            "tls-reload" if rest.is_empty() => match self.reload_tls() {
+                Ok(note) => format!("ok {note}\n"),
+                Err(e) => err(&e),
+            },
+            _ => "err usage: get KEY | set KEY VALUE | list | stats | tls-reload\n".to_string(),
         }
     }
 }

@@ -26,6 +26,15 @@ pub enum Error {
     /// chroot, setgroups, setgid or setuid failed, or the user is unknown.
     #[error("dropping privileges: {0}")]
     Privileges(String),
+    /// A TLS certificate, key, CA file or grid-mapfile could not be used.
+    #[error("{what}: {source}")]
+    Tls {
+        /// Which setting.
+        what: String,
+        /// Why (the file and what is wrong with it).
+        #[source]
+        source: crate::tls::TlsError,
+    },
     /// An error from gridos-io (pool, configuration).
     #[error(transparent)]
     GridIo(#[from] gridos_io::Error),

@@ -21,6 +21,23 @@
 //!   `list`, `stats`, one command per line; each answer ends with a line `ok [note]` or
 //!   `err message`.
 //! - [`PasswordFile`]: `user:argon2-phc` lines.
+//! - FTPS (RFC 4217) with [`ServerConfig::tls_cert`] and [`ServerConfig::tls_key`]:
+//!   `AUTH TLS` upgrades a control connection, `PBSZ 0` + `PROT P` protect data
+//!   connections (stream mode and MODE E), and [`ServerConfig::implicit_tls`] adds a
+//!   listener that speaks TLS from the first byte (as port 990). [`TlsPolicy`] (`ftp.tls`)
+//!   decides what is required; by default a password user must `AUTH TLS` before `USER`
+//!   unless the server listens on loopback, and [`Server::start`] refuses a configuration
+//!   where that makes password logins impossible. A `PROT P` data connection must resume
+//!   the control connection's TLS session ([`ServerConfig::tls_data_reuse`]), so a
+//!   connection stolen by another host is refused; after `DCAU N` (third-party transfers)
+//!   only the data policy below decides. With [`ServerConfig::tls_client_ca`] clients are
+//!   asked for a certificate, and a [`ServerConfig::grid_mapfile`] maps its subject to a
+//!   local user (`USER :globus-mapping:` logs in without a password). The certificate and
+//!   the grid-mapfile are reloaded without a restart by the control socket's `tls-reload`
+//!   ([`ServerHandle::reload_tls`]) and when `ftp.tls_cert`, `ftp.tls_key`,
+//!   `ftp.tls_client_ca` or `ftp.grid_mapfile` are set; running sessions keep theirs (a
+//!   server that chrooted and gave up root reads them as its user, inside the chroot). Under
+//!   `PROT P` bytes go through user space (rustls); clear transfers keep the zero-copy path.
 //! - Data connections and third-party transfers: a data connection to or from an address
 //!   other than the client's (a PORT/EPRT/SPOR target, or the source of a connection to a
 //!   passive listener) is allowed only (a) for an authenticated, non-anonymous user, (b) for
@@ -48,6 +65,7 @@ mod ctl;
 mod error;
 mod extended;
 mod fs;
+mod ftps;
 pub mod passwd;
 mod transfer;
 
@@ -138,6 +156,9 @@ pub struct ServerConfig {
     /// `PROT P` data connections must resume the control connection's TLS session (as
     /// vsftpd's `require_ssl_reuse`); default true.
     pub tls_data_reuse: bool,
+    /// The longest a control connection's TLS handshake may take (after `AUTH TLS`, or on
+    /// the implicit port) before the client is cut; default 10 s.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// When the server offers and requires TLS (`ftp.tls`, `--tls`).
@@ -155,6 +176,24 @@ pub enum TlsPolicy {
     Passwords,
     /// Every login, anonymous too, needs TLS first, and data connections `PROT P`.
     Required,
+}
+
+impl TlsPolicy {
+    /// The policy's name, as `ftp.tls` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicy::Off => "off",
+            TlsPolicy::Optional => "optional",
+            TlsPolicy::Passwords => "passwords",
+            TlsPolicy::Required => "required",
+        }
+    }
+}
+
+impl std::fmt::Display for TlsPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl std::str::FromStr for TlsPolicy {
@@ -202,6 +241,7 @@ impl ServerConfig {
             grid_mapfile: None,
             implicit_tls: None,
             tls_data_reuse: true,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 
@@ -234,6 +274,7 @@ impl ServerConfig {
         "grid_mapfile",
         "implicit_tls",
         "tls_data_reuse",
+        "tls_handshake_timeout",
     ];
 
     /// Sets one key (`ftp.` prefix optional) from text, as in the `[ftp]` table.
@@ -275,6 +316,7 @@ impl ServerConfig {
                     })?)
             }
             "tls_data_reuse" => self.tls_data_reuse = ctl::parse_bool(k, v)?,
+            "tls_handshake_timeout" => self.tls_handshake_timeout = ctl::parse_secs(k, v)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         Ok(())
@@ -328,6 +370,9 @@ pub(crate) struct Settings {
     pub shutdown_grace: Duration,
     pub allow_third_party: bool,
     pub third_party_hosts: HostList,
+    pub tls: TlsPolicy,
+    pub tls_data_reuse: bool,
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Counters reported by `stats`.
@@ -343,9 +388,13 @@ pub(crate) struct Stats {
     pub bytes_received: AtomicU64,
     pub data_refused: AtomicU64,
     pub passive_opened: AtomicU64,
+    pub tls_sessions: AtomicU64,
+    pub tls_failed: AtomicU64,
+    pub data_tls_failed: AtomicU64,
 }
 
-type Incoming = (std::net::TcpStream, SocketAddr, ClientGuard);
+/// A client handed to a listener thread; `true` when it came to the implicit-TLS port.
+type Incoming = (std::net::TcpStream, SocketAddr, ClientGuard, bool);
 
 struct ListenerThread {
     tx: mpsc::UnboundedSender<Incoming>,
@@ -366,6 +415,11 @@ pub(crate) struct Shared {
     clients: Mutex<HashMap<IpAddr, usize>>,
     chroot: Option<PathBuf>,
     listen: SocketAddr,
+    /// The implicit-TLS listener's address.
+    implicit: Option<SocketAddr>,
+    /// Whether any password user exists (the TLS policy check needs it).
+    password_users: bool,
+    tls: RwLock<ftps::TlsState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -390,6 +444,62 @@ impl Shared {
 
     fn set_root(&self, root: Root) {
         *self.root.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(root);
+    }
+
+    /// The certificate and grid-mapfile in force (new sessions take them).
+    pub(crate) fn tls_loaded(&self) -> ftps::Loaded {
+        self.tls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .loaded
+            .clone()
+    }
+
+    fn tls_state(&self) -> std::sync::RwLockWriteGuard<'_, ftps::TlsState> {
+        self.tls.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A chrooted server reads the TLS files as its unprivileged user, inside the chroot:
+    /// say so when they cannot be read there.
+    fn chroot_note(&self, e: Error) -> Error {
+        let Some(root) = &self.chroot else { return e };
+        let note = format!(
+            "the server is chrooted to {} and no longer root: it reads the TLS files at these \
+             paths inside the chroot as its own user (restart it to load files from elsewhere)",
+            root.display()
+        );
+        match e {
+            Error::Tls { what, source } => Error::Tls {
+                what: format!("{what} ({note})"),
+                source,
+            },
+            other => Error::Config(format!("{other} ({note})")),
+        }
+    }
+
+    /// Loads the TLS files again (all or nothing) for new connections; running sessions
+    /// keep the certificate they started with.
+    pub(crate) fn reload_tls(&self) -> Result<String> {
+        let mut st = self.tls_state();
+        let loaded = st.files.load().map_err(|e| self.chroot_note(e))?;
+        ftps::check_policy(
+            self.settings().tls,
+            loaded.server.is_some(),
+            self.password_users,
+            self.listen,
+        )?;
+        let note = match (&loaded.server, &loaded.subject) {
+            (None, _) => "no certificate configured".to_string(),
+            (Some(_), Some(s)) => format!("certificate {s}"),
+            (Some(_), None) => "certificate loaded".to_string(),
+        };
+        let note = match &loaded.grid_map {
+            Some(m) => format!("{note}; grid-mapfile with {} subjects", m.len()),
+            None => note,
+        };
+        st.loaded = loaded;
+        tracing::info!("ftpd: TLS reloaded: {note}");
+        Ok(format!("reloaded ({note}); applies to new connections"))
     }
 
     /// Resizes the listener pool: new threads take new clients at once; a retired thread
@@ -436,7 +546,7 @@ impl Shared {
         tracing::error!("ftpd: no listener thread to take a client");
     }
 
-    fn admit(self: &Arc<Self>, s: tokio::net::TcpStream, peer: SocketAddr) {
+    fn admit(self: &Arc<Self>, s: tokio::net::TcpStream, peer: SocketAddr, implicit: bool) {
         let settings = self.settings();
         let ip = peer.ip().to_canonical();
         let refusal = {
@@ -471,7 +581,7 @@ impl Shared {
             ip,
         };
         match s.into_std() {
-            Ok(std) => self.dispatch((std, peer, guard)),
+            Ok(std) => self.dispatch((std, peer, guard, implicit)),
             Err(e) => tracing::warn!(%peer, error = %e, "ftpd: could not hand over a client"),
         }
     }
@@ -512,14 +622,14 @@ fn listener_thread(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Incoming
         loop {
             tokio::select! {
                 m = rx.recv() => match m {
-                    Some((std, peer, guard)) => {
+                    Some((std, peer, guard, implicit)) => {
                         let _ = std.set_nonblocking(true);
                         match tokio::net::TcpStream::from_std(std) {
                             Ok(s) => {
                                 let shared = Arc::clone(&shared);
                                 set.spawn(async move {
                                     let _guard = guard;
-                                    conn::serve(s, peer, shared).await;
+                                    conn::serve(s, peer, shared, implicit).await;
                                 });
                             }
                             Err(e) => tracing::warn!(error = %e, "ftpd: could not register a client"),
@@ -542,6 +652,7 @@ pub struct Server;
 pub struct ServerHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    implicit: Option<SocketAddr>,
     stop_accept: watch::Sender<bool>,
     accept: Option<std::thread::JoinHandle<()>>,
     ctl_socket: Option<PathBuf>,
@@ -615,8 +726,23 @@ impl Server {
         for (u, p) in &config.users {
             users.set(u, p)?;
         }
-        if users.is_empty() && !config.anonymous {
+        if users.is_empty() && !config.anonymous && config.grid_mapfile.is_none() {
             tracing::warn!("ftpd: no users and no anonymous access: nobody can log in");
+        }
+        let tls_files = ftps::TlsFiles {
+            cert: config.tls_cert.clone(),
+            key: config.tls_key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+            grid_mapfile: config.grid_mapfile.clone(),
+        };
+        let tls_loaded = tls_files.load()?;
+        let has_tls = tls_loaded.server.is_some();
+        ftps::check_policy(config.tls, has_tls, !users.is_empty(), config.listen)?;
+        if config.implicit_tls.is_some() && (!has_tls || config.tls == TlsPolicy::Off) {
+            return Err(Error::Config(
+                "implicit_tls needs TLS: add --tls-cert FILE --tls-key FILE and a --tls                  policy other than off"
+                    .into(),
+            ));
         }
         let root = Root::open(&config.docroot)
             .map_err(|e| Error::io(format!("open docroot {}", config.docroot.display()), e))?;
@@ -627,6 +753,21 @@ impl Server {
             .map_err(|e| Error::io("set_nonblocking", e))?;
         let addr = listener
             .local_addr()
+            .map_err(|e| Error::io("local_addr", e))?;
+        let implicit_listener = match config.implicit_tls {
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a)
+                    .map_err(|e| Error::io(format!("bind {a} (implicit TLS)"), e))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| Error::io("set_nonblocking", e))?;
+                Some(l)
+            }
+            None => None,
+        };
+        let implicit = implicit_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()
             .map_err(|e| Error::io("local_addr", e))?;
         let ctl = config.ctl_socket.as_deref().map(bind_ctl).transpose()?;
         // Touch process-wide state that reads files, before a chroot hides them.
@@ -659,8 +800,12 @@ impl Server {
                 shutdown_grace: config.shutdown_grace,
                 allow_third_party: config.allow_third_party,
                 third_party_hosts: config.third_party_hosts.clone(),
+                tls: config.tls,
+                tls_data_reuse: config.tls_data_reuse,
+                tls_handshake_timeout: config.tls_handshake_timeout,
             }),
             root: RwLock::new(Arc::new(root)),
+            password_users: !users.is_empty(),
             users: Arc::new(users),
             io_pool: IoPool::new(config.io_threads)?,
             listeners: Mutex::new(Vec::new()),
@@ -671,6 +816,11 @@ impl Server {
             clients: Mutex::new(HashMap::new()),
             chroot: chrooted,
             listen: addr,
+            implicit,
+            tls: RwLock::new(ftps::TlsState {
+                files: tls_files,
+                loaded: tls_loaded,
+            }),
         });
         if let Err(e) = gridos_io::set_key("io.threads", &config.io_threads.to_string()) {
             tracing::debug!(error = %e, "ftpd: io.threads not recorded in the I/O configuration");
@@ -680,12 +830,16 @@ impl Server {
         let accept_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
             .name("ftpd-accept".into())
-            .spawn(move || accept_thread(accept_shared, listener, ctl, stop_rx))
+            .spawn(move || accept_thread(accept_shared, listener, implicit_listener, ctl, stop_rx))
             .map_err(|e| Error::io("spawn accept thread", e))?;
-        tracing::info!(%addr, docroot = %config.docroot.display(), "ftpd: listening");
+        tracing::info!(%addr, docroot = %config.docroot.display(), tls = %config.tls, tls_offered = has_tls, "ftpd: listening");
+        if let Some(a) = implicit {
+            tracing::info!(addr = %a, "ftpd: listening for implicit TLS");
+        }
         Ok(ServerHandle {
             shared,
             addr,
+            implicit,
             stop_accept,
             accept: Some(accept),
             ctl_socket: config.ctl_socket.clone(),
@@ -697,6 +851,7 @@ impl Server {
 fn accept_thread(
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
+    implicit: Option<std::net::TcpListener>,
     ctl: Option<std::os::unix::net::UnixListener>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -718,6 +873,13 @@ fn accept_thread(
                 return;
             }
         };
+        let implicit = match implicit.map(tokio::net::TcpListener::from_std).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "ftpd: implicit-TLS listener registration failed");
+                return;
+            }
+        };
         if let Some(ctl) = ctl {
             match tokio::net::UnixListener::from_std(ctl) {
                 Ok(l) => {
@@ -729,9 +891,16 @@ fn accept_thread(
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
-                    Ok((s, peer)) => shared.admit(s, peer),
+                    Ok((s, peer)) => shared.admit(s, peer, false),
                     Err(e) => {
                         tracing::warn!(error = %e, "ftpd: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                r = accept_on(implicit.as_ref()) => match r {
+                    Ok((s, peer)) => shared.admit(s, peer, true),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ftpd: accept failed (implicit TLS)");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
@@ -741,10 +910,32 @@ fn accept_thread(
     });
 }
 
+/// Accepts on `l`, or waits forever when there is no such listener.
+async fn accept_on(
+    l: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl ServerHandle {
     /// The control-connection address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The implicit-TLS listener's address ([`ServerConfig::implicit_tls`]), if any.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.implicit
+    }
+
+    /// Reads the TLS certificate, key, client CA and grid-mapfile again (as the control
+    /// socket's `tls-reload`): new connections use them, running sessions keep theirs.
+    /// Nothing changes unless every file loads. Returns a note for the operator.
+    pub fn reload_tls(&self) -> Result<String> {
+        self.shared.reload_tls()
     }
 
     /// Reads a key (`ftp.*` or `io.*`).

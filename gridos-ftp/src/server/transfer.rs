@@ -1,6 +1,12 @@
 //! Transfers: open the file (on the I/O pool), make the data connection (tokio), then move
 //! the bytes on the I/O pool with `gridos_io::send_file` / `recv_file` (TYPE I) or a
 //! user-space line-end conversion loop (TYPE A).
+//!
+//! Under `PROT P` the data connection is made TLS ([`protect`], after the 150 reply: clients
+//! such as Python's ftplib start their handshake only once they have read it) and the bytes
+//! go through user-space loops over rustls with large reads (no kernel TLS here); every
+//! sent TLS stream ends with close_notify ([`DataStream::finish`]). Clear transfers keep the
+//! zero-copy path.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -23,6 +29,7 @@ use crate::proto::{
     DataEndpoint, DataPolicy, FsError, FsErrorKind, ListRequest, RetrRequest, StorRequest,
     StoreKind, TransferDone, TransferError, TransferMode, TransferStart, TransferType,
 };
+use crate::tls::DataStream;
 
 /// What the connection asked for.
 pub(crate) enum Job {
@@ -369,7 +376,7 @@ fn send_ascii(
     file: &File,
     mut offset: u64,
     len: u64,
-    sock: &std::net::TcpStream,
+    w: &mut impl Write,
     cancel: &CancelToken,
 ) -> Result<u64, TransferError> {
     let end = offset.saturating_add(len);
@@ -392,7 +399,7 @@ fn send_ascii(
             }
             out.push(b);
         }
-        write_all(sock, &out, cancel)?;
+        w.write_all(&out).map_err(|e| wire_err(e, cancel))?;
         offset += n as u64;
         sent += out.len() as u64;
     }
@@ -401,7 +408,7 @@ fn send_ascii(
 
 /// TYPE A store: CRLF → LF (a CR at a chunk's end waits for the next chunk).
 fn recv_ascii(
-    mut sock: &std::net::TcpStream,
+    r: &mut impl Read,
     file: &File,
     mut offset: u64,
     cancel: &CancelToken,
@@ -410,16 +417,11 @@ fn recv_ascii(
     let mut out = Vec::with_capacity(CHUNK + 1);
     let mut pending_cr = false;
     let mut got = 0u64;
-    let _ = sock.set_read_timeout(Some(WAKE));
     loop {
-        if cancel.is_cancelled() {
-            return Err(TransferError::Aborted);
-        }
-        let n = match sock.read(&mut buf) {
+        let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if would_block(&e) => continue,
-            Err(e) => return Err(map_sock(e)),
+            Err(e) => return Err(wire_err(e, cancel)),
         };
         got += n as u64;
         out.clear();
@@ -699,6 +701,16 @@ async fn run_inner(
         Prepared::List(_) => TransferStart::default(),
     };
     let _ = ctx.events.send(Event::Started(start));
+    // PROT P: the handshake follows the 150 (the client starts it once it has read that).
+    let tls = ctx.tls.clone();
+    let timeout = ctx.data_timeout;
+    let stream = match on_pool(&ctx.shared, move || protect(tls.as_ref(), sock, timeout)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) | Err(e) => {
+            ctx.shared.stats.data_tls_failed.fetch_add(1, Relaxed);
+            return (Err(e), None);
+        }
+    };
     // This transfer's own token: ABOR reaches it through the watchdog, which also cancels a
     // binary transfer that moves no byte for the data timeout.
     let cancel = CancelToken::new();
@@ -716,9 +728,10 @@ async fn run_inner(
         ascii,
         deflate,
         expected,
+        finish_timeout: ctx.data_timeout,
     };
     let moved = on_pool(&ctx.shared, move || {
-        move_data(prepared, sock, how, cancel, progress)
+        move_data(prepared, stream, how, cancel, progress)
     })
     .await;
     watchdog.abort();
@@ -803,6 +816,8 @@ struct How {
     deflate: bool,
     /// SCKS: checksum the stored file must have.
     expected: Option<(Option<String>, String)>,
+    /// TLS: how long the close_notify at the end may take to go out.
+    finish_timeout: Duration,
 }
 
 const ZLIB: gridos_io::compress::Compression = gridos_io::compress::Compression {
@@ -811,6 +826,20 @@ const ZLIB: gridos_io::compress::Compression = gridos_io::compress::Compression 
 };
 
 fn move_data(
+    p: Prepared,
+    stream: DataStream,
+    how: How,
+    cancel: CancelToken,
+    progress: Arc<AtomicU64>,
+) -> Result<Moved, TransferError> {
+    match stream.into_plain() {
+        Ok(sock) => move_plain(p, sock, how, cancel, progress),
+        Err(tls) => move_tls(p, tls, how, &cancel, &progress),
+    }
+}
+
+/// A clear data connection: the zero-copy path (TYPE I), user space for TYPE A and MODE Z.
+fn move_plain(
     p: Prepared,
     sock: std::net::TcpStream,
     how: How,
@@ -830,7 +859,9 @@ fn move_data(
     match p {
         Prepared::Retr { file, offset, len } => {
             let n = if ascii {
-                send_ascii(&file, offset, len, sock.stream(), &cancel)?
+                wake_timeouts(sock.stream());
+                let mut w = Guarded::new(sock.stream(), &cancel, None);
+                send_ascii(&file, offset, len, &mut w, &cancel)?
             } else if how.deflate {
                 gridos_io::compress::send_compressed(&file, offset, len, &sock, ZLIB, &opts)
                     .map_err(map_io)?
@@ -849,7 +880,9 @@ fn move_data(
             ..
         } => {
             let n = if ascii {
-                recv_ascii(sock.stream(), &file, offset, &cancel)?
+                wake_timeouts(sock.stream());
+                let mut r = Guarded::new(sock.stream(), &cancel, None);
+                recv_ascii(&mut r, &file, offset, &cancel)?
             } else if how.deflate {
                 gridos_io::compress::recv_decompressed(&sock, &file, offset, ZLIB, &opts)
                     .map_err(|e| match e {
@@ -884,6 +917,294 @@ fn move_data(
             } else {
                 write_all(sock.stream(), &bytes, &cancel)?;
             }
+            Ok((bytes.len() as u64, 0, None))
+        }
+    }
+}
+
+/// Plaintext bytes per read from the file or the TLS stream: large, so rustls fills whole
+/// 16 KiB records and the loop wakes rarely.
+const TLS_CHUNK: usize = 512 * 1024;
+
+/// Both socket timeouts at [`WAKE`], so blocking loops see cancellation in time.
+fn wake_timeouts(s: &std::net::TcpStream) {
+    let _ = s.set_read_timeout(Some(WAKE));
+    let _ = s.set_write_timeout(Some(WAKE));
+}
+
+/// Why a [`Guarded`] stopped: the transfer was cancelled.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("transfer cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// The transfer error for a failed read or write on the data connection.
+fn wire_err(e: std::io::Error, cancel: &CancelToken) -> TransferError {
+    if cancel.is_cancelled() || e.get_ref().is_some_and(|i| i.is::<Cancelled>()) {
+        TransferError::Aborted
+    } else {
+        map_sock(e)
+    }
+}
+
+/// A data connection (its socket at [`WAKE`] timeouts) as `Read + Write` for the user-space
+/// loops: waits out the timeouts, stops once cancelled, counts the bytes into `progress`
+/// (the stall watchdog reads it). With `lenient_eof`, a TLS stream that ends without
+/// close_notify reads as a plain end, as vsftpd accepts by default: some clients just close
+/// after an upload. (Not from a peer server under `SSCN ON`: a server always ends with
+/// close_notify, and one that refused the connection just closes it.)
+struct Guarded<'a, S> {
+    s: S,
+    cancel: &'a CancelToken,
+    progress: Option<&'a AtomicU64>,
+    lenient_eof: bool,
+    unclean_eof: bool,
+}
+
+impl<'a, S> Guarded<'a, S> {
+    fn new(s: S, cancel: &'a CancelToken, progress: Option<&'a AtomicU64>) -> Self {
+        Guarded {
+            s,
+            cancel,
+            progress,
+            lenient_eof: true,
+            unclean_eof: false,
+        }
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other(Cancelled));
+        }
+        Ok(())
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(p) = self.progress {
+            p.fetch_add(n as u64, Relaxed);
+        }
+    }
+}
+
+impl<S: Read> Read for Guarded<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            self.check()?;
+            match self.s.read(buf) {
+                Ok(n) => {
+                    self.count(n);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.lenient_eof => {
+                    self.unclean_eof = true;
+                    return Ok(0);
+                }
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<S: Write> Write for Guarded<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            self.check()?;
+            match self.s.write(buf) {
+                Ok(n) => {
+                    self.count(n);
+                    return Ok(n);
+                }
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        loop {
+            self.check()?;
+            match self.s.flush() {
+                Ok(()) => return Ok(()),
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Sends `len` bytes of `file` from `offset` into `w` in [`TLS_CHUNK`] reads.
+fn send_range(
+    file: &File,
+    offset: u64,
+    len: u64,
+    w: &mut impl Write,
+    cancel: &CancelToken,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; TLS_CHUNK];
+    let end = offset.saturating_add(len);
+    let mut at = offset;
+    while at < end {
+        let want = ((end - at) as usize).min(TLS_CHUNK);
+        let n = gridos_io::file_read(file, at, &mut buf[..want]).map_err(map_io)?;
+        if n == 0 {
+            break;
+        }
+        w.write_all(&buf[..n]).map_err(|e| wire_err(e, cancel))?;
+        at += n as u64;
+    }
+    Ok(at - offset)
+}
+
+/// Writes everything read from `r` into `file` from `offset`, in [`TLS_CHUNK`] pieces (a
+/// TLS read gives a record or two; one write per piece keeps the file writes few). What
+/// arrived before a failure is written too, so a resumed upload finds it. A decoder's
+/// complaint about its input is bad data (426), a cut stream a broken connection.
+fn recv_range(
+    r: &mut impl Read,
+    file: &File,
+    offset: u64,
+    cancel: &CancelToken,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; TLS_CHUNK];
+    let mut got = 0u64;
+    loop {
+        let mut filled = 0;
+        let mut end = Ok(false);
+        while filled < buf.len() {
+            match r.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    end = Ok(true);
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    end = Err(TransferError::BadData(e.to_string()));
+                    break;
+                }
+                Err(e) => {
+                    end = Err(wire_err(e, cancel));
+                    break;
+                }
+            }
+        }
+        if filled > 0 {
+            gridos_io::file_write(file, offset + got, &buf[..filled]).map_err(map_io)?;
+            got += filled as u64;
+        }
+        if end? {
+            return Ok(got);
+        }
+    }
+}
+
+/// Ends a TLS data stream: what is buffered, then close_notify and a half-close, with the
+/// socket back to blocking waits of `timeout` (the close_notify must not be lost to a
+/// [`WAKE`] timeout).
+fn finish_tls(
+    w: &mut Guarded<'_, &mut DataStream>,
+    timeout: Duration,
+) -> Result<(), TransferError> {
+    w.flush().map_err(|e| wire_err(e, w.cancel))?;
+    let _ = w.s.tcp().set_write_timeout(Some(timeout));
+    w.s.finish().map_err(map_sock)
+}
+
+/// A `PROT P` data connection: user-space loops over rustls, the same transfer rules as the
+/// clear path (TYPE A, MODE Z, REST, ALLO, SCKS, progress, cancellation).
+fn move_tls(
+    p: Prepared,
+    mut stream: DataStream,
+    how: How,
+    cancel: &CancelToken,
+    progress: &AtomicU64,
+) -> Result<Moved, TransferError> {
+    if let Ok(dup) = stream.tcp().try_clone() {
+        if let Err(e) = GridSocket::from(dup).apply_defaults() {
+            tracing::debug!(error = %e, "ftpd: socket buffer defaults not applied");
+        }
+    }
+    wake_timeouts(stream.tcp());
+    // Room for a whole piece as records: one write of plaintext, one writev of TLS.
+    let limit = Some(TLS_CHUNK + (64 << 10));
+    match &mut stream {
+        DataStream::Server(t) => t.conn.set_buffer_limit(limit),
+        DataStream::Client(t) => t.conn.set_buffer_limit(limit),
+        DataStream::Plain(_) => {}
+    }
+    let lenient_eof = matches!(stream, DataStream::Server(_));
+    let mut w = Guarded::new(&mut stream, cancel, Some(progress));
+    w.lenient_eof = lenient_eof;
+    match p {
+        Prepared::Retr { file, offset, len } => {
+            let n = if how.ascii {
+                send_ascii(&file, offset, len, &mut w, cancel)?
+            } else if how.deflate {
+                let mut enc = flate2::write::ZlibEncoder::new(&mut w, flate2::Compression::new(6));
+                let n = send_range(&file, offset, len, &mut enc, cancel)?;
+                enc.finish().map_err(|e| wire_err(e, cancel))?;
+                n
+            } else {
+                send_range(&file, offset, len, &mut w, cancel)?
+            };
+            finish_tls(&mut w, how.finish_timeout)?;
+            Ok((n, 0, None))
+        }
+        Prepared::Stor {
+            file,
+            offset,
+            commit,
+            ..
+        } => {
+            let n = if how.ascii {
+                recv_ascii(&mut w, &file, offset, cancel)?
+            } else if how.deflate {
+                let mut dec = flate2::read::ZlibDecoder::new(&mut w);
+                recv_range(&mut dec, &file, offset, cancel)?
+            } else {
+                recv_range(&mut w, &file, offset, cancel)?
+            };
+            if w.unclean_eof {
+                tracing::debug!("ftpd: upload ended without TLS close_notify; accepted");
+            }
+            // Answer the client's close_notify (OpenSSL clients wait for it); the data is
+            // complete whatever happens to this.
+            if let Err(e) = finish_tls(&mut w, how.finish_timeout) {
+                tracing::debug!(error = ?e, "ftpd: close_notify after an upload not sent");
+            }
+            if let Some(exp) = &how.expected {
+                verify_expected(&file, exp)?;
+            }
+            let commit = commit.map(|(dir, partial, target)| Commit {
+                dir,
+                partial,
+                target,
+                _lock: file,
+            });
+            Ok((0, n, commit))
+        }
+        Prepared::List(bytes) => {
+            if how.deflate {
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(&mut w, flate2::Compression::default());
+                enc.write_all(&bytes)
+                    .and_then(|_| enc.finish().map(|_| ()))
+                    .map_err(|e| wire_err(e, cancel))?;
+            } else {
+                w.write_all(&bytes).map_err(|e| wire_err(e, cancel))?;
+            }
+            finish_tls(&mut w, how.finish_timeout)?;
             Ok((bytes.len() as u64, 0, None))
         }
     }

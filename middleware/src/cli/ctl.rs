@@ -1,5 +1,5 @@
-//! `gridos ctl --socket PATH get KEY | set KEY VALUE | list | stats`: talk to a running
-//! service's control socket.
+//! `gridos ctl --socket PATH get KEY | set KEY VALUE | list | stats | tls-reload`: talk to
+//! a running service's control socket.
 
 use clap::{Args, Subcommand};
 use std::io::{BufRead, BufReader, Write};
@@ -14,7 +14,10 @@ Examples:
   gridos ctl --socket /run/gridos/ftpd.sock stats
                   a running server's counters
   gridos ctl --socket /run/gridos/ftpd.sock set ftp.max_clients 200
-                  change a setting live")]
+                  change a setting live
+  gridos ctl --socket /run/gridos/ftpd.sock tls-reload
+                  load a renewed TLS certificate, key, client CA and grid-mapfile
+                  (new connections use them; running sessions keep theirs)")]
 pub struct CtlArgs {
     /// The service's control socket.
     #[arg(long)]
@@ -43,6 +46,9 @@ pub enum CtlCommand {
     List,
     /// Print the service's counters.
     Stats,
+    /// Reload the TLS certificate, key, client CA and grid-mapfile from their files
+    /// (gridos ftpd); nothing changes unless all of them load.
+    TlsReload,
 }
 
 /// Sends one command and prints the answer; exit status 1 on `err`.
@@ -52,6 +58,7 @@ pub fn run(a: CtlArgs) -> Result<ExitCode, String> {
         CtlCommand::Set { key, value } => format!("set {key} {value}\n"),
         CtlCommand::List => "list\n".to_string(),
         CtlCommand::Stats => "stats\n".to_string(),
+        CtlCommand::TlsReload => "tls-reload\n".to_string(),
     };
     if line.trim_end().contains('\n') {
         return Err("ctl: keys and values cannot contain line breaks".into());

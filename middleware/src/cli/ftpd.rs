@@ -15,10 +15,34 @@ Examples:
   gridos ftpd --docroot /srv/ftp --anonymous
                   anonymous read-only FTP/GridFTP on 0.0.0.0:2121
   gridos passwd /etc/gridos/ftpd.passwd alice && \\
-  gridos ftpd --docroot /srv/data --passwd /etc/gridos/ftpd.passwd --listen 0.0.0.0:21
-                  password logins on port 21 (as root: chroot, then runs as nobody)
+  gridos ftpd --docroot /srv/data --passwd /etc/gridos/ftpd.passwd --listen 0.0.0.0:21 \\
+      --tls-cert /etc/gridos/cert.pem --tls-key /etc/gridos/key.pem
+                  password logins on port 21, passwords only over TLS (AUTH TLS);
+                  as root: chroot, then runs as nobody
+  gridos ftpd --docroot /srv/data --passwd /etc/gridos/ftpd.passwd --listen 0.0.0.0:21 \\
+      --tls-cert cert.pem --tls-key key.pem --implicit-tls 0.0.0.0:990 --tls required
+                  explicit FTPS on 21 and implicit FTPS (ftps://) on 990; every login
+                  and every data connection encrypted
+  gridos ftpd --docroot /srv/grid --listen 0.0.0.0:2811 --tls-cert hostcert.pem \\
+      --tls-key hostkey.pem --tls-client-ca /etc/grid-security/ca.pem \\
+      --grid-mapfile /etc/grid-security/grid-mapfile
+                  certificate logins: a client certificate whose subject the
+                  grid-mapfile names logs in as its local user (USER :globus-mapping:)
+  gridos ftpd --docroot /srv/lab --passwd users --listen 0.0.0.0:2121 --tls off
+                  passwords in clear (a closed lab network only)
   gridos ftpd --config /etc/gridos/ftpd.toml --ctl-socket /run/gridos/ftpd.sock
-                  settings from a file, changeable live with `gridos ctl`")]
+                  settings from a file, changeable live with `gridos ctl`;
+                  `gridos ctl --socket /run/gridos/ftpd.sock tls-reload` after renewing
+                  the certificate
+
+TLS policies (--tls, `tls` in [ftp]):
+  passwords (default)  TLS offered; a password user must AUTH TLS before USER, unless
+                       the server listens on a loopback address; anonymous may stay clear
+  optional             TLS offered, nothing required
+  required             every login needs TLS first, every transfer PROT P
+  off                  no TLS; AUTH TLS refused
+Without --tls-cert/--tls-key the server refuses to start when the policy would make
+password logins impossible, and says what to add.")]
 pub struct FtpdArgs {
     /// Directory to serve (required here or as `docroot` in `[ftp]` of --config).
     #[arg(long)]
@@ -84,6 +108,43 @@ pub struct FtpdArgs {
     /// TOML configuration file (`[ftp]` and `[io]` tables).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// FTPS (boxed: the flags would make every `gridos` command's arguments large).
+    #[command(flatten)]
+    pub tls: Box<FtpdTlsArgs>,
+}
+
+/// The FTPS flags of `gridos ftpd`.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "TLS (FTPS)")]
+pub struct FtpdTlsArgs {
+    /// When TLS (FTPS) is required: off, optional, passwords (the default: password
+    /// logins need TLS unless listening on loopback) or required (`ftp.tls`).
+    #[arg(long, value_name = "POLICY")]
+    pub tls: Option<String>,
+    /// Certificate chain (PEM, the server's certificate first) for FTPS (`ftp.tls_cert`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert (`ftp.tls_key`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// A second listener for implicit FTPS: TLS from the first byte, as `ftps://` clients
+    /// expect on port 990 (`ftp.implicit_tls`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub implicit_tls: Option<SocketAddr>,
+    /// CA certificates (PEM) for client certificates: clients are asked for one
+    /// (`ftp.tls_client_ca`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Globus grid-mapfile (`"/C=…/CN=Name" localuser`): a client certificate's subject
+    /// logs in as its local user without a password (`ftp.grid_mapfile`; needs
+    /// --tls-client-ca).
+    #[arg(long, value_name = "FILE")]
+    pub grid_mapfile: Option<PathBuf>,
+    /// Accept PROT P data connections that do not resume the control connection's TLS
+    /// session (clients that cannot resume; weaker: any host the data policy allows may
+    /// then connect) (`ftp.tls_data_reuse = false`).
+    #[arg(long)]
+    pub no_tls_data_reuse: bool,
 }
 
 fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
@@ -141,6 +202,28 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     if let Some(h) = &a.third_party_hosts {
         set(&mut c, "third_party_hosts", h.clone())?;
     }
+    let t = &a.tls;
+    if let Some(p) = &t.tls {
+        set(&mut c, "tls", p.clone())?;
+    }
+    if let Some(p) = &t.tls_cert {
+        c.tls_cert = Some(p.clone());
+    }
+    if let Some(p) = &t.tls_key {
+        c.tls_key = Some(p.clone());
+    }
+    if let Some(l) = t.implicit_tls {
+        c.implicit_tls = Some(l);
+    }
+    if let Some(p) = &t.tls_client_ca {
+        c.tls_client_ca = Some(p.clone());
+    }
+    if let Some(p) = &t.grid_mapfile {
+        c.grid_mapfile = Some(p.clone());
+    }
+    if t.no_tls_data_reuse {
+        c.tls_data_reuse = false;
+    }
     c.run_as = Some(
         a.user
             .clone()
@@ -166,6 +249,9 @@ pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
     let config = config_from(&a)?;
     let server = Server::start(config).map_err(|e| format!("ftpd: {e}"))?;
     println!("gridos ftpd listening on {}", server.local_addr());
+    if let Some(a) = server.implicit_tls_addr() {
+        println!("gridos ftpd listening for implicit TLS on {a}");
+    }
     let _ = std::io::stdout().flush();
     let sig = signals
         .wait()
@@ -173,4 +259,61 @@ pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
     tracing::info!(signal = %sig, "ftpd: shutting down");
     server.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use gridos_ftp::server::TlsPolicy;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: FtpdArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<ServerConfig, String> {
+        let mut v = vec!["ftpd", "--docroot", "/srv"];
+        v.extend_from_slice(args);
+        config_from(&Cmd::try_parse_from(v).map_err(|e| e.to_string())?.a)
+    }
+
+    #[test]
+    fn tls_flags_reach_the_configuration() {
+        let c = config(&[
+            "--tls",
+            "required",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--implicit-tls",
+            "127.0.0.1:990",
+            "--tls-client-ca",
+            "ca.pem",
+            "--grid-mapfile",
+            "grid-mapfile",
+            "--no-tls-data-reuse",
+        ])
+        .unwrap();
+        assert_eq!(c.tls, TlsPolicy::Required);
+        assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(c.implicit_tls, Some("127.0.0.1:990".parse().unwrap()));
+        assert_eq!(
+            c.tls_client_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(
+            c.grid_mapfile.as_deref(),
+            Some(std::path::Path::new("grid-mapfile"))
+        );
+        assert!(!c.tls_data_reuse);
+        let d = config(&[]).unwrap();
+        assert_eq!(d.tls, TlsPolicy::Passwords);
+        assert!(d.tls_data_reuse && d.tls_cert.is_none());
+        let e = config(&["--tls", "sometimes"]).unwrap_err();
+        assert!(e.contains("--tls") && e.contains("required"), "{e}");
+    }
 }

@@ -47,8 +47,11 @@ pub struct Leg {
     pub elapsed: Duration,
     /// Process CPU time (user + system, all threads).
     pub cpu: Duration,
-    /// The path the client's side of the transfer used.
-    pub path: IoPath,
+    /// The zero-copy path the client's side used (`None`: the bytes went through user space,
+    /// as TLS data does).
+    pub path: Option<IoPath>,
+    /// How the data moved, as the copy reported it (`io_uring-splice`, `TLS user-space MODE E`, …).
+    pub how: String,
     /// SHA-256 of the bytes that arrived (equal to the original's when verified).
     pub sha256: String,
 }
@@ -153,7 +156,8 @@ pub fn run(opts: &SelftestOptions) -> Result<Vec<Leg>, SelftestError> {
             bytes: r.bytes,
             elapsed: t0.elapsed(),
             cpu: cpu_time().saturating_sub(cpu0),
-            path: r.io_path.unwrap_or_else(gridos_io::probe),
+            path: r.io_path,
+            how: r.path.clone(),
             sha256: sha256_file(landed)?,
         })
     };

@@ -48,7 +48,7 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
             .map(|l| {
                 serde_json::json!({
                     "direction": l.direction, "bytes": l.bytes, "seconds": l.elapsed.as_secs_f64(),
-                    "mb_per_sec": l.mb_per_sec(), "cpu_seconds_per_gb": l.cpu_per_gb(), "path": l.path.name(),
+                    "mb_per_sec": l.mb_per_sec(), "cpu_seconds_per_gb": l.cpu_per_gb(), "path": l.path.map(|p| p.name()), "how": l.how,
                     "verified": true, "sha256": l.sha256, "transport": transport,
                 })
             })
@@ -76,7 +76,7 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
                 l.elapsed.as_secs_f64(),
                 l.mb_per_sec(),
                 l.cpu_per_gb(),
-                l.path
+                l.how
             );
         }
         if let Some(l) = legs.first() {

@@ -1,5 +1,6 @@
 //! Arbitrary bytes through a Session (LineReader → parser → state machine), with a fake
-//! driver answering every action. The first byte picks the feature set; each action's
+//! driver answering every action. The first byte picks the feature set, anonymous logins, a
+//! login up front, the TLS rules and an implicit-TLS start; each action's
 //! outcome is taken from the input too.
 #![no_main]
 
@@ -7,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use gridos_ftp::proto::{
     Action, AuthOutcome, Features, FsError, FsErrorKind, FsOutcome, Session, SessionConfig,
-    TransferDone, TransferError, TransferStart,
+    TlsEstablished, TlsRules, TransferDone, TransferError, TransferStart,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +24,11 @@ fuzz_target!(|data: &[u8]| {
     let config = SessionConfig {
         anonymous: flags & 2 != 0,
         features,
+        tls: TlsRules {
+            offered: flags & 8 != 0,
+            passwords: flags & 16 != 0,
+            required: flags & 32 != 0,
+        },
         ..SessionConfig::default()
     };
     let auth = |u: &str, p: &str| {
@@ -32,7 +38,12 @@ fuzz_target!(|data: &[u8]| {
             AuthOutcome::Denied
         }
     };
-    let mut s = Session::new(config, Box::new(auth), "127.0.0.1:4000".parse().unwrap());
+    let peer = "127.0.0.1:4000".parse().unwrap();
+    let mut s = if flags & 64 != 0 {
+        Session::new_protected(config, Box::new(auth), peer, TlsEstablished::default())
+    } else {
+        Session::new(config, Box::new(auth), peer)
+    };
     if flags & 4 != 0 {
         s.handle_input(b"USER u\r\nPASS p\r\n");
     }
@@ -65,6 +76,16 @@ fuzz_target!(|data: &[u8]| {
                         _ => Err(TransferError::Fs(FsError::new(FsErrorKind::NotFound))),
                     };
                     s.handle_transfer_done(r).unwrap();
+                }
+                Action::StartTls => {
+                    let r = match o % 3 {
+                        0 => Ok(TlsEstablished::default()),
+                        1 => Ok(TlsEstablished {
+                            subject: Some("/C=XX/O=Grid/CN=u".into()),
+                        }),
+                        _ => Err("handshake failed".to_string()),
+                    };
+                    s.handle_tls_established(r).unwrap();
                 }
                 Action::ClosePassive | Action::Abort => {}
                 _ => {

@@ -811,3 +811,47 @@ fn client_certificate_not_in_grid_mapfile_is_refused() {
     .ok(&no_log);
     assert_eq!(std::fs::read(&ok).unwrap().len(), 4096);
 }
+
+/// Server to server between two of our servers with TLS required on both: `PROT P` on both
+/// sessions, the connecting server the TLS client of the data connection (`SSCN ON`,
+/// `DCAU N`). Stream mode (`ftpes://`) and MODE E over two streams with both servers'
+/// checksums compared; the data goes directly, never through the client (`--no-relay`).
+#[test]
+fn third_party_between_our_servers_over_tls() {
+    let pki = Pki::new("third-party");
+    let cert = pki.server_cert("pair", &["127.0.0.2", "127.0.0.3"], false);
+    let start = |ip: [u8; 4]| {
+        Ours::start(|c| {
+            c.listen = SocketAddr::from((ip, 0));
+            c.tls = TlsPolicy::Required;
+            c.tls_cert = Some(cert.cert.clone());
+            c.tls_key = Some(cert.key.clone());
+        })
+    };
+    let (a, b) = (start([127, 0, 0, 2]), start([127, 0, 0, 3]));
+    let data = file_of(&a.path("src.bin"), 5_000_011, 31);
+    let ca = s(&pki.ca);
+    for (scheme, extra, name) in [
+        ("ftpes", vec![], "stream.bin"),
+        (
+            "gridftp",
+            vec!["--tls", "-p", "2", "--verify"],
+            "mode-e.bin",
+        ),
+    ] {
+        let (src, dst) = (
+            alice_url(scheme, a.addr, "src.bin"),
+            alice_url(scheme, b.addr, name),
+        );
+        let mut args = vec!["cp", "--json", "--no-relay", "--cacert", ca];
+        args.extend(extra);
+        args.extend([src.as_str(), dst.as_str()]);
+        let j = gridos(&args).ok();
+        assert_eq!(j["third_party"], true, "{scheme}: {j}");
+        assert!(
+            j["path"].as_str().is_some_and(|p| p.starts_with("TLS")),
+            "{scheme}: {j}"
+        );
+        same_file(&b.path(name), &data, name);
+    }
+}

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use gridos_ftp::blocks::{self, DataStream, Incoming, Outcome};
+use gridos_ftp::blocks::{self, Incoming, Outcome};
 use gridos_ftp::proto::mode_e::{BlockHeader, ModeEReceiver, ModeESender};
 use gridos_ftp::proto::{RangeSet, TransferError};
-use gridos_ftp::tls::{ClientTls, ClientTlsOptions, Roots, ServerTls, SessionTls};
+use gridos_ftp::tls::{ClientTls, ClientTlsOptions, DataStream, Roots, ServerTls, SessionTls};
 use gridos_io::{CancelToken, TransferOptions};
 use sha2::{Digest, Sha256};
 
@@ -627,7 +627,9 @@ fn garbage_and_truncation_are_errors_not_panics() {
     let p = pki();
     // Bytes that are no TLS record at all, under the TLS session.
     let r = receive_from(&p, |ds| {
-        let _ = (&*ds.tcp()).write_all(b"\x17\x03\x03\x00\x20this is not an encrypted record.");
+        let _ = ds
+            .tcp()
+            .write_all(b"\x17\x03\x03\x00\x20this is not an encrypted record.");
     });
     assert!(bad_data(&r), "{r:?}");
     // A block cut short, with close_notify and without.

@@ -269,10 +269,9 @@ impl ServerConfig {
             "tls_client_ca" => self.tls_client_ca = Some(PathBuf::from(v)),
             "grid_mapfile" => self.grid_mapfile = Some(PathBuf::from(v)),
             "implicit_tls" => {
-                self.implicit_tls =
-                    Some(v.parse().map_err(|_| {
-                        Error::Config(format!("implicit_tls: {v:?} is not ADDR:PORT"))
-                    })?)
+                self.implicit_tls = Some(v.parse().map_err(|_| {
+                    Error::Config(format!("implicit_tls: {v:?} is not ADDR:PORT"))
+                })?)
             }
             "tls_data_reuse" => self.tls_data_reuse = ctl::parse_bool(k, v)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),

@@ -60,7 +60,7 @@ const TLS_RUN: usize = 128 << 10;
 const TLS_BUFFER: usize = TLS_RUN + (64 << 10);
 
 /// Ciphertext a TLS receiver reads from the socket at once while a block's payload goes on
-/// (rustls alone reads 4 KiB at a time).
+/// (rustls alone reads at most a record per call, often 4 KiB).
 const TLS_BULK: usize = 128 << 10;
 
 /// Bulk reads stop this far before the end of a block: more than the plaintext of two records

@@ -6,6 +6,11 @@
 //! listens (PORT/EPRT) and the server connects its streams to us; an upload asks for a
 //! passive address (PASV/EPSV) and connects its own streams. Connections that ended with EOD
 //! stay open for the next transfer in the same direction (the server then answers 125).
+//!
+//! Every data connection goes through [`Client::protect_data`] (TLS under `PROT P`): accepted
+//! ones on their stream's thread as they arrive, connected ones once the server has answered
+//! the transfer command (FTPS servers start the data connection's handshake after their
+//! 150), several at once. Cached connections keep their TLS sessions.
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -22,6 +27,7 @@ use crate::proto::{
     Command, EpsvArg, Opts, Parallelism, RangeSet, Restart, RetrOpts, TransferError, TransferMode,
     addr,
 };
+use crate::tls::DataStream;
 
 /// Called with the byte ranges a download holds so far (file offsets), at the start, five
 /// times a second and once at the end, so a caller can record them and resume after a crash: with parallel
@@ -92,7 +98,33 @@ pub(super) struct ExtState {
     parallelism: Option<(u32, Option<u64>)>,
     sbuf: Option<u64>,
     /// Open data connections, the direction they carried, and (downloads) our listener.
-    cache: Option<(Dir, Vec<TcpStream>, Option<TcpListener>)>,
+    cache: Option<(Dir, Conns, Option<TcpListener>)>,
+}
+
+/// Data connections kept for the next transfer.
+#[derive(Debug)]
+enum Conns {
+    /// Protected already (TLS or clear, as the session is), with their sessions.
+    Ready(Vec<DataStream>),
+    /// Connected for an upload whose command failed before the data went: still to be
+    /// protected, after the next transfer command's 150.
+    Fresh(Vec<TcpStream>),
+}
+
+impl Conns {
+    fn len(&self) -> usize {
+        match self {
+            Conns::Ready(v) => v.len(),
+            Conns::Fresh(v) => v.len(),
+        }
+    }
+
+    fn tcp(&self) -> Vec<&TcpStream> {
+        match self {
+            Conns::Ready(v) => v.iter().map(DataStream::tcp).collect(),
+            Conns::Fresh(v) => v.iter().collect(),
+        }
+    }
 }
 
 impl ExtState {
@@ -207,7 +239,7 @@ impl Client {
         Ok(())
     }
 
-    fn apply_local_buffers(socks: &[TcpStream], o: &GridOptions) {
+    fn apply_local_buffers<'s>(socks: impl IntoIterator<Item = &'s TcpStream>, o: &GridOptions) {
         if let Some(n) = o.tcp_buffer {
             let n = usize::try_from(n).unwrap_or(usize::MAX);
             for s in socks {
@@ -221,12 +253,14 @@ impl Client {
     }
 
     /// Where a download's further data connections come from: the listener, only while the
-    /// server has not connected every stream yet (`have` are open).
+    /// server has not connected every stream yet (`have` are open). `protect` is
+    /// [`accepted`](Self::accepted).
     fn incoming<'a>(
         &'a self,
         listener: Option<&'a TcpListener>,
         have: usize,
         o: &GridOptions,
+        protect: &'a blocks::Protect<'a>,
     ) -> Option<Incoming<'a>> {
         listener
             .filter(|_| have < o.streams.max(1) as usize)
@@ -235,7 +269,47 @@ impl Client {
                 allow: Some(&self.data_peer),
                 refused: None,
                 timeout: self.config.data_timeout,
+                protect: Some(protect),
             })
+    }
+
+    /// [`protect_data`](Client::protect_data) for connections a download accepts (it runs on
+    /// their stream threads).
+    fn accepted(
+        &self,
+    ) -> impl Fn(TcpStream) -> std::result::Result<DataStream, TransferError> + Sync + '_ {
+        move |s| {
+            self.protect_data(s)
+                .map_err(|e| TransferError::CannotOpenData(e.to_string()))
+        }
+    }
+
+    /// Protects an upload's connections (the transfer command has been answered): TLS
+    /// handshakes side by side, since each costs a round trip or two.
+    fn ready(&self, conns: Conns) -> Result<Vec<DataStream>> {
+        let socks = match conns {
+            Conns::Ready(v) => return Ok(v),
+            Conns::Fresh(v) => v,
+        };
+        if socks.len() <= 1 {
+            return socks.into_iter().map(|s| self.protect_data(s)).collect();
+        }
+        std::thread::scope(|sc| {
+            let handshakes: Vec<_> = socks
+                .into_iter()
+                .map(|s| sc.spawn(move || self.protect_data(s)))
+                .collect();
+            handshakes
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Protocol(
+                            "data connection set-up thread failed".into(),
+                        ))
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Sets up (or reuses) the data connections of a download: a listener the server
@@ -243,7 +317,7 @@ impl Client {
     fn download_channels(
         &mut self,
         o: &GridOptions,
-    ) -> Result<(Vec<TcpStream>, Option<TcpListener>)> {
+    ) -> Result<(Vec<DataStream>, Option<TcpListener>)> {
         let streams = o.streams.max(1);
         // Block size is the sender's choice: ask for a non-default one.
         let block = (o.block_size != DEFAULT_BLOCK_SIZE).then_some(o.block_size);
@@ -253,7 +327,7 @@ impl Client {
             // The server may reuse what it has; new PORT below makes it connect afresh.
             self.ext.cache = None;
         }
-        if let Some((Dir::Download, socks, listener)) = self.ext.cache.take() {
+        if let Some((Dir::Download, Conns::Ready(socks), listener)) = self.ext.cache.take() {
             if socks.len() == streams as usize {
                 return Ok((socks, listener));
             }
@@ -264,12 +338,13 @@ impl Client {
     }
 
     /// Sets up (or reuses) the data connections of an upload: passive address, then
-    /// `streams` connections to it.
-    fn upload_channels(&mut self, o: &GridOptions) -> Result<Vec<TcpStream>> {
+    /// `streams` connections to it (protected by [`ready`](Self::ready) once the transfer
+    /// command is answered).
+    fn upload_channels(&mut self, o: &GridOptions) -> Result<Conns> {
         let streams = o.streams.max(1) as usize;
-        if let Some((Dir::Upload, socks, _)) = self.ext.cache.take() {
-            if socks.len() == streams {
-                return Ok(socks);
+        if let Some((Dir::Upload, conns, _)) = self.ext.cache.take() {
+            if conns.len() == streams {
+                return Ok(conns);
             }
         }
         let ip: IpAddr = self.peer.ip();
@@ -307,7 +382,7 @@ impl Client {
             let _ = s.set_nodelay(true);
             socks.push(s);
         }
-        Ok(socks)
+        Ok(Conns::Fresh(socks))
     }
 
     /// MODE E download of `remote` into `file`.
@@ -348,11 +423,11 @@ impl Client {
             Ok(e) => e,
             Err(e) => {
                 // The connections and listener are still good for another try.
-                self.ext.cache = Some((Dir::Download, cached, listener));
+                self.ext.cache = Some((Dir::Download, Conns::Ready(cached), listener));
                 return Err(e);
             }
         };
-        Self::apply_local_buffers(&cached, o);
+        Self::apply_local_buffers(cached.iter().map(DataStream::tcp), o);
         let mut rx = ModeEReceiver::new(limit).with_offset_adjustment(file_offset);
         if let Some(h) = have {
             rx.import_restart(h);
@@ -366,7 +441,8 @@ impl Client {
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
             };
-            let incoming = self.incoming(listener.as_ref(), cached.len(), o);
+            let protect = self.accepted();
+            let incoming = self.incoming(listener.as_ref(), cached.len(), o, &protect);
             let Some(hook) = &o.on_ranges else {
                 return Ok(blocks::recv(file, &job, cached, incoming));
             };
@@ -410,7 +486,7 @@ impl Client {
         let out = self.finish_transfer(&cmd, early, res)?;
         let bytes = out.bytes;
         if !out.channels.is_empty() {
-            self.ext.cache = Some((Dir::Download, out.channels, listener));
+            self.ext.cache = Some((Dir::Download, Conns::Ready(out.channels), listener));
         }
         Ok(report(bytes, start, self.config.transfer.path))
     }
@@ -436,8 +512,8 @@ impl Client {
         let p = arg(remote)?;
         self.ensure_mode_e()?;
         self.ensure_sbuf(o)?;
-        let socks = self.upload_channels(o)?;
-        Self::apply_local_buffers(&socks, o);
+        let conns = self.upload_channels(o)?;
+        Self::apply_local_buffers(conns.tcp(), o);
         if let Some((alg, value)) = expected {
             self.expect(
                 &Command::Scks {
@@ -467,9 +543,13 @@ impl Client {
         let early = match self.start_transfer(&cmd) {
             Ok(e) => e,
             Err(e) => {
-                self.ext.cache = Some((Dir::Upload, socks, None));
+                self.ext.cache = Some((Dir::Upload, conns, None));
                 return Err(e);
             }
+        };
+        let socks = match self.ready(conns) {
+            Ok(s) => s,
+            Err(e) => return self.finish_transfer(&cmd, early, Err(e)),
         };
         let mut ranges = RangeSet::new();
         ranges.insert(offset, offset + len);
@@ -492,7 +572,7 @@ impl Client {
         let out = self.finish_transfer(&cmd, early, res)?;
         let bytes = out.bytes;
         if !out.channels.is_empty() {
-            self.ext.cache = Some((Dir::Upload, out.channels, None));
+            self.ext.cache = Some((Dir::Upload, Conns::Ready(out.channels), None));
         }
         Ok(report(bytes, start, self.config.transfer.path))
     }
@@ -543,8 +623,12 @@ impl Client {
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
             };
-            let incoming = self.incoming(listener.as_ref(), socks.len(), o);
-            let res = match blocks::recv(file, &job, socks, incoming) {
+            let received = {
+                let protect = self.accepted();
+                let incoming = self.incoming(listener.as_ref(), socks.len(), o, &protect);
+                blocks::recv(file, &job, socks, incoming)
+            };
+            let res = match received {
                 Ok(out) => {
                     watchdog.tick();
                     Ok(out)
@@ -580,7 +664,7 @@ impl Client {
             }
         }
         if !cached.is_empty() {
-            self.ext.cache = Some((Dir::Download, cached, listener));
+            self.ext.cache = Some((Dir::Download, Conns::Ready(cached), listener));
         }
         Ok(results)
     }
@@ -601,8 +685,11 @@ impl Client {
     ) -> Result<Vec<Result<u64>>> {
         self.ensure_mode_e()?;
         self.ensure_sbuf(o)?;
-        let mut socks = self.upload_channels(o)?;
-        Self::apply_local_buffers(&socks, o);
+        let mut conns = Some(self.upload_channels(o)?);
+        if let Some(c) = &conns {
+            Self::apply_local_buffers(c.tcp(), o);
+        }
+        let mut socks = Vec::new();
         let window = window.max(1);
         let watchdog = BatchWatchdog::start(&self.config.transfer, self.config.data_timeout)?;
         let mut sent = 0;
@@ -619,6 +706,16 @@ impl Client {
                 // Refused before any data (a 226 here would be a server error).
                 results.push(Err(reply_error(&cmd, &r)));
                 continue;
+            }
+            if let Some(c) = conns.take() {
+                // The first transfer has started: the server takes the handshakes now.
+                socks = match self.ready(c) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.poisoned = true;
+                        return Err(e);
+                    }
+                };
             }
             let mut ranges = RangeSet::new();
             ranges.insert(0, *len);
@@ -651,8 +748,11 @@ impl Client {
                 }
             }
         }
-        if !socks.is_empty() {
-            self.ext.cache = Some((Dir::Upload, socks, None));
+        if let Some(c) = conns {
+            // No transfer started: the connections wait for the next one.
+            self.ext.cache = Some((Dir::Upload, c, None));
+        } else if !socks.is_empty() {
+            self.ext.cache = Some((Dir::Upload, Conns::Ready(socks), None));
         }
         Ok(results)
     }

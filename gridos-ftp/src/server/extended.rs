@@ -2,6 +2,11 @@
 //! connections the client asked for (`OPTS RETR Parallelism`), STOR/ESTO received from any
 //! number of connections, data connections cached between transfers (reply 125), and the
 //! 111/112 markers while a transfer runs. The byte moving is [`crate::blocks`].
+//!
+//! Under `PROT P` every data connection this module makes or accepts is made TLS with
+//! [`transfer::protect`](super::transfer::protect) on the I/O pool or a transfer thread (the
+//! handshakes of a transfer's new connections run side by side), after the 150/125 reply, as
+//! FTPS clients expect; cached connections keep their TLS sessions.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::AtomicU64;
@@ -12,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use gridos_io::{CancelToken, TransferOptions};
 
 use super::transfer::{
-    Commit, Ctx, Dir, Event, Job, MarkerMsg, Prepared, apply_sbuf, on_pool, prepare,
-    verify_expected,
+    Commit, Ctx, DataTls, Dir, Event, Job, MarkerMsg, Prepared, apply_sbuf, on_pool, prepare,
+    protect, verify_expected,
 };
 use crate::blocks::{self, DEFAULT_BLOCK_SIZE, Incoming};
 use crate::proto::mode_e::ModeEReceiver;
@@ -21,6 +26,7 @@ use crate::proto::{
     DataEndpoint, PerfMarker, RangeSet, StoreKind, TransferDone, TransferError, TransferParams,
     TransferStart,
 };
+use crate::tls::DataStream;
 
 /// Largest file the pipelined fast path sends in one I/O-pool job (see `run_inner`).
 const FAST_MAX: u64 = 4 << 20;
@@ -32,7 +38,7 @@ const INLINE_MAX: u64 = 64 * 1024;
 enum Staged {
     /// Opened the file; the transfer continues on the general path (with the cached
     /// connections it was handed, if any).
-    Prepared(Prepared, Option<Vec<TcpStream>>),
+    Prepared(Prepared, Option<Vec<DataStream>>),
     /// The fast path sent the whole file.
     Sent(blocks::Outcome, u64),
 }
@@ -74,6 +80,36 @@ async fn connect_n(
         out.push(super::transfer::to_std(s)?);
     }
     Ok(out)
+}
+
+/// Makes new data connections what the session asked for (see [`protect`]); several TLS
+/// handshakes run at once, since each costs a round trip or two. Blocking: call it on the
+/// I/O pool.
+fn protect_all(
+    tls: Option<&DataTls>,
+    socks: Vec<TcpStream>,
+    timeout: Duration,
+) -> Result<Vec<DataStream>, TransferError> {
+    if tls.is_none() || socks.len() <= 1 {
+        return socks
+            .into_iter()
+            .map(|s| protect(tls, s, timeout))
+            .collect();
+    }
+    std::thread::scope(|sc| {
+        let handshakes: Vec<_> = socks
+            .into_iter()
+            .map(|s| sc.spawn(move || protect(tls, s, timeout)))
+            .collect();
+        handshakes
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(TransferError::Local("TLS handshake thread failed".into()))
+                })
+            })
+            .collect()
+    })
 }
 
 fn streams_wanted(params: &TransferParams) -> usize {
@@ -145,7 +181,7 @@ pub(crate) async fn run_inner(
     let send_now = move |file: &std::fs::File,
                          offset: u64,
                          len: u64,
-                         socks: Vec<TcpStream>,
+                         socks: Vec<DataStream>,
                          events: &tokio::sync::mpsc::UnboundedSender<Event>,
                          cancel: CancelToken| {
         let _ = events.send(Event::Started(TransferStart {
@@ -227,14 +263,16 @@ pub(crate) async fn run_inner(
         _ => Vec::new(),
     };
     let reused = !cached.is_empty();
-    let mut socks = cached;
+    let socks = cached;
+    // New connections, protected (TLS) on the pool once the transfer has started.
+    let mut fresh = Vec::new();
     let mut listener = None;
     match (&data, dir) {
         (DataEndpoint::Active(addrs), Dir::Send) => {
             let want = streams_wanted(&params);
             if socks.len() < want {
                 match connect_n(ctx, addrs, want - socks.len()).await {
-                    Ok(mut more) => socks.append(&mut more),
+                    Ok(more) => fresh = more,
                     Err(e) => return (Err(e), None),
                 }
             }
@@ -244,7 +282,7 @@ pub(crate) async fn run_inner(
             // anyway gets one connection from us.
             if socks.is_empty() {
                 match connect_n(ctx, addrs, 1).await {
-                    Ok(more) => socks = more,
+                    Ok(more) => fresh = more,
                     Err(e) => return (Err(e), None),
                 }
             }
@@ -252,7 +290,7 @@ pub(crate) async fn run_inner(
         (DataEndpoint::Passive, Dir::Send) => {
             if socks.is_empty() {
                 match super::transfer::accept_one(ctx).await {
-                    Ok(s) => socks.push(s),
+                    Ok(s) => fresh.push(s),
                     Err(e) => return (Err(e), None),
                 }
             }
@@ -272,7 +310,7 @@ pub(crate) async fn run_inner(
         },
     }
     if let Some(n) = params.buffer_size {
-        for s in &socks {
+        for s in socks.iter().map(DataStream::tcp).chain(&fresh) {
             apply_sbuf(s, n);
         }
     }
@@ -313,6 +351,7 @@ pub(crate) async fn run_inner(
     let policy = ctx.policy.clone();
     let shared = Arc::clone(&ctx.shared);
     let timeout = ctx.data_timeout;
+    let tls = ctx.tls.clone();
     let max_streams = 64;
     // 111/112 markers while the transfer runs.
     let rx_state = match (&prepared, stor_kind) {
@@ -341,6 +380,9 @@ pub(crate) async fn run_inner(
     ));
     let moved = on_pool(&ctx.shared, move || {
         let r = (|| -> Result<_, TransferError> {
+            let mut socks = socks;
+            socks.extend(protect_all(tls.as_ref(), fresh, timeout)?);
+            let protect_one = |s: TcpStream| protect(tls.as_ref(), s, timeout);
             match prepared {
                 Prepared::Retr { file, offset, len } => {
                     let ranges = match &restart {
@@ -388,6 +430,9 @@ pub(crate) async fn run_inner(
                         allow: Some(&policy),
                         refused: Some(&shared.stats.data_refused),
                         timeout,
+                        protect: tls
+                            .is_some()
+                            .then_some(&protect_one as &blocks::Protect<'_>),
                     });
                     let out = blocks::recv(&file, &job, socks, incoming)?;
                     if let Some(exp) = &expected {

@@ -65,7 +65,7 @@ pub(crate) enum Dir {
 /// MODE E data connections kept open between transfers (data-channel reuse).
 pub(crate) struct Channels {
     pub dir: Dir,
-    pub socks: Vec<std::net::TcpStream>,
+    pub socks: Vec<crate::tls::DataStream>,
 }
 
 /// What a finished transfer hands back to its connection for the next one.
@@ -143,7 +143,7 @@ pub(crate) fn protect(
 
 impl Ctx {
     /// Keeps MODE E connections that may carry the next transfer (none: nothing to keep).
-    pub(crate) fn keep_channels(&mut self, dir: Dir, socks: Vec<std::net::TcpStream>) {
+    pub(crate) fn keep_channels(&mut self, dir: Dir, socks: Vec<crate::tls::DataStream>) {
         if !socks.is_empty() {
             self.channels = Some(Channels { dir, socks });
         }

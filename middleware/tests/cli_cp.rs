@@ -104,6 +104,27 @@ fn selftest_verifies_every_path() {
             assert_eq!(leg["verified"], true);
         }
     }
+    // Over FTPS: three legs (MODE E too), each saying its data went through TLS.
+    let out = gridos()
+        .args(["selftest", "--tls", "--size", "3MiB", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let legs = v.as_array().unwrap();
+    assert_eq!(legs.len(), 3, "{v}");
+    for leg in legs {
+        assert_eq!(leg["transport"], "ftps", "{leg}");
+        assert_eq!(leg["verified"], true, "{leg}");
+        assert!(
+            leg["how"].as_str().is_some_and(|h| h.starts_with("TLS ")),
+            "{leg}"
+        );
+    }
     let out = gridos()
         .args(["selftest", "--size", "lots"])
         .output()

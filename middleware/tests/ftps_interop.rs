@@ -700,6 +700,13 @@ fn gridos_cp_mode_e_four_streams_verify_over_tls() {
     assert_eq!(j["bytes"], data.len() as u64, "{j}");
     assert_eq!(j["tuning"][0]["streams"], 4, "{j}");
     assert_eq!(j["verified"], true, "{j}");
+    // TLS payloads go through user space: no splice path may be claimed.
+    assert!(
+        j["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("TLS read-write MODE E")),
+        "{j}"
+    );
     same_file(&srv.path("p4.bin"), &data, "MODE E -p 4 upload over TLS");
     let got = work.path().join("p4.bin");
     let j = gridos(&[

@@ -488,7 +488,7 @@ impl Client {
         if !out.channels.is_empty() {
             self.ext.cache = Some((Dir::Download, Conns::Ready(out.channels), listener));
         }
-        Ok(report(bytes, start, self.config.transfer.path))
+        Ok(report(bytes, start, self.data_path()))
     }
 
     /// MODE E upload of `len` bytes of `file` from `offset`.
@@ -574,7 +574,7 @@ impl Client {
         if !out.channels.is_empty() {
             self.ext.cache = Some((Dir::Upload, Conns::Ready(out.channels), None));
         }
-        Ok(report(bytes, start, self.config.transfer.path))
+        Ok(report(bytes, start, self.data_path()))
     }
 
     /// Downloads many files over one control connection: the RETR commands are pipelined
@@ -780,6 +780,18 @@ impl Client {
             )));
         }
         Ok(text.to_ascii_lowercase())
+    }
+}
+
+impl Client {
+    /// The path MODE E payloads take: under `PROT P` user-space buffers (TLS cannot be
+    /// spliced), else the one the caller forced, if any.
+    fn data_path(&self) -> Option<gridos_io::IoPath> {
+        if self.data_protected() {
+            Some(gridos_io::IoPath::ReadWrite)
+        } else {
+            self.config.transfer.path
+        }
     }
 }
 

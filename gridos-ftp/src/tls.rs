@@ -370,6 +370,20 @@ impl SessionTls {
         Arc::clone(&self.config)
     }
 
+    /// A blocking server handshake on the control connection itself (its tickets fill this
+    /// session's cache, for the data connections to resume). The server proper does this
+    /// on tokio with [`SessionTls::config`]; this is for blocking drivers and tests.
+    pub fn accept_control(
+        &self,
+        sock: TcpStream,
+        timeout: Duration,
+    ) -> Result<DataStream, TlsError> {
+        let conn = ServerConnection::new(self.config()).map_err(TlsError::Config)?;
+        let mut s = StreamOwned::new(conn, sock);
+        handshake(&mut s.conn, &mut s.sock, timeout)?;
+        Ok(DataStream::Server(Box::new(s)))
+    }
+
     /// A blocking server handshake on a data connection. With `require_resume` the
     /// connection must resume a session of this control connection ([`TlsError::NotResumed`]
     /// otherwise).
@@ -918,10 +932,7 @@ mod tests {
                 let (s, _) = l.accept().unwrap();
                 // The first is the control connection, with the control configuration.
                 let r = if out.is_empty() {
-                    let conn = ServerConnection::new(sess.config()).unwrap();
-                    let mut so = StreamOwned::new(conn, s);
-                    handshake(&mut so.conn, &mut so.sock, t)
-                        .map(|_| DataStream::Server(Box::new(so)))
+                    sess.accept_control(s, t)
                 } else {
                     sess.accept_data(s, true, t)
                 };

@@ -378,7 +378,7 @@ fn accepted_streams_are_made_tls_and_strangers_turned_away() {
     let ctrl_sess = sess.clone();
     let ctrl = std::thread::spawn(move || {
         let (s, _) = ctrl_l.accept().unwrap();
-        let mut d = ctrl_sess.accept_data(s, false, T).unwrap();
+        let mut d = ctrl_sess.accept_control(s, T).unwrap();
         let mut b = [0u8; 2];
         d.read_exact(&mut b).unwrap();
         d.write_all(b"ok").unwrap();

@@ -862,3 +862,68 @@ fn third_party_between_our_servers_over_tls() {
         same_file(&b.path(name), &data, name);
     }
 }
+
+/// Our own client logs in with a client certificate: `gridos cp --cert --key` as
+/// `:globus-mapping:` with no password, over GridFTP with MODE E, both ways.
+#[test]
+fn gridos_cp_logs_in_with_a_client_certificate() {
+    let pki = Pki::new("cp-cert");
+    let jane = pki.grid_user("jane", "Jane Doe");
+    let srv = ours_grid(&pki, &jane);
+    let work = tempfile::tempdir().unwrap();
+    let data = file_of(&srv.path("down.bin"), 3 * 1024 * 1024 + 5, 41);
+    let url = |p: &str| format!("gridftp://%3Aglobus-mapping%3A@{}/{p}", srv.addr);
+    let cert = [
+        "--cacert",
+        s(&pki.ca),
+        "--cert",
+        s(&jane.cert),
+        "--key",
+        s(&jane.key),
+    ];
+    let got = work.path().join("got.bin");
+    let mut args = vec!["cp", "--json", "--tls", "-p", "2"];
+    args.extend(cert);
+    let down = url("down.bin");
+    let j = gridos(&[args.clone(), vec![down.as_str(), s(&got)]].concat()).ok();
+    assert!(
+        j["path"].as_str().is_some_and(|p| p.starts_with("TLS")),
+        "{j}"
+    );
+    same_file(&got, &data, "certificate login, MODE E download");
+    let up = url("up.bin");
+    gridos(&[args, vec![s(&got), up.as_str()]].concat()).ok();
+    same_file(
+        &srv.path("up.bin"),
+        &data,
+        "certificate login, MODE E upload",
+    );
+    // Without the certificate the same login is refused.
+    let r = gridos(&["cp", "--tls", "--cacert", s(&pki.ca), &down, s(&got)]);
+    assert!(
+        !r.status.success(),
+        "a :globus-mapping: login without a certificate worked"
+    );
+}
+
+/// Trees over TLS in both directions through GridFTP (many small files on reused MODE E
+/// channels, each resuming the control session).
+#[test]
+fn gridos_cp_trees_over_tls() {
+    let pki = Pki::new("trees");
+    let srv = ours_tls(&pki, |_| {});
+    let work = tempfile::tempdir().unwrap();
+    let t = work.path().join("t");
+    make_tree(&t);
+    let ca = s(&pki.ca);
+    let up = alice_url("gridftp", srv.addr, "t2");
+    let j = gridos(&["cp", "-r", "--json", "--tls", "--cacert", ca, s(&t), &up]).ok();
+    assert!(
+        j["path"].as_str().is_some_and(|p| p.starts_with("TLS")),
+        "{j}"
+    );
+    assert_eq!(tree(&srv.path("t2")), tree(&t));
+    let back = work.path().join("back");
+    gridos(&["cp", "-r", "--tls", "--cacert", ca, &up, s(&back)]).ok();
+    assert_eq!(tree(&back), tree(&t));
+}

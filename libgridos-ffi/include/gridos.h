@@ -104,6 +104,13 @@ enum gridos_result
    */
   GRIDOS_ERR_INCOMPLETE = 306,
   /*
+   TLS (FTPS) failed: the server's certificate was refused — the message names why
+   (not trusted: unknown issuer; expired; not valid for the host name) —, the
+   handshake failed, or TLS was required (`ftps://`, `ftpes://`, the `tls` copy
+   option) and the server does not offer it.
+   */
+  GRIDOS_ERR_TLS = 307,
+  /*
    The node daemon that ran a process went away.
    */
   GRIDOS_ERR_NODE_LOST = 400,
@@ -390,6 +397,19 @@ gridos_result gridos_copy_options_new(struct gridos_copy_options **out);
  `tcp-bs`, `block-size`, `offset`, `length` with the units of `gridos cp` (`64k`,
  `16MiB`, `1.5GB`; `auto` for the default). `offset` and `length` go together.
 
+ TLS (FTPS; `ftps://` and `ftpes://` URLs are TLS whatever these say, and on `ftp://`
+ and `gridftp://` the copy upgrades on its own before a password goes out when the
+ server offers TLS): `tls` (boolean, `--tls`: TLS required on `ftp://` and `gridftp://`
+ URLs, a server without it fails with `GRIDOS_ERR_TLS`), `tls.cacert` (a PEM file of CA
+ certificates trusted instead of the system's roots, `--cacert`), `tls.insecure`
+ (boolean, `--insecure`: server certificates are not verified — still encrypted, but
+ anyone on the path can pose as the server; not with `tls.cacert`), `tls.cert` and
+ `tls.key` (a client certificate chain and its private key, PEM, for certificate logins
+ such as `USER :globus-mapping:`; they go together). `""` unsets a file. Files are read
+ when the copy starts: one that cannot be used fails the copy with
+ `GRIDOS_ERR_INVALID_ARGUMENT`, naming it; a server certificate that is refused fails it
+ with `GRIDOS_ERR_TLS`, naming why.
+
  `GRIDOS_ERR_UNKNOWN_KEY` for another key, `GRIDOS_ERR_INVALID_ARGUMENT` for a value the
  key does not take; either way the options are unchanged.
 
@@ -410,10 +430,10 @@ gridos_result gridos_copy_options_set(struct gridos_copy_options *opts,
 void gridos_copy_options_free(struct gridos_copy_options *opts);
 
 /*
- Copies `src_url` to `dst_url` (local paths, `file://`, `ftp://`, `gridftp://`, and
- `http(s)://` sources) as `gridos cp SRC DST` with `opts` (NULL: the defaults) does, and
- returns when the copy is over. `GRIDOS_OK` means every byte arrived (and matched the
- server's checksum with `verify`).
+ Copies `src_url` to `dst_url` (local paths, `file://`, `ftp://`, `gridftp://`,
+ `ftps://`, `ftpes://`, and `http(s)://` sources) as `gridos cp SRC DST` with `opts`
+ (NULL: the defaults) does, and returns when the copy is over. `GRIDOS_OK` means every
+ byte arrived (and matched the server's checksum with `verify`).
 
  `progress` (may be NULL) receives the bytes done and the total (0 when unknown): once
  when the copy knows what it will move (`done` 0, on the calling thread), about every
@@ -792,6 +812,16 @@ gridos_result gridos_ftp_server_config_new(const char *docroot,
  chroot the whole process to the docroot and switch its user: only for a process that
  is nothing but the server.
 
+ FTPS (as `gridos ftpd --tls …`): `tls` (`off`, `optional`, `passwords` — the default:
+ password logins need TLS except on loopback —, `required`: every login and data
+ connection), `tls_cert` and `tls_key` (PEM files), `tls_client_ca` (PEM: client
+ certificates signed by it are checked), `grid_mapfile` (certificate subjects to users,
+ for `USER :globus-mapping:`; needs `tls_client_ca`), `implicit_tls` (ADDR:PORT of an
+ implicit-TLS listener, as port 990), `tls_data_reuse` (PROT P data connections must
+ resume the control connection's session; default true), `tls_handshake_timeout`
+ (seconds). The files are read by `gridos_ftp_server_start`: a file that cannot be used
+ fails it with `GRIDOS_ERR_INVALID_ARGUMENT`, naming the setting and the file.
+
  `GRIDOS_ERR_UNKNOWN_KEY` for a key not listed, `GRIDOS_ERR_INVALID_ARGUMENT` for a value
  the key does not take; either way `cfg` is unchanged.
 
@@ -812,8 +842,10 @@ gridos_result gridos_ftp_server_config_set(struct gridos_ftp_server_config *cfg,
 void gridos_ftp_server_config_free(struct gridos_ftp_server_config *cfg);
 
 /*
- Starts a server with `cfg`: binds, opens the docroot, and serves from threads of its
- own until `gridos_ftp_server_stop`. `*out` is written only on success.
+ Starts a server with `cfg`: reads its TLS files, binds, opens the docroot, and serves
+ from threads of its own until `gridos_ftp_server_stop`. `*out` is written only on
+ success. A configuration that cannot serve (a TLS policy without a certificate, a
+ certificate or key file that cannot be used) is `GRIDOS_ERR_INVALID_ARGUMENT`.
 
  # Safety
  `cfg` is a live configuration not being set meanwhile; `out` is valid for a write.

@@ -1,5 +1,6 @@
 //! Copies between URLs with the middleware's `Copy`, the engine `gridos cp` runs: options
-//! named as the long options of `gridos cp`, a progress callback that can cancel.
+//! named as the long options of `gridos cp` (TLS ones under `tls.`), a progress callback
+//! that can cancel.
 //!
 //! Thread safety: a `gridos_copy_options` is set from one thread at a time; while nobody
 //! sets it, any number of `gridos_copy` calls on any threads may read it at once.
@@ -10,15 +11,20 @@ use crate::args::{handle, handle_mut, into_handle, need_out, put, take_handle, t
 use crate::error::{Failure, boundary, boundary_value, gridos_result};
 use gridos_middleware::{Algorithm, CancelToken, Copy, CopyObserver, CopyOptions, Pipeline, Url};
 use std::ffi::{c_char, c_int, c_void};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Options of `gridos_copy` (opaque; `gridos_copy_options_new`).
 #[allow(non_camel_case_types)]
+#[derive(Clone)]
 pub struct gridos_copy_options {
     inner: CopyOptions,
     /// `offset` and `length` go together (as `--offset`/`--length`); checked at the copy.
     offset: Option<u64>,
     length: Option<u64>,
+    /// `tls.cert` and `tls.key` go together (as `--cert`/`--key`); checked at the copy.
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 // The thread-safety promises of the module doc, checked by the compiler.
@@ -43,6 +49,11 @@ const KEYS: &[&str] = &[
     "active",
     "preserve",
     "no-relay",
+    "tls",
+    "tls.cacert",
+    "tls.insecure",
+    "tls.cert",
+    "tls.key",
 ];
 
 /// The progress callback of `gridos_copy`.
@@ -71,6 +82,11 @@ fn size(key: &str, v: &str) -> Result<Option<u64>, Failure> {
     gridos_middleware::cli::parse_size(v)
         .map(Some)
         .map_err(|e| invalid(format!("{key}: {e}")))
+}
+
+/// A file name; `""` unsets it (back to the default).
+fn path(v: &str) -> Option<PathBuf> {
+    (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
 fn verify(v: &str) -> Result<Option<Algorithm>, Failure> {
@@ -142,6 +158,11 @@ impl gridos_copy_options {
             "active" => o.active = boolean(key, v)?,
             "preserve" => o.preserve_times = boolean(key, v)?,
             "no-relay" => o.relay = !boolean(key, v)?,
+            "tls" => o.tls.require = boolean(key, v)?,
+            "tls.cacert" => o.tls.ca_file = path(v),
+            "tls.insecure" => o.tls.insecure = boolean(key, v)?,
+            "tls.cert" => self.cert = path(v),
+            "tls.key" => self.key = path(v),
             _ => {
                 return Err(Failure::new(
                     gridos_result::GRIDOS_ERR_UNKNOWN_KEY,
@@ -152,13 +173,24 @@ impl gridos_copy_options {
         Ok(())
     }
 
-    /// The options of one copy, `offset`/`length` checked as `gridos cp` checks them.
+    /// The options of one copy, `offset`/`length` and `tls.cert`/`tls.key` checked as
+    /// `gridos cp` checks them (the rest, e.g. `tls.insecure` with `tls.cacert`, the copy
+    /// checks).
     fn options(&self) -> Result<CopyOptions, Failure> {
         let mut o = self.inner.clone();
         o.range = match (self.offset, self.length) {
             (Some(off), Some(len)) => Some((off, len)),
             (None, None) => None,
             _ => return Err(invalid("offset and length go together".into())),
+        };
+        o.tls.cert = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "tls.cert and tls.key go together (a client certificate and its key)".into(),
+                ));
+            }
         };
         Ok(o)
     }
@@ -179,6 +211,8 @@ pub unsafe extern "C" fn gridos_copy_options_new(
             inner: CopyOptions::default(),
             offset: None,
             length: None,
+            cert: None,
+            key: None,
         };
         // SAFETY: checked above; the caller promises it is writable.
         unsafe { put(out, into_handle(o)) }
@@ -192,6 +226,19 @@ pub unsafe extern "C" fn gridos_copy_options_new(
 /// `--verify` alone, `none` for no check); `parallel` (1 to 64, or `auto`); sizes
 /// `tcp-bs`, `block-size`, `offset`, `length` with the units of `gridos cp` (`64k`,
 /// `16MiB`, `1.5GB`; `auto` for the default). `offset` and `length` go together.
+///
+/// TLS (FTPS; `ftps://` and `ftpes://` URLs are TLS whatever these say, and on `ftp://`
+/// and `gridftp://` the copy upgrades on its own before a password goes out when the
+/// server offers TLS): `tls` (boolean, `--tls`: TLS required on `ftp://` and `gridftp://`
+/// URLs, a server without it fails with `GRIDOS_ERR_TLS`), `tls.cacert` (a PEM file of CA
+/// certificates trusted instead of the system's roots, `--cacert`), `tls.insecure`
+/// (boolean, `--insecure`: server certificates are not verified — still encrypted, but
+/// anyone on the path can pose as the server; not with `tls.cacert`), `tls.cert` and
+/// `tls.key` (a client certificate chain and its private key, PEM, for certificate logins
+/// such as `USER :globus-mapping:`; they go together). `""` unsets a file. Files are read
+/// when the copy starts: one that cannot be used fails the copy with
+/// `GRIDOS_ERR_INVALID_ARGUMENT`, naming it; a server certificate that is refused fails it
+/// with `GRIDOS_ERR_TLS`, naming why.
 ///
 /// `GRIDOS_ERR_UNKNOWN_KEY` for another key, `GRIDOS_ERR_INVALID_ARGUMENT` for a value the
 /// key does not take; either way the options are unchanged.
@@ -216,11 +263,7 @@ pub unsafe extern "C" fn gridos_copy_options_set(
         };
         let key = key.replace('_', "-");
         // Set on a copy, so a refused value changes nothing.
-        let mut next = gridos_copy_options {
-            inner: opts.inner.clone(),
-            offset: opts.offset,
-            length: opts.length,
-        };
+        let mut next = opts.clone();
         next.set(&key, value)?;
         *opts = next;
         Ok(())
@@ -287,10 +330,10 @@ impl CopyObserver for CallbackObserver {
     }
 }
 
-/// Copies `src_url` to `dst_url` (local paths, `file://`, `ftp://`, `gridftp://`, and
-/// `http(s)://` sources) as `gridos cp SRC DST` with `opts` (NULL: the defaults) does, and
-/// returns when the copy is over. `GRIDOS_OK` means every byte arrived (and matched the
-/// server's checksum with `verify`).
+/// Copies `src_url` to `dst_url` (local paths, `file://`, `ftp://`, `gridftp://`,
+/// `ftps://`, `ftpes://`, and `http(s)://` sources) as `gridos cp SRC DST` with `opts`
+/// (NULL: the defaults) does, and returns when the copy is over. `GRIDOS_OK` means every
+/// byte arrived (and matched the server's checksum with `verify`).
 ///
 /// `progress` (may be NULL) receives the bytes done and the total (0 when unknown): once
 /// when the copy knows what it will move (`done` 0, on the calling thread), about every

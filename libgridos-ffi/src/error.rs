@@ -51,6 +51,11 @@ pub enum gridos_result {
     GRIDOS_ERR_CHECKSUM_MISMATCH = 305,
     /// Fewer bytes arrived than the source has.
     GRIDOS_ERR_INCOMPLETE = 306,
+    /// TLS (FTPS) failed: the server's certificate was refused — the message names why
+    /// (not trusted: unknown issuer; expired; not valid for the host name) —, the
+    /// handshake failed, or TLS was required (`ftps://`, `ftpes://`, the `tls` copy
+    /// option) and the server does not offer it.
+    GRIDOS_ERR_TLS = 307,
     /// The node daemon that ran a process went away.
     GRIDOS_ERR_NODE_LOST = 400,
     /// No such process (GPID).
@@ -102,6 +107,7 @@ pub(crate) fn map_error(e: &gridos_middleware::Error) -> gridos_result {
         K::Timeout => GRIDOS_ERR_TIMEOUT,
         K::Protocol => GRIDOS_ERR_PROTOCOL,
         K::Io | K::Cache => GRIDOS_ERR_IO,
+        K::Tls | K::TlsUnavailable => GRIDOS_ERR_TLS,
         _ => GRIDOS_ERR_OTHER,
     }
 }

@@ -42,7 +42,9 @@ fn failure(e: gridos_ftp::server::Error) -> Failure {
     let code = match &e {
         // The system call's error decides (address in use, missing docroot, …).
         E::Io { source, .. } => Failure::from(std::io::Error::from(source.kind())).code,
-        E::Config(_) | E::Passwd(_) => GRIDOS_ERR_INVALID_ARGUMENT,
+        // A certificate, key, client CA or grid-mapfile that cannot be used: the message
+        // names the setting and the file.
+        E::Config(_) | E::Passwd(_) | E::Tls { .. } => GRIDOS_ERR_INVALID_ARGUMENT,
         E::Privileges(_) => GRIDOS_ERR_PERMISSION,
         E::GridIo(_) => GRIDOS_ERR_IO,
         _ => GRIDOS_ERR_OTHER,
@@ -88,6 +90,16 @@ pub unsafe extern "C" fn gridos_ftp_server_config_new(
 /// `user`/`run_as` — which, in a process started as root, makes `gridos_ftp_server_start`
 /// chroot the whole process to the docroot and switch its user: only for a process that
 /// is nothing but the server.
+///
+/// FTPS (as `gridos ftpd --tls …`): `tls` (`off`, `optional`, `passwords` — the default:
+/// password logins need TLS except on loopback —, `required`: every login and data
+/// connection), `tls_cert` and `tls_key` (PEM files), `tls_client_ca` (PEM: client
+/// certificates signed by it are checked), `grid_mapfile` (certificate subjects to users,
+/// for `USER :globus-mapping:`; needs `tls_client_ca`), `implicit_tls` (ADDR:PORT of an
+/// implicit-TLS listener, as port 990), `tls_data_reuse` (PROT P data connections must
+/// resume the control connection's session; default true), `tls_handshake_timeout`
+/// (seconds). The files are read by `gridos_ftp_server_start`: a file that cannot be used
+/// fails it with `GRIDOS_ERR_INVALID_ARGUMENT`, naming the setting and the file.
 ///
 /// `GRIDOS_ERR_UNKNOWN_KEY` for a key not listed, `GRIDOS_ERR_INVALID_ARGUMENT` for a value
 /// the key does not take; either way `cfg` is unchanged.
@@ -140,8 +152,10 @@ pub unsafe extern "C" fn gridos_ftp_server_config_free(cfg: *mut gridos_ftp_serv
     })
 }
 
-/// Starts a server with `cfg`: binds, opens the docroot, and serves from threads of its
-/// own until `gridos_ftp_server_stop`. `*out` is written only on success.
+/// Starts a server with `cfg`: reads its TLS files, binds, opens the docroot, and serves
+/// from threads of its own until `gridos_ftp_server_stop`. `*out` is written only on
+/// success. A configuration that cannot serve (a TLS policy without a certificate, a
+/// certificate or key file that cannot be used) is `GRIDOS_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `cfg` is a live configuration not being set meanwhile; `out` is valid for a write.

@@ -1,7 +1,8 @@
 //! The C programs under `tests/c/` (one per area of the API), compiled with the system `cc`
 //! as C99 against the committed header and the library this test run built — once linked
 //! to `libgridos.so`, once to `libgridos.a` — and run; with valgrind as well (no invalid
-//! access, no definitely lost bytes). With `CI=true` a missing compiler or valgrind is a
+//! access, no definitely lost bytes; `tests/c/valgrind.supp` lists the reports that are
+//! not ours, each with its reason). With `CI=true` a missing compiler or valgrind is a
 //! failure; elsewhere the valgrind runs are skipped with a message.
 //!
 //! A program gets its scratch directory in `GRIDOS_TEST_DIR` and prints what it checks; it
@@ -164,6 +165,7 @@ pub fn run_program_with<G>(
         println!("{text}");
     }
     if valgrind() {
+        let suppressions = manifest_dir().join("tests/c/valgrind.supp");
         let scratch = tempfile::tempdir().unwrap();
         let (env, guard) = setup(scratch.path(), true);
         let text = run_ok(
@@ -175,6 +177,7 @@ pub fn run_program_with<G>(
                     "--show-leak-kinds=definite",
                     "-q",
                 ])
+                .arg(format!("--suppressions={}", suppressions.display()))
                 .arg(&shared)
                 .env("GRIDOS_TEST_DIR", scratch.path())
                 .envs(env),
@@ -439,4 +442,116 @@ fn cache() {
 #[test]
 fn io() {
     run_program("io");
+}
+
+// ------------------------------------------------------------------------------------------
+// Certificates for tests/c/tls.c
+
+/// PEM files made with rcgen for tests/c/tls.c: a CA, a server certificate for 127.0.0.1
+/// and localhost, a client certificate `/C=XX/O=Grid/CN=Jane Doe` and a grid-mapfile that
+/// maps it to `jdoe`, all signed by the CA; and another CA standing for the system's roots
+/// (`SSL_CERT_FILE`), which did not sign the server's certificate — so "not trusted by the
+/// system" does not depend on what this machine has installed.
+struct TlsFiles {
+    dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    fn new() -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DistinguishedName, DnType,
+            ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("gridos-ffi-tls-")
+            .tempdir()
+            .unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let dn = |parts: &[(DnType, &str)]| {
+            let mut dn = DistinguishedName::new();
+            for (t, v) in parts {
+                dn.push(t.clone(), *v);
+            }
+            dn
+        };
+        let ca = |cn: &str, file: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            p.distinguished_name =
+                dn(&[(DnType::OrganizationName, "Grid"), (DnType::CommonName, cn)]);
+            write(file, p.self_signed(&key).unwrap().pem());
+            Issuer::new(p, key)
+        };
+        let issuer = ca("gridos test CA", "ca.pem");
+        ca("gridos test: the system's roots", "system-roots.pem");
+        let sign = |p: CertificateParams, name: &str| {
+            let key = KeyPair::generate().unwrap();
+            write(
+                &format!("{name}.pem"),
+                p.signed_by(&key, &issuer).unwrap().pem(),
+            );
+            write(&format!("{name}-key.pem"), key.serialize_pem());
+        };
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        server.distinguished_name = dn(&[
+            (DnType::OrganizationName, "Grid"),
+            (DnType::CommonName, "127.0.0.1"),
+        ]);
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        sign(server, "server");
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client.distinguished_name = dn(&[
+            (DnType::CountryName, "XX"),
+            (DnType::OrganizationName, "Grid"),
+            (DnType::CommonName, "Jane Doe"),
+        ]);
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        sign(client, "jane");
+        write("grid-mapfile", "\"/C=XX/O=Grid/CN=Jane Doe\" jdoe\n".into());
+        TlsFiles { dir }
+    }
+
+    /// The environment tests/c/tls.c reads.
+    fn env(&self) -> Vec<(String, String)> {
+        let at = |name: &str| self.dir.path().join(name).display().to_string();
+        [
+            ("GRIDOS_TEST_CA", at("ca.pem")),
+            ("GRIDOS_TEST_TLS_CERT", at("server.pem")),
+            ("GRIDOS_TEST_TLS_KEY", at("server-key.pem")),
+            ("GRIDOS_TEST_CLIENT_CERT", at("jane.pem")),
+            ("GRIDOS_TEST_CLIENT_KEY", at("jane-key.pem")),
+            ("GRIDOS_TEST_GRID_MAPFILE", at("grid-mapfile")),
+            // rustls-native-certs reads only these when one is set (an empty directory
+            // list counts as none).
+            ("SSL_CERT_FILE", at("system-roots.pem")),
+            ("SSL_CERT_DIR", String::new()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// tests/c/tls.c: a server with `tls=required` and the certificate made here, started with
+/// the C API; ftpes://, ftp:// with `tls` and gridftp:// copies with `tls.cacert` compared
+/// byte for byte; `GRIDOS_ERR_TLS` naming the unknown issuer without it, `tls.insecure`,
+/// a client-certificate login, TLS required against a server without it, and the
+/// options and server keys refused.
+#[test]
+fn tls() {
+    let files = TlsFiles::new();
+    run_program_with("tls", |_, under_valgrind| {
+        let mut env = files.env();
+        if under_valgrind {
+            env.push(("GRIDOS_TEST_SERVER_CHILD".to_string(), "1".to_string()));
+        }
+        (env, ())
+    });
 }

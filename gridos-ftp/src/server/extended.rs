@@ -438,12 +438,7 @@ pub(crate) async fn run_inner(
                     if let Some(exp) = &expected {
                         verify_expected(&file, exp)?;
                     }
-                    let commit = commit.map(|(dir, partial, target)| Commit {
-                        dir,
-                        partial,
-                        target,
-                        _lock: file,
-                    });
+                    let commit = Commit::of(commit, file);
                     let bytes = out.bytes;
                     Ok((out, commit, bytes))
                 }

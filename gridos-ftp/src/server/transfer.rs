@@ -898,12 +898,7 @@ fn move_plain(
             if let Some(exp) = &how.expected {
                 verify_expected(&file, exp)?;
             }
-            let commit = commit.map(|(dir, partial, target)| Commit {
-                dir,
-                partial,
-                target,
-                _lock: file,
-            });
+            let commit = Commit::of(commit, file);
             Ok((0, n, commit))
         }
         Prepared::List(bytes) => {
@@ -1186,12 +1181,7 @@ fn move_tls(
             if let Some(exp) = &how.expected {
                 verify_expected(&file, exp)?;
             }
-            let commit = commit.map(|(dir, partial, target)| Commit {
-                dir,
-                partial,
-                target,
-                _lock: file,
-            });
+            let commit = Commit::of(commit, file);
             Ok((0, n, commit))
         }
         Prepared::List(bytes) => {
@@ -1211,6 +1201,20 @@ fn move_tls(
 }
 
 impl Commit {
+    /// The commit of a finished upload into a partial file (`None`: the upload wrote its
+    /// target in place), holding the file's lock until it is applied.
+    pub(crate) fn of(
+        parts: Option<(OwnedFd, String, String)>,
+        file: Flock<File>,
+    ) -> Option<Commit> {
+        parts.map(|(dir, partial, target)| Commit {
+            dir,
+            partial,
+            target,
+            _lock: file,
+        })
+    }
+
     /// Renames the partial over the target (first giving back any ALLO reservation past the
     /// data: truncating to the size it has frees blocks kept beyond the end).
     pub(crate) fn apply(self) -> std::io::Result<()> {

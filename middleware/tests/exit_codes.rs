@@ -226,3 +226,49 @@ fn help_documents_exit_codes_and_examples() {
         "README.md lacks the exit-code table"
     );
 }
+
+/// Exit 10: an HTTP server announces 1 MB and closes the connection after half of it. The
+/// copy says so (the bytes announced and the bytes that came) and leaves no file behind
+/// under the destination's name.
+#[test]
+fn a_source_that_sends_less_than_it_announced_is_incomplete() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        // One GET (the copy may first ask with HEAD: answer each request on its own
+        // connection, the GET with half its body).
+        for _ in 0..2 {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut req = [0u8; 4096];
+            let n = s.read(&mut req).unwrap_or(0);
+            let head = String::from_utf8_lossy(&req[..n]).to_string();
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+            );
+            if head.starts_with("GET") {
+                let _ = s.write_all(&vec![7u8; 500_000]);
+                return;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("half.bin");
+    let err = exits(
+        Code::Incomplete,
+        &[
+            "cp",
+            &format!("http://{addr}/big.bin"),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("1000000") || err.contains("incomplete"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "a partial download landed under the destination's name"
+    );
+    server.join().unwrap();
+}

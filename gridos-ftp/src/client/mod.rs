@@ -253,6 +253,9 @@ pub struct Client {
     /// Third-party state under TLS: `DCAU N` and `SSCN ON` were accepted.
     pub(super) dcau_none: bool,
     pub(super) sscn_on: bool,
+    /// `TREV PERF 1` was accepted: the server sends a 112 perf marker every second of a
+    /// MODE E transfer (third-party progress comes from them).
+    pub(super) perf_markers: bool,
     /// `SSCN OFF` is owed with the next command (the server made a third-party transfer's
     /// data connection as TLS client; its own transfers want it as server again).
     pub(super) sscn_reset: bool,
@@ -498,6 +501,7 @@ impl Client {
             server_name,
             tls: None,
             prot_private: false,
+            perf_markers: false,
             clear_password: false,
             dcau_none: false,
             sscn_on: false,

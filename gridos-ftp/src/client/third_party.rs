@@ -63,7 +63,9 @@ use std::time::{Duration, Instant};
 use super::{AFTER_FAILURE, Client, Error, GridOptions, POLL, Result, Side, arg, reply_error};
 use crate::blocks::DEFAULT_BLOCK_SIZE;
 use crate::checksum::Algorithm;
-use crate::proto::{Command, Dcau, ProtLevel, Reply, Restart, TransferMode, addr};
+use crate::proto::{
+    Command, Dcau, PerfMarker, ProtLevel, Reply, Restart, TransferMode, TrevEvent, addr,
+};
 
 /// How a third-party transfer is done. Start from `ThirdPartyOptions::default()` (stream
 /// mode, whole file, no verification) and change fields.
@@ -146,6 +148,27 @@ pub fn transfer(
         peers[0].push(Expect::setup(o, &[200]));
     }
     peers[0].push(Expect::Size(Command::Size(sp.clone())));
+    // Progress: the destination's 112 perf markers say how much has arrived (the client sees
+    // no data of its own). Asked once per session, of servers that list TREV.
+    let dst = &mut peers[1];
+    if opts.grid.is_some()
+        && !dst.c.perf_markers
+        && dst
+            .c
+            .features
+            .lines
+            .iter()
+            .any(|l| l.trim().eq_ignore_ascii_case("TREV"))
+    {
+        dst.c.perf_markers = true;
+        dst.push(Expect::setup(
+            Command::Trev {
+                event: TrevEvent::Perf,
+                interval: 1,
+            },
+            &[200],
+        ));
+    }
     let dst_ip = peers[1].c.peer.ip();
     let passive = match (&opts.grid, dst_ip.is_ipv6()) {
         (Some(_), _) => Command::Spas,
@@ -405,6 +428,29 @@ struct Peer<'a> {
     passive: Option<Vec<SocketAddr>>,
     size: Option<u64>,
     checksum: Option<String>,
+    /// Bytes per stripe from the latest 112 perf markers.
+    stripes: StripeBytes,
+}
+
+/// What a server's 112 perf markers say it has moved: the latest count of each stripe.
+#[derive(Debug, Default)]
+struct StripeBytes(Vec<u64>);
+
+impl StripeBytes {
+    /// Stripes a marker may name: a bound keeps a hostile index from growing the table.
+    const MAX: usize = 1024;
+
+    /// Takes a marker; the total over stripes, or `None` for a stripe index out of bounds.
+    fn update(&mut self, m: &PerfMarker) -> Option<u64> {
+        let i = usize::try_from(m.stripe_index)
+            .ok()
+            .filter(|&i| i < Self::MAX)?;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, 0);
+        }
+        self.0[i] = m.stripe_bytes;
+        Some(self.0.iter().fold(0u64, |a, &b| a.saturating_add(b)))
+    }
 }
 
 impl<'a> Peer<'a> {
@@ -423,6 +469,7 @@ impl<'a> Peer<'a> {
             passive: None,
             size: None,
             checksum: None,
+            stripes: StripeBytes::default(),
         }
     }
 
@@ -573,6 +620,9 @@ impl<'a> Peer<'a> {
             if matches!(head, Expect::Transfer(_)) {
                 self.started = true;
                 self.markers |= matches!(r.code, 111 | 112);
+                if r.code == 112 {
+                    self.perf_marker(&r);
+                }
             }
             return None;
         }
@@ -581,6 +631,20 @@ impl<'a> Peer<'a> {
             return None;
         }
         self.judge(head, &r)
+    }
+
+    /// A 112 perf marker: its sum over stripes goes to the transfer's progress counter
+    /// (never backwards, whichever server reported).
+    fn perf_marker(&mut self, r: &Reply) {
+        let Some(sum) = PerfMarker::parse(r)
+            .ok()
+            .and_then(|m| self.stripes.update(&m))
+        else {
+            return;
+        };
+        if let Some(p) = &self.c.config.transfer.progress {
+            p.fetch_max(sum, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn judge(&mut self, e: Expect, r: &Reply) -> Option<Error> {
@@ -936,4 +1000,31 @@ fn wait_readable(peers: &mut [Peer<'_>; 2]) -> [bool; 2] {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn marker(stripe_index: u32, stripe_bytes: u64) -> PerfMarker {
+        PerfMarker {
+            timestamp: UNIX_EPOCH,
+            stripe_index,
+            stripe_bytes,
+            total_stripes: 2,
+        }
+    }
+
+    /// Progress is the sum of each stripe's latest count; a marker for a stripe index no
+    /// server has is ignored, and huge counts saturate.
+    #[test]
+    fn perf_markers_add_up_per_stripe() {
+        let mut s = StripeBytes::default();
+        assert_eq!(s.update(&marker(0, 100)), Some(100));
+        assert_eq!(s.update(&marker(1, 50)), Some(150));
+        assert_eq!(s.update(&marker(0, 300)), Some(350));
+        assert_eq!(s.update(&marker(u32::MAX, 1)), None);
+        assert_eq!(s.update(&marker(1, u64::MAX)), Some(u64::MAX));
+    }
 }

@@ -644,6 +644,8 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
         let _ = writeln!(std::io::stdout(), "{v}");
     } else if !a.quiet {
         let route = match &r.third_party {
+            // The path says so already ("server to server, MODE E").
+            Some(t) if t.third_party && r.path.contains("server to server") => "",
             Some(t) if t.third_party => ", server to server",
             Some(_) => ", relayed",
             None => "",

@@ -13,7 +13,9 @@ pub mod selftest;
 /// `RUST_LOG` says.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // The FTP client's warnings (a password in clear) reach the user as the front end's
+        // own messages, worded for the command line; not twice.
+        0 => "warn,gridos_ftp::client=error",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -1132,22 +1132,19 @@ impl Session {
     // ----- reports from the driver -------------------------------------------------------
 
     /// Report the end of the control connection's TLS handshake for [`Action::StartTls`]:
-    /// the client certificate's subject, or why it failed (the session then closes: the
-    /// connection is neither clear nor protected any more).
-    pub fn handle_tls_established(
-        &mut self,
-        result: Result<TlsEstablished, String>,
-    ) -> Result<(), Error> {
+    /// the client certificate's subject, or `None` when it failed (the driver logs why; the
+    /// session then closes: the connection is neither clear nor protected any more).
+    pub fn handle_tls_established(&mut self, result: Option<TlsEstablished>) -> Result<(), Error> {
         if !matches!(self.pending, Pending::Tls) {
             return Err(Error::UnexpectedReport);
         }
         self.pending = Pending::Idle;
         match result {
-            Ok(t) => {
+            Some(t) => {
                 self.tls = Some(t);
                 self.run_queue();
             }
-            Err(_) => {
+            None => {
                 self.closing = true;
                 self.queue.clear();
             }
@@ -2342,7 +2339,7 @@ mod tests {
         assert_eq!(codes(s, "AUTH TLS\r\n"), [234]);
         assert_eq!(s.poll_action(), Some(Action::StartTls));
         assert!(!s.wants_input());
-        s.handle_tls_established(Ok(TlsEstablished {
+        s.handle_tls_established(Some(TlsEstablished {
             subject: subject.map(String::from),
         }))
         .unwrap();
@@ -2369,11 +2366,11 @@ mod tests {
         // AUTH SSL is the legacy name; TLS it is.
         assert_eq!(codes(&mut s, "AUTH SSL\r\n"), [234]);
         assert_eq!(s.poll_action(), Some(Action::StartTls));
-        s.handle_tls_established(Ok(TlsEstablished::default()))
+        s.handle_tls_established(Some(TlsEstablished::default()))
             .unwrap();
         assert_eq!(codes(&mut s, "AUTH TLS\r\n"), [503]);
         assert_eq!(
-            s.handle_tls_established(Ok(TlsEstablished::default())),
+            s.handle_tls_established(Some(TlsEstablished::default())),
             Err(Error::UnexpectedReport)
         );
     }
@@ -2388,7 +2385,7 @@ mod tests {
         );
         assert_eq!(s.poll_action(), Some(Action::StartTls));
         s.handle_input(b"NOOP\r\n");
-        s.handle_tls_established(Ok(TlsEstablished::default()))
+        s.handle_tls_established(Some(TlsEstablished::default()))
             .unwrap();
         assert!(s.poll_reply().is_none());
         assert!(s.user().is_none());
@@ -2400,7 +2397,7 @@ mod tests {
         let mut s = session(offered());
         assert_eq!(codes(&mut s, "AUTH TLS\r\n"), [234]);
         assert_eq!(s.poll_action(), Some(Action::StartTls));
-        s.handle_tls_established(Err("bad record".into())).unwrap();
+        s.handle_tls_established(None).unwrap();
         assert!(s.is_closing());
         assert!(s.poll_reply().is_none());
     }

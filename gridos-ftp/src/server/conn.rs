@@ -279,29 +279,36 @@ impl Conn {
 
     /// `AUTH TLS`: the 234 goes out in clear, then the handshake (bounded by
     /// `ftp.tls_handshake_timeout`) turns the connection into TLS.
-    async fn start_tls(&mut self) -> Result<TlsEstablished, String> {
-        if !self.write_replies().await {
-            return Err("control connection broke".into());
-        }
-        let Some(tls) = self.tls.clone() else {
-            return Err("TLS is not configured".into());
-        };
-        let Control::Plain(tcp) = std::mem::replace(&mut self.ctrl, Control::Gone) else {
-            return Err("the control connection is not a clear one".into());
-        };
-        let failed = &self.shared.stats.tls_failed;
-        match ftps::handshake(tcp, &tls, self.handshake_timeout, failed).await {
-            Ok((s, established)) => {
-                self.ctrl = Control::Tls(Box::new(s));
-                self.shared.stats.tls_sessions.fetch_add(1, Relaxed);
-                tracing::info!(peer = %self.peer, subject = ?established.subject, "ftpd: AUTH TLS established");
-                Ok(established)
+    async fn start_tls(&mut self) -> Option<TlsEstablished> {
+        let why = if !self.write_replies().await {
+            "control connection broke"
+        } else if let Some(tls) = self.tls.clone() {
+            match std::mem::replace(&mut self.ctrl, Control::Gone) {
+                Control::Plain(tcp) => {
+                    let failed = &self.shared.stats.tls_failed;
+                    match ftps::handshake(tcp, &tls, self.handshake_timeout, failed).await {
+                        Ok((s, established)) => {
+                            self.ctrl = Control::Tls(Box::new(s));
+                            self.shared.stats.tls_sessions.fetch_add(1, Relaxed);
+                            tracing::info!(peer = %self.peer, subject = ?established.subject, "ftpd: AUTH TLS established");
+                            return Some(established);
+                        }
+                        Err(e) => {
+                            tracing::info!(peer = %self.peer, error = %e, "ftpd: TLS handshake failed; client cut");
+                            return None;
+                        }
+                    }
+                }
+                other => {
+                    self.ctrl = other;
+                    "the control connection is not a clear one"
+                }
             }
-            Err(e) => {
-                tracing::info!(peer = %self.peer, error = %e, "ftpd: TLS handshake failed; client cut");
-                Err(e.to_string())
-            }
-        }
+        } else {
+            "TLS is not configured"
+        };
+        tracing::info!(peer = %self.peer, why, "ftpd: AUTH TLS not carried out; client cut");
+        None
     }
 
     fn writable(&self) -> bool {

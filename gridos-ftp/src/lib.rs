@@ -25,6 +25,10 @@
 //!   control connections).
 //! - [`blocks`]: MODE E on real sockets, shared by server and client; [`checksum`]: the CKSM
 //!   algorithms.
+//! - [`tls`]: FTPS (RFC 4217) on rustls for both sides — the server's certificate and its
+//!   per-control-connection session cache (a `PROT P` data connection must resume it), the
+//!   client's verification, [`tls::DataStream`] for data connections (clear ones keep the
+//!   zero-copy path), grid-mapfile certificate logins.
 //!
 //! ```
 //! use gridos_ftp::proto::{Command, Reply, ReplyParser};

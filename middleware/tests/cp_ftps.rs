@@ -6,6 +6,7 @@
 //! with `require_ssl_reuse=YES`, so every data connection must resume the control session.
 //! Certificates are made in the test (rcgen); bytes checked by SHA-256.
 
+mod tls_fixtures;
 mod util;
 
 use std::net::TcpStream;
@@ -17,63 +18,29 @@ use util::{
     unavailable,
 };
 
-/// PEM files: a CA, and server certificates (good, wrong name, expired, untrusted).
+/// PEM files: a CA, and server certificates (good, wrong name, expired, untrusted), from
+/// the shared fixtures.
 struct Pki {
     ca: PathBuf,
     good: (PathBuf, PathBuf),
     wrong_name: (PathBuf, PathBuf),
     expired: (PathBuf, PathBuf),
     untrusted: (PathBuf, PathBuf),
-    _dir: tempfile::TempDir,
+    _files: [tls_fixtures::Pki; 2],
 }
 
 fn pki() -> Pki {
-    let dir = tempfile::Builder::new()
-        .prefix("gridos-pki-")
-        .tempdir()
-        .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let ca_of = |cn: &str| {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let cert = p.self_signed(&key).unwrap();
-        (cert, rcgen::Issuer::new(p, key))
-    };
-    let (ca_cert, ca) = ca_of("gridos test CA");
-    let (_, stranger) = ca_of("gridos stranger CA");
-    let write = |name: &str, pem: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    let leaf = |name: &str, names: &[&str], issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, old| {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        if old {
-            p.not_before = rcgen::date_time_ymd(2019, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2020, 1, 1);
-        }
-        let cert = p.signed_by(&key, issuer).unwrap();
-        (
-            write(&format!("{name}.pem"), cert.pem()),
-            write(&format!("{name}.key"), key.serialize_pem()),
-        )
-    };
+    let ours = tls_fixtures::Pki::new("cp-ftps");
+    let stranger = tls_fixtures::Pki::new("cp-ftps stranger");
+    let pair = |c: tls_fixtures::CertFiles| (c.cert, c.key);
     let here = ["127.0.0.1", "localhost"];
     Pki {
-        ca: write("ca.pem", ca_cert.pem()),
-        good: leaf("good", &here, &ca, false),
-        wrong_name: leaf("wrong", &["elsewhere.example"], &ca, false),
-        expired: leaf("expired", &here, &ca, true),
-        untrusted: leaf("untrusted", &here, &stranger, false),
-        _dir: dir,
+        ca: ours.ca.clone(),
+        good: pair(ours.server.clone()),
+        wrong_name: pair(ours.server_cert("wrong", &["elsewhere.example"], false)),
+        expired: pair(ours.server_cert("expired", &here, true)),
+        untrusted: pair(stranger.server.clone()),
+        _files: [ours, stranger],
     }
 }
 

@@ -304,6 +304,11 @@ pub struct Vsftpd {
 impl Vsftpd {
     /// Starts vsftpd, or returns `None` (skip) / panics (CI) when it cannot run here.
     pub fn start() -> Option<Vsftpd> {
+        Vsftpd::start_with("")
+    }
+
+    /// As [`Vsftpd::start`], with more `vsftpd.conf` lines (e.g. [`vsftpd_tls_lines`]).
+    pub fn start_with(extra: &str) -> Option<Vsftpd> {
         let bin = vsftpd_or_skip()?;
         if !is_root() {
             return unavailable("vsftpd tests need root");
@@ -333,7 +338,8 @@ impl Vsftpd {
                 "anonymous_enable=YES\nlocal_enable=NO\nanon_root={root}\n\
                  ftp_username={ftp_user}\nnopriv_user={ftp_user}\nno_anon_password=YES\n\
                  write_enable=YES\nanon_upload_enable=YES\nanon_mkdir_write_enable=YES\n\
-                 anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n",
+                 anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n\
+                 {extra}",
                 root = root.display(),
             ),
         );
@@ -1079,52 +1085,6 @@ pub fn vsftpd_tls_lines(cert: &Path, key: &Path) -> String {
 }
 
 impl Vsftpd {
-    /// As [`Vsftpd::start`], with more `vsftpd.conf` lines (e.g. [`vsftpd_tls_lines`]).
-    pub fn start_with(extra: &str) -> Option<Vsftpd> {
-        let bin = vsftpd_or_skip()?;
-        if !is_root() {
-            return unavailable("vsftpd tests need root");
-        }
-        let (ftp_user, ftp_uid) = ["ftp", "daemon"]
-            .iter()
-            .find_map(|u| Some((*u, uid_of(u)?)))
-            .expect("no ftp or daemon user");
-        let dir = tempfile::Builder::new()
-            .prefix("gridos-vsftpd-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        let pub_dir = root.join("pub");
-        let empty = dir.path().join("empty");
-        for d in [&root, &pub_dir, &empty] {
-            std::fs::create_dir(d).unwrap();
-        }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::chown(&pub_dir, Some(ftp_uid), None).unwrap();
-        let (child, port, _log) = start_vsftpd(
-            &bin,
-            dir.path(),
-            &format!(
-                "anonymous_enable=YES\nlocal_enable=NO\nanon_root={root}\n\
-                 ftp_username={ftp_user}\nnopriv_user={ftp_user}\nno_anon_password=YES\n\
-                 write_enable=YES\nanon_upload_enable=YES\nanon_mkdir_write_enable=YES\n\
-                 anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n\
-                 {extra}",
-                root = root.display(),
-            ),
-        );
-        Some(Vsftpd {
-            child,
-            port,
-            root,
-            pub_dir,
-            ftp_uid,
-            _dir: dir,
-        })
-    }
-
     /// vsftpd's log (with [`vsftpd_tls_lines`]: every command, reply and TLS handshake),
     /// for failure messages.
     pub fn log(&self) -> String {

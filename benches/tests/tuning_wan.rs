@@ -1,6 +1,7 @@
 //! gridos-io's buffer monitor on an emulated long path: a transfer that starts with a small,
 //! locked send buffer is seen to be send-buffer limited in TCP_INFO and the monitor raises
-//! SO_SNDBUF while it runs. Root only (network namespaces, and SO_SNDBUFFORCE).
+//! SO_SNDBUF while it runs; `gridos -vv cp` says so, one line per adjustment, while the
+//! copy runs. Root only (network namespaces, and SO_SNDBUFFORCE).
 
 use gridos_benches::wan::{Side, Wan, WanParams};
 use gridos_io::tune::TuneAction;
@@ -86,4 +87,130 @@ fn monitor_raises_a_send_buffer_limited_transfer_on_a_long_path() {
     }
     let after = report.sndbuf.unwrap();
     assert!(after > before, "SO_SNDBUF {before} → {after}");
+}
+
+/// The `gridos` binary of this build (target/debug/gridos beside the test's deps/), or
+/// `GRIDOS_BIN`; `None` when it was not built (`cargo test -p gridos-benches` alone).
+fn gridos_bin() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("GRIDOS_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("gridos");
+    bin.exists().then_some(bin)
+}
+
+#[test]
+fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipping: needs root (network namespaces)");
+        return;
+    }
+    let Some(gridos) = gridos_bin() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the gridos binary was not built (cargo test --workspace builds it)"
+        );
+        println!("skipping: no gridos binary (build the workspace, or set GRIDOS_BIN)");
+        return;
+    };
+    let wan = Wan::start(WanParams {
+        delay: Duration::from_millis(10),
+        rate_bits_per_sec: 1_000_000_000,
+        mtu: 9000,
+        ..WanParams::default()
+    })
+    .expect("start the emulator");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    // The server drops root for nobody: the docroot must be writable by it.
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let port = wan
+        .run_in(Side::Server, || {
+            TcpListener::bind((wan.server_addr(), 0)).map(|l| l.local_addr().unwrap().port())
+        })
+        .unwrap()
+        .unwrap();
+    let mut server = std::process::Command::new(&gridos);
+    server.args(["ftpd", "--anonymous", "--anonymous-write", "--docroot"]);
+    server
+        .arg(&root)
+        .arg("--listen")
+        .arg(format!("{}:{port}", wan.server_addr()));
+    server
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut server = Kill(wan.exec_in(Side::Server, &mut server).spawn().unwrap());
+    let size = 64usize << 20;
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let src = dir.path().join("up.bin");
+    std::fs::write(&src, &data).unwrap();
+    let url = format!("gridftp://{}:{port}/up.bin", wan.server_addr());
+    // A small, locked send buffer on a 20 ms round trip: the transfer is send-buffer
+    // limited until the monitor raises it.
+    let mut cp = std::process::Command::new(&gridos);
+    cp.args(["-vv", "cp", "--tcp-bs", "64K"])
+        .arg(&src)
+        .arg(&url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        // The server may still be starting in its namespace.
+        let out = wan.exec_in(Side::Client, &mut cp).output().unwrap();
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!("{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        std::fs::read(root.join("up.bin")).unwrap() == data,
+        "upload differs"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    let adjust: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("gridos: cp: {url}: monitor: send buffer ")))
+        .collect();
+    assert!(!adjust.is_empty(), "no adjustment line: {stderr}");
+    for l in &adjust {
+        assert!(
+            l.contains(" → ")
+                && l.contains("(RTT ")
+                && l.contains(" ms, ")
+                && l.contains(" delivered, BDP "),
+            "{l}"
+        );
+        assert!(
+            l.contains("% of the time limited by the send buffer"),
+            "{l}"
+        );
+    }
+    // As they happen: before the summary, which is the last line; no log lines at -vv.
+    let summary = lines
+        .iter()
+        .rposition(|l| l.contains(" bytes in 1 file in "))
+        .unwrap();
+    let first = lines
+        .iter()
+        .position(|l| l.contains(": monitor: "))
+        .unwrap();
+    assert!(first < summary && summary == lines.len() - 1, "{stderr}");
+    assert!(
+        !stderr.contains(" INFO ") && !stderr.contains(" DEBUG "),
+        "{stderr}"
+    );
+    let _ = server.0.kill();
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

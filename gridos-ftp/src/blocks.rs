@@ -314,6 +314,7 @@ fn stream_opts(opts: &TransferOptions, stop: &CancelToken) -> TransferOptions {
         auto_tune: Some(false),
         max_buffer: opts.max_buffer,
         progress: None,
+        on_decision: None,
     }
 }
 
@@ -331,6 +332,7 @@ struct Tuners {
     socks: Vec<TcpStream>,
     tuners: Vec<SocketTuner>,
     last: Instant,
+    on_decision: Option<gridos_io::DecisionSink>,
 }
 
 impl Tuners {
@@ -342,6 +344,7 @@ impl Tuners {
             socks: Vec::new(),
             tuners: Vec::new(),
             last: Instant::now(),
+            on_decision: opts.on_decision.clone(),
         }
     }
 
@@ -376,7 +379,9 @@ impl Tuners {
                 .push(SocketTuner::new(self.role, self.max_buffer));
         }
         for (sock, tuner) in self.socks.iter().zip(&mut self.tuners) {
-            let _ = tuner.sample(sock.as_fd());
+            if let (Some(d), Some(sink)) = (tuner.sample(sock.as_fd()), &self.on_decision) {
+                sink.tell(&d);
+            }
         }
     }
 }

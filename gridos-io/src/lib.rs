@@ -69,4 +69,6 @@ pub use pipe::{Pipe, PipePool, PooledPipe};
 pub use pool::{IoPool, JobHandle};
 pub use stats::{GlobalStats, TransferReport, process_cpu_time, stats};
 pub use tcpinfo::{TcpInfo, tcp_info};
-pub use transfer::{CancelToken, TransferOptions, recv_file, send_file, send_file_prefixed};
+pub use transfer::{
+    CancelToken, DecisionSink, TransferOptions, recv_file, send_file, send_file_prefixed,
+};

@@ -47,6 +47,31 @@ pub struct TransferOptions {
     pub max_buffer: Option<usize>,
     /// Updated with the bytes committed so far, for progress displays.
     pub progress: Option<Arc<AtomicU64>>,
+    /// Told of each buffer-monitor decision as it is applied (the decisions also come back
+    /// in the report, once the transfer is over).
+    pub on_decision: Option<DecisionSink>,
+}
+
+/// A callback for buffer-monitor decisions while a transfer runs (a live display).
+#[derive(Clone)]
+pub struct DecisionSink(Arc<dyn Fn(&TuneDecision) + Send + Sync>);
+
+impl DecisionSink {
+    /// A sink calling `f` from the transferring thread.
+    pub fn new(f: impl Fn(&TuneDecision) + Send + Sync + 'static) -> DecisionSink {
+        DecisionSink(Arc::new(f))
+    }
+
+    /// Tells the callback of `d`.
+    pub fn tell(&self, d: &TuneDecision) {
+        (self.0)(d)
+    }
+}
+
+impl std::fmt::Debug for DecisionSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecisionSink(..)")
+    }
 }
 
 /// How often a blocked transfer wakes to look at its cancel token.
@@ -61,6 +86,7 @@ pub(crate) struct Ctx {
     interval: Duration,
     last_sample: Instant,
     pub decisions: Vec<TuneDecision>,
+    on_decision: Option<DecisionSink>,
 }
 
 /// The buffer monitor of one transfer. It starts only once a transfer has run for a monitor
@@ -90,6 +116,7 @@ impl Ctx {
             tuning,
             last_sample: Instant::now(),
             decisions: Vec::new(),
+            on_decision: opts.on_decision.clone(),
         }
     }
 
@@ -118,6 +145,9 @@ impl Ctx {
             return;
         };
         if let Some(d) = tuner.sample(sock) {
+            if let Some(sink) = &self.on_decision {
+                sink.tell(&d);
+            }
             self.decisions.push(d);
         }
     }

@@ -96,6 +96,10 @@ impl<'a> Connector<'a> {
         config.transfer.progress = Some(self.progress.clone());
         config.transfer.cancel = Some(self.cancel.clone());
         config.transfer.path = self.options.io_path;
+        let (obs, endpoint) = (self.observer.clone(), url.display());
+        config.transfer.on_decision = Some(gridos_io::DecisionSink::new(move |d| {
+            obs.adjusted(&endpoint, d)
+        }));
         config.active = active;
         if let Some(d) = self.options.busy_retry {
             config.busy_retry = d;

@@ -2,6 +2,7 @@
 //! progress bar, its `-v` plan lines and its summary are observers; a program can be one.
 
 use crate::plan::TransferPlan;
+pub use gridos_io::tune::{TuneAction, TuneDecision};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,13 +12,17 @@ use std::time::Duration;
 pub trait CopyObserver: Send + Sync {
     /// The transfer settings chosen for one FTP side (after login).
     fn planned(&self, _endpoint: &str, _plan: &TransferPlan) {}
+    /// The buffer monitor changed something on a data connection with `endpoint` while
+    /// the transfer runs (a buffer raised, more streams suggested). Comes from the
+    /// transferring thread.
+    fn adjusted(&self, _endpoint: &str, _decision: &TuneDecision) {}
     /// Files and bytes the copy will move (once the source is walked).
     fn total(&self, _files: u64, _bytes: u64) {}
     /// Bytes done so far over the whole copy, and the total when known (about every
     /// 100 ms while data moves).
     fn progress(&self, _done: u64, _total: u64) {}
     /// One file starts, with its size when known (not called for the files of a pipelined
-    /// tree, which are many at once).
+    /// tree, which are many at once; their `file_done` calls come as each one lands).
     fn file_started(&self, _src: &str, _dst: &str, _size: Option<u64>) {}
     /// One file is complete (or was already complete, with `bytes` 0 on resume).
     fn file_done(&self, _src: &str, _dst: &str, _bytes: u64) {}
@@ -54,6 +59,12 @@ impl Progress {
 
     pub fn add_total(&self, n: u64) {
         self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `bytes` of a resumed file were there already: done without moving, so the bar
+    /// starts where the file stands and ends at 100%.
+    pub fn held(&self, bytes: u64) {
+        self.base.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A file of `bytes` is complete. Its bytes leave `current` rather than resetting it:

@@ -215,40 +215,139 @@ fn a_tree_shows_files_done_of_files_total_when_asked_without_a_terminal() {
     for i in 0..n {
         std::fs::write(t.join(format!("f{i}.bin")), random_bytes(2 << 20, i)).unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let dst = dir.path().join("t");
-    // stderr is a pipe here: --progress asks for the redraws anyway. One file after the
-    // other (a pipelined tree reports its files done per batch of 256).
-    let (src, to) = (proxy.url("t"), dst.to_str().unwrap());
-    let r = gridos(&["cp", "-r", "--no-pipeline", "--progress", &src, to]);
-    r.ok();
-    assert_eq!(util::tree(&dst), util::tree(&t));
-    let segs = segments(&r.stderr);
-    assert!(
-        !r.stderr.contains('\x1b'),
-        "escape sequences without a terminal: {:?}",
-        r.stderr
-    );
-    let redraws: Vec<Redraw> = segs.iter().filter_map(|s| parse(s)).collect();
-    assert!(redraws.len() >= 2, "too few redraws: {:?}", r.stderr);
-    let files: Vec<(u64, u64)> = redraws.iter().filter_map(|r| r.files).collect();
-    assert_eq!(files.len(), redraws.len(), "files not shown: {redraws:?}");
-    assert!(files.iter().all(|&(_, of)| of == n), "{files:?}");
-    assert!(
-        files.windows(2).all(|w| w[0].0 <= w[1].0) && files.first() < files.last(),
-        "files done do not grow: {files:?}"
-    );
-    for r in &redraws {
-        assert_eq!(r.total, (n * (2 << 20)) as f64, "{r:?}");
+    // One file after the other, then pipelined (all six RETRs in one batch on one set of
+    // MODE E connections): files done must grow file by file either way.
+    for (k, how) in [["--no-pipeline"], ["--pipeline"]].iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("t");
+        // stderr is a pipe here: --progress asks for the redraws anyway.
+        let (src, to) = (proxy.url("t"), dst.to_str().unwrap());
+        // Small MODE E blocks: the bytes done move in steps finer than a file.
+        let r = gridos(&[
+            "cp",
+            "-r",
+            how[0],
+            "--block-size",
+            "256K",
+            "--progress",
+            &src,
+            to,
+        ]);
+        r.ok();
+        assert_eq!(util::tree(&dst), util::tree(&t), "{how:?}");
+        let segs = segments(&r.stderr);
+        assert!(
+            !r.stderr.contains('\x1b'),
+            "escape sequences without a terminal: {:?}",
+            r.stderr
+        );
+        let redraws: Vec<Redraw> = segs.iter().filter_map(|s| parse(s)).collect();
+        assert!(redraws.len() >= 2, "too few redraws: {:?}", r.stderr);
+        let files: Vec<(u64, u64)> = redraws.iter().filter_map(|r| r.files).collect();
+        assert_eq!(files.len(), redraws.len(), "files not shown: {redraws:?}");
+        assert!(files.iter().all(|&(_, of)| of == n), "{files:?}");
+        assert!(
+            files.windows(2).all(|w| w[0].0 <= w[1].0) && files.first() < files.last(),
+            "files done do not grow: {files:?}"
+        );
+        // Between none and all, some redraws show a part of the files done.
+        let between: std::collections::BTreeSet<u64> = files
+            .iter()
+            .map(|&(d, _)| d)
+            .filter(|&d| d > 0 && d < n)
+            .collect();
+        assert!(
+            between.len() >= 2,
+            "{how:?}: files done jump instead of growing one by one: {files:?}"
+        );
+        let mut last_done = 0.0;
+        for r in &redraws {
+            assert_eq!(r.total, (n * (2 << 20)) as f64, "{r:?}");
+            assert!(
+                r.done >= last_done,
+                "{how:?}: bytes went backwards: {redraws:?}"
+            );
+            last_done = r.done;
+        }
+        // The bytes move inside a file, not only when one completes.
+        let partial = redraws
+            .iter()
+            .filter(|r| r.done > 0.0 && (r.done as u64) % (2 << 20) != 0)
+            .count();
+        assert!(
+            partial >= 1,
+            "{how:?}: bytes move only per file: {redraws:?}"
+        );
+        assert!(
+            segs.iter()
+                .any(|s| s.contains(" files  …") || s.contains(" files  /")),
+            "no file name: {segs:?}"
+        );
+        let last = segs.last().unwrap();
+        assert!(last.contains(&format!("bytes in {n} files in")), "{last:?}");
+        if k == 1 {
+            println!("stderr (redraws separated by \\r):\n{}", segs.join("\n"));
+        }
     }
-    assert!(
-        segs.iter()
-            .any(|s| s.contains(" files  …") || s.contains(" files  /")),
-        "no file name: {segs:?}"
-    );
-    let last = segs.last().unwrap();
-    assert!(last.contains(&format!("bytes in {n} files in")), "{last:?}");
-    println!("stderr (redraws separated by \\r):\n{}", segs.join("\n"));
+}
+
+#[test]
+fn a_resumed_copy_starts_where_the_file_stands_and_ends_full() {
+    let srv = Ours::start(|_| {});
+    let proxy = SlowProxy::start(srv.addr, RATE);
+    let data = random_bytes(SIZE, 33);
+    let half = SIZE / 2;
+    let dir = tempfile::tempdir().unwrap();
+    // A download whose first half is here, then an upload whose first half is there.
+    std::fs::write(srv.path("down.bin"), &data).unwrap();
+    let down = dir.path().join("down.bin");
+    std::fs::write(&down, &data[..half]).unwrap();
+    let up = dir.path().join("up.bin");
+    std::fs::write(&up, &data).unwrap();
+    std::fs::write(srv.path("up.bin"), &data[..half]).unwrap();
+    let cases = [
+        (
+            proxy.url("down.bin"),
+            down.display().to_string(),
+            down.clone(),
+        ),
+        (
+            up.display().to_string(),
+            proxy.url("up.bin"),
+            srv.path("up.bin"),
+        ),
+    ];
+    for (src, dst, lands) in &cases {
+        let r = gridos(&["cp", "--resume", "--progress", src, dst]);
+        r.ok();
+        assert_eq!(sha256_file(lands), sha256(&data), "{src} → {dst}");
+        let segs = segments(&r.stderr);
+        let redraws: Vec<Redraw> = segs
+            .iter()
+            .filter_map(|s| parse(s))
+            .filter(|r| r.done > 0.0)
+            .collect();
+        assert!(redraws.len() >= 3, "too few redraws: {:?}", r.stderr);
+        for r in &redraws {
+            assert_eq!(r.total, SIZE as f64, "{r:?}");
+            // The half already there counts as done from the start.
+            assert!(
+                r.done >= half as f64 && r.percent >= 50,
+                "{src} → {dst}: the bar does not start at the half held: {redraws:?}"
+            );
+        }
+        let last = redraws.last().unwrap();
+        assert!(
+            last.percent >= 80,
+            "{src} → {dst}: the bar ends at {}%: {redraws:?}",
+            last.percent
+        );
+        let summary = segs.last().unwrap();
+        assert!(
+            summary.contains(&format!("{} bytes in 1 file in", SIZE - half)),
+            "{summary:?}"
+        );
+    }
 }
 
 #[test]

@@ -34,6 +34,11 @@ use crate::tls::DataStream;
 /// streams blocks arrive out of order, so a partial file's size says nothing about its holes.
 pub type RangesHook = Arc<dyn Fn(&RangeSet) + Send + Sync>;
 
+/// Most ranges a restarted download names in its `REST` line (the largest ones held; the
+/// rest is fetched again). 128 ranges of two 20-digit offsets fit well inside the 8 KiB
+/// line limit of our server and of the usual FTP servers.
+pub const REST_RANGES_MAX: usize = 128;
+
 /// Settings of one GridFTP transfer.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -413,7 +418,8 @@ impl Client {
             },
             None => {
                 if let Some(h) = have.filter(|h| !h.is_empty()) {
-                    self.defer(Command::Rest(Restart::Ranges(h.clone())), &[350]);
+                    let h = h.largest(REST_RANGES_MAX);
+                    self.defer(Command::Rest(Restart::Ranges(h)), &[350]);
                 }
                 Command::Retr(p)
             }
@@ -582,12 +588,25 @@ impl Client {
     /// connections, so a small file costs about one block header and one reply.
     ///
     /// Returns one result per item, in order; a failed file does not stop the others unless
-    /// the control connection broke.
+    /// the control connection broke. The progress counter of
+    /// [`ClientConfig::transfer`](super::ClientConfig::transfer) counts the batch's bytes.
     pub fn get_pipelined(
         &mut self,
         items: &[(String, File)],
         window: usize,
         o: &GridOptions,
+    ) -> Result<Vec<Result<u64>>> {
+        self.get_pipelined_each(items, window, o, &mut |_, _| {})
+    }
+
+    /// [`Client::get_pipelined`], calling `each(i, result)` as soon as item `i` is settled
+    /// (a progress display can count files while the batch runs).
+    pub fn get_pipelined_each(
+        &mut self,
+        items: &[(String, File)],
+        window: usize,
+        o: &GridOptions,
+        each: &mut dyn FnMut(usize, &Result<u64>),
     ) -> Result<Vec<Result<u64>>> {
         self.ensure_mode_e()?;
         self.ensure_sbuf(o)?;
@@ -611,7 +630,7 @@ impl Client {
                 100..=199 => None,
                 226 | 250 => Some(r),
                 _ => {
-                    results.push(Err(reply_error(&cmd, &r)));
+                    settle(&mut results, each, Err(reply_error(&cmd, &r)));
                     continue;
                 }
             };
@@ -630,7 +649,7 @@ impl Client {
             };
             let res = match received {
                 Ok(out) => {
-                    watchdog.tick();
+                    watchdog.settle(Some(out.bytes));
                     Ok(out)
                 }
                 Err(TransferError::Aborted) if watchdog.timed_out() => Err(Error::Timeout(
@@ -639,25 +658,36 @@ impl Client {
                 )),
                 Err(e) => Err(transfer_err(e, 0)),
             };
+            if res.is_err() {
+                watchdog.settle(None);
+            }
             match self.finish_transfer(&cmd, early, res) {
                 Ok(out) => {
                     cached = out.channels;
-                    results.push(Ok(out.bytes));
+                    settle(&mut results, each, Ok(out.bytes));
                 }
                 Err(e) if self.poisoned => return Err(e),
                 Err(e) => {
                     // The data connections of a failed transfer are not trusted again; with
                     // the listener gone, the commands already sent fail fast (425).
                     drop(listener);
-                    results.push(Err(e));
+                    settle(&mut results, each, Err(e));
                     for (name, _) in &items[i + 1..sent] {
                         let r = self.read_final(name, self.config.reply_timeout)?;
-                        results.push(Err(reply_error(&Command::Retr(name.clone()), &r)));
+                        settle(
+                            &mut results,
+                            each,
+                            Err(reply_error(&Command::Retr(name.clone()), &r)),
+                        );
                     }
                     for _ in &items[sent..] {
-                        results.push(Err(Error::Protocol(
-                            "not attempted after an earlier failure".into(),
-                        )));
+                        settle(
+                            &mut results,
+                            each,
+                            Err(Error::Protocol(
+                                "not attempted after an earlier failure".into(),
+                            )),
+                        );
                     }
                     return Ok(results);
                 }
@@ -683,6 +713,17 @@ impl Client {
         window: usize,
         o: &GridOptions,
     ) -> Result<Vec<Result<u64>>> {
+        self.put_pipelined_each(items, window, o, &mut |_, _| {})
+    }
+
+    /// [`Client::put_pipelined`], calling `each(i, result)` as soon as item `i` is settled.
+    pub fn put_pipelined_each(
+        &mut self,
+        items: &[(File, u64, String)],
+        window: usize,
+        o: &GridOptions,
+        each: &mut dyn FnMut(usize, &Result<u64>),
+    ) -> Result<Vec<Result<u64>>> {
         self.ensure_mode_e()?;
         self.ensure_sbuf(o)?;
         let mut conns = Some(self.upload_channels(o)?);
@@ -704,7 +745,7 @@ impl Client {
             let r = self.read_reply(remote, self.config.reply_timeout)?;
             if !r.is_preliminary() {
                 // Refused before any data (a 226 here would be a server error).
-                results.push(Err(reply_error(&cmd, &r)));
+                settle(&mut results, each, Err(reply_error(&cmd, &r)));
                 continue;
             }
             if let Some(c) = conns.take() {
@@ -728,13 +769,13 @@ impl Client {
             };
             match blocks::send(file, &job, std::mem::take(&mut socks)) {
                 Ok(out) => {
-                    watchdog.tick();
+                    watchdog.settle(Some(out.bytes));
                     socks = out.channels;
                     let r = self.read_final(remote, self.config.reply_timeout)?;
                     if matches!(r.code, 226 | 250) {
-                        results.push(Ok(out.bytes));
+                        settle(&mut results, each, Ok(out.bytes));
                     } else {
-                        results.push(Err(reply_error(&cmd, &r)));
+                        settle(&mut results, each, Err(reply_error(&cmd, &r)));
                     }
                 }
                 Err(e) => {
@@ -795,6 +836,16 @@ impl Client {
     }
 }
 
+/// Records one settled item of a pipelined batch and tells the caller's `each`.
+fn settle(
+    results: &mut Vec<Result<u64>>,
+    each: &mut dyn FnMut(usize, &Result<u64>),
+    r: Result<u64>,
+) {
+    each(results.len(), &r);
+    results.push(r);
+}
+
 /// The report of a MODE E transfer; `forced` is the path the caller forced, if any (the
 /// streams run on it), else the probe's choice.
 fn report(bytes: u64, start: Instant, forced: Option<gridos_io::IoPath>) -> TransferReport {
@@ -810,10 +861,17 @@ fn report(bytes: u64, start: Instant, forced: Option<gridos_io::IoPath>) -> Tran
 }
 
 /// Cancels a batch of transfers when neither bytes nor finished files have moved for the
-/// data timeout (or when the caller's token fires).
+/// data timeout (or when the caller's token fires), and publishes the batch's bytes so far
+/// (finished files plus the running one) to the caller's progress counter.
 struct BatchWatchdog {
     opts: gridos_io::TransferOptions,
     files: Arc<std::sync::atomic::AtomicU64>,
+    /// The running file's bytes (the transfers' own counter).
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes of the batch's finished files; held while the running file's bytes move into
+    /// it, so that no published figure counts a file twice or not at all.
+    settled: Arc<Mutex<u64>>,
+    user: Option<Arc<std::sync::atomic::AtomicU64>>,
     timed_out: Arc<std::sync::atomic::AtomicBool>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -824,6 +882,7 @@ impl BatchWatchdog {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
         let bytes = Arc::new(AtomicU64::new(0));
         let files = Arc::new(AtomicU64::new(0));
+        let settled = Arc::new(Mutex::new(0u64));
         let timed_out = Arc::new(AtomicBool::new(false));
         let cancel = gridos_io::CancelToken::new();
         let opts = gridos_io::TransferOptions {
@@ -831,6 +890,9 @@ impl BatchWatchdog {
             progress: Some(Arc::clone(&bytes)),
             ..user.clone()
         };
+        if let Some(p) = &user.progress {
+            p.store(0, Relaxed);
+        }
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let (b, f, t, user_cancel) = (
             Arc::clone(&bytes),
@@ -838,6 +900,7 @@ impl BatchWatchdog {
             Arc::clone(&timed_out),
             user.cancel.clone(),
         );
+        let (done, shown) = (Arc::clone(&settled), user.progress.clone());
         let thread = std::thread::Builder::new()
             .name("ftp-batch-watchdog".into())
             .spawn(move || {
@@ -848,6 +911,10 @@ impl BatchWatchdog {
                     if user_cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                         cancel.cancel();
                         return;
+                    }
+                    if let Some(p) = &shown {
+                        let d = done.lock().unwrap_or_else(|e| e.into_inner());
+                        p.store(*d + b.load(Relaxed), Relaxed);
                     }
                     let now = (b.load(Relaxed), f.load(Relaxed));
                     if now != last.0 {
@@ -863,15 +930,28 @@ impl BatchWatchdog {
         Ok(BatchWatchdog {
             opts,
             files,
+            bytes,
+            settled,
+            user: user.progress.clone(),
             timed_out,
             stop: Some(tx),
             thread: Some(thread),
         })
     }
 
-    fn tick(&self) {
-        self.files
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// The running transfer ended: a file of `bytes` is complete (0 for one that failed;
+    /// its partial bytes leave the figure).
+    fn settle(&self, bytes: Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut d = self.settled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = bytes {
+            *d += n;
+            self.files.fetch_add(1, Relaxed);
+        }
+        self.bytes.store(0, Relaxed);
+        if let Some(p) = &self.user {
+            p.store(*d, Relaxed);
+        }
     }
 
     fn timed_out(&self) -> bool {
@@ -885,6 +965,8 @@ impl Drop for BatchWatchdog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The last figure is the finished files' bytes, whatever the thread stored last.
+        self.settle(None);
     }
 }
 

@@ -33,7 +33,7 @@ mod secure;
 pub mod third_party;
 
 pub use error::{Error, Result, Side};
-pub use gridftp::{GridOptions, RangesHook};
+pub use gridftp::{GridOptions, REST_RANGES_MAX, RangesHook};
 pub use list::{Entry, EntryKind};
 pub use third_party::{ThirdPartyOptions, ThirdPartyReport};
 

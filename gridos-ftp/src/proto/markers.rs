@@ -86,6 +86,20 @@ impl RangeSet {
         out
     }
 
+    /// The `n` largest ranges only (a subset: bytes dropped are sent again, never
+    /// assumed). A resume of a very fragmented file names what it holds in a `REST` line
+    /// that a server's line limit bounds.
+    pub fn largest(&self, n: usize) -> RangeSet {
+        if self.ranges.len() <= n {
+            return self.clone();
+        }
+        let mut by_size = self.ranges.clone();
+        by_size.sort_by_key(|&(s, e)| std::cmp::Reverse(e - s));
+        by_size.truncate(n);
+        by_size.sort_unstable();
+        RangeSet { ranges: by_size }
+    }
+
     /// Add every range of `other`.
     pub fn extend_from(&mut self, other: &RangeSet) {
         for &(s, e) in &other.ranges {
@@ -254,6 +268,17 @@ fn parse_timestamp(v: &str) -> Result<SystemTime, ReplyError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn largest_keeps_a_subset_of_the_biggest_ranges() {
+        let mut r = RangeSet::new();
+        for (s, e) in [(0, 10), (20, 21), (30, 100), (200, 202), (300, 350)] {
+            r.insert(s, e);
+        }
+        assert_eq!(r.largest(9), r);
+        assert_eq!(r.largest(3).ranges(), &[(0, 10), (30, 100), (300, 350)]);
+        assert_eq!(r.largest(0), RangeSet::new());
+    }
+
     use super::*;
 
     #[test]

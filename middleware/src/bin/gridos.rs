@@ -14,7 +14,9 @@ use std::process::ExitCode;
     after_help = EXAMPLES
 )]
 struct Cli {
-    /// More log output (repeat for more).
+    /// More output (repeat for more). `cp`: -v the plan in human lines, -vv also the
+    /// buffer monitor's adjustments as they happen and the plans as JSON, -vvv and more the
+    /// logs; other commands: info, debug, then trace logs.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -51,7 +53,12 @@ Exit codes: see `gridos cp --help`.";
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    cli::init_logging(args.verbose);
+    // cp's first two -v are its own lines (the plan, the monitor), not log levels.
+    let log_level = match args.command {
+        Command::Cp(_) => args.verbose.saturating_sub(2),
+        _ => args.verbose,
+    };
+    cli::init_logging(log_level);
     let result: Result<ExitCode, Failure> = match args.command {
         Command::Cp(mut a) => {
             a.verbose = args.verbose;

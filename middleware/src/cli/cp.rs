@@ -1,7 +1,7 @@
 //! `gridos cp`: arguments in, a [`Copy`] run, its report out. The copy itself — plans,
 //! resume, landing, trees, third-party — is the library's ([`crate::copy`]).
 
-use crate::observe::CopyObserver;
+use crate::observe::{CopyObserver, TuneAction, TuneDecision};
 use crate::options::{CopyOptions, Pipeline};
 use crate::plan::{Mode, TransferPlan};
 use crate::{Algorithm, Copy, CopyReport, Url};
@@ -104,7 +104,8 @@ pub struct CpArgs {
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<std::path::PathBuf>,
     /// How many global `-v`: 1 reports the tuning decisions (RTT, bandwidth, buffers,
-    /// streams, route) on stderr in one human line each, 2 adds them as JSON.
+    /// streams, route) on stderr in one human line each; 2 adds the buffer monitor's
+    /// adjustments as they happen, and the plans as JSON.
     #[arg(skip)]
     pub verbose: u8,
 }
@@ -366,6 +367,11 @@ impl CopyObserver for Terminal {
             self.say(&format!("{endpoint}: plan {}", json(plan)));
         }
     }
+    fn adjusted(&self, endpoint: &str, d: &TuneDecision) {
+        if self.verbose >= 2 {
+            self.say(&format!("{endpoint}: {}", adjustment_line(d)));
+        }
+    }
     fn total(&self, files: u64, bytes: u64) {
         let Some(bar) = &self.bar else { return };
         let mut s = lock(&self.state);
@@ -446,6 +452,65 @@ fn plan_line(p: &TransferPlan) -> String {
             )
         }
     }
+}
+
+/// One line on a monitor decision: `monitor: send buffer 256 KiB → 1 MiB (RTT 100.2 ms,
+/// 95.3 MB/s delivered, BDP 9.5 MB; 34% of the time limited by the send buffer)`.
+fn adjustment_line(d: &TuneDecision) -> String {
+    let rtt = match d.rtt_us {
+        us @ 0..1000 => format!("{us} µs"),
+        us => format!("{:.1} ms", f64::from(us) / 1000.0),
+    };
+    let limited = match (d.sndbuf_limited_permille, d.rwnd_limited_permille) {
+        (s, _) if s > 0 => format!("; {}% of the time limited by the send buffer", s / 10),
+        (_, r) if r > 0 => format!("; {}% of the time limited by the receiver's window", r / 10),
+        _ => String::new(),
+    };
+    let inputs = match d.action {
+        // The receiver's BDP is the autotuner's receive space (bytes read per RTT).
+        TuneAction::RaiseRcvbuf { .. } => format!(
+            "RTT {rtt}, the receive space of {} fills half the buffer",
+            indicatif::HumanBytes(d.bdp)
+        ),
+        _ => format!(
+            "RTT {rtt}, {} delivered, BDP {}{limited}",
+            rate(d.delivery_rate),
+            decimal(d.bdp)
+        ),
+    };
+    // The kernel doubles what setsockopt asks for: the buffer becomes twice the request.
+    let what = match &d.action {
+        TuneAction::RaiseSndbuf { request, force } => format!(
+            "send buffer {} → {}{}",
+            indicatif::HumanBytes(d.current as u64),
+            indicatif::HumanBytes(*request as u64 * 2),
+            if *force {
+                " (forced past net.core.wmem_max)"
+            } else {
+                ""
+            }
+        ),
+        TuneAction::RaiseRcvbuf { request, force } => format!(
+            "receive buffer {} → {}{}",
+            indicatif::HumanBytes(d.current as u64),
+            indicatif::HumanBytes(*request as u64 * 2),
+            if *force {
+                " (forced past net.core.rmem_max)"
+            } else {
+                ""
+            }
+        ),
+        TuneAction::SuggestStreams { streams } => format!(
+            "buffers at their limit; {streams} stream{} would carry the path",
+            if *streams == 1 { "" } else { "s" }
+        ),
+    };
+    format!("monitor: {what} ({inputs})")
+}
+
+/// `95.3 MB/s` from bytes per second.
+fn rate(bytes_per_sec: u64) -> String {
+    format!("{}/s", decimal(bytes_per_sec))
 }
 
 /// `125 MB`, `1.3 GB`, `900 kB`.
@@ -659,6 +724,43 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
             if r.files == 1 { "" } else { "s" },
             r.seconds,
             r.path,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(action: TuneAction) -> TuneDecision {
+        TuneDecision {
+            action,
+            rtt_us: 100_200,
+            delivery_rate: 95_300_000,
+            bdp: 9_500_000,
+            sndbuf_limited_permille: 0,
+            rwnd_limited_permille: 340,
+            current: 4 << 20,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn one_line_per_monitor_decision() {
+        let d = decision(TuneAction::SuggestStreams { streams: 3 });
+        assert_eq!(
+            adjustment_line(&d),
+            "monitor: buffers at their limit; 3 streams would carry the path (RTT 100.2 ms, \
+             95 MB/s delivered, BDP 10 MB; 34% of the time limited by the receiver's window)"
+        );
+        let d = decision(TuneAction::RaiseRcvbuf {
+            request: 4 << 20,
+            force: true,
+        });
+        assert_eq!(
+            adjustment_line(&d),
+            "monitor: receive buffer 4.00 MiB → 8.00 MiB (forced past net.core.rmem_max) \
+             (RTT 100.2 ms, the receive space of 9.06 MiB fills half the buffer)"
         );
     }
 }

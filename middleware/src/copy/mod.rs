@@ -215,7 +215,15 @@ impl Copy {
                 modified: meta.modified,
             });
         }
-        let total: u64 = files.iter().filter_map(|f| f.size).sum();
+        let total: u64 = match o.range {
+            // A part of one file moves only its length.
+            Some((off, len)) => files
+                .iter()
+                .filter_map(|f| f.size)
+                .map(|n| n.saturating_sub(off).min(len))
+                .sum(),
+            None => files.iter().filter_map(|f| f.size).sum(),
+        };
         progress.add_total(total);
         obs.total(files.len() as u64, total);
 
@@ -264,7 +272,7 @@ impl Copy {
                         moved
                     }
                     (Side::Http(h), d) => http::copy(h, d, job, o, &progress, &self.cancel)?,
-                    (s, d) => one::copy(s, d, job, o)?,
+                    (s, d) => one::copy(s, d, job, o, &progress)?,
                 };
                 if o.preserve_times
                     && let Some(t) = job.modified

@@ -5,6 +5,7 @@ use crate::endpoint::{FileJob, FtpSide, Node, Side};
 use crate::landing::{
     Landing, existing_device, file_len, not_a_file, open_in_place, ranges_sidecar, seekable,
 };
+use crate::observe::Progress;
 use crate::options::CopyOptions;
 use crate::resume::{held, read_ranges, write_ranges};
 use crate::verify::{need_cksm, remote_size, verify_file, verify_remote};
@@ -20,12 +21,15 @@ pub(crate) fn copy(
     dst: &mut Side,
     job: &FileJob,
     o: &CopyOptions,
+    progress: &Progress,
 ) -> Result<Moved> {
     let what = format!("{} → {}", job.src.show(src), job.dst.show(dst));
     let r = match (&mut *src, &job.src, &mut *dst, &job.dst) {
         (_, Node::Local(s), _, Node::Local(d)) => local(s, d, o),
-        (Side::Ftp(f), Node::Remote(s), _, Node::Local(d)) => download(f, s, d, job.size, o),
-        (_, Node::Local(s), Side::Ftp(f), Node::Remote(d)) => upload(f, s, d, o),
+        (Side::Ftp(f), Node::Remote(s), _, Node::Local(d)) => {
+            download(f, s, d, job.size, o, progress)
+        }
+        (_, Node::Local(s), Side::Ftp(f), Node::Remote(d)) => upload(f, s, d, o, progress),
         _ => Err(Error::new(ErrorKind::InvalidInput, "").detail("sides and paths do not match")),
     };
     r.map_err(|e| e.context(&what))
@@ -51,6 +55,7 @@ pub(crate) fn download(
     d: &Path,
     known_size: Option<u64>,
     o: &CopyOptions,
+    progress: &Progress,
 ) -> Result<Moved> {
     let c = &mut f.client;
     let ftp = |e| Error::from_ftp("", e);
@@ -114,6 +119,7 @@ pub(crate) fn download(
         };
         if complete {
             let _ = std::fs::remove_file(&sidecar);
+            progress.held(have);
             return Ok(Moved::none());
         }
         if let Some(t) = total.filter(|&t| have > t) {
@@ -139,7 +145,9 @@ pub(crate) fn download(
     let in_order = is_dev && !seekable(file);
     let r = match &ext {
         Some(g) if !in_order => {
-            let held = held(recorded.as_ref(), have);
+            // What the REST line can name: the rest comes again.
+            let held = held(recorded.as_ref(), have).largest(gridos_ftp::client::REST_RANGES_MAX);
+            progress.held(held.total());
             let mut g = g.clone();
             if o.resume {
                 let path = sidecar.clone();
@@ -155,7 +163,10 @@ pub(crate) fn download(
             }
             r
         }
-        _ => c.get(s, file, have, have).map_err(ftp)?,
+        _ => {
+            progress.held(have);
+            c.get(s, file, have, have).map_err(ftp)?
+        }
     };
     let mode = if in_order { "stream" } else { mode };
     if !is_dev {
@@ -185,7 +196,13 @@ fn unreachable_pair<T>() -> Result<T> {
 }
 
 /// Uploads `s` to `d`.
-pub(crate) fn upload(f: &mut FtpSide, s: &Path, d: &str, o: &CopyOptions) -> Result<Moved> {
+pub(crate) fn upload(
+    f: &mut FtpSide,
+    s: &Path,
+    d: &str,
+    o: &CopyOptions,
+    progress: &Progress,
+) -> Result<Moved> {
     let c = &mut f.client;
     let ftp = |e| Error::from_ftp("", e);
     let file = File::open(s).map_err(|e| Error::from_io("", e).detail("open source"))?;
@@ -234,7 +251,7 @@ pub(crate) fn upload(f: &mut FtpSide, s: &Path, d: &str, o: &CopyOptions) -> Res
             }
         }
         // Resumed uploads continue in stream mode (REST/APPE at the remote size).
-        _ => put_file(c, &file, len, d, o.resume)?,
+        _ => put_file(c, &file, len, d, o.resume, progress)?,
     };
     if let Some(alg) = o.verify {
         verify_file(c, alg, &file, 0, d, 0, len)?;
@@ -244,12 +261,20 @@ pub(crate) fn upload(f: &mut FtpSide, s: &Path, d: &str, o: &CopyOptions) -> Res
 
 /// Uploads `len` bytes of `f` to `d` in stream mode, continuing a partial remote file with
 /// `resume`.
-pub(crate) fn put_file(c: &mut Client, f: &File, len: u64, d: &str, resume: bool) -> Result<Moved> {
+pub(crate) fn put_file(
+    c: &mut Client,
+    f: &File,
+    len: u64,
+    d: &str,
+    resume: bool,
+    progress: &Progress,
+) -> Result<Moved> {
     let mut from = 0;
     let mut mode = PutMode::Store;
     if resume {
         let have = remote_size(c, d)?.unwrap_or(0);
         if have == len {
+            progress.held(have);
             return Ok(Moved::none());
         }
         if have > len {
@@ -260,6 +285,7 @@ pub(crate) fn put_file(c: &mut Client, f: &File, len: u64, d: &str, resume: bool
         if have > 0 {
             from = have;
             mode = resume_mode(c, have);
+            progress.held(have);
         }
     }
     let r = c

@@ -159,40 +159,90 @@ fn get_share(
                 .try_clone()
                 .map_err(|e| Error::from_io(d.display().to_string(), e))?;
             items.push((s.clone(), file));
-            landings.push((l, d, s));
+            landings.push(Some((l, d, s)));
         }
+        // Without --verify a file lands as soon as its transfer is over, so the progress
+        // line counts files while the batch runs; with it, after the server's checksum.
+        let url = f.url.clone();
+        let mut failed = None;
         let results = f
             .client
-            .get_pipelined(&items, PIPELINE_WINDOW, g)
+            .get_pipelined_each(&items, PIPELINE_WINDOW, g, &mut |i, r| {
+                if verify.is_some() || failed.is_some() {
+                    return;
+                }
+                if let (Ok(got), Some(slot)) = (r, landings.get_mut(i)) {
+                    if let Some((l, d, s)) = slot.take() {
+                        let what = format!("{} → {}", url.display_path(s), d.display());
+                        match land_download(l, d, &chunk[i], *got, &what, o) {
+                            Ok(()) => {
+                                obs.file_done(&url.display_path(s), &d.display().to_string(), *got)
+                            }
+                            Err(e) => failed = Some(e),
+                        }
+                    }
+                }
+            })
             .map_err(|e| Error::from_ftp(f.url.display(), e))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         one_result_each(f, results.len(), chunk.len())?;
-        for (r, ((l, d, s), job)) in results.into_iter().zip(landings.into_iter().zip(chunk)) {
-            let what = format!("{} → {}", f.url.display_path(s), d.display());
-            let got = r.map_err(|e| Error::from_ftp(what.clone(), e))?;
-            let len = file_len(l.file())?;
-            if len != got || job.size.is_some_and(|n| n != len) {
-                return Err(Error::new(ErrorKind::Incomplete, what).detail(format!(
-                    "{len} bytes on disk, {} expected",
-                    job.size.unwrap_or(got)
-                )));
-            }
-            if let Some(alg) = verify {
-                verify_file(&mut f.client, alg, l.file(), 0, s, 0, len)
-                    .map_err(|e| e.context(&what))?;
-            }
-            l.commit(d).map_err(|e| e.context(&what))?;
-            if o.preserve_times
-                && let Some(t) = job.modified
-            {
-                set_modified(&mut Side::Local, &job.dst, t).map_err(|e| e.context(&what))?;
-            }
+        for (r, (slot, job)) in results.into_iter().zip(landings.into_iter().zip(chunk)) {
+            let got = match (slot, r) {
+                // Landed while the batch ran.
+                (None, Ok(got)) => got,
+                (Some((l, d, s)), r) => {
+                    let what = format!("{} → {}", f.url.display_path(s), d.display());
+                    let got = r.map_err(|e| Error::from_ftp(what.clone(), e))?;
+                    if let Some(alg) = verify {
+                        check_len(&l, job, got, &what)?;
+                        verify_file(&mut f.client, alg, l.file(), 0, s, 0, got)
+                            .map_err(|e| e.context(&what))?;
+                    }
+                    land_download(l, d, job, got, &what, o)?;
+                    obs.file_done(&f.url.display_path(s), &d.display().to_string(), got);
+                    got
+                }
+                (None, Err(e)) => return Err(Error::from_ftp(f.url.display(), e)),
+            };
             bytes += got;
             done += 1;
             progress.file_done(got);
-            obs.file_done(&f.url.display_path(s), &d.display().to_string(), got);
         }
     }
     Ok((bytes, done))
+}
+
+/// A downloaded file is as long as the transfer said and the listing promised.
+fn check_len(l: &Landing, job: &FileJob, got: u64, what: &str) -> Result<()> {
+    let len = file_len(l.file())?;
+    if len != got || job.size.is_some_and(|n| n != len) {
+        return Err(Error::new(ErrorKind::Incomplete, what).detail(format!(
+            "{len} bytes on disk, {} expected",
+            job.size.unwrap_or(got)
+        )));
+    }
+    Ok(())
+}
+
+/// Puts a complete download in place under its name (with its modification time).
+fn land_download(
+    l: Landing,
+    d: &std::path::Path,
+    job: &FileJob,
+    got: u64,
+    what: &str,
+    o: &CopyOptions,
+) -> Result<()> {
+    check_len(&l, job, got, what)?;
+    l.commit(d).map_err(|e| e.context(what))?;
+    if o.preserve_times
+        && let Some(t) = job.modified
+    {
+        set_modified(&mut Side::Local, &job.dst, t).map_err(|e| e.context(what))?;
+    }
+    Ok(())
 }
 
 /// Uploads a tree's files with pipelined STORs (each file's data leaves once the server
@@ -217,12 +267,28 @@ fn put_tree(
             let len = file_len(&file)?;
             items.push((file, len, d.clone()));
         }
+        // Without --verify or --preserve (which need the control connection) a file is
+        // done as soon as the server confirmed it, so the progress line counts files while
+        // the batch runs.
+        let early = verify.is_none() && !o.preserve_times;
+        let url = f.url.clone();
+        let mut told = vec![false; items.len()];
         let results = f
             .client
-            .put_pipelined(&items, PIPELINE_WINDOW, g)
+            .put_pipelined_each(&items, PIPELINE_WINDOW, g, &mut |i, r| {
+                if let (true, Ok(got), Some((_, len, d)), Some(job)) =
+                    (early, r, items.get(i), chunk.get(i))
+                    && got == len
+                {
+                    told[i] = true;
+                    obs.file_done(&job.src.show(&Side::Local), &url.display_path(d), *got);
+                }
+            })
             .map_err(|e| Error::from_ftp(f.url.display(), e))?;
         one_result_each(f, results.len(), items.len())?;
-        for (r, ((file, len, d), job)) in results.into_iter().zip(items.iter().zip(chunk)) {
+        for (i, (r, ((file, len, d), job))) in
+            results.into_iter().zip(items.iter().zip(chunk)).enumerate()
+        {
             let what = format!("{} → {}", job.src.show(&Side::Local), f.url.display_path(d));
             let got = r.map_err(|e| Error::from_ftp(what.clone(), e))?;
             if got != *len {
@@ -243,7 +309,9 @@ fn put_tree(
             bytes += got;
             done += 1;
             progress.file_done(got);
-            obs.file_done(&job.src.show(&Side::Local), &f.url.display_path(d), got);
+            if !told.get(i).copied().unwrap_or(false) {
+                obs.file_done(&job.src.show(&Side::Local), &f.url.display_path(d), got);
+            }
         }
     }
     Ok((bytes, done))

@@ -161,13 +161,24 @@ impl<'a> Connector<'a> {
             rtt_us,
             privileged: gridos_io::privileged(),
         };
-        let plan = plan_side(
+        let mut plan = plan_side(
             &url.display(),
             facts,
             self.options,
             &gridos_io::config(),
             &gridos_io::tune::SysLimits::read(),
         )?;
+        let tls = &self.options.tls;
+        plan.tls = client.tls_params().map(|p| crate::plan::TlsPlan {
+            version: p.version.to_string(),
+            cipher: p.cipher,
+            data_protected: client.data_protected(),
+            server_checked: match (&tls.ca_file, tls.insecure) {
+                (_, true) => crate::plan::CertCheck::NotChecked,
+                (Some(f), false) => crate::plan::CertCheck::CaFile(f.clone()),
+                (None, false) => crate::plan::CertCheck::SystemRoots,
+            },
+        });
         obs.planned(&url.display(), &plan);
         Ok(FtpSide { client, url, plan })
     }

@@ -85,5 +85,5 @@ pub use gridos_ftp::checksum::Algorithm;
 pub use gridos_io::CancelToken;
 pub use observe::CopyObserver;
 pub use options::{CopyOptions, Pipeline, TlsOptions};
-pub use plan::TransferPlan;
+pub use plan::{CertCheck, TlsPlan, TransferPlan};
 pub use url::{FtpTls, FtpUrl, HttpUrl, Url, UrlError};

@@ -72,9 +72,37 @@ pub struct TransferPlan {
     /// What the path delivered (filled in by the report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured_bytes_per_sec: Option<u64>,
+    /// The control connection's TLS (`None`: commands and data in clear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPlan>,
     /// MODE E settings to use (`None`: stream or deflate mode).
     #[serde(skip)]
     pub grid: Option<GridOptions>,
+}
+
+/// What TLS protects on one FTP side.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TlsPlan {
+    /// `TLS 1.3` or `TLS 1.2`.
+    pub version: String,
+    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// Whether data connections are encrypted too (`PROT P`).
+    pub data_protected: bool,
+    /// How the server's certificate was checked.
+    pub server_checked: CertCheck,
+}
+
+/// How a server's certificate was checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertCheck {
+    /// Against the system's CA roots.
+    SystemRoots,
+    /// Against the CA certificates of a file (`--cacert`).
+    CaFile(std::path::PathBuf),
+    /// Not at all (`--insecure`).
+    NotChecked,
 }
 
 impl TransferPlan {
@@ -93,6 +121,7 @@ impl TransferPlan {
             max_total_buffer: None,
             reason: None,
             measured_bytes_per_sec: None,
+            tls: None,
             grid: None,
         }
     }

@@ -264,6 +264,23 @@ fn ftpes_and_tls_on_ftp_urls() {
     let out = dir.path().join("again.bin");
     cp_ok(&v, &p.ca, &["--tls", &v.url("ftp", "src.bin"), s(&out)]);
     assert_eq!(sha256_file(&out), sha256_file(&v.home.join("src.bin")));
+    // -v says what TLS protects, in one line per side.
+    let url = v.url("ftp", "src.bin");
+    let r = gridos(&["-v", "cp", "--tls", "--cacert", s(&p.ca), &url, s(&out)]);
+    assert!(r.status.success(), "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("gridos: cp: ftp://") && l.contains("/src.bin: TLS 1."))
+        .unwrap_or_else(|| panic!("no TLS line: {}", r.stderr));
+    assert!(
+        line.contains(&format!(
+            "server certificate checked against {}",
+            p.ca.display()
+        )) && line.ends_with("; data encrypted (PROT P)")
+            && line.contains(" (TLS"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -396,6 +396,13 @@ fn verbose_prints_one_human_line_per_decision_and_json_with_vv() {
         "{}",
         r.stderr
     );
+    assert!(
+        r.stderr.contains(&format!(
+            "gridos: cp: {src}: no TLS: commands and data go in clear"
+        )),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains('{'), "JSON at -v: {}", r.stderr);
     assert!(r.plans().is_empty(), "{}", r.stderr);
 

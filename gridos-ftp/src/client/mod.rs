@@ -35,6 +35,7 @@ pub mod third_party;
 pub use error::{Error, Result, Side};
 pub use gridftp::{GridOptions, REST_RANGES_MAX, RangesHook};
 pub use list::{Entry, EntryKind};
+pub use secure::TlsParams;
 pub use third_party::{ThirdPartyOptions, ThirdPartyReport};
 
 use std::fs::File;
@@ -638,6 +639,11 @@ impl Client {
     /// Whether the control connection is encrypted (TLS).
     pub fn is_tls(&self) -> bool {
         self.ctrl.is_tls()
+    }
+
+    /// The control connection's TLS version and cipher suite; `None` in clear.
+    pub fn tls_params(&self) -> Option<TlsParams> {
+        self.ctrl.tls_params()
     }
 
     /// Whether data connections are TLS (`PROT P` in force).

@@ -43,7 +43,32 @@ pub(crate) enum Ctrl {
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
+/// What a TLS control connection negotiated (for `-v` lines and reports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsParams {
+    /// `TLS 1.3` or `TLS 1.2`.
+    pub version: &'static str,
+    /// The cipher suite's IANA name, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
 impl Ctrl {
+    /// The negotiated TLS version and cipher suite; `None` in clear.
+    pub(crate) fn tls_params(&self) -> Option<TlsParams> {
+        let Ctrl::Tls(s) = self else { return None };
+        let version = match s.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2",
+            _ => "TLS",
+        };
+        let cipher = s
+            .conn
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown cipher".into());
+        Some(TlsParams { version, cipher })
+    }
+
     /// The TCP connection underneath.
     pub(crate) fn tcp(&self) -> &TcpStream {
         match self {

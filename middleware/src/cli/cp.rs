@@ -362,6 +362,7 @@ impl CopyObserver for Terminal {
     fn planned(&self, endpoint: &str, plan: &TransferPlan) {
         if self.verbose >= 1 {
             self.say(&format!("{endpoint}: {}", plan_line(plan)));
+            self.say(&format!("{endpoint}: {}", tls_line(plan.tls.as_ref())));
         }
         if self.verbose >= 2 {
             self.say(&format!("{endpoint}: plan {}", json(plan)));
@@ -452,6 +453,26 @@ fn plan_line(p: &TransferPlan) -> String {
             )
         }
     }
+}
+
+/// One line on what TLS protects: `TLS 1.3 (TLS13_AES_256_GCM_SHA384), server certificate
+/// checked against the system's roots; data encrypted (PROT P)`.
+fn tls_line(t: Option<&crate::plan::TlsPlan>) -> String {
+    use crate::plan::CertCheck;
+    let Some(t) = t else {
+        return "no TLS: commands and data go in clear".into();
+    };
+    let checked = match &t.server_checked {
+        CertCheck::SystemRoots => "server certificate checked against the system's roots".into(),
+        CertCheck::CaFile(f) => format!("server certificate checked against {}", f.display()),
+        CertCheck::NotChecked => "server certificate NOT checked (--insecure)".into(),
+    };
+    let data = if t.data_protected {
+        "data encrypted (PROT P)"
+    } else {
+        "data in clear (PROT C)"
+    };
+    format!("{} ({}), {checked}; {data}", t.version, t.cipher)
 }
 
 /// One line on a monitor decision: `monitor: send buffer 256 KiB → 1 MiB (RTT 100.2 ms,

@@ -1,6 +1,6 @@
 //! The two ends of a copy: this machine or a logged-in FTP server, and paths on them.
 
-use crate::observe::CopyObserver;
+use crate::observe::{CopyObserver, Progress};
 use crate::options::CopyOptions;
 use crate::plan::{PathFacts, TransferPlan, plan_side};
 use crate::url::{FtpTls, FtpUrl, remote_join};
@@ -10,7 +10,6 @@ use gridos_ftp::tls::{ClientTls, ClientTlsOptions, Roots};
 use gridos_io::CancelToken;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -46,7 +45,8 @@ pub(crate) enum Node {
 /// How a connection is made: what every connection of one copy shares.
 pub(crate) struct Connector<'a> {
     pub options: &'a CopyOptions,
-    pub progress: Arc<AtomicU64>,
+    /// The copy's byte counts; its `current` is every connection's progress counter.
+    pub progress: Arc<Progress>,
     pub cancel: CancelToken,
     /// Where notices go (a password that went in clear).
     observer: Arc<dyn CopyObserver>,
@@ -59,7 +59,7 @@ pub(crate) struct Connector<'a> {
 impl<'a> Connector<'a> {
     pub fn new(
         options: &'a CopyOptions,
-        progress: Arc<AtomicU64>,
+        progress: Arc<Progress>,
         cancel: CancelToken,
         observer: Arc<dyn CopyObserver>,
     ) -> Connector<'a> {
@@ -93,7 +93,7 @@ impl<'a> Connector<'a> {
     /// Connects and logs in, with TLS as the URL and the options say.
     pub fn login(&self, url: &FtpUrl, active: bool) -> Result<Client> {
         let mut config = ClientConfig::default();
-        config.transfer.progress = Some(self.progress.clone());
+        config.transfer.progress = Some(self.progress.current.clone());
         config.transfer.cancel = Some(self.cancel.clone());
         config.transfer.path = self.options.io_path;
         let (obs, endpoint) = (self.observer.clone(), url.display());

@@ -12,7 +12,6 @@ use gridos_ftp::client::EntryKind;
 use gridos_io::CancelToken;
 use std::fs::File;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 /// What a source is.
@@ -53,7 +52,7 @@ impl Fetcher {
     fn side(&self, u: &FtpUrl) -> Result<FtpSide> {
         let conn = Connector::new(
             &self.options,
-            Arc::new(AtomicU64::new(0)),
+            crate::observe::Progress::new(),
             self.cancel.clone(),
             Arc::new(Silent),
         );

@@ -81,7 +81,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 /// How a URL is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,7 +263,7 @@ impl OpenOptions {
     fn connector(&self) -> Connector<'_> {
         Connector::new(
             &self.copy,
-            Arc::new(AtomicU64::new(0)),
+            crate::observe::Progress::new(),
             CancelToken::new(),
             self.observer_or_silent(),
         )

@@ -123,7 +123,7 @@ impl Copy {
         let progress = Progress::new();
         let conn = Connector::new(
             o,
-            progress.current.clone(),
+            progress.clone(),
             self.cancel.clone(),
             self.observer.clone(),
         );

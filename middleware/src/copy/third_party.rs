@@ -8,7 +8,7 @@ use super::Moved;
 use super::one::resume_mode;
 use crate::endpoint::{Connector, FileJob, FtpSide, Node};
 use crate::landing::file_len;
-use crate::observe::CopyObserver;
+use crate::observe::{CopyObserver, Progress};
 use crate::options::CopyOptions;
 use crate::verify::{remote_size, verify_remote};
 use crate::{Error, ErrorKind, Result};
@@ -47,7 +47,7 @@ pub(crate) fn copy(
         let moved = relay(s, sp, d, dp, job.size, o).map_err(|e| e.context(&what))?;
         return Ok((moved, relayed(reason)));
     }
-    let reason = match direct(s, sp, d, dp, job, o) {
+    let reason = match direct(s, sp, d, dp, job, o, &conn.progress) {
         Ok(r) => return Ok(r),
         Err(Refusal::Fatal(e)) => return Err(e.context(&what)),
         Err(Refusal::Refused(e)) => {
@@ -101,6 +101,7 @@ fn direct(
     dp: &str,
     job: &FileJob,
     o: &CopyOptions,
+    progress: &Progress,
 ) -> std::result::Result<(Moved, Route), Refusal> {
     if o.compress {
         return Err(Refusal::NotPossible(
@@ -123,6 +124,7 @@ fn direct(
             None => remote_size(&mut s.client, sp).map_err(Refusal::Fatal)?,
         };
         if total == Some(have) {
+            progress.held(have);
             return Ok((Moved::none(), route(None)));
         }
         if let Some(t) = total.filter(|&t| have > t) {
@@ -136,6 +138,9 @@ fn direct(
             // REST continues stream-mode transfers.
             opts.grid = None;
             opts.restart = Some(have);
+            // The bar starts where the destination stands (a relay after a refusal moves
+            // the same rest).
+            progress.held(have);
         }
     }
     match third_party::transfer(&mut s.client, sp, &mut d.client, dp, &opts) {

@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                     let r = if o & 1 == 0 {
                         Ok(vec!["127.0.0.1:5000".parse().unwrap()])
                     } else {
-                        Err("x".into())
+                        Err(gridos_ftp::proto::PassiveError::NoPort)
                     };
                     s.handle_passive_opened(r).unwrap();
                 }

@@ -281,7 +281,7 @@ fn drive(s: &mut Session, outcomes: &[u8], k: &mut usize) -> Result<(), TestCase
         match a {
             Action::OpenPassive(_) => {
                 let r = if o % 3 == 0 {
-                    Err("no".to_string())
+                    Err(gridos_ftp::proto::PassiveError::NoPort)
                 } else {
                     Ok(vec!["127.0.0.1:6000".parse().unwrap()])
                 };

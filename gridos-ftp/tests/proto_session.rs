@@ -600,9 +600,13 @@ fn epsv_variants() {
     );
     assert_eq!(t.codes("EPSV 2\r\n"), [522]);
     assert!(t.codes("EPSV 1\r\n").is_empty());
-    t.s.handle_passive_opened(Err("no ports left".into()))
+    t.s.handle_passive_opened(Err(gridos_ftp::proto::PassiveError::NoPort))
         .unwrap();
-    assert_eq!(t.replies()[0].code, 425);
+    let r = &t.replies()[0];
+    assert_eq!(
+        (r.code, r.text()),
+        (425, "Can't open passive connection: no port available")
+    );
     let _ = t.action();
     assert_eq!(
         t.codes("EPSV ALL\r\nPASV\r\nPORT 192,0,2,10,200,10\r\nEPRT |1|192.0.2.10|6000|\r\n"),

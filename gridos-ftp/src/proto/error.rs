@@ -22,6 +22,21 @@ pub enum Error {
     UnexpectedReport,
 }
 
+/// Why no passive listener could be opened: the text of the `425` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PassiveError {
+    /// PASV on a control connection that arrived over IPv6.
+    #[error("no IPv4 address")]
+    NoIpv4,
+    /// Every port of the configured range is taken.
+    #[error("no port available")]
+    NoPort,
+    /// Binding or reading the listener failed.
+    #[error("{0}")]
+    Io(std::io::ErrorKind),
+}
+
 /// Why a command line was not turned into a [`Command`](super::Command).
 ///
 /// [`ParseError::reply_code`] gives the reply the server should send.

@@ -31,7 +31,7 @@ pub use command::{
     Command, Dcau, EpsvArg, FormatControl, ListArgs, Opts, Parallelism, ProtLevel, Restart,
     RetrOpts, SiteCommand, StripeLayout, Structure, TransferMode, TransferType, TrevEvent, Verb,
 };
-pub use error::{Error, ModeEError, ParseError, ReplyError};
+pub use error::{Error, ModeEError, ParseError, PassiveError, ReplyError};
 pub use facts::{FactSet, Facts, FileKind};
 pub use line::{LineEvent, LineReader};
 pub use markers::{PerfMarker, RangeSet};

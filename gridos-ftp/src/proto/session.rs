@@ -1156,7 +1156,7 @@ impl Session {
     /// opened).
     pub fn handle_passive_opened(
         &mut self,
-        result: Result<Vec<SocketAddr>, String>,
+        result: Result<Vec<SocketAddr>, super::PassiveError>,
     ) -> Result<(), Error> {
         let Pending::Passive(kind) = self.pending else {
             return Err(Error::UnexpectedReport);
@@ -1164,7 +1164,7 @@ impl Session {
         self.pending = Pending::Idle;
         let fail = |m: &str| Reply::new(425, format!("Can't open passive connection: {m}"));
         let reply = match result {
-            Err(m) => fail(&m),
+            Err(e) => fail(&e.to_string()),
             Ok(addrs) => {
                 let v4: Vec<SocketAddrV4> = addrs
                     .iter()

@@ -20,8 +20,8 @@ use super::ftps::{self, Control, Logins};
 use super::transfer::{self, DataTls, Event, Job, Keep};
 use super::{SHUTDOWN_ABORT, SHUTDOWN_DRAIN, Shared};
 use crate::proto::{
-    Action, Features, FsError, FsErrorKind, FsOutcome, Marker, PassiveKind, ProtLevel, Session,
-    SessionConfig, TlsEstablished, TransferError, VirtualPath,
+    Action, Features, FsError, FsErrorKind, FsOutcome, Marker, PassiveError, PassiveKind,
+    ProtLevel, Session, SessionConfig, TlsEstablished, TransferError, VirtualPath,
 };
 use crate::tls::{ClientTls, ClientTlsOptions, Roots, SessionTls};
 
@@ -421,16 +421,16 @@ impl Conn {
         }
     }
 
-    async fn open_passive(&mut self, kind: PassiveKind) -> Result<Vec<SocketAddr>, String> {
+    async fn open_passive(&mut self, kind: PassiveKind) -> Result<Vec<SocketAddr>, PassiveError> {
         self.passive = None;
         let ip = self.local.ip().to_canonical();
         if kind == PassiveKind::Pasv && !ip.is_ipv4() {
-            return Err("no IPv4 address".into());
+            return Err(PassiveError::NoIpv4);
         }
-        let mut last = String::from("no port available");
         let bind = |port: u16| async move { TcpListener::bind(SocketAddr::new(ip, port)).await };
+        let io = |e: std::io::Error| PassiveError::Io(e.kind());
         let listener = match self.pasv_ports {
-            None => bind(0).await.map_err(|e| e.to_string())?,
+            None => bind(0).await.map_err(io)?,
             Some((lo, hi)) => {
                 let span = u32::from(hi - lo) + 1;
                 let start = (std::process::id().wrapping_add(self.peer.port() as u32)
@@ -439,19 +439,16 @@ impl Conn {
                 let mut found = None;
                 for i in 0..span {
                     let port = lo + ((start + i) % span) as u16;
-                    match bind(port).await {
-                        Ok(l) => {
-                            found = Some(l);
-                            break;
-                        }
-                        Err(e) => last = e.to_string(),
+                    if let Ok(l) = bind(port).await {
+                        found = Some(l);
+                        break;
                     }
                 }
-                found.ok_or(last)?
+                found.ok_or(PassiveError::NoPort)?
             }
         };
         self.shared.stats.passive_opened.fetch_add(1, Relaxed);
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(io)?;
         self.passive = Some(listener);
         Ok(vec![addr])
     }

@@ -9,19 +9,25 @@ use gridos_io::{BufferOpt, BufferOptName, GridSocket, TransferOptions};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+/// A 20 ms round trip at 1 Gbit/s (jumbo frames): a 64 KiB send buffer holds a transfer
+/// to a fraction of the path.
+fn long_path() -> Wan {
+    Wan::start(WanParams {
+        delay: Duration::from_millis(10),
+        rate_bits_per_sec: 1_000_000_000,
+        mtu: 9000,
+        ..WanParams::default()
+    })
+    .expect("start the emulator")
+}
+
 #[test]
 fn monitor_raises_a_send_buffer_limited_transfer_on_a_long_path() {
     if !nix::unistd::geteuid().is_root() {
         println!("skipping: needs root (network namespaces, SO_SNDBUFFORCE)");
         return;
     }
-    let wan = Wan::start(WanParams {
-        delay: Duration::from_millis(10),
-        rate_bits_per_sec: 1_000_000_000,
-        mtu: 9000,
-        ..WanParams::default()
-    })
-    .expect("start the emulator");
+    let wan = long_path();
     let listener = wan
         .run_in(Side::Server, || TcpListener::bind((wan.server_addr(), 0)))
         .unwrap()
@@ -114,13 +120,7 @@ fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
         println!("skipping: no gridos binary (build the workspace, or set GRIDOS_BIN)");
         return;
     };
-    let wan = Wan::start(WanParams {
-        delay: Duration::from_millis(10),
-        rate_bits_per_sec: 1_000_000_000,
-        mtu: 9000,
-        ..WanParams::default()
-    })
-    .expect("start the emulator");
+    let wan = long_path();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();

@@ -500,27 +500,23 @@ fn adjustment_line(d: &TuneDecision) -> String {
         ),
     };
     // The kernel doubles what setsockopt asks for: the buffer becomes twice the request.
+    let raised = |which: &str, request: usize, force: bool, sysctl: &str| {
+        format!(
+            "{which} buffer {} → {}{}",
+            indicatif::HumanBytes(d.current as u64),
+            indicatif::HumanBytes(request as u64 * 2),
+            if force {
+                format!(" (forced past net.core.{sysctl})")
+            } else {
+                String::new()
+            }
+        )
+    };
     let what = match &d.action {
-        TuneAction::RaiseSndbuf { request, force } => format!(
-            "send buffer {} → {}{}",
-            indicatif::HumanBytes(d.current as u64),
-            indicatif::HumanBytes(*request as u64 * 2),
-            if *force {
-                " (forced past net.core.wmem_max)"
-            } else {
-                ""
-            }
-        ),
-        TuneAction::RaiseRcvbuf { request, force } => format!(
-            "receive buffer {} → {}{}",
-            indicatif::HumanBytes(d.current as u64),
-            indicatif::HumanBytes(*request as u64 * 2),
-            if *force {
-                " (forced past net.core.rmem_max)"
-            } else {
-                ""
-            }
-        ),
+        TuneAction::RaiseSndbuf { request, force } => raised("send", *request, *force, "wmem_max"),
+        TuneAction::RaiseRcvbuf { request, force } => {
+            raised("receive", *request, *force, "rmem_max")
+        }
         TuneAction::SuggestStreams { streams } => format!(
             "buffers at their limit; {streams} stream{} would carry the path",
             if *streams == 1 { "" } else { "s" }

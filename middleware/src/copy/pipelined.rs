@@ -171,15 +171,17 @@ fn get_share(
                 if verify.is_some() || failed.is_some() {
                     return;
                 }
-                if let (Ok(got), Some(slot)) = (r, landings.get_mut(i)) {
-                    if let Some((l, d, s)) = slot.take() {
-                        let what = format!("{} → {}", url.display_path(s), d.display());
-                        match land_download(l, d, &chunk[i], *got, &what, o) {
-                            Ok(()) => {
-                                obs.file_done(&url.display_path(s), &d.display().to_string(), *got)
-                            }
-                            Err(e) => failed = Some(e),
+                let (Ok(got), Some(slot), Some(job)) = (r, landings.get_mut(i), chunk.get(i))
+                else {
+                    return;
+                };
+                if let Some((l, d, s)) = slot.take() {
+                    let what = format!("{} → {}", url.display_path(s), d.display());
+                    match land_download(l, d, job, *got, &what, o) {
+                        Ok(()) => {
+                            obs.file_done(&url.display_path(s), &d.display().to_string(), *got)
                         }
+                        Err(e) => failed = Some(e),
                     }
                 }
             })

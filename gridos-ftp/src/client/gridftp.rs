@@ -446,6 +446,7 @@ impl Client {
                 opts: opts.clone(),
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
+                before_gap: None,
             };
             let protect = self.accepted();
             let incoming = self.incoming(listener.as_ref(), cached.len(), o, &protect);
@@ -641,6 +642,7 @@ impl Client {
                 opts: watchdog.opts.clone(),
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
+                before_gap: None,
             };
             let received = {
                 let protect = self.accepted();

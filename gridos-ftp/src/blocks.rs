@@ -104,6 +104,47 @@ pub struct Recv {
     /// server: its client must not send the next transfer's data before the 125/150). A
     /// client leaves it off: a server may start the next pipelined transfer at once.
     pub strict_eod: bool,
+    /// Called before a payload lands past what the file holds from offset 0 without a hole
+    /// (a block out of order): from then on the file has holes, which a server records
+    /// before it makes them. An error stops the transfer before that payload is written.
+    pub before_gap: Option<GapHook>,
+}
+
+/// See [`Recv::before_gap`]. Called from the streams' threads, possibly at once: it must
+/// be idempotent, and return only once what it does is done.
+#[derive(Clone)]
+pub struct GapHook(pub Arc<dyn Fn() -> io::Result<()> + std::marker::Send + Sync>);
+
+impl std::fmt::Debug for GapHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GapHook")
+    }
+}
+
+/// Takes the next header of stream `id`: where its payload goes. A payload past the bytes
+/// held from 0 without a hole first goes through [`Recv::before_gap`].
+fn place(job: &Recv, id: StreamId, h: &BlockHeader) -> Result<Placement, TransferError> {
+    let (placement, gap) = {
+        let mut rx = lock(&job.rx);
+        let p = rx.handle_header(id, h)?;
+        let gap = match p {
+            Placement::Write { offset, .. } if job.before_gap.is_some() => {
+                let held = rx
+                    .received()
+                    .ranges()
+                    .first()
+                    .filter(|r| r.0 == 0)
+                    .map_or(0, |r| r.1);
+                offset > held
+            }
+            _ => false,
+        };
+        (p, gap)
+    };
+    if let (true, Some(hook)) = (gap, &job.before_gap) {
+        (hook.0)().map_err(|e| TransferError::Fs(e.into()))?;
+    }
+    Ok(placement)
 }
 
 /// Makes an accepted data connection what the session needs: TLS under `PROT P` (with the
@@ -872,7 +913,7 @@ fn recv_stream_plain(
         };
         got_any = true;
         let h = BlockHeader::decode(&raw)?;
-        let placement = lock(&job.rx).handle_header(id, &h)?;
+        let placement = place(job, id, &h)?;
         match placement {
             Placement::Write { offset, len } if len <= SMALL => {
                 // Small payloads: one read and one pwrite beat setting up a splice.
@@ -947,7 +988,7 @@ fn recv_stream_tls(
         };
         got_any = true;
         let h = BlockHeader::decode(&raw)?;
-        let placement = lock(&job.rx).handle_header(id, &h)?;
+        let placement = place(job, id, &h)?;
         match placement {
             Placement::Write { offset, len } => {
                 let mut at = offset;

@@ -164,6 +164,7 @@ fn recv_job(rx: ModeEReceiver, strict: bool) -> blocks::Recv {
         opts: TransferOptions::default(),
         max_streams: 64,
         strict_eod: strict,
+        before_gap: None,
     }
 }
 

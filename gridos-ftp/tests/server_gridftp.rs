@@ -942,10 +942,13 @@ fn mode_e_upload_impossible_blocks_are_refused() {
         // If the garbage happened to parse as a block, the early close fails it.
         let _ = d[0].shutdown(std::net::Shutdown::Write);
     });
-    // Only the good uploads and (allowed) partials of the refused ones are left.
+    // Only the good uploads and (allowed) partials of the refused ones, with the range
+    // records of those that had holes, are left.
     for name in tree(&s.root).into_keys() {
         assert!(
-            name.starts_with("after-") || name.ends_with(".gridos-part"),
+            name.starts_with("after-")
+                || name.ends_with(".gridos-part")
+                || name.ends_with(".gridos-part.ranges"),
             "unexpected file {name:?} in the docroot after refused uploads"
         );
     }

@@ -34,6 +34,7 @@ impl Pipe {
                 }
             }
         };
+        crate::stats::pipe_opened();
         Ok(Pipe {
             read,
             write,
@@ -44,6 +45,12 @@ impl Pipe {
     /// The pipe's capacity in bytes (the most one splice into it can move).
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        crate::stats::pipe_closed();
     }
 }
 
@@ -73,6 +80,7 @@ impl PipePool {
             Some(p) => p,
             None => Pipe::new(self.size)?,
         };
+        crate::stats::pipe_lent();
         Ok(PooledPipe {
             pool: self,
             pipe: Some(pipe),
@@ -110,6 +118,7 @@ impl PooledPipe<'_> {
 
 impl Drop for PooledPipe<'_> {
     fn drop(&mut self) {
+        crate::stats::pipe_returned();
         if let (true, Some(p)) = (self.clean, self.pipe.take()) {
             let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.pool.max_idle {

@@ -59,6 +59,10 @@ pub struct GlobalStats {
     pub last_rcvbuf: u64,
     /// The path the probe selected, by name.
     pub probed_path: &'static str,
+    /// Pipes of the splice paths open now, idle ones in the pools included.
+    pub pipes_open: u64,
+    /// Pipes on loan to a transfer now (0 once every transfer has ended).
+    pub pipes_in_use: u64,
 }
 
 #[derive(Default)]
@@ -74,6 +78,8 @@ struct Counters {
     decisions: AtomicU64,
     sndbuf: AtomicU64,
     rcvbuf: AtomicU64,
+    pipes_open: AtomicU64,
+    pipes_in_use: AtomicU64,
 }
 
 static C: Counters = Counters {
@@ -88,6 +94,8 @@ static C: Counters = Counters {
     decisions: AtomicU64::new(0),
     sndbuf: AtomicU64::new(0),
     rcvbuf: AtomicU64::new(0),
+    pipes_open: AtomicU64::new(0),
+    pipes_in_use: AtomicU64::new(0),
 };
 
 /// User + system CPU time of the whole process (all threads, io_uring workers included):
@@ -119,7 +127,25 @@ pub fn stats() -> GlobalStats {
         last_sndbuf: C.sndbuf.load(Relaxed),
         last_rcvbuf: C.rcvbuf.load(Relaxed),
         probed_path: crate::probe().name(),
+        pipes_open: C.pipes_open.load(Relaxed),
+        pipes_in_use: C.pipes_in_use.load(Relaxed),
     }
+}
+
+pub(crate) fn pipe_opened() {
+    C.pipes_open.fetch_add(1, Relaxed);
+}
+
+pub(crate) fn pipe_closed() {
+    C.pipes_open.fetch_sub(1, Relaxed);
+}
+
+pub(crate) fn pipe_lent() {
+    C.pipes_in_use.fetch_add(1, Relaxed);
+}
+
+pub(crate) fn pipe_returned() {
+    C.pipes_in_use.fetch_sub(1, Relaxed);
 }
 
 pub(crate) fn started(path: IoPath) {

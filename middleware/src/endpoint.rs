@@ -104,6 +104,11 @@ impl<'a> Connector<'a> {
         if let Some(d) = self.options.busy_retry {
             config.busy_retry = d;
         }
+        if let Some(t) = self.options.timeout {
+            config.connect_timeout = t;
+            config.reply_timeout = t;
+            config.data_timeout = t;
+        }
         let tls = &self.options.tls;
         config.tls = match url.tls {
             FtpTls::Implicit => TlsMode::Implicit,

@@ -141,6 +141,7 @@ impl Error {
                 ErrorKind::Network
             }
             F::Timeout(..) => ErrorKind::Timeout,
+            F::NoSpace { .. } => ErrorKind::Io,
             F::Protocol(_) | F::Poisoned => ErrorKind::Protocol,
             F::Incomplete { .. } => ErrorKind::Incomplete,
             F::Cancelled { .. } => ErrorKind::Cancelled,

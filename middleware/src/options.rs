@@ -72,6 +72,8 @@ pub struct CopyOptions {
     pub range: Option<(u64, u64)>,
     /// MODE Z (deflate on the wire).
     pub compress: bool,
+    /// Stream mode (MODE S) even against servers that offer MODE E (`--stream`).
+    pub stream: bool,
     /// Pipelining of trees.
     pub pipeline: Pipeline,
     /// Active mode (PORT/EPRT) for stream-mode transfers and listings.
@@ -83,6 +85,10 @@ pub struct CopyOptions {
     pub relay: bool,
     /// How long to keep retrying a server that answers 421 (too many connections).
     pub busy_retry: Option<Duration>,
+    /// Limit for every wait on a server: connecting, each reply, and a data transfer
+    /// without progress (`--timeout`); `None`: the client's defaults (30 s to connect, 60 s
+    /// for a reply or for data to move).
+    pub timeout: Option<Duration>,
     /// Force this machine's data path (an error if the kernel lacks it); `None`: the
     /// probe's choice.
     pub io_path: Option<gridos_io::IoPath>,
@@ -101,11 +107,13 @@ impl Default for CopyOptions {
             block_size: None,
             range: None,
             compress: false,
+            stream: false,
             pipeline: Pipeline::Auto,
             active: false,
             preserve_times: false,
             relay: true,
             busy_retry: None,
+            timeout: None,
             io_path: None,
             tls: TlsOptions::default(),
         }
@@ -123,6 +131,17 @@ impl CopyOptions {
         if self.compress && (self.parallel.is_some() || self.range.is_some()) {
             return Err(Error::new(ErrorKind::InvalidInput, "cp").detail(
                 "--compress (MODE Z) moves one stream; it goes with neither -p nor --offset",
+            ));
+        }
+        if self.stream
+            && (self.compress
+                || self.parallel.is_some()
+                || self.block_size.is_some()
+                || self.range.is_some())
+        {
+            return Err(Error::new(ErrorKind::InvalidInput, "cp").detail(
+                "--stream moves one stream in MODE S; it goes with none of --compress, -p, \
+                 --block-size and --offset",
             ));
         }
         if self.tls.insecure && self.tls.ca_file.is_some() {

@@ -152,7 +152,7 @@ pub fn plan_side(
         return Err(Error::new(ErrorKind::Unsupported, what)
             .detail("the server does not offer the GridFTP extensions (no MODE E in FEAT)"));
     }
-    if o.compress || !facts.gridftp {
+    if o.compress || o.stream || !facts.gridftp {
         if o.parallel.is_some_and(|p| p > 1) && !facts.gridftp {
             return Err(Error::new(ErrorKind::Unsupported, what)
                 .detail("-p needs a GridFTP server (no MODE E in FEAT)"));

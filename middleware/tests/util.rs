@@ -1257,3 +1257,202 @@ impl Drop for Proftpd {
         kill_group(&mut self.child);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// `gridos ftpd` as a process of its own, for tests that kill it or read its fds.
+
+/// `gridos ftpd` (the binary) on 127.0.0.1 serving `root` anonymously with write, with a
+/// control socket, short timeouts (data 3 s, idle 20 s) and one I/O thread unless `args`
+/// sets them, and `args`.
+/// SIGKILLed on drop; [`Ftpd::restart`] starts it again on the same port and docroot.
+pub struct Ftpd {
+    child: Child,
+    /// Control address.
+    pub addr: SocketAddr,
+    /// The docroot.
+    pub root: PathBuf,
+    /// The control socket (`gridos ctl --socket`).
+    pub ctl: PathBuf,
+    args: Vec<String>,
+    netns: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Ftpd {
+    /// Starts the server on a free port. As root the server chroots to `root` and runs as
+    /// nobody: `root` is made world-writable.
+    pub fn start(root: &Path, args: &[&str]) -> Ftpd {
+        Ftpd::start_in(None, "127.0.0.1:0", root, args)
+    }
+
+    /// As [`Ftpd::start`], listening on `listen`, in the network namespace `netns` if one
+    /// is named (`ip netns exec NS gridos ftpd …`: the server keeps the process id).
+    pub fn start_in(netns: Option<&str>, listen: &str, root: &Path, args: &[&str]) -> Ftpd {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("gridos-ftpd-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let ctl = dir.path().join("ctl.sock");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let netns = netns.map(str::to_string);
+        let (child, addr) = Ftpd::spawn(netns.as_deref(), listen, root, &ctl, &args)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Ftpd {
+            child,
+            addr,
+            root: root.to_path_buf(),
+            ctl,
+            args,
+            netns,
+            _dir: dir,
+        }
+    }
+
+    /// Starts one server process; an error when it exits without printing its address.
+    fn spawn(
+        netns: Option<&str>,
+        listen: &str,
+        root: &Path,
+        ctl: &Path,
+        args: &[String],
+    ) -> Result<(Child, SocketAddr), String> {
+        let gridos = env!("CARGO_BIN_EXE_gridos");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, gridos]);
+                c
+            }
+            None => Command::new(gridos),
+        };
+        let mut child = cmd
+            .args([
+                "ftpd",
+                "--listen",
+                listen,
+                "--anonymous",
+                "--anonymous-write",
+            ])
+            .args(["--threads", "2"])
+            .arg("--docroot")
+            .arg(root)
+            .arg("--ctl-socket")
+            .arg(ctl)
+            .args(args)
+            // Short timeouts, unless the test says otherwise. One I/O thread: what it
+            // keeps between transfers (its io_uring ring, idle pipes) is then the same
+            // after any of them, so descriptor counts compare; but it runs one transfer at
+            // a time.
+            .args(
+                [
+                    ("--data-timeout", "3"),
+                    ("--idle-timeout", "20"),
+                    ("--io-threads", "1"),
+                ]
+                .iter()
+                .filter(|(k, _)| !args.iter().any(|a| a == k))
+                .flat_map(|(k, v)| [*k, *v]),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        match line.trim().rsplit(' ').next().and_then(|a| a.parse().ok()) {
+            Some(addr) => Ok((child, addr)),
+            None => {
+                let _ = child.kill();
+                let status = child.wait();
+                Err(format!(
+                    "gridos ftpd on {listen} printed no address ({status:?}): {line:?}"
+                ))
+            }
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and docroot (after [`Ftpd::kill`]); retries
+    /// for a few seconds while the port is still taken.
+    pub fn restart(&mut self) {
+        let listen = self.addr.to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Ftpd::spawn(
+                self.netns.as_deref(),
+                &listen,
+                &self.root,
+                &self.ctl,
+                &self.args,
+            ) {
+                Ok((child, addr)) => {
+                    assert_eq!(addr, self.addr);
+                    self.child = child;
+                    return;
+                }
+                Err(e) if Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// `SCHEME://127.0.0.1:PORT/path`, anonymous (`ftp://` paths are relative to the
+    /// docroot, `gridftp://` ones absolute; both name the same file here).
+    pub fn url(&self, scheme: &str, path: &str) -> String {
+        format!("{scheme}://{}/{path}", self.addr)
+    }
+
+    /// What the server's file descriptors are (`socket:[…]`, `pipe:[…]`, paths).
+    pub fn fds(&self) -> Vec<String> {
+        let dir = format!("/proc/{}/fd", self.pid());
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `gridos ctl --socket CTL stats` as key → value.
+    pub fn stats(&self) -> std::collections::BTreeMap<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_gridos"))
+            .args(["ctl", "--socket"])
+            .arg(&self.ctl)
+            .arg("stats")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gridos ctl stats: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Ftpd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

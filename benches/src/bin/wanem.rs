@@ -1,9 +1,13 @@
 //! `wanem`: runs the user-space WAN emulator (two network namespaces joined by a
 //! delayed, rate-limited link), a command inside it, or its iperf3 self-check.
+//!
+//! A partition (every packet dropped, both ways) is had with SIGUSR1, which cuts the link
+//! and restores it on the next SIGUSR1, or on a schedule: `--partition-at 5s
+//! --partition-for 20s`.
 
 use std::ffi::OsString;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -32,6 +36,13 @@ struct Cli {
     /// MTU of the emulated link.
     #[arg(long, default_value = "9000", value_parser = |s: &str| parse_mtu(s).map_err(|e| e.to_string()))]
     mtu: u32,
+    /// Cut the link (drop every packet, both ways) this long after the start, e.g. 5s;
+    /// SIGUSR1 also cuts it and restores it, at any time.
+    #[arg(long, requires = "partition_for", value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
+    partition_at: Option<Duration>,
+    /// How long the scheduled cut lasts, e.g. 20s.
+    #[arg(long, requires = "partition_at", value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
+    partition_for: Option<Duration>,
     #[command(subcommand)]
     action: Option<Action>,
     /// Command to run in the client namespace; the emulator stops when it exits.
@@ -55,12 +66,20 @@ enum Action {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGUSR1s received: an odd count means the link is cut.
+static PARTITION_TOGGLES: AtomicU32 = AtomicU32::new(0);
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in every thread (call before any thread starts)
-/// and waits for them on a dedicated thread that raises `INTERRUPTED`.
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in every thread (call before any thread
+/// starts) and waits for them on a dedicated thread that raises `INTERRUPTED` (or counts
+/// the SIGUSR1 in `PARTITION_TOGGLES`).
 fn catch_signals() -> Result<(), String> {
     let mut set = SigSet::empty();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         set.add(sig);
     }
     set.thread_block()
@@ -68,8 +87,12 @@ fn catch_signals() -> Result<(), String> {
     std::thread::Builder::new()
         .name("signals".to_owned())
         .spawn(move || {
-            while set.wait().is_ok() {
-                INTERRUPTED.store(true, Ordering::Relaxed);
+            while let Ok(sig) = set.wait() {
+                if sig == Signal::SIGUSR1 {
+                    PARTITION_TOGGLES.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    INTERRUPTED.store(true, Ordering::Relaxed);
+                }
             }
         })
         .map_err(|e| format!("spawning the signal thread: {e}"))?;
@@ -80,9 +103,42 @@ fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
+/// When the link is cut: during the scheduled window, or after an odd number of SIGUSR1.
+struct Partition {
+    window: Option<(Duration, Duration)>,
+    start: Instant,
+}
+
+impl Partition {
+    /// Cuts or restores the link as the schedule and the signals say, saying so on change.
+    fn apply(&self, wan: &Wan) {
+        let t = self.start.elapsed();
+        let scheduled = self.window.is_some_and(|(at, len)| t >= at && t < at + len);
+        let toggled = PARTITION_TOGGLES.load(Ordering::Relaxed) % 2 == 1;
+        let cut = scheduled || toggled;
+        if cut != wan.partitioned() {
+            wan.set_partitioned(cut);
+            eprintln!(
+                "wanem: {:.1} s: {}",
+                t.as_secs_f64(),
+                if cut {
+                    "link cut (every packet dropped)"
+                } else {
+                    "link restored"
+                }
+            );
+        }
+    }
+}
+
 /// Waits for `child`, or stops it (SIGTERM) when we are interrupted.
-fn wait_child(child: &mut Child) -> Result<std::process::ExitStatus, String> {
+fn wait_child(
+    child: &mut Child,
+    wan: &Wan,
+    partition: &Partition,
+) -> Result<std::process::ExitStatus, String> {
     loop {
+        partition.apply(wan);
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Ok(status);
         }
@@ -152,7 +208,13 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some(Action::Check { time, streams }) => check(params, time, streams),
-        None => run(params, &cli.command),
+        None => {
+            let partition = Partition {
+                window: cli.partition_at.zip(cli.partition_for),
+                start: Instant::now(),
+            };
+            run(params, &cli.command, &partition)
+        }
     };
     match result {
         Ok(code) => code,
@@ -167,7 +229,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(params: WanParams, command: &[OsString]) -> Result<ExitCode, String> {
+fn run(params: WanParams, command: &[OsString], partition: &Partition) -> Result<ExitCode, String> {
     let wan = Wan::start(params).map_err(|e| e.to_string())?;
     eprintln!("{}", describe(&wan));
     let code = if let Some((program, args)) = command.split_first() {
@@ -177,11 +239,12 @@ fn run(params: WanParams, command: &[OsString]) -> Result<ExitCode, String> {
             .exec_in(Side::Client, &mut cmd)
             .spawn()
             .map_err(|e| format!("cannot run {program:?}: {e}"))?;
-        let status = wait_child(&mut child)?;
+        let status = wait_child(&mut child, &wan, partition)?;
         ExitCode::from(status.code().map_or(1, |c| c as u8))
     } else {
         eprintln!("forwarding; Ctrl-C to stop and delete the namespaces");
         while !interrupted() {
+            partition.apply(&wan);
             std::thread::sleep(Duration::from_millis(50));
         }
         ExitCode::SUCCESS

@@ -8,7 +8,8 @@
 //! `max(arrival + tx + delay, previous departure + tx)`, non-decreasing, so a FIFO
 //! suffices. The queue occupancy is the bytes not yet serialised,
 //! `(link free − now) × rate / 8`; a packet that would push it past the limit is
-//! dropped (tail drop). Random loss is applied on arrival.
+//! dropped (tail drop). Random loss is applied on arrival. While the link is partitioned
+//! every packet is dropped: those arriving, and those queued or on the wire.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -30,6 +31,7 @@ pub(crate) struct LinkCounters {
     pub(crate) bytes: AtomicU64,
     pub(crate) dropped_queue: AtomicU64,
     pub(crate) dropped_loss: AtomicU64,
+    pub(crate) dropped_partition: AtomicU64,
     pub(crate) errors: AtomicU64,
 }
 
@@ -114,6 +116,8 @@ pub(crate) struct Link {
     pub(crate) params: WanParams,
     pub(crate) counters: Arc<LinkCounters>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Set while the link is partitioned (shared by both directions).
+    pub(crate) partitioned: Arc<AtomicBool>,
     pub(crate) seed: u64,
 }
 
@@ -147,6 +151,11 @@ impl Link {
                 if p.depart_ns > now {
                     break;
                 }
+                if self.partitioned.load(Ordering::Relaxed) {
+                    c.dropped_partition.fetch_add(1, Ordering::Relaxed);
+                    ring.queue.pop_front();
+                    continue;
+                }
                 match output.write(&ring.buf[p.offset..p.offset + p.len]) {
                     Ok(_) => {
                         c.packets.fetch_add(1, Ordering::Relaxed);
@@ -179,6 +188,10 @@ impl Link {
                     }
                 };
                 read += 1;
+                if self.partitioned.load(Ordering::Relaxed) {
+                    c.dropped_partition.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let arrival = now_ns() as f64;
                 if loss > 0.0 && rng.next_f64() < loss {
                     c.dropped_loss.fetch_add(1, Ordering::Relaxed);

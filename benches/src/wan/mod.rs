@@ -5,8 +5,9 @@
 //! (client 198.18.0.1/30, server 198.18.0.2/30). Two threads, one per direction,
 //! forward packets between the devices: each packet waits in a tail-drop bottleneck
 //! queue, is serialised at the link rate, then held for the one-way delay. Optional
-//! random loss drops packets on arrival. Dropping the [`Wan`] stops the threads and
-//! deletes both namespaces.
+//! random loss drops packets on arrival. [`Wan::set_partitioned`] cuts the link (every
+//! packet dropped, both ways) until it is restored. Dropping the [`Wan`] stops the threads
+//! and deletes both namespaces.
 //!
 //! The model: a packet of `size` bytes arriving at `t` starts serialisation at
 //! `max(t, link free)`, takes `size × 8 / rate`, and leaves `delay` after that, so
@@ -114,6 +115,8 @@ pub struct DirectionStats {
     pub dropped_queue: u64,
     /// Packets dropped by random loss.
     pub dropped_loss: u64,
+    /// Packets dropped while the link was partitioned.
+    pub dropped_partition: u64,
     /// Packets lost to read or write errors on the TUN devices (should stay 0).
     pub errors: u64,
 }
@@ -121,7 +124,7 @@ pub struct DirectionStats {
 impl DirectionStats {
     /// All packets dropped, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_queue + self.dropped_loss + self.errors
+        self.dropped_queue + self.dropped_loss + self.dropped_partition + self.errors
     }
 
     fn load(c: &LinkCounters) -> DirectionStats {
@@ -130,6 +133,7 @@ impl DirectionStats {
             bytes: c.bytes.load(Ordering::Relaxed),
             dropped_queue: c.dropped_queue.load(Ordering::Relaxed),
             dropped_loss: c.dropped_loss.load(Ordering::Relaxed),
+            dropped_partition: c.dropped_partition.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
         }
     }
@@ -141,6 +145,7 @@ impl DirectionStats {
             bytes: self.bytes - earlier.bytes,
             dropped_queue: self.dropped_queue - earlier.dropped_queue,
             dropped_loss: self.dropped_loss - earlier.dropped_loss,
+            dropped_partition: self.dropped_partition - earlier.dropped_partition,
             errors: self.errors - earlier.errors,
         }
     }
@@ -150,8 +155,13 @@ impl fmt::Display for DirectionStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} packets, {} bytes forwarded; dropped: {} queue, {} loss, {} errors",
-            self.packets, self.bytes, self.dropped_queue, self.dropped_loss, self.errors
+            "{} packets, {} bytes forwarded; dropped: {} queue, {} loss, {} partition, {} errors",
+            self.packets,
+            self.bytes,
+            self.dropped_queue,
+            self.dropped_loss,
+            self.dropped_partition,
+            self.errors
         )
     }
 }
@@ -205,6 +215,7 @@ pub struct Wan {
     ns_files: [Arc<File>; 2],
     counters: [Arc<LinkCounters>; 2],
     stop: Arc<AtomicBool>,
+    partitioned: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     tuns: Option<[Arc<File>; 2]>,
 }
@@ -277,6 +288,7 @@ impl Wan {
         let tuns: [Arc<File>; 2] = [Arc::clone(&tuns[0]), Arc::clone(&tuns[1])];
 
         let stop = Arc::new(AtomicBool::new(false));
+        let partitioned = Arc::new(AtomicBool::new(false));
         let counters = [
             Arc::new(LinkCounters::default()),
             Arc::new(LinkCounters::default()),
@@ -292,6 +304,7 @@ impl Wan {
             ns_files,
             counters: counters.clone(),
             stop: Arc::clone(&stop),
+            partitioned: Arc::clone(&partitioned),
             threads: Vec::with_capacity(2),
             tuns: Some(tuns.clone()),
         };
@@ -304,6 +317,7 @@ impl Wan {
                 params: params.clone(),
                 counters: Arc::clone(&counters[dir]),
                 stop: Arc::clone(&stop),
+                partitioned: Arc::clone(&partitioned),
                 seed: seed
                     .wrapping_add(dir as u64)
                     .wrapping_mul(0x9e37_79b9_7f4a_7c15),
@@ -356,6 +370,17 @@ impl Wan {
     /// Address of the server side.
     pub fn server_addr(&self) -> Ipv4Addr {
         SERVER_ADDR
+    }
+
+    /// Cuts the link (`true`: every packet is dropped, both ways, including those queued
+    /// or on the wire) or restores it (`false`). Takes effect at once.
+    pub fn set_partitioned(&self, on: bool) {
+        self.partitioned.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the link is cut ([`set_partitioned`](Self::set_partitioned)).
+    pub fn partitioned(&self) -> bool {
+        self.partitioned.load(Ordering::Relaxed)
     }
 
     /// Current counters of both directions.

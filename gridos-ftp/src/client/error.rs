@@ -84,6 +84,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The local file system filled up (ENOSPC, EDQUOT) while a download wrote to it.
+    #[error("no space left on the local disk after {moved} bytes")]
+    NoSpace {
+        /// Bytes written before the disk was full.
+        moved: u64,
+    },
     /// The server stayed busy for the whole
     /// [`ClientConfig::busy_retry`](super::ClientConfig::busy_retry) budget: it greeted
     /// with 421 (its client limits) or dropped the connection before greeting. `last` is
@@ -186,7 +192,8 @@ impl Error {
         match self {
             Error::Transfer { moved, .. }
             | Error::Cancelled { moved }
-            | Error::ModeE { moved, .. } => Some(*moved),
+            | Error::ModeE { moved, .. }
+            | Error::NoSpace { moved } => Some(*moved),
             Error::Incomplete { got, .. } => Some(*got),
             _ => None,
         }

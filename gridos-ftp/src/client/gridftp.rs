@@ -24,8 +24,8 @@ use crate::blocks::{self, DEFAULT_BLOCK_SIZE, Incoming};
 use crate::checksum::Algorithm;
 use crate::proto::mode_e::ModeEReceiver;
 use crate::proto::{
-    Command, EpsvArg, Opts, Parallelism, RangeSet, Restart, RetrOpts, TransferError, TransferMode,
-    addr,
+    Command, EpsvArg, FsErrorKind, Opts, Parallelism, RangeSet, Restart, RetrOpts, TransferError,
+    TransferMode, addr,
 };
 use crate::tls::DataStream;
 
@@ -164,6 +164,14 @@ impl ExtState {
 fn transfer_err(e: TransferError, moved: u64) -> Error {
     let msg = match e {
         TransferError::Aborted => return Error::Cancelled { moved },
+        TransferError::Fs(f)
+            if matches!(
+                f.kind,
+                FsErrorKind::StorageFull | FsErrorKind::QuotaExceeded
+            ) =>
+        {
+            return Error::NoSpace { moved };
+        }
         TransferError::Fs(f) => format!("{:?}: {}", f.kind, f.message),
         TransferError::CannotOpenData(m) => format!("data connection: {m}"),
         TransferError::ConnectionClosed(m) => format!("data connection broke: {m}"),
@@ -446,6 +454,7 @@ impl Client {
                 opts: opts.clone(),
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
+                before_gap: None,
             };
             let protect = self.accepted();
             let incoming = self.incoming(listener.as_ref(), cached.len(), o, &protect);
@@ -641,6 +650,7 @@ impl Client {
                 opts: watchdog.opts.clone(),
                 max_streams: o.streams.max(1) as usize,
                 strict_eod: false,
+                before_gap: None,
             };
             let received = {
                 let protect = self.accepted();

@@ -300,6 +300,11 @@ const POLL: Duration = Duration::from_millis(200);
 /// Reply wait after a failed transfer: the server's verdict is wanted but not worth long.
 const AFTER_FAILURE: Duration = Duration::from_secs(5);
 
+/// Reply wait after a transfer stalled for the data timeout: the path to the server may be
+/// gone (a partition), and where it is not, the server answers at once once the data
+/// connection closes. So the copy fails about when its timeout says.
+const AFTER_STALL: Duration = Duration::from_secs(1);
+
 /// Whether an error from connecting and reading the greeting means "busy, try again": a
 /// 4yz greeting, or the server took the TCP connection and then closed or reset it.
 fn greeting_busy(e: &Error) -> bool {
@@ -1417,9 +1422,13 @@ impl Client {
             Err(e) => {
                 // The server reports the broken transfer (426/451…); read it so the control
                 // connection stays in step, but do not wait long.
+                let wait = match e {
+                    Error::Timeout(..) => AFTER_STALL,
+                    _ => AFTER_FAILURE,
+                };
                 if early.is_none()
                     && !matches!(e, Error::Cancelled { .. })
-                    && self.read_final(&shown(cmd), AFTER_FAILURE).is_ok()
+                    && self.read_final(&shown(cmd), wait).is_ok()
                 {
                     return Err(e);
                 }
@@ -1487,6 +1496,7 @@ impl Client {
                     Error::Timeout(idle, "the data connection")
                 }
                 gridos_io::Error::Cancelled { moved } => Error::Cancelled { moved },
+                gridos_io::Error::NoSpace { moved } => Error::NoSpace { moved },
                 e => Error::Transfer { moved, source: e },
             }
         })

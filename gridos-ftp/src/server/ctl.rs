@@ -312,6 +312,9 @@ impl Shared {
             ("io.bytes_sent".into(), io.bytes_sent.to_string()),
             ("io.bytes_received".into(), io.bytes_received.to_string()),
             ("io.tune_decisions".into(), io.tune_decisions.to_string()),
+            // Fault tests: pipes held by transfers (0 when none runs) and in all.
+            ("io.pipes_in_use".into(), io.pipes_in_use.to_string()),
+            ("io.pipes_open".into(), io.pipes_open.to_string()),
         ]
     }
 

@@ -378,6 +378,31 @@ pub(crate) async fn run_inner(
         params.perf_interval,
         params.restart_interval,
     ));
+    // An upload into a partial file records its ranges once it has holes.
+    let record = match (&prepared, &rx_state) {
+        (
+            Prepared::Stor {
+                commit: Some((dir, _, target)),
+                ..
+            },
+            Some(rx),
+        ) => match Record::new(dir, target, rx, restart.is_some()) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                watchdog.abort();
+                markers.abort();
+                return (Err(TransferError::Fs(e.into())), None);
+            }
+        },
+        _ => None,
+    };
+    let recorder = record
+        .as_ref()
+        .map(|r| tokio::spawn(keep_recording(Arc::clone(r))));
+    let before_gap = record.as_ref().map(|r| {
+        let r = Arc::clone(r);
+        blocks::GapHook(Arc::new(move || r.start()))
+    });
     let moved = on_pool(&ctx.shared, move || {
         let r = (|| -> Result<_, TransferError> {
             let mut socks = socks;
@@ -424,6 +449,7 @@ pub(crate) async fn run_inner(
                         opts,
                         max_streams,
                         strict_eod: true,
+                        before_gap,
                     };
                     let incoming = listener.as_ref().map(|l| Incoming {
                         listener: l,
@@ -457,6 +483,16 @@ pub(crate) async fn run_inner(
     };
     watchdog.abort();
     markers.abort();
+    if let Some(t) = recorder {
+        t.abort();
+    }
+    // What the partial holds now, for a resume (the commit removes it on success).
+    let recorded = record.as_ref().is_some_and(|r| {
+        if let Err(e) = r.update() {
+            tracing::warn!(error = %e, "ftpd: range record of a partial upload not updated");
+        }
+        r.started()
+    });
     let moved = super::transfer::stall_verdict(moved, &stalled, ctx.data_timeout);
     // The listener stays for later transfers: the client may add streams.
     if let Some(l) = listener {
@@ -473,9 +509,107 @@ pub(crate) async fn run_inner(
                 Dir::Recv => stats.bytes_received.fetch_add(out.bytes, Relaxed),
             };
             ctx.keep_channels(dir, out.channels);
+            let commit = commit.map(|mut c| {
+                c.record = recorded;
+                c
+            });
             (Ok(TransferDone { bytes }), commit)
         }
         Ok(Err(e)) | Err(e) => (Err(e), None),
+    }
+}
+
+/// How often a MODE E upload's range record is brought up to date.
+const RECORD_EVERY: Duration = Duration::from_millis(250);
+
+/// The range record of a MODE E upload into a partial file (`.NAME.gridos-part.ranges`,
+/// see [`partial_ranges_name`](super::fs::partial_ranges_name)). While the blocks arrive in
+/// order the partial has no hole and needs no record; before the first block out of order
+/// lands, the record is written ([`Record::start`], through the receive's
+/// [`GapHook`](blocks::GapHook)), and from then on it is kept up to date. It only ever
+/// names bytes already written, so a server killed at any moment leaves a partial whose
+/// record says truly what it holds.
+struct Record {
+    dir: std::os::fd::OwnedFd,
+    target: String,
+    rx: Arc<Mutex<ModeEReceiver>>,
+    /// `None` until started; then the ranges last written.
+    last: Mutex<Option<RangeSet>>,
+}
+
+impl Record {
+    /// The record of the upload into `target`'s partial in `dir`; `resumed`: the upload
+    /// continues from the ranges of an existing record (REST with a range list).
+    fn new(
+        dir: &std::os::fd::OwnedFd,
+        target: &str,
+        rx: &Arc<Mutex<ModeEReceiver>>,
+        resumed: bool,
+    ) -> std::io::Result<Record> {
+        let r = Record {
+            dir: dir.try_clone()?,
+            target: target.to_string(),
+            rx: Arc::clone(rx),
+            last: Mutex::new(None),
+        };
+        if resumed {
+            r.start()?;
+        }
+        Ok(r)
+    }
+
+    fn lock_last(&self) -> std::sync::MutexGuard<'_, Option<RangeSet>> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn received(&self) -> RangeSet {
+        self.rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .received()
+            .clone()
+    }
+
+    /// Writes the record if it is not written yet (the partial is about to get a hole).
+    fn start(&self) -> std::io::Result<()> {
+        let mut last = self.lock_last();
+        if last.is_none() {
+            let now = self.received();
+            super::fs::write_partial_ranges(&self.dir, &self.target, &now)?;
+            *last = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Brings a started record up to date.
+    fn update(&self) -> std::io::Result<()> {
+        let mut last = self.lock_last();
+        let Some(prev) = last.as_mut() else {
+            return Ok(());
+        };
+        let now = self.received();
+        if now != *prev {
+            super::fs::write_partial_ranges(&self.dir, &self.target, &now)?;
+            *prev = now;
+        }
+        Ok(())
+    }
+
+    fn started(&self) -> bool {
+        self.lock_last().is_some()
+    }
+}
+
+/// Updates `r` every [`RECORD_EVERY`] until aborted (a failed update keeps the previous
+/// record, which is still true: it names less than the partial holds).
+async fn keep_recording(r: Arc<Record>) {
+    loop {
+        tokio::time::sleep(RECORD_EVERY).await;
+        if let Err(e) = r.update() {
+            tracing::debug!(error = %e, "ftpd: range record of a partial upload not updated");
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 //! then use the `*at` call with the single final component.
 //!
 //! Partial uploads: `STOR name` writes `.name.gridos-part` in the same directory and renames
-//! it over `name` when the upload completes (see [`partial_name`]).
+//! it over `name` when the upload completes (see [`partial_name`]). A MODE E upload writes
+//! blocks out of order, so its partial has holes: it keeps `.name.gridos-part.ranges`
+//! beside it, the byte ranges written so far (see [`partial_ranges_name`]), and `SIZE`
+//! reports only the part from byte 0 that has no hole.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -21,11 +24,14 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat, futimens, mkdirat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::proto::VirtualPath;
 use crate::proto::facts::{FileKind, format_time};
 use crate::proto::{FactSet, Facts, ListKind};
+use crate::proto::{RangeSet, VirtualPath};
 
 const PARTIAL_SUFFIX: &str = ".gridos-part";
+const RANGES_SUFFIX: &str = ".gridos-part.ranges";
+/// A range record being written (renamed over the record once whole).
+const RANGES_NEW_SUFFIX: &str = ".gridos-part.ranges.new";
 
 /// The hidden file an interrupted `STOR name` leaves behind: `.name.gridos-part`, in the same
 /// directory. Listings hide it; `SIZE name` reports its length while it exists.
@@ -33,9 +39,93 @@ pub fn partial_name(name: &str) -> String {
     format!(".{name}{PARTIAL_SUFFIX}")
 }
 
-/// Whether `name` is a partial-upload file.
+/// The record of the byte ranges a MODE E upload to `name` has written into its partial
+/// file: `.name.gridos-part.ranges` (`0-100,200-300`, the 111 marker format).
+pub fn partial_ranges_name(name: &str) -> String {
+    format!(".{name}{RANGES_SUFFIX}")
+}
+
+/// Whether `name` is a partial-upload file or the range record of one.
 pub fn is_partial(name: &str) -> bool {
-    name.len() > PARTIAL_SUFFIX.len() + 1 && name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+    name.starts_with('.')
+        && [PARTIAL_SUFFIX, RANGES_SUFFIX, RANGES_NEW_SUFFIX]
+            .iter()
+            .any(|s| name.len() > s.len() + 1 && name.ends_with(s))
+}
+
+/// The range record of the partial upload of `target` in `dir`: `None` when there is none
+/// (the partial, if any, was written in order and holds its whole length). A record that
+/// cannot be read as ranges counts as holding nothing.
+pub(crate) fn read_partial_ranges(dir: &impl AsFd, target: &str) -> io::Result<Option<RangeSet>> {
+    use std::io::Read;
+    let fd = match openat(
+        dir,
+        partial_ranges_name(target).as_str(),
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::Error::ENOENT) => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut text = String::new();
+    File::from(fd).take(1 << 20).read_to_string(&mut text)?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(Some(RangeSet::new()));
+    }
+    Ok(Some(RangeSet::parse(t).unwrap_or_default()))
+}
+
+/// Records `ranges` as what the partial upload of `target` in `dir` holds: written beside,
+/// then renamed over the record, so that a server killed at any moment leaves a whole one.
+pub(crate) fn write_partial_ranges(
+    dir: &impl AsFd,
+    target: &str,
+    ranges: &RangeSet,
+) -> io::Result<()> {
+    use std::io::Write;
+    let name = partial_ranges_name(target);
+    let tmp = format!(".{target}{RANGES_NEW_SUFFIX}");
+    let fd = openat(
+        dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(io_err)?;
+    let written = File::from(fd).write_all(ranges.to_marker_string().as_bytes());
+    if let Err(e) =
+        written.and_then(|()| renameat(dir, tmp.as_str(), dir, name.as_str()).map_err(io_err))
+    {
+        let _ = unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Removes the range record of `target`'s partial upload, if there is one.
+pub(crate) fn remove_partial_ranges(dir: &impl AsFd, target: &str) -> io::Result<()> {
+    match unlinkat(
+        dir,
+        partial_ranges_name(target).as_str(),
+        UnlinkatFlags::NoRemoveDir,
+    ) {
+        Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// How many bytes from 0 a partial of `len` bytes holds without a hole, by its record.
+pub(crate) fn held_prefix(record: Option<&RangeSet>, len: u64) -> u64 {
+    match record {
+        None => len,
+        Some(r) => r
+            .ranges()
+            .first()
+            .filter(|&&(s, _)| s == 0)
+            .map_or(0, |&(_, e)| e.min(len)),
+    }
 }
 
 /// An open docroot.
@@ -368,7 +458,8 @@ impl Root {
         f.metadata()?.modified()
     }
 
-    /// The size SIZE reports: the partial upload's while one exists, else the file's.
+    /// The size SIZE reports: while a partial upload exists, what it holds from byte 0
+    /// without a hole (where a resuming client continues), else the file's.
     pub(crate) fn size(&self, p: &VirtualPath) -> io::Result<u64> {
         if let Ok((d, n)) = self.parent(p) {
             let partial = fstatat(&d, partial_name(&n).as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
@@ -376,7 +467,8 @@ impl Root {
                 .ok()
                 .filter(|st| kind_of_mode(st.st_mode) == Kind::File)
             {
-                return Ok(st.st_size.max(0) as u64);
+                let record = read_partial_ranges(&d, &n)?;
+                return Ok(held_prefix(record.as_ref(), st.st_size.max(0) as u64));
             }
         }
         let m = self.stat(p)?;
@@ -555,5 +647,61 @@ impl Root {
     /// Renames `from` over `to`, both in `dir`.
     pub(crate) fn rename_in(dir: &impl AsFd, from: &str, to: &str) -> io::Result<()> {
         renameat(dir, from, dir, to).map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partials_and_their_records_are_hidden_names() {
+        for n in [
+            ".a.bin.gridos-part",
+            ".a.bin.gridos-part.ranges",
+            ".a.bin.gridos-part.ranges.new",
+        ] {
+            assert!(is_partial(n), "{n}");
+        }
+        for n in [
+            "a.gridos-part",
+            ".gridos-part",
+            "..gridos-part.ranges",
+            ".a.ranges",
+        ] {
+            assert!(!is_partial(n), "{n}");
+        }
+        assert_eq!(partial_ranges_name("a.bin"), ".a.bin.gridos-part.ranges");
+    }
+
+    #[test]
+    fn a_record_says_what_a_partial_holds_without_a_hole() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = File::open(d.path()).unwrap();
+        assert_eq!(read_partial_ranges(&dir, "f").unwrap(), None);
+        assert_eq!(held_prefix(None, 500), 500);
+        let r: RangeSet = [(0, 100), (200, 300)].into_iter().collect();
+        write_partial_ranges(&dir, "f", &r).unwrap();
+        let back = read_partial_ranges(&dir, "f").unwrap().unwrap();
+        assert_eq!(back, r);
+        assert_eq!(held_prefix(Some(&back), 300), 100);
+        // Never more than the file has.
+        assert_eq!(held_prefix(Some(&back), 40), 40);
+        let late: RangeSet = [(10, 100)].into_iter().collect();
+        assert_eq!(held_prefix(Some(&late), 300), 0);
+        // An unreadable record holds nothing; only the record is left, no temporary file.
+        std::fs::write(d.path().join(partial_ranges_name("g")), "junk").unwrap();
+        assert_eq!(
+            held_prefix(read_partial_ranges(&dir, "g").unwrap().as_ref(), 300),
+            0
+        );
+        remove_partial_ranges(&dir, "f").unwrap();
+        remove_partial_ranges(&dir, "f").unwrap();
+        assert_eq!(read_partial_ranges(&dir, "f").unwrap(), None);
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, [partial_ranges_name("g")]);
     }
 }

@@ -13,7 +13,10 @@
 //!   the client is still connected, so an interrupted upload never harms an existing file.
 //!   `REST n` + `STOR name` resumes: from the partial if it holds at least `n` bytes, else
 //!   from the first `n` bytes of the existing `name`. While a partial exists, `SIZE name`
-//!   reports the partial's length (what a resuming client needs); listings hide partials.
+//!   reports what a resuming client may keep: the partial's length or, once a MODE E upload
+//!   has written blocks out of order, what it holds from byte 0 without a hole (by its range
+//!   record `.name.gridos-part.ranges`, written before the first hole and kept up to date,
+//!   so that it stays true when the server is killed). Listings hide partials and records.
 //!   `APPE` writes in place at the end of the file (appending cannot be atomic); `STOU`
 //!   creates `name`, `name.1`, … (or `file`, `file.1`, … in a directory) with `O_EXCL` and
 //!   writes in place.

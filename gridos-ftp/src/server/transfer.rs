@@ -82,6 +82,8 @@ pub(crate) struct Commit {
     pub partial: String,
     pub target: String,
     pub _lock: Flock<File>,
+    /// A MODE E upload: its range record goes once the file is in place.
+    pub record: bool,
 }
 
 /// Everything a transfer task needs.
@@ -219,7 +221,13 @@ pub(crate) fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared
                     .as_ref()
                     .and_then(|r| r.ranges().last().map(|r| r.1))
                     .unwrap_or(0);
-                if end > have {
+                // With a range record, the client may name only ranges it lists.
+                let recorded = super::fs::read_partial_ranges(&dir, &target).map_err(fs)?;
+                let unrecorded = match (&recorded, &s.restart) {
+                    (Some(rec), Some(r)) => r.ranges().iter().any(|&(a, b)| !rec.covers(a, b)),
+                    _ => false,
+                };
+                if end > have || unrecorded {
                     return Err(fs_err(
                         FsErrorKind::Unsupported,
                         "Restart ranges beyond the data uploaded so far.",
@@ -236,11 +244,18 @@ pub(crate) fn prepare(root: &Root, job: &Job, writable: bool) -> Result<Prepared
             StoreKind::Replace => {
                 let (file, dir, target) = root.open_partial(&s.path).map_err(fs)?;
                 let file = lock(file)?;
-                let have = file.metadata().map_err(fs)?.len();
+                // A MODE E partial holds, without a hole, only what its record says.
+                let recorded = super::fs::read_partial_ranges(&dir, &target).map_err(fs)?;
+                let len = file.metadata().map_err(fs)?.len();
+                let have = super::fs::held_prefix(recorded.as_ref(), len);
                 if s.offset == 0 || s.offset <= have {
-                    // A fresh upload, or a resume of data the partial already holds.
+                    // A fresh upload, or a resume of data the partial already holds. Cut
+                    // first, then drop the record: 0..offset has no hole either way.
                     file.set_len(s.offset).map_err(fs)?;
-                } else if have == 0 {
+                    if recorded.is_some() {
+                        super::fs::remove_partial_ranges(&dir, &target).map_err(fs)?;
+                    }
+                } else if have == 0 && recorded.is_none() {
                     // No partial: resume on top of the first `offset` bytes of the old file.
                     let old = Root::open_in(&dir, &target).map_err(|_| {
                         fs_err(
@@ -1212,6 +1227,7 @@ impl Commit {
             partial,
             target,
             _lock: file,
+            record: false,
         })
     }
 
@@ -1220,6 +1236,14 @@ impl Commit {
     pub(crate) fn apply(self) -> std::io::Result<()> {
         let len = self._lock.metadata()?.len();
         self._lock.set_len(len)?;
-        Root::rename_in(&self.dir, &self.partial, &self.target)
+        Root::rename_in(&self.dir, &self.partial, &self.target)?;
+        if self.record {
+            // A record left by a crash here names no partial: SIZE ignores it, and the
+            // next upload of the name replaces it.
+            if let Err(e) = super::fs::remove_partial_ranges(&self.dir, &self.target) {
+                tracing::warn!(error = %e, file = %self.target, "ftpd: range record not removed");
+            }
+        }
+        Ok(())
     }
 }

@@ -62,6 +62,10 @@ pub struct CpArgs {
     /// Length of the part to copy (with --offset).
     #[arg(long, value_name = "N", requires = "offset")]
     pub length: Option<u64>,
+    /// Stream mode (MODE S, one data connection) even against a GridFTP server, as plain
+    /// FTP clients do; a resumed download then continues at the local file's size (REST).
+    #[arg(long, conflicts_with_all = ["parallel", "block_size", "compress", "offset"])]
+    pub stream: bool,
     /// Compress data on the wire (MODE Z, deflate): worth it on slow networks.
     #[arg(long, conflicts_with_all = ["parallel", "offset"])]
     pub compress: bool,
@@ -77,6 +81,11 @@ pub struct CpArgs {
     /// this way.
     #[arg(long)]
     pub active: bool,
+    /// Give up after SECS seconds without an answer or without data moving (connecting,
+    /// each reply, each transfer) [default: 30 to connect, 60 otherwise]; the copy then
+    /// fails as a network error (exit 7) and `--resume` continues it.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
     /// Keep modification times (MFMT on servers).
     #[arg(short = 't', long)]
     pub preserve: bool,
@@ -128,6 +137,18 @@ fn parse_alg(a: &str) -> Result<Algorithm, String> {
     })
 }
 
+fn parse_timeout(t: &str) -> Result<Duration, String> {
+    let secs: f64 = t
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{t:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e6 {
+        return Err("the timeout must be a positive number of seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 impl From<&CpArgs> for CopyOptions {
     fn from(a: &CpArgs) -> CopyOptions {
         CopyOptions {
@@ -139,6 +160,7 @@ impl From<&CpArgs> for CopyOptions {
             block_size: a.block_size,
             range: a.offset.zip(a.length),
             compress: a.compress,
+            stream: a.stream,
             pipeline: match (a.pipeline, a.no_pipeline) {
                 (_, true) => Pipeline::Never,
                 (true, _) => Pipeline::Always,
@@ -147,6 +169,7 @@ impl From<&CpArgs> for CopyOptions {
             active: a.active,
             preserve_times: a.preserve,
             relay: !a.no_relay,
+            timeout: a.timeout,
             tls: crate::TlsOptions {
                 require: a.tls,
                 ca_file: a.cacert.clone(),
@@ -422,7 +445,7 @@ fn plan_line(p: &TransferPlan) -> String {
         None => "buffers left to autotuning".into(),
     };
     match p.mode {
-        Mode::S => "MODE S, one connection (the server offers no MODE E)".into(),
+        Mode::S => "MODE S, one connection (--stream, or the server offers no MODE E)".into(),
         Mode::Z => "MODE Z (deflate), one connection (--compress)".into(),
         Mode::E => {
             let why = if p.auto == Some(true) {

@@ -275,6 +275,14 @@ pub(crate) fn put_file(
         let have = remote_size(c, d)?.unwrap_or(0);
         if have == len {
             progress.held(have);
+            // The server may hold every byte in its partial file only (the client was
+            // killed after the last byte, before the server's reply), and SIZE counts the
+            // partial. An empty REST + STOR then puts it in place.
+            if len > 0 && c.features().rest_stream && !remote_file_is(c, d, len)? {
+                c.put(f, len, 0, d, PutMode::Restart(len))
+                    .map_err(|e| Error::from_ftp("", e))?;
+                verify_remote(c, d, len)?;
+            }
             return Ok(Moved::none());
         }
         if have > len {
@@ -297,6 +305,18 @@ pub(crate) fn put_file(
         path: Some(r.path.name().into()),
         io: Some(r.path),
     })
+}
+
+/// Whether the remote file `d` itself (not a partial upload of it) has `len` bytes, by
+/// MLST; without MLST there is no telling, and it is taken to.
+fn remote_file_is(c: &mut Client, d: &str, len: u64) -> Result<bool> {
+    if !c.features().mlst {
+        return Ok(true);
+    }
+    match c.stat(d) {
+        Ok(e) => Ok(e.is_some_and(|e| e.size == Some(len))),
+        Err(e) => Err(Error::from_ftp("", e).detail("checking the upload")),
+    }
 }
 
 /// How to continue an upload at `have`: REST + STOR where the server restarts stream

@@ -1,7 +1,8 @@
 //! `gridos ftpd`: the FTP server, in the foreground.
 
+use crate::seccomp_selftest::{self, Probe};
 use clap::Args;
-use gridos_ftp::server::{Server, ServerConfig};
+use gridos_ftp::server::{Seccomp, Server, ServerConfig};
 use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -111,6 +112,31 @@ pub struct FtpdArgs {
     /// FTPS (boxed: the flags would make every `gridos` command's arguments large).
     #[command(flatten)]
     pub tls: Box<FtpdTlsArgs>,
+    /// The seccomp sandbox (boxed, as the TLS flags).
+    #[command(flatten)]
+    pub sandbox: Box<FtpdSandboxArgs>,
+}
+
+// seccomp sandbox (issue 14)
+/// The sandbox flags of `gridos ftpd`.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Sandbox (seccomp)")]
+pub struct FtpdSandboxArgs {
+    /// Run without the seccomp filter the server otherwise confines itself with after
+    /// start-up (`seccomp = false` in [ftp]), to tell a system call missing from its list
+    /// (the server killed by SIGSYS, `audit: type=1326 … syscall=N` in the kernel log)
+    /// from another fault.
+    #[arg(long)]
+    pub no_seccomp: bool,
+    /// Install the server's seccomp filter in probe processes, try forbidden system calls
+    /// (execve, fork-style clone, ptrace, mount, setuid, …) and allowed ones under it, print
+    /// what the kernel did and the allowed list, and exit: 0 when every forbidden call was
+    /// refused and every allowed one worked, 1 otherwise. Needs no --docroot.
+    #[arg(long)]
+    pub seccomp_selftest: bool,
+    /// One probe of --seccomp-selftest (internal).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub seccomp_probe: Option<String>,
 }
 
 /// The FTPS flags of `gridos ftpd`.
@@ -150,6 +176,8 @@ pub struct FtpdTlsArgs {
 fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     let mut c = ServerConfig::new(PathBuf::new());
     c.listen = SocketAddr::from(([0, 0, 0, 0], 2121));
+    // seccomp sandbox (issue 14): on for the server binary (the library leaves it off).
+    c.seccomp = Seccomp::On;
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("ftpd: reading {}: {e}", path.display()))?;
@@ -224,6 +252,10 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     if t.no_tls_data_reuse {
         c.tls_data_reuse = false;
     }
+    // seccomp sandbox (issue 14)
+    if a.sandbox.no_seccomp {
+        c.seccomp = Seccomp::Off;
+    }
     c.run_as = Some(
         a.user
             .clone()
@@ -238,6 +270,15 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down cleanly (exit status 0).
 pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
+    // seccomp sandbox (issue 14)
+    if let Some(name) = &a.sandbox.seccomp_probe {
+        let probe = Probe::from_name(name)
+            .ok_or_else(|| format!("ftpd: --seccomp-probe: no probe {name:?}"))?;
+        return Ok(seccomp_selftest::child(probe));
+    }
+    if a.sandbox.seccomp_selftest {
+        return seccomp_selftest_report();
+    }
     // Block the termination signals before any thread starts, so every thread inherits the
     // mask and the main thread receives them with sigwait.
     let mut signals = SigSet::empty();
@@ -259,6 +300,45 @@ pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
     tracing::info!(signal = %sig, "ftpd: shutting down");
     server.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+// seccomp sandbox (issue 14)
+/// `--seccomp-selftest`: one probe process per call (this program again, with
+/// `--seccomp-probe`), then the report.
+fn seccomp_selftest_report() -> Result<ExitCode, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("ftpd: finding this program: {e}"))?;
+    let allowed = gridos_ftp::server::sandbox::allowed_syscalls();
+    println!(
+        "seccomp filter of gridos ftpd: {} system calls allowed, any other kills the process:",
+        allowed.len()
+    );
+    println!("  {}", allowed.join(" "));
+    let verdicts = seccomp_selftest::run(|p| {
+        std::process::Command::new(&exe)
+            .args(["ftpd", "--seccomp-probe", p.name()])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+    });
+    let width = Probe::ALL.iter().map(|p| p.name().len()).max().unwrap_or(0);
+    for v in &verdicts {
+        let mark = if v.ok { "ok  " } else { "FAIL" };
+        println!("{mark} {:width$}  {}", v.probe.name(), v.detail);
+    }
+    let failed = verdicts.iter().filter(|v| !v.ok).count();
+    if failed == 0 {
+        println!(
+            "seccomp selftest: {} probes, all as expected",
+            verdicts.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "seccomp selftest: {failed} of {} probes NOT as expected",
+            verdicts.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ pub enum Probe {
     Tcp,
     /// Allowed: reading a file (`/proc/self/status`, whose Seccomp line it reports).
     ReadFile,
-    /// Allowed: an io_uring ring and the opcode probe (the engine's set-up).
+    /// Allowed: a file sent to a loopback socket by the gridos-io engine (io_uring splice
+    /// where the kernel has it: a ring made under the filter).
     IoUring,
 }
 
@@ -185,6 +186,8 @@ pub enum Outcome {
     Worked(String),
     /// It failed with this errno.
     Failed(i32),
+    /// It returned, but did not do what it should (why).
+    Broken(String),
 }
 
 impl std::fmt::Display for Outcome {
@@ -192,6 +195,7 @@ impl std::fmt::Display for Outcome {
         match self {
             Outcome::Worked(what) => write!(f, "worked: {what}"),
             Outcome::Failed(e) => write!(f, "failed: {}", std::io::Error::from_raw_os_error(*e)),
+            Outcome::Broken(why) => write!(f, "broken: {why}"),
         }
     }
 }
@@ -235,9 +239,14 @@ pub fn judge(probe: Probe, status: std::process::ExitStatus, stdout: &str) -> Ve
             (Expect::Works, false, Some(r)) if r.starts_with("worked") && status.success() => {
                 (true, format!("allowed: {r}"))
             }
-            (_, true, _) => (
+            (Expect::Works, false, Some(r)) => (false, format!("should work, but {r}")),
+            (Expect::Works, true, _) => (
                 false,
                 "killed (SIGSYS), but it should be allowed".to_string(),
+            ),
+            (_, true, _) => (
+                false,
+                "killed (SIGSYS), but it should fail with an errno".to_string(),
             ),
             (_, false, Some(r)) => (false, format!("NOT REFUSED: {r}")),
             (_, false, None) => (
@@ -480,10 +489,53 @@ mod probes {
                 ),
                 Err(e) => Outcome::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
             },
-            Probe::IoUring => Outcome::Worked(format!(
-                "io_uring splice available: {}",
-                gridos_io::IoPath::Uring.is_available()
-            )),
+            Probe::IoUring => zero_copy(),
+        }
+    }
+
+    /// A file sent to a loopback socket by gridos-io on the path probed before the filter
+    /// (io_uring splice where the kernel has it), the bytes compared on the other side.
+    fn zero_copy() -> Outcome {
+        use std::io::Read;
+        use std::os::unix::fs::FileExt;
+        let run = || -> Result<String, String> {
+            let e = |e: std::io::Error| e.to_string();
+            let file = std::fs::File::open("/proc/self/exe").map_err(e)?;
+            let len = file.metadata().map_err(e)?.len().min(1 << 20);
+            let mut want = vec![0u8; len as usize];
+            file.read_exact_at(&mut want, 0).map_err(e)?;
+            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(e)?;
+            let mut c = std::net::TcpStream::connect(l.local_addr().map_err(e)?).map_err(e)?;
+            let (sock, _) = l.accept().map_err(e)?;
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                c.read_to_end(&mut got).map(|_| got)
+            });
+            let opts = gridos_io::TransferOptions {
+                path: Some(gridos_io::probe()),
+                ..Default::default()
+            };
+            let report =
+                gridos_io::send_file(&file, 0, len, &sock, &opts).map_err(|e| e.to_string())?;
+            drop(sock);
+            let got = reader
+                .join()
+                .map_err(|_| "reader panicked".to_string())?
+                .map_err(e)?;
+            if got != want {
+                return Err(format!(
+                    "{} of {len} bytes arrived, not the same",
+                    got.len()
+                ));
+            }
+            Ok(format!(
+                "{} bytes file → socket by {}",
+                report.bytes, report.path
+            ))
+        };
+        match run() {
+            Ok(s) => Outcome::Worked(s),
+            Err(m) => Outcome::Broken(m),
         }
     }
 
@@ -555,6 +607,10 @@ pub fn run(spawn: impl Fn(Probe) -> std::io::Result<std::process::Output>) -> Ve
 pub fn child(probe: Probe) -> std::process::ExitCode {
     use std::io::Write;
     let mut out = std::io::stdout();
+    // As the server does before its filter: the I/O configuration and the probe of the
+    // kernel's I/O paths (which needs io_uring_register, not allowed afterwards).
+    let _ = gridos_io::config();
+    let _ = gridos_io::probe();
     if let Err(e) = sandbox::install() {
         let _ = writeln!(out, "filter not installed: {e}");
         return std::process::ExitCode::from(2);

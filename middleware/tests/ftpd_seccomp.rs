@@ -12,6 +12,7 @@
 mod tls_fixtures;
 mod util;
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -33,7 +34,8 @@ fn s(p: &Path) -> &str {
 /// `gridos ftpd` on `ip` serving a fresh docroot to anonymous users (with write) and to
 /// alice (password file), with a control socket and a log file; killed on drop.
 struct Ftpd {
-    child: Child,
+    /// In a cell: [`Ftpd::alive`] looks at it while URLs of the same server are borrowed.
+    child: RefCell<Child>,
     addr: SocketAddr,
     root: PathBuf,
     ctl: PathBuf,
@@ -98,7 +100,7 @@ impl Ftpd {
             );
         };
         Ftpd {
-            child,
+            child: RefCell::new(child),
             addr,
             root,
             ctl,
@@ -113,8 +115,8 @@ impl Ftpd {
 
     /// Fails the test, with the log and the kernel's word on it, if the server has died
     /// (a system call missing from the filter kills it with SIGSYS).
-    fn alive(&mut self, after: &str) {
-        if let Some(st) = self.child.try_wait().unwrap() {
+    fn alive(&self, after: &str) {
+        if let Some(st) = self.child.borrow_mut().try_wait().unwrap() {
             panic!(
                 "gridos ftpd died after {after}: {st} (SIGSYS: a system call the filter does \
                  not allow); kernel: {}; log: {}",
@@ -147,7 +149,7 @@ impl Ftpd {
 
     /// Each thread's name and `Seccomp:` value (0 none, 2 filter).
     fn threads(&self) -> Vec<(String, String)> {
-        let task = format!("/proc/{}/task", self.child.id());
+        let task = format!("/proc/{}/task", self.child.borrow().id());
         std::fs::read_dir(&task)
             .unwrap()
             .filter_map(|e| {
@@ -165,15 +167,15 @@ impl Ftpd {
     }
 
     /// SIGTERM; the exit status (within 30 s) and the log (the directory goes with `self`).
-    fn term(mut self) -> (std::process::ExitStatus, String) {
+    fn term(self) -> (std::process::ExitStatus, String) {
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::unistd::Pid::from_raw(self.child.borrow().id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
         let t = Instant::now();
         loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
+            if let Some(st) = self.child.borrow_mut().try_wait().unwrap() {
                 return (st, self.log());
             }
             assert!(
@@ -187,8 +189,9 @@ impl Ftpd {
 
 impl Drop for Ftpd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let c = self.child.get_mut();
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -230,17 +233,25 @@ fn assert_confined(f: &Ftpd) -> usize {
     threads.len()
 }
 
-fn cp(args: &[&str]) -> serde_json::Value {
+/// `gridos cp --json ARGS`, which must succeed; when it fails, a server of `servers` that
+/// died (SIGSYS: a call missing from the filter) is named first.
+fn cp(servers: &[&Ftpd], args: &[&str]) -> serde_json::Value {
     let mut all = vec!["cp", "--json"];
     all.extend_from_slice(args);
-    gridos(&all).ok()
+    let r = gridos(&all);
+    if !r.status.success() {
+        for f in servers {
+            f.alive(&format!("gridos {all:?}"));
+        }
+    }
+    r.ok()
 }
 
 #[test]
 fn confined_server_serves_everything_and_stops_on_sigterm() {
     let pki = Pki::new("seccomp");
     // On 127.0.0.1: the test certificate names 127.0.0.1 and localhost.
-    let mut f = Ftpd::start(
+    let f = Ftpd::start(
         [127, 0, 0, 1],
         &[
             "--tls-cert",
@@ -277,11 +288,14 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
     std::fs::write(w("up.bin"), random_bytes(3_000_017, 2)).unwrap();
 
     // Stream mode: passive download, active (PORT/EPRT) download, upload.
-    cp(&[&f.url("ftp", "down.bin"), s(&w("got.bin"))]);
+    cp(&[&f], &[&f.url("ftp", "down.bin"), s(&w("got.bin"))]);
     assert_eq!(sha256_file(&w("got.bin")), sha256(&data));
-    cp(&["--active", &f.url("ftp", "down.bin"), s(&w("active.bin"))]);
+    cp(
+        &[&f],
+        &["--active", &f.url("ftp", "down.bin"), s(&w("active.bin"))],
+    );
     assert_eq!(sha256_file(&w("active.bin")), sha256(&data));
-    cp(&[s(&w("up.bin")), &f.url("ftp", "up.bin")]);
+    cp(&[&f], &[s(&w("up.bin")), &f.url("ftp", "up.bin")]);
     assert_eq!(
         sha256_file(&f.root.join("up.bin")),
         sha256_file(&w("up.bin"))
@@ -289,21 +303,27 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
     f.alive("stream-mode transfers");
 
     // MODE E, four streams each way, checked by the server's CKSM.
-    let j = cp(&[
-        "-p",
-        "4",
-        "--verify=SHA256",
-        &f.url("gridftp", "down.bin"),
-        s(&w("p4.bin")),
-    ]);
+    let j = cp(
+        &[&f],
+        &[
+            "-p",
+            "4",
+            "--verify=SHA256",
+            &f.url("gridftp", "down.bin"),
+            s(&w("p4.bin")),
+        ],
+    );
     assert_eq!(sha256_file(&w("p4.bin")), sha256(&data), "{j}");
-    cp(&[
-        "-p",
-        "4",
-        "--verify",
-        s(&w("up.bin")),
-        &f.url("gridftp", "up4.bin"),
-    ]);
+    cp(
+        &[&f],
+        &[
+            "-p",
+            "4",
+            "--verify",
+            s(&w("up.bin")),
+            &f.url("gridftp", "up4.bin"),
+        ],
+    );
     assert_eq!(
         sha256_file(&f.root.join("up4.bin")),
         sha256_file(&w("up.bin"))
@@ -320,33 +340,39 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
         .unwrap()
         .set_modified(when)
         .unwrap();
-    cp(&["-r", "-t", s(&t), &f.url("ftp", "tree")]);
+    cp(&[&f], &["-r", "-t", s(&t), &f.url("ftp", "tree")]);
     assert_eq!(tree(&f.root.join("tree")), tree(&t));
     let mtime = std::fs::metadata(f.root.join("tree/a/one.bin"))
         .unwrap()
         .modified()
         .unwrap();
     assert_eq!(mtime, when, "MFMT did not set the time");
-    cp(&["-r", &f.url("ftp", "tree"), s(&w("back"))]);
+    cp(&[&f], &["-r", &f.url("ftp", "tree"), s(&w("back"))]);
     assert_eq!(tree(&w("back")), tree(&t));
     f.alive("tree transfers");
 
     // TLS: a password login, PROT P both ways; then the certificate reloaded through the
     // control socket (the files are read under the filter, inside the chroot as root).
     let ca = ["--cacert", s(&pki.ca)];
-    cp(&[
-        ca[0],
-        ca[1],
-        &f.alice("ftpes", "down.bin"),
-        s(&w("tls.bin")),
-    ]);
+    cp(
+        &[&f],
+        &[
+            ca[0],
+            ca[1],
+            &f.alice("ftpes", "down.bin"),
+            s(&w("tls.bin")),
+        ],
+    );
     assert_eq!(sha256_file(&w("tls.bin")), sha256(&data));
-    cp(&[
-        ca[0],
-        ca[1],
-        s(&w("up.bin")),
-        &f.alice("ftpes", "tls-up.bin"),
-    ]);
+    cp(
+        &[&f],
+        &[
+            ca[0],
+            ca[1],
+            s(&w("up.bin")),
+            &f.alice("ftpes", "tls-up.bin"),
+        ],
+    );
     assert_eq!(
         sha256_file(&f.root.join("tls-up.bin")),
         sha256_file(&w("up.bin"))
@@ -372,27 +398,30 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
     f.ctl(&["set", "ftp.tls_key", &seen("server.key")]);
     let reload = f.ctl(&["tls-reload"]);
     assert!(reload.contains("reloaded"), "{reload}");
-    cp(&[
-        ca[0],
-        ca[1],
-        &f.alice("ftpes", "down.bin"),
-        s(&w("tls2.bin")),
-    ]);
+    cp(
+        &[&f],
+        &[
+            ca[0],
+            ca[1],
+            &f.alice("ftpes", "down.bin"),
+            s(&w("tls2.bin")),
+        ],
+    );
     assert_eq!(sha256_file(&w("tls2.bin")), sha256(&data));
     f.alive("TLS and tls-reload");
 
     // Server to server, between two confined servers (without TLS; on distinct loopback
     // addresses, so the data connection really comes from another host): stream mode
     // (PASV/PORT) and MODE E (SPAS/SPOR).
-    let mut g = Ftpd::start([127, 0, 0, 3], &[]);
-    let mut h = Ftpd::start([127, 0, 0, 4], &[]);
+    let g = Ftpd::start([127, 0, 0, 3], &[]);
+    let h = Ftpd::start([127, 0, 0, 4], &[]);
     std::fs::write(g.root.join("src.bin"), &data).unwrap();
     for (args, name) in [(vec![], "tp.bin"), (vec!["-p", "2"], "tp2.bin")] {
         let (src, dst) = (g.alice("ftp", "src.bin"), h.alice("ftp", name));
         let mut a = vec!["--no-relay"];
         a.extend(args);
         a.extend([src.as_str(), dst.as_str()]);
-        let j = cp(&a);
+        let j = cp(&[&g, &h], &a);
         assert_eq!(j["third_party"], true, "{j}");
         assert_eq!(sha256_file(&h.root.join(name)), sha256(&data), "{name}");
     }
@@ -403,7 +432,10 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
     // Live changes that start threads under the filter.
     f.ctl(&["set", "ftp.threads", "4"]);
     f.ctl(&["set", "io.threads", "6"]);
-    cp(&["-p", "4", &f.url("gridftp", "down.bin"), s(&w("after.bin"))]);
+    cp(
+        &[&f],
+        &["-p", "4", &f.url("gridftp", "down.bin"), s(&w("after.bin"))],
+    );
     assert_eq!(sha256_file(&w("after.bin")), sha256(&data));
     let m = assert_confined(&f);
     assert!(m > n, "no new thread after the resize: {n} then {m}");
@@ -433,7 +465,7 @@ fn no_seccomp_runs_unconfined_and_says_so() {
     let data = random_bytes(100_000, 3);
     std::fs::write(f.root.join("d.bin"), &data).unwrap();
     let out = f.dir.path().join("d.bin");
-    cp(&[&f.url("ftp", "d.bin"), s(&out)]);
+    cp(&[&f], &[&f.url("ftp", "d.bin"), s(&out)]);
     assert_eq!(sha256_file(&out), sha256(&data));
     assert!(f.term().0.success());
 }

@@ -21,6 +21,9 @@
 //!   `list`, `stats`, one command per line; each answer ends with a line `ok [note]` or
 //!   `err message`.
 //! - [`PasswordFile`]: `user:argon2-phc` lines.
+//! - With [`ServerConfig::seccomp`] (on in `gridos ftpd`, off in [`ServerConfig::new`])
+//!   the process confines itself with a seccomp filter once start-up is done: module
+//!   [`sandbox`] lists the system calls allowed and why; any other kills the process.
 //! - FTPS (RFC 4217) with [`ServerConfig::tls_cert`] and [`ServerConfig::tls_key`]:
 //!   `AUTH TLS` upgrades a control connection, `PBSZ 0` + `PROT P` protect data
 //!   connections (stream mode and MODE E), and [`ServerConfig::implicit_tls`] adds a
@@ -1058,5 +1061,22 @@ mod tests {
         assert!(
             matches!(c.set("no_such_key", "1"), Err(Error::Config(m)) if m.starts_with("unknown key"))
         );
+    }
+
+    /// `seccomp` in `[ftp]`: a boolean or `"required"`; the library's default is off.
+    #[test]
+    fn seccomp_key_from_toml() {
+        use super::Seccomp;
+        let mut c = ServerConfig::new("/tmp");
+        assert_eq!(c.seccomp, Seccomp::Off);
+        for (text, want) in [
+            ("[ftp]\nseccomp = true\n", Seccomp::On),
+            ("[ftp]\nseccomp = \"required\"\n", Seccomp::Required),
+            ("[ftp]\nseccomp = false\n", Seccomp::Off),
+        ] {
+            c.apply_toml(text).unwrap();
+            assert_eq!(c.seccomp, want, "{text}");
+        }
+        assert!(c.apply_toml("[ftp]\nseccomp = \"maybe\"\n").is_err());
     }
 }

@@ -11,8 +11,11 @@
 //! well, so a thread that a library started earlier is confined too (the kernel refuses the
 //! filter rather than leave a thread out). `PR_SET_NO_NEW_PRIVS` is set first, as seccomp
 //! requires of an unprivileged process: nothing the server could execute (it can execute
-//! nothing) would gain privileges. A filter cannot be removed, so the server never turns it
-//! off while running and `ftp.seccomp` is read-only through the control socket.
+//! nothing) would gain privileges. Just before, [`install`] starts and joins one thread: glibc
+//! sets up threading at a process's first `pthread_create`, installing a signal handler of
+//! its own with `rt_sigaction`, which the filter forbids. A filter cannot be removed, so the
+//! server never turns it off while running and `ftp.seccomp` is read-only through the
+//! control socket.
 //!
 //! The filter confines the whole process, so only a program that is the server alone turns
 //! it on: `gridos ftpd` does by default (`seccomp = true` in `[ftp]`, `--no-seccomp` for
@@ -43,7 +46,11 @@
 //! the calls of the server's threads (`ftpd-accept`, `ftpd-listener`, `gridos-io` and the
 //! threads they start), and `gridos ftpd` itself through `middleware/tests/ftpd_cli.rs` and
 //! `ftpd_seccomp.rs` (its main thread waits for SIGTERM and shuts the server down); then by
-//! running those tests against the binary with the filter on. Names resolve through `libc`
+//! running those tests against the binary with the filter on. What the traces showed is
+//! allowed, plus the calls glibc makes instead on aarch64 (`epoll_pwait`, `ppoll`,
+//! `renameat2`) and a few harmless ones a rarer path may need (`clock_gettime` where the
+//! vDSO does not answer, `brk` and `mremap` for the allocator, `sched_yield`, `rt_sigreturn`,
+//! `tgkill` for `abort()`, the `get*id` queries); nothing else. Names resolve through `libc`
 //! for the target (x86_64 and aarch64; a few legacy calls exist on x86_64 only); on another
 //! architecture the filter cannot be built and the server says so (see [`Seccomp::On`]).
 //!
@@ -52,8 +59,10 @@
 //! the server itself), `mount`/`umount2`/`pivot_root`/`chroot`/`unshare`/`setns`, every
 //! `set*id`/`setgroups`/`capset`, `kexec_*`, `bpf`, `init_module`/`finit_module`,
 //! `keyctl`/`add_key`, `personality`, `perf_event_open`, `userfaultfd`, `rt_sigaction`,
-//! `link`/`symlink`, sockets other than TCP over IPv4/IPv6 (no UDP: the server resolves no
-//! names), and memory mapped or made executable (`PROT_EXEC`).
+//! `link`/`symlink`, `io_uring_register`, `dup`/`dup2`/`dup3` (`try_clone` is
+//! `F_DUPFD_CLOEXEC`), sockets other than TCP over IPv4/IPv6 (no UDP: the server resolves
+//! no names, no unix sockets but `socketpair`), and memory mapped or made executable
+//! (`PROT_EXEC`).
 //!
 //! # io_uring
 //! seccomp sees the `io_uring_enter` system call, not the requests in the ring: the kernel
@@ -74,7 +83,9 @@
 //! The filter is built with [seccompiler](https://docs.rs/seccompiler) (rust-vmm, the
 //! filters of Firecracker and Cloud Hypervisor): pure Rust, so no C library (libseccomp) to
 //! link or install on the machines the server runs on, argument conditions for the checks
-//! above, an architecture check in every filter, and the TSYNC install.
+//! above, an architecture check in every filter, and the TSYNC install. libseccomp would
+//! give each rule its own action (clone3's `ENOSYS` in the one filter, where seccompiler
+//! has one action for all matches and so a second filter), at the price of that C library.
 
 use std::collections::BTreeMap;
 
@@ -176,12 +187,16 @@ pub enum SandboxError {
 /// One system call of the allow-list.
 #[derive(Clone, Copy, Debug)]
 pub struct Syscall {
-    /// Its name.
-    pub name: &'static str,
+    ident: &'static str,
     nr: i64,
 }
 
 impl Syscall {
+    /// Its name (`openat2`).
+    pub fn name(self) -> &'static str {
+        self.ident.strip_prefix("SYS_").unwrap_or(self.ident)
+    }
+
     /// Its number on this architecture.
     pub fn number(self) -> i64 {
         self.nr
@@ -190,7 +205,7 @@ impl Syscall {
 
 macro_rules! calls {
     ($($name:ident),* $(,)?) => {
-        &[$(Syscall { name: stringify!($name), nr: libc::$name as i64 }),*]
+        &[$(Syscall { ident: stringify!($name), nr: libc::$name as i64 }),*]
     };
 }
 
@@ -199,91 +214,75 @@ macro_rules! calls {
 pub struct Group {
     /// Why they are allowed.
     pub why: &'static str,
-    /// The calls (`SYS_` prefix in the names).
+    /// The calls.
     pub calls: &'static [Syscall],
 }
 
 /// The calls allowed with any arguments, by group.
 pub const GROUPS: &[Group] = &[
     Group {
-        why: "reading and writing descriptors: control and data connections, files, pipes, \
-              the log on stderr, the control socket",
+        why: "reading and writing descriptors: control and data connections (tokio-rustls \
+              writes TLS records with writev), files, pipes, the log on stderr, the control \
+              socket",
         calls: calls![
             SYS_read,
             SYS_write,
-            SYS_readv,
             SYS_writev,
             SYS_pread64,
             SYS_pwrite64,
             SYS_lseek,
             SYS_close,
-            SYS_dup,
-            SYS_dup3,
         ],
     },
     Group {
-        why: "files under the docroot (paths resolved with openat2 RESOLVE_IN_ROOT beneath \
-              its fd): RETR/STOR/APPE/STOU, listings (getdents64), SIZE/MDTM/MLST (statx, \
-              newfstatat), renames of finished uploads and RNFR/RNTO (renameat2), DELE/RMD \
-              (unlinkat), MKD (mkdirat), SITE CHMOD (fchmodat), MFMT (utimensat), \
-              preallocation and truncation of uploads, checksums (reads), tls-reload (reads \
-              the certificate files)",
+        why: "files under the docroot, resolved with openat2(RESOLVE_IN_ROOT) beneath its fd: \
+              RETR/STOR/APPE/STOU (openat2, openat), listings (getdents64, readlinkat for \
+              symlinks), SIZE/MDTM/MLST (statx, newfstatat, fstat), the lock on an upload's \
+              partial file (flock), renames of finished uploads and RNFR/RNTO (renameat; \
+              renameat2 where glibc uses it), DELE/RMD (unlinkat), MKD (mkdirat), SITE CHMOD \
+              (fchmod), MFMT (utimensat), ALLO and resumed uploads (fallocate, ftruncate); \
+              checksums only read; tls-reload and a docroot change open files the same way",
         calls: calls![
             SYS_openat,
             SYS_openat2,
             SYS_fstat,
             SYS_newfstatat,
             SYS_statx,
-            SYS_fstatfs,
             SYS_getdents64,
             SYS_readlinkat,
-            SYS_faccessat,
-            SYS_faccessat2,
+            SYS_flock,
             SYS_renameat,
             SYS_renameat2,
             SYS_unlinkat,
             SYS_mkdirat,
             SYS_fchmod,
-            SYS_fchmodat,
             SYS_utimensat,
             SYS_fallocate,
             SYS_ftruncate,
-            SYS_fsync,
-            SYS_fdatasync,
-            SYS_fadvise64,
-            SYS_flock,
         ],
     },
     Group {
         why: "the zero-copy data path of gridos-io and its fallbacks: splice through pooled \
-              pipes (pipe2, F_SETPIPE_SZ), tee, sendfile and copy_file_range",
-        calls: calls![
-            SYS_splice,
-            SYS_tee,
-            SYS_sendfile,
-            SYS_copy_file_range,
-            SYS_pipe2,
-        ],
+              pipes (pipe2; F_SETPIPE_SZ below), sendfile (the splice path's file → socket), \
+              copy_file_range (REST + STOR that starts from a copy of the existing file)",
+        calls: calls![SYS_splice, SYS_sendfile, SYS_copy_file_range, SYS_pipe2],
     },
     Group {
         why: "the io_uring engine of gridos-io: one ring per I/O thread, made when the thread \
-              first transfers (setup), submission and completion (enter), the opcode probe \
-              (register); see the module doc on what seccomp does not see",
-        calls: calls![
-            SYS_io_uring_setup,
-            SYS_io_uring_enter,
-            SYS_io_uring_register
-        ],
+              first transfers (io_uring_setup), submission and completion (io_uring_enter). \
+              io_uring_register is not allowed: the engine registers nothing, and the opcode \
+              probe runs before the filter. See the module doc on what seccomp does not see",
+        calls: calls![SYS_io_uring_setup, SYS_io_uring_enter],
     },
     Group {
-        why: "TCP on sockets that exist or are made by the argument-checked socket(): the \
+        why: "TCP on sockets that exist or that the argument-checked socket() made: the \
               listeners and the control socket (accept4), passive data listeners for \
-              PASV/EPSV/SPAS (bind, listen), active and third-party connections for \
-              PORT/EPRT/SPOR (connect), addresses for replies and the data policy \
-              (getsockname, getpeername), TLS records and MODE E headers (sendto with \
-              MSG_MORE, recvfrom, sendmsg, recvmsg), buffers and TCP_INFO for the buffer \
-              monitor (setsockopt, getsockopt: SO_SNDBUF, SO_SNDBUFFORCE with \
-              CAP_NET_ADMIN, TCP_NODELAY, SO_LINGER), half-closes (shutdown)",
+              PASV/EPSV/SPAS (bind, listen), active and third-party data connections for \
+              PORT/EPRT/SPOR (connect, from the control connection's local address), \
+              addresses for replies and the data policy (getsockname, getpeername), data, TLS \
+              records and MODE E headers with MSG_MORE (sendto, recvfrom), buffers, \
+              TCP_NODELAY and TCP_INFO for the buffer monitor (setsockopt, getsockopt; \
+              SO_SNDBUFFORCE with --keep-net-admin), half-closes (shutdown)",
         calls: calls![
             SYS_accept4,
             SYS_bind,
@@ -295,19 +294,17 @@ pub const GROUPS: &[Group] = &[
             SYS_getsockopt,
             SYS_sendto,
             SYS_recvfrom,
-            SYS_sendmsg,
-            SYS_recvmsg,
             SYS_shutdown,
         ],
     },
     Group {
         why: "tokio's reactor and the readiness waits of gridos-io: epoll, the eventfd that \
-              wakes a runtime, poll for a socket's readiness",
+              wakes a runtime; epoll_pwait and ppoll are what glibc's epoll_wait and poll \
+              become where the older calls do not exist (aarch64)",
         calls: calls![
             SYS_epoll_create1,
             SYS_epoll_ctl,
             SYS_epoll_pwait,
-            SYS_epoll_pwait2,
             SYS_eventfd2,
             SYS_ppoll,
         ],
@@ -315,8 +312,8 @@ pub const GROUPS: &[Group] = &[
     Group {
         why: "threads and their synchronisation: locks and condition variables (futex), \
               thread start-up in glibc and Rust's std (set_robust_list, rseq, sigaltstack, \
-              the signal mask around clone, sched_getaffinity for the CPU count), yields, \
-              thread exit; clone itself is checked below and clone3 is answered ENOSYS",
+              the signal mask around clone, sched_getaffinity), yields, thread and process \
+              exit; clone itself is checked below and clone3 is answered ENOSYS",
         calls: calls![
             SYS_futex,
             SYS_set_robust_list,
@@ -325,28 +322,27 @@ pub const GROUPS: &[Group] = &[
             SYS_rt_sigprocmask,
             SYS_sched_getaffinity,
             SYS_sched_yield,
-            SYS_gettid,
-            SYS_getpid,
             SYS_exit,
             SYS_exit_group,
             SYS_clone3,
         ],
     },
     Group {
-        why: "memory for the allocator, thread stacks and io_uring's rings (mmap and mprotect \
-              are checked below: never executable)",
+        why: "memory for the allocator (brk, and mremap when glibc grows a large block), \
+              thread stacks and io_uring's rings (mmap and mprotect are checked below: never \
+              executable)",
         calls: calls![SYS_munmap, SYS_mremap, SYS_madvise, SYS_brk],
     },
     Group {
-        why: "time, timeouts and sleeps (clock_gettime is usually answered in user space by \
-              the vDSO, not always), the random numbers of rustls (getrandom), signals: the \
-              main thread of gridos ftpd waits for SIGTERM/SIGINT with sigtimedwait, and \
-              returns from signal handlers (rt_sigreturn)",
+        why: "time and sleeps (clock_gettime and gettimeofday are answered in user space by \
+              the vDSO, not on every system; clock_nanosleep for the shutdown's waits), the \
+              random numbers of rustls (getrandom), signals: the main thread of gridos ftpd \
+              waits for SIGTERM/SIGINT with sigtimedwait, and a handler returns with \
+              rt_sigreturn",
         calls: calls![
             SYS_clock_gettime,
             SYS_clock_getres,
             SYS_clock_nanosleep,
-            SYS_nanosleep,
             SYS_gettimeofday,
             SYS_getrandom,
             SYS_rt_sigtimedwait,
@@ -354,16 +350,16 @@ pub const GROUPS: &[Group] = &[
         ],
     },
     Group {
-        why: "harmless queries of the process's own identity, capabilities (gridos-io asks \
-              whether it holds CAP_NET_ADMIN before forcing socket buffers) and limits",
+        why: "harmless queries of the process's own identity and capabilities (gridos-io asks \
+              whether it holds CAP_NET_ADMIN before it forces socket buffers)",
         calls: calls![
-            SYS_capget,
+            SYS_getpid,
+            SYS_gettid,
             SYS_getuid,
             SYS_geteuid,
             SYS_getgid,
             SYS_getegid,
-            SYS_getrusage,
-            SYS_prlimit64,
+            SYS_capget,
         ],
     },
 ];
@@ -371,8 +367,9 @@ pub const GROUPS: &[Group] = &[
 /// x86_64 keeps older calls that glibc still uses for some wrappers there.
 #[cfg(target_arch = "x86_64")]
 const LEGACY: Group = Group {
-    why: "x86_64 only: older calls glibc still makes there (unlink of the control socket at \
-          shutdown, poll, epoll_wait)",
+    why: "x86_64 only: older calls glibc and mio still make there (unlink of the control \
+          socket at shutdown, poll for a socket's readiness in gridos-io and MODE E, \
+          epoll_wait in tokio's reactor)",
     calls: calls![SYS_unlink, SYS_poll, SYS_epoll_wait],
 };
 #[cfg(not(target_arch = "x86_64"))]
@@ -450,6 +447,8 @@ fn not_exec(arg: u8) -> Result<Vec<SeccompRule>> {
     )?])?])
 }
 
+// The ioctl numbers are u64 on glibc targets, not on every libc: the casts stay.
+#[allow(clippy::unnecessary_cast)]
 fn restricted_rules(pid: u32) -> Result<Vec<(i64, Vec<SeccompRule>)>> {
     use SeccompCmpArgLen::{Dword, Qword};
     let thread = libc::CLONE_THREAD as u64;
@@ -523,7 +522,7 @@ pub fn allowed_syscalls() -> Vec<&'static str> {
         .iter()
         .chain(std::iter::once(&LEGACY))
         .flat_map(|g| g.calls.iter())
-        .map(|c| c.name.strip_prefix("SYS_").unwrap_or(c.name))
+        .map(|c| c.name())
         .filter(|n| *n != "clone3")
         .chain(RESTRICTED.iter().map(|(n, _)| *n))
         .collect();

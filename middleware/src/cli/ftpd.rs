@@ -31,6 +31,9 @@ Examples:
                   grid-mapfile names logs in as its local user (USER :globus-mapping:)
   gridos ftpd --docroot /srv/lab --passwd users --listen 0.0.0.0:2121 --tls off
                   passwords in clear (a closed lab network only)
+  gridos ftpd --seccomp-selftest
+                  show the system calls the server's seccomp filter allows, and check
+                  that forbidden ones (execve, fork, ptrace, mount, setuid, ...) are refused
   gridos ftpd --config /etc/gridos/ftpd.toml --ctl-socket /run/gridos/ftpd.sock
                   settings from a file, changeable live with `gridos ctl`;
                   `gridos ctl --socket /run/gridos/ftpd.sock tls-reload` after renewing
@@ -43,7 +46,13 @@ TLS policies (--tls, `tls` in [ftp]):
   required             every login needs TLS first, every transfer PROT P
   off                  no TLS; AUTH TLS refused
 Without --tls-cert/--tls-key the server refuses to start when the policy would make
-password logins impossible, and says what to add.")]
+password logins impossible, and says what to add.
+
+Sandbox: after start-up (bound, files opened, chrooted and switched to --user) the server
+confines itself with a seccomp filter that allows only the system calls it uses; any
+other kills it with SIGSYS and the kernel logs it (`audit: type=1326 ... syscall=N` in
+dmesg). `seccomp = \"required\"` in [ftp] refuses to start where the kernel has no
+seccomp; --no-seccomp runs without, for debugging.")]
 pub struct FtpdArgs {
     /// Directory to serve (required here or as `docroot` in `[ftp]` of --config).
     #[arg(long)]
@@ -395,5 +404,12 @@ mod tests {
         assert!(d.tls_data_reuse && d.tls_cert.is_none());
         let e = config(&["--tls", "sometimes"]).unwrap_err();
         assert!(e.contains("--tls") && e.contains("required"), "{e}");
+    }
+
+    /// The server binary confines itself unless told not to.
+    #[test]
+    fn seccomp_is_on_unless_no_seccomp() {
+        assert_eq!(config(&[]).unwrap().seccomp, Seccomp::On);
+        assert_eq!(config(&["--no-seccomp"]).unwrap().seccomp, Seccomp::Off);
     }
 }

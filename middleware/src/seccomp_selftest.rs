@@ -58,8 +58,8 @@ pub enum Probe {
     Sigaction,
     /// socket(AF_NETLINK).
     SocketNetlink,
-    /// socket(AF_INET, SOCK_DGRAM).
-    SocketUdp,
+    /// socket(AF_INET, SOCK_RAW).
+    SocketRaw,
     /// socket(AF_UNIX).
     SocketUnix,
     /// mprotect of a page to PROT_EXEC.
@@ -112,7 +112,7 @@ impl Probe {
         Probe::Personality,
         Probe::Sigaction,
         Probe::SocketNetlink,
-        Probe::SocketUdp,
+        Probe::SocketRaw,
         Probe::SocketUnix,
         Probe::MprotectExec,
         Probe::MmapExec,
@@ -145,7 +145,7 @@ impl Probe {
             Probe::Personality => "personality",
             Probe::Sigaction => "rt_sigaction",
             Probe::SocketNetlink => "socket-netlink",
-            Probe::SocketUdp => "socket-udp",
+            Probe::SocketRaw => "socket-raw",
             Probe::SocketUnix => "socket-unix",
             Probe::MprotectExec => "mprotect-exec",
             Probe::MmapExec => "mmap-exec",
@@ -448,7 +448,7 @@ mod probes {
                 ret(r.into(), "rt_sigaction(SIGUSR2)")
             }
             Probe::SocketNetlink => socket(libc::AF_NETLINK, libc::SOCK_RAW, "netlink"),
-            Probe::SocketUdp => socket(libc::AF_INET, libc::SOCK_DGRAM, "udp"),
+            Probe::SocketRaw => socket(libc::AF_INET, libc::SOCK_RAW, "raw"),
             Probe::SocketUnix => socket(libc::AF_UNIX, libc::SOCK_STREAM, "unix"),
             Probe::MprotectExec => {
                 let page = map(libc::PROT_READ | libc::PROT_WRITE);

@@ -250,10 +250,18 @@ fn cp(servers: &[&Ftpd], args: &[&str]) -> serde_json::Value {
 #[test]
 fn confined_server_serves_everything_and_stops_on_sigterm() {
     let pki = Pki::new("seccomp");
+    // The buffer monitor samples every millisecond, so that even these short transfers run
+    // it (TCP_INFO, buffer changes, the kernel's limits: in a chroot gridos-io measures them
+    // on a throw-away UDP socket).
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("ftpd.toml");
+    std::fs::write(&conf, "[io]\nmonitor_interval_ms = 1\n").unwrap();
     // On 127.0.0.1: the test certificate names 127.0.0.1 and localhost.
     let f = Ftpd::start(
         [127, 0, 0, 1],
         &[
+            "--config",
+            s(&conf),
             "--tls-cert",
             s(&pki.server.cert),
             "--tls-key",
@@ -308,6 +316,8 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
         &[
             "-p",
             "4",
+            "--tcp-bs",
+            "1048576",
             "--verify=SHA256",
             &f.url("gridftp", "down.bin"),
             s(&w("p4.bin")),

@@ -60,8 +60,9 @@
 //! `set*id`/`setgroups`/`capset`, `kexec_*`, `bpf`, `init_module`/`finit_module`,
 //! `keyctl`/`add_key`, `personality`, `perf_event_open`, `userfaultfd`, `rt_sigaction`,
 //! `link`/`symlink`, `io_uring_register`, `dup`/`dup2`/`dup3` (`try_clone` is
-//! `F_DUPFD_CLOEXEC`), sockets other than TCP over IPv4/IPv6 (no UDP: the server resolves
-//! no names, no unix sockets but `socketpair`), and memory mapped or made executable
+//! `F_DUPFD_CLOEXEC`), sockets other than TCP over IPv4/IPv6 and an IPv4 UDP socket (which
+//! gridos-io only asks for its buffer limit: the server resolves no names), no raw, packet,
+//! netlink or unix sockets but `socketpair`, and memory mapped or made executable
 //! (`PROT_EXEC`).
 //!
 //! # io_uring
@@ -387,8 +388,11 @@ pub const RESTRICTED: &[(&str, &str)] = &[
     ),
     (
         "socket",
-        "AF_INET and AF_INET6, SOCK_STREAM (data connections and passive listeners); no \
-         UDP, raw, packet, netlink or unix sockets (socketpair below aside)",
+        "AF_INET and AF_INET6 SOCK_STREAM (data connections and passive listeners), and \
+         AF_INET SOCK_DGRAM: where /proc/sys is out of sight (a chroot, a network namespace \
+         other than the first) gridos-io measures net.core.[rw]mem_max on a throw-away UDP \
+         socket, never bound or sent on, for the buffer monitor and SBUF. No raw, packet, \
+         netlink or unix sockets (socketpair below aside)",
     ),
     (
         "socketpair",
@@ -452,16 +456,11 @@ fn not_exec(arg: u8) -> Result<Vec<SeccompRule>> {
 fn restricted_rules(pid: u32) -> Result<Vec<(i64, Vec<SeccompRule>)>> {
     use SeccompCmpArgLen::{Dword, Qword};
     let thread = libc::CLONE_THREAD as u64;
-    let stream = |domain: i32| -> Result<SeccompRule> {
+    let sock = |domain: i32, ty: i32| -> Result<SeccompRule> {
         rule(vec![
             cond(0, Dword, SeccompCmpOp::Eq, domain as u64)?,
             // The low bits are the type; SOCK_NONBLOCK and SOCK_CLOEXEC may be or'ed in.
-            cond(
-                1,
-                Dword,
-                SeccompCmpOp::MaskedEq(0xf),
-                libc::SOCK_STREAM as u64,
-            )?,
+            cond(1, Dword, SeccompCmpOp::MaskedEq(0xf), ty as u64)?,
         ])
     };
     Ok(vec![
@@ -476,7 +475,11 @@ fn restricted_rules(pid: u32) -> Result<Vec<(i64, Vec<SeccompRule>)>> {
         ),
         (
             libc::SYS_socket,
-            vec![stream(libc::AF_INET)?, stream(libc::AF_INET6)?],
+            vec![
+                sock(libc::AF_INET, libc::SOCK_STREAM)?,
+                sock(libc::AF_INET6, libc::SOCK_STREAM)?,
+                sock(libc::AF_INET, libc::SOCK_DGRAM)?,
+            ],
         ),
         (libc::SYS_socketpair, one_of(0, &[libc::AF_UNIX as u64])?),
         (libc::SYS_mmap, not_exec(2)?),

@@ -74,6 +74,7 @@ pub mod observe;
 pub mod options;
 pub mod plan;
 pub mod resume;
+pub mod seccomp_selftest;
 pub mod selftest;
 pub mod url;
 pub mod verify;

@@ -16,7 +16,7 @@ use super::fs::Root;
 use crate::proto::HostList;
 
 /// The `ftp.*` keys (`io.*` keys come from gridos-io).
-pub(crate) const FTP_KEYS: [&str; 23] = [
+pub(crate) const FTP_KEYS: [&str; 24] = [
     "ftp.docroot",
     "ftp.listen",
     "ftp.chroot",
@@ -40,6 +40,8 @@ pub(crate) const FTP_KEYS: [&str; 23] = [
     "ftp.tls_data_reuse",
     "ftp.tls_handshake_timeout",
     "ftp.tls_subject",
+    // seccomp sandbox (issue 14)
+    "ftp.seccomp",
 ];
 
 pub(crate) fn parse_bool(key: &str, v: &str) -> Result<bool> {
@@ -156,6 +158,8 @@ impl Shared {
                     (Some(_), None) => "unknown".to_string(),
                 }
             }
+            // seccomp sandbox (issue 14)
+            "ftp.seccomp" => self.seccomp.to_string(),
             "io.threads" => self.io_pool.threads().to_string(),
             k if k.starts_with("io.") => gridos_io::get_key(k)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
@@ -229,6 +233,15 @@ impl Shared {
             "ftp.listen" | "ftp.chroot" | "ftp.implicit_tls" | "ftp.tls_subject" => {
                 return Err(Error::Config(format!("{key} is read-only while running")));
             }
+            // seccomp sandbox (issue 14)
+            "ftp.seccomp" => {
+                return Err(Error::Config(
+                    "ftp.seccomp is read-only while running (a seccomp filter cannot be removed, \
+                     and one installed late would not cover what start-up needs): restart the \
+                     server with --no-seccomp or seccomp = false"
+                        .into(),
+                ));
+            }
             "ftp.threads" => self.set_threads(parse_threads(key, v)?)?,
             "ftp.max_clients" => self.settings_mut().max_clients = parse_num(key, v)?,
             "ftp.max_per_ip" => self.settings_mut().max_per_ip = parse_num(key, v)?,
@@ -301,6 +314,8 @@ impl Shared {
             ("data_tls_failed".into(), n(&s.data_tls_failed)),
             ("ftp.threads".into(), self.threads().to_string()),
             ("io.threads".into(), self.io_pool.threads().to_string()),
+            // seccomp sandbox (issue 14)
+            ("sandbox".into(), self.sandbox.to_string()),
             ("io.path".into(), io.probed_path.to_string()),
             (
                 "io.transfers_by_path".into(),

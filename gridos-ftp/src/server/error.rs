@@ -35,6 +35,9 @@ pub enum Error {
         #[source]
         source: crate::tls::TlsError,
     },
+    /// The seccomp sandbox could not be built or installed (`seccomp = "required"`).
+    #[error("seccomp sandbox: {0}")]
+    Sandbox(#[source] super::sandbox::SandboxError),
     /// An error from gridos-io (pool, configuration).
     #[error(transparent)]
     GridIo(#[from] gridos_io::Error),

@@ -24,6 +24,9 @@
 //!   `list`, `stats`, one command per line; each answer ends with a line `ok [note]` or
 //!   `err message`.
 //! - [`PasswordFile`]: `user:argon2-phc` lines.
+//! - With [`ServerConfig::seccomp`] (on in `gridos ftpd`, off in [`ServerConfig::new`])
+//!   the process confines itself with a seccomp filter once start-up is done: module
+//!   [`sandbox`] lists the system calls allowed and why; any other kills the process.
 //! - FTPS (RFC 4217) with [`ServerConfig::tls_cert`] and [`ServerConfig::tls_key`]:
 //!   `AUTH TLS` upgrades a control connection, `PBSZ 0` + `PROT P` protect data
 //!   connections (stream mode and MODE E), and [`ServerConfig::implicit_tls`] adds a
@@ -70,6 +73,7 @@ mod extended;
 mod fs;
 mod ftps;
 pub mod passwd;
+pub mod sandbox;
 mod transfer;
 
 use std::collections::HashMap;
@@ -90,6 +94,7 @@ use tokio::sync::{mpsc, watch};
 pub use error::{Error, Result};
 pub use fs::{Root, is_partial, partial_name};
 pub use passwd::PasswordFile;
+pub use sandbox::{SandboxState, Seccomp};
 
 pub(crate) const SHUTDOWN_DRAIN: u8 = 1;
 pub(crate) const SHUTDOWN_ABORT: u8 = 2;
@@ -162,6 +167,13 @@ pub struct ServerConfig {
     /// The longest a control connection's TLS handshake may take (after `AUTH TLS`, or on
     /// the implicit port) before the client is cut; default 10 s.
     pub tls_handshake_timeout: Duration,
+    // seccomp sandbox (issue 14)
+    /// Confine the process with a seccomp filter after start-up (module [`sandbox`]): off
+    /// here, since the filter confines the whole process and a server started inside
+    /// another program would confine that program too; `gridos ftpd` turns it on by default
+    /// (`--no-seccomp`, `seccomp = false` to run without, `"required"` to refuse to start
+    /// without it).
+    pub seccomp: Seccomp,
 }
 
 /// When the server offers and requires TLS (`ftp.tls`, `--tls`).
@@ -245,6 +257,8 @@ impl ServerConfig {
             implicit_tls: None,
             tls_data_reuse: true,
             tls_handshake_timeout: Duration::from_secs(10),
+            // seccomp sandbox (issue 14)
+            seccomp: Seccomp::Off,
         }
     }
 
@@ -278,6 +292,8 @@ impl ServerConfig {
         "implicit_tls",
         "tls_data_reuse",
         "tls_handshake_timeout",
+        // seccomp sandbox (issue 14)
+        "seccomp",
     ];
 
     /// Sets one key (`ftp.` prefix optional) from text, as in the `[ftp]` table.
@@ -320,6 +336,8 @@ impl ServerConfig {
             }
             "tls_data_reuse" => self.tls_data_reuse = ctl::parse_bool(k, v)?,
             "tls_handshake_timeout" => self.tls_handshake_timeout = ctl::parse_secs(k, v)?,
+            // seccomp sandbox (issue 14)
+            "seccomp" => self.seccomp = v.parse()?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         Ok(())
@@ -423,6 +441,10 @@ pub(crate) struct Shared {
     /// Whether any password user exists (the TLS policy check needs it).
     password_users: bool,
     tls: RwLock<ftps::TlsState>,
+    // seccomp sandbox (issue 14)
+    /// What `ftp.seccomp` asked for, and the sandbox in force (`stats`: `sandbox`).
+    seccomp: Seccomp,
+    sandbox: SandboxState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -717,7 +739,8 @@ fn bind_ctl(path: &Path) -> Result<std::os::unix::net::UnixListener> {
 impl Server {
     /// Starts a server: binds, opens the docroot and the password file, creates the control
     /// socket, then (as root, with [`ServerConfig::run_as`]) chroots and drops privileges
-    /// before any thread is started.
+    /// and (with [`ServerConfig::seccomp`]) installs the seccomp filter, before any thread is
+    /// started.
     pub fn start(config: ServerConfig) -> Result<ServerHandle> {
         if config.threads == 0 || config.io_threads == 0 {
             return Err(Error::Config("thread counts must be at least 1".into()));
@@ -790,6 +813,9 @@ impl Server {
                 );
             }
         }
+        // seccomp sandbox (issue 14): after everything that needs more than serving does
+        // (binding, files, the I/O probe, chroot and the user switch), before any thread.
+        let sandbox = sandbox::enter(config.seccomp)?;
         let (shutdown, _) = watch::channel(0u8);
         let shared = Arc::new(Shared {
             settings: RwLock::new(Settings {
@@ -824,6 +850,8 @@ impl Server {
                 files: tls_files,
                 loaded: tls_loaded,
             }),
+            seccomp: config.seccomp,
+            sandbox,
         });
         if let Err(e) = gridos_io::set_key("io.threads", &config.io_threads.to_string()) {
             tracing::debug!(error = %e, "ftpd: io.threads not recorded in the I/O configuration");
@@ -1036,5 +1064,22 @@ mod tests {
         assert!(
             matches!(c.set("no_such_key", "1"), Err(Error::Config(m)) if m.starts_with("unknown key"))
         );
+    }
+
+    /// `seccomp` in `[ftp]`: a boolean or `"required"`; the library's default is off.
+    #[test]
+    fn seccomp_key_from_toml() {
+        use super::Seccomp;
+        let mut c = ServerConfig::new("/tmp");
+        assert_eq!(c.seccomp, Seccomp::Off);
+        for (text, want) in [
+            ("[ftp]\nseccomp = true\n", Seccomp::On),
+            ("[ftp]\nseccomp = \"required\"\n", Seccomp::Required),
+            ("[ftp]\nseccomp = false\n", Seccomp::Off),
+        ] {
+            c.apply_toml(text).unwrap();
+            assert_eq!(c.seccomp, want, "{text}");
+        }
+        assert!(c.apply_toml("[ftp]\nseccomp = \"maybe\"\n").is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! `gridos ftpd`: the FTP server, in the foreground.
 
+use crate::seccomp_selftest::{self, Probe};
 use clap::Args;
-use gridos_ftp::server::{Server, ServerConfig};
+use gridos_ftp::server::{Seccomp, Server, ServerConfig};
 use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -30,6 +31,9 @@ Examples:
                   grid-mapfile names logs in as its local user (USER :globus-mapping:)
   gridos ftpd --docroot /srv/lab --passwd users --listen 0.0.0.0:2121 --tls off
                   passwords in clear (a closed lab network only)
+  gridos ftpd --seccomp-selftest
+                  show the system calls the server's seccomp filter allows, and check
+                  that forbidden ones (execve, fork, ptrace, mount, setuid, ...) are refused
   gridos ftpd --config /etc/gridos/ftpd.toml --ctl-socket /run/gridos/ftpd.sock
                   settings from a file, changeable live with `gridos ctl`;
                   `gridos ctl --socket /run/gridos/ftpd.sock tls-reload` after renewing
@@ -42,7 +46,13 @@ TLS policies (--tls, `tls` in [ftp]):
   required             every login needs TLS first, every transfer PROT P
   off                  no TLS; AUTH TLS refused
 Without --tls-cert/--tls-key the server refuses to start when the policy would make
-password logins impossible, and says what to add.")]
+password logins impossible, and says what to add.
+
+Sandbox: after start-up (bound, files opened, chrooted and switched to --user) the server
+confines itself with a seccomp filter that allows only the system calls it uses; any
+other kills it with SIGSYS and the kernel logs it (`audit: type=1326 ... syscall=N` in
+dmesg). `seccomp = \"required\"` in [ftp] refuses to start where the kernel has no
+seccomp; --no-seccomp runs without, for debugging.")]
 pub struct FtpdArgs {
     /// Directory to serve (required here or as `docroot` in `[ftp]` of --config).
     #[arg(long)]
@@ -111,6 +121,31 @@ pub struct FtpdArgs {
     /// FTPS (boxed: the flags would make every `gridos` command's arguments large).
     #[command(flatten)]
     pub tls: Box<FtpdTlsArgs>,
+    /// The seccomp sandbox (boxed, as the TLS flags).
+    #[command(flatten)]
+    pub sandbox: Box<FtpdSandboxArgs>,
+}
+
+// seccomp sandbox (issue 14)
+/// The sandbox flags of `gridos ftpd`.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Sandbox (seccomp)")]
+pub struct FtpdSandboxArgs {
+    /// Run without the seccomp filter the server otherwise confines itself with after
+    /// start-up (`seccomp = false` in [ftp]), to tell a system call missing from its list
+    /// (the server killed by SIGSYS, `audit: type=1326 … syscall=N` in the kernel log)
+    /// from another fault.
+    #[arg(long)]
+    pub no_seccomp: bool,
+    /// Install the server's seccomp filter in probe processes, try forbidden system calls
+    /// (execve, fork-style clone, ptrace, mount, setuid, …) and allowed ones under it, print
+    /// what the kernel did and the allowed list, and exit: 0 when every forbidden call was
+    /// refused and every allowed one worked, 1 otherwise. Needs no --docroot.
+    #[arg(long)]
+    pub seccomp_selftest: bool,
+    /// One probe of --seccomp-selftest (internal).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub seccomp_probe: Option<String>,
 }
 
 /// The FTPS flags of `gridos ftpd`.
@@ -150,6 +185,8 @@ pub struct FtpdTlsArgs {
 fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     let mut c = ServerConfig::new(PathBuf::new());
     c.listen = SocketAddr::from(([0, 0, 0, 0], 2121));
+    // seccomp sandbox (issue 14): on for the server binary (the library leaves it off).
+    c.seccomp = Seccomp::On;
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("ftpd: reading {}: {e}", path.display()))?;
@@ -224,6 +261,10 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     if t.no_tls_data_reuse {
         c.tls_data_reuse = false;
     }
+    // seccomp sandbox (issue 14)
+    if a.sandbox.no_seccomp {
+        c.seccomp = Seccomp::Off;
+    }
     c.run_as = Some(
         a.user
             .clone()
@@ -238,6 +279,15 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down cleanly (exit status 0).
 pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
+    // seccomp sandbox (issue 14)
+    if let Some(name) = &a.sandbox.seccomp_probe {
+        let probe = Probe::from_name(name)
+            .ok_or_else(|| format!("ftpd: --seccomp-probe: no probe {name:?}"))?;
+        return Ok(seccomp_selftest::child(probe));
+    }
+    if a.sandbox.seccomp_selftest {
+        return seccomp_selftest_report();
+    }
     // Block the termination signals before any thread starts, so every thread inherits the
     // mask and the main thread receives them with sigwait.
     let mut signals = SigSet::empty();
@@ -259,6 +309,45 @@ pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
     tracing::info!(signal = %sig, "ftpd: shutting down");
     server.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+// seccomp sandbox (issue 14)
+/// `--seccomp-selftest`: one probe process per call (this program again, with
+/// `--seccomp-probe`), then the report.
+fn seccomp_selftest_report() -> Result<ExitCode, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("ftpd: finding this program: {e}"))?;
+    let allowed = gridos_ftp::server::sandbox::allowed_syscalls();
+    println!(
+        "seccomp filter of gridos ftpd: {} system calls allowed, any other kills the process:",
+        allowed.len()
+    );
+    println!("  {}", allowed.join(" "));
+    let verdicts = seccomp_selftest::run(|p| {
+        std::process::Command::new(&exe)
+            .args(["ftpd", "--seccomp-probe", p.name()])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+    });
+    let width = Probe::ALL.iter().map(|p| p.name().len()).max().unwrap_or(0);
+    for v in &verdicts {
+        let mark = if v.ok { "ok  " } else { "FAIL" };
+        println!("{mark} {:width$}  {}", v.probe.name(), v.detail);
+    }
+    let failed = verdicts.iter().filter(|v| !v.ok).count();
+    if failed == 0 {
+        println!(
+            "seccomp selftest: {} probes, all as expected",
+            verdicts.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "seccomp selftest: {failed} of {} probes NOT as expected",
+            verdicts.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 #[cfg(test)]
@@ -315,5 +404,12 @@ mod tests {
         assert!(d.tls_data_reuse && d.tls_cert.is_none());
         let e = config(&["--tls", "sometimes"]).unwrap_err();
         assert!(e.contains("--tls") && e.contains("required"), "{e}");
+    }
+
+    /// The server binary confines itself unless told not to.
+    #[test]
+    fn seccomp_is_on_unless_no_seccomp() {
+        assert_eq!(config(&[]).unwrap().seccomp, Seccomp::On);
+        assert_eq!(config(&["--no-seccomp"]).unwrap().seccomp, Seccomp::Off);
     }
 }

@@ -67,7 +67,7 @@ pub use net::{BufferOpt, BufferOptName, GridSocket, SocketTuner, apply_plan, pri
 pub use path::{IoPath, probe};
 pub use pipe::{Pipe, PipePool, PooledPipe};
 pub use pool::{IoPool, JobHandle};
-pub use stats::{GlobalStats, TransferReport, process_cpu_time, stats};
+pub use stats::{GlobalStats, TransferReport, process_cpu_time, release_free_memory, stats};
 pub use tcpinfo::{TcpInfo, tcp_info};
 pub use transfer::{
     CancelToken, DecisionSink, TransferOptions, recv_file, send_file, send_file_prefixed,

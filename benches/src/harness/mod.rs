@@ -5,6 +5,7 @@
 //! `runs` times (≥ 3) per pair; a pair whose peer is missing or fails is reported as FAILED
 //! with the reason, never skipped silently or filled in.
 
+pub mod load;
 pub mod machine;
 pub mod peers;
 pub mod tls;
@@ -33,6 +34,28 @@ pub enum HarnessError {
     /// A peer ran and failed (exit status, wrong bytes).
     #[error("{0}")]
     PeerFailed(String),
+    /// The load client's own I/O.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A server answered the load client with an unexpected reply.
+    #[error("{command}: {code} {text}")]
+    Reply {
+        /// The command (or "greeting").
+        command: String,
+        /// The reply code (0: the connection closed).
+        code: u16,
+        /// The reply text.
+        text: String,
+    },
+    /// Bytes moved were not the bytes sent.
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 /// The matrix cells.

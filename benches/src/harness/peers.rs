@@ -181,7 +181,7 @@ impl Server {
                 };
                 // Every harness client comes from one address: lift the per-address limit as
                 // the peers' configurations do.
-                c.args(["--max-clients", "1000", "--max-per-ip", "1000", "--docroot"]);
+                c.args(["--max-clients", "2000", "--max-per-ip", "2000", "--docroot"]);
                 c.arg(root);
                 if let Some(t) = tls {
                     c.arg("--tls-cert")
@@ -220,8 +220,8 @@ impl Server {
                      ftp_username=daemon\nwrite_enable=YES\nanon_upload_enable=YES\n\
                      anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_umask=022\n\
                      allow_writeable_chroot=YES\nlocal_enable=NO\nseccomp_sandbox=NO\n\
-                     secure_chroot_dir={}\npasv_enable=YES\npasv_address={ip}\nmax_clients=1000\n\
-                     max_per_ip=1000\nxferlog_enable=NO\n{}",
+                     secure_chroot_dir={}\npasv_enable=YES\npasv_address={ip}\nmax_clients=2000\n\
+                     max_per_ip=2000\nxferlog_enable=NO\n{}",
                     root.display(),
                     empty.display(),
                     tls.map(|t| format!(
@@ -243,10 +243,10 @@ impl Server {
                 let conf = format!(
                     "ServerName \"gridos-bench\"\nServerType standalone\nPort {port}\n\
                      DefaultAddress {ip}\nSocketBindTight on\nUseIPv6 off\nUser nobody\nGroup nogroup\n\
-                     MaxInstances 1000\nScoreboardFile {s}/scoreboard\nPidFile {s}/proftpd.pid\n\
+                     MaxInstances 2000\nScoreboardFile {s}/scoreboard\nPidFile {s}/proftpd.pid\n\
                      DelayEngine off\nWtmpLog off\nUseReverseDNS off\n\
                      <Anonymous {root}>\n  User nobody\n  Group nogroup\n  UserAlias anonymous nobody\n\
-                     \x20 RequireValidShell off\n  MaxClients 1000\n  <Limit WRITE>\n    AllowAll\n  </Limit>\n</Anonymous>\n",
+                     \x20 RequireValidShell off\n  MaxClients 2000\n  <Limit WRITE>\n    AllowAll\n  </Limit>\n</Anonymous>\n",
                     s = s.display(),
                     root = root.display()
                 );

@@ -303,6 +303,7 @@ impl Shared {
             ("clients".into(), n(&s.clients_now)),
             ("clients_total".into(), n(&s.clients_total)),
             ("clients_refused".into(), n(&s.clients_refused)),
+            ("heap_trims".into(), n(&self.trimmer.trims)),
             ("transfers_active".into(), n(&s.transfers_active)),
             ("transfers_completed".into(), n(&s.transfers_ok)),
             ("transfers_failed".into(), n(&s.transfers_failed)),

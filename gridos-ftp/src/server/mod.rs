@@ -75,6 +75,7 @@ mod ftps;
 pub mod passwd;
 pub mod sandbox;
 mod transfer;
+mod trim;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -432,6 +433,8 @@ pub(crate) struct Shared {
     retired: Mutex<Vec<std::thread::JoinHandle<()>>>,
     next: AtomicUsize,
     pub stats: Stats,
+    /// Returns freed memory to the system when many sessions have closed.
+    pub trimmer: trim::Trimmer,
     pub shutdown: watch::Sender<u8>,
     clients: Mutex<HashMap<IpAddr, usize>>,
     chroot: Option<PathBuf>,
@@ -583,7 +586,8 @@ impl Shared {
                 Some("421 Too many connections from your address (ftp.max_per_ip).\r\n")
             } else {
                 *map.entry(ip).or_insert(0) += 1;
-                self.stats.clients_now.fetch_add(1, Relaxed);
+                let now = self.stats.clients_now.fetch_add(1, Relaxed) + 1;
+                self.trimmer.arrived(now as usize);
                 self.stats.clients_total.fetch_add(1, Relaxed);
                 None
             }
@@ -612,6 +616,23 @@ impl Shared {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit, for a server that is
+/// to hold `max_clients` sessions (each holds a control connection, and a transfer adds a
+/// data connection, a file, a passive listener and a pipe pair). Returns the limit now in
+/// force, and whether it is below what `max_clients` sessions transferring at once may need.
+pub fn raise_open_file_limit(max_clients: usize) -> (u64, bool) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return (0, false);
+    };
+    let now = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    (now, now < (max_clients as u64).saturating_mul(6) + 64)
+}
+
 /// Counts a client for the limits while it is connected.
 pub(crate) struct ClientGuard {
     shared: Arc<Shared>,
@@ -627,7 +648,9 @@ impl Drop for ClientGuard {
                 map.remove(&self.ip);
             }
         }
-        self.shared.stats.clients_now.fetch_sub(1, Relaxed);
+        let now = self.shared.stats.clients_now.fetch_sub(1, Relaxed) - 1;
+        drop(map);
+        self.shared.trimmer.left(now as usize);
     }
 }
 
@@ -841,6 +864,7 @@ impl Server {
             retired: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             stats: Stats::default(),
+            trimmer: trim::Trimmer::start(),
             shutdown,
             clients: Mutex::new(HashMap::new()),
             chroot: chrooted,

@@ -297,6 +297,14 @@ pub fn run(a: FtpdArgs) -> Result<ExitCode, String> {
         .thread_block()
         .map_err(|e| format!("ftpd: blocking signals: {e}"))?;
     let config = config_from(&a)?;
+    let (limit, short) = gridos_ftp::server::raise_open_file_limit(config.max_clients);
+    if short {
+        tracing::warn!(
+            limit,
+            max_clients = config.max_clients,
+            "ftpd: the open-file limit may be too low for max_clients sessions transferring at once"
+        );
+    }
     let server = Server::start(config).map_err(|e| format!("ftpd: {e}"))?;
     println!("gridos ftpd listening on {}", server.local_addr());
     if let Some(a) = server.implicit_tls_addr() {

@@ -8,6 +8,7 @@
 
 use clap::Parser;
 use gridos_benches::harness::load::{self, Direction, Target};
+use gridos_benches::harness::machine::CpuGroup;
 use gridos_benches::harness::peers::{Server, ServerKind, can_connect};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -81,6 +82,9 @@ fn measure(k: ServerKind, a: &Args, dir: &std::path::Path) -> Result<Row, String
     let server = Server::start(k, &root, [127, 0, 0, 1].into(), None, &can_connect)
         .map_err(|e| e.to_string())?;
     let t = Target::of(&server);
+    // The server's CPU time, its forked sessions included (they inherit the group); the
+    // group is removed after the server is gone.
+    let cpu = CpuGroup::join(server.pid());
     let settle = Duration::from_secs(15);
     eprintln!("load: {}: {} sessions", k.name(), a.sessions);
     let s = load::hold_sessions(&t, a.sessions, settle).map_err(|e| format!("sessions: {e}"))?;
@@ -102,16 +106,27 @@ fn measure(k: ServerKind, a: &Args, dir: &std::path::Path) -> Result<Row, String
     for d in [Direction::Down, Direction::Up] {
         eprintln!("load: {}: {} × {:?}", k.name(), a.clients, d);
         let mut gbs = Vec::new();
+        let mut cpu_gb = Vec::new();
         let mut peak = 0;
         for _ in 0..a.runs {
+            let before = cpu.as_ref().and_then(CpuGroup::usage);
             let r =
                 load::concurrent(&t, a.clients, a.size, d).map_err(|e| format!("{d:?}: {e}"))?;
+            let after = cpu.as_ref().and_then(CpuGroup::usage);
+            if let (Some(b), Some(a)) = (before, after) {
+                cpu_gb.push((a - b).as_secs_f64() / (r.bytes as f64 / 1e9));
+            }
             gbs.push(r.gb_per_sec());
             peak = peak.max(r.peak_rss);
         }
         let (m, lo, hi) = median(gbs);
+        let cpu_cell = if cpu_gb.is_empty() {
+            "server CPU not measured (no cgroup)".to_string()
+        } else {
+            format!("server CPU {:.2} s/GB", median(cpu_gb).0)
+        };
         cells.push(format!(
-            "{m:.2} GB/s ({lo:.2}–{hi:.2}); peak RSS {} MiB",
+            "{m:.2} GB/s ({lo:.2}–{hi:.2}); {cpu_cell}; peak RSS {} MiB",
             mib(peak)
         ));
         rates.push(m);
@@ -128,6 +143,8 @@ fn measure(k: ServerKind, a: &Args, dir: &std::path::Path) -> Result<Row, String
         mib(c.rss.0),
         mib(c.rss.1)
     );
+    drop(server);
+    drop(cpu);
     Ok(Row {
         name: k.name(),
         sessions,

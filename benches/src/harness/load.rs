@@ -168,7 +168,15 @@ impl Ftp {
     }
 
     fn expect_reply(&mut self, command: &str, ok: &[u16]) -> Result<u16, HarnessError> {
-        let (code, text) = self.reply()?;
+        let (code, text) = self.reply().map_err(|e| match e {
+            // Name the command a reply did not come for.
+            HarnessError::Io { source, .. } => HarnessError::Reply {
+                command: command.into(),
+                code: 0,
+                text: source.to_string(),
+            },
+            e => e,
+        })?;
         if ok.contains(&code) {
             Ok(code)
         } else {
@@ -487,6 +495,7 @@ pub fn concurrent(
 ) -> Result<Transfers, HarnessError> {
     let block = Pattern::block();
     let barrier = Arc::new(Barrier::new(n + 1));
+    let gate = Arc::new(std::sync::Mutex::new(()));
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -500,12 +509,18 @@ pub fn concurrent(
     };
     let workers: Vec<_> = (0..n)
         .map(|i| {
-            let (barrier, block, t) = (barrier.clone(), block.clone(), t.clone());
+            let (barrier, block, t, gate) =
+                (barrier.clone(), block.clone(), t.clone(), gate.clone());
             std::thread::Builder::new()
                 .stack_size(256 << 10)
                 .spawn(move || -> Result<(), HarnessError> {
-                    // Log in before the start, so the run times transfers, not logins.
-                    let login = Ftp::login(t.addr);
+                    // Log in before the start, so the run times transfers, not logins, and
+                    // one at a time: vsftpd's listen backlog is 32, and a burst beyond it
+                    // strands connections the kernel took but the server never accepted.
+                    let login = {
+                        let _one = gate.lock();
+                        Ftp::login(t.addr)
+                    };
                     barrier.wait();
                     let mut f = login?;
                     let pattern = Pattern::file(&block, i);

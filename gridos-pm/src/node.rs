@@ -380,12 +380,17 @@ impl Node {
     ) -> (Response, Vec<u8>) {
         const FWD: Option<Duration> = Some(Duration::from_secs(30));
         match req {
-            Request::Hello => (
-                Response::Hello {
-                    info: Box::new(self.info(&conn.challenge)).as_ref().clone(),
-                },
-                vec![],
-            ),
+            Request::Hello => {
+                // Network peers reach here only authenticated (see `serve`); stay safe anyway.
+                let public = matches!(conn.ident, PeerIdentity::Net(_))
+                    && conn.authed.lock().expect("poisoned").is_none();
+                let info = if public {
+                    self.public_info(&conn.challenge)
+                } else {
+                    self.info(&conn.challenge)
+                };
+                (Response::Hello { info }, vec![])
+            }
             Request::Ping => (Response::Pong, vec![]),
             Request::Auth { .. } => err_resp(Error::BadRequest(
                 "authentication is handled in order".into(),
@@ -713,16 +718,18 @@ impl Node {
 
     async fn serve(self: Arc<Self>, ch: Channel, ident: PeerIdentity) {
         let must_auth = matches!(ident, PeerIdentity::Net(_));
-        let mut handshake_slot = None;
-        if must_auth {
+        // Held until the peer has authenticated (or, failing that, until the socket closes).
+        let mut handshake_slot = if must_auth {
             match self.handshakes.clone().try_acquire_owned() {
-                Ok(p) => handshake_slot = Some(p),
+                Ok(p) => Some(p),
                 Err(_) => {
                     tracing::warn!(peer = ?ident, "{MAX_HANDSHAKES} connections authenticating already; closing");
                     return;
                 }
             }
-        }
+        } else {
+            None
+        };
         let privileged_local = match ident {
             PeerIdentity::InProc => true,
             PeerIdentity::Unix { uid, .. } => uid == 0 || uid == nix::unistd::geteuid().as_raw(),
@@ -770,8 +777,8 @@ impl Node {
         let sem = Arc::new(Semaphore::new(MAX_INFLIGHT));
         let deadline = tokio::time::Instant::now() + self.cfg.handshake_timeout;
         let mut hellos = 0;
+        let mut pending_auth = must_auth;
         loop {
-            let pending_auth = handshake_slot.is_some();
             let got = if pending_auth {
                 match tokio::time::timeout_at(deadline, source.recv(None, None)).await {
                     Ok(r) => r,
@@ -807,7 +814,8 @@ impl Node {
                             // Authenticated: full-size frames from the next one on, and the
                             // slot is free for another peer.
                             source.recv_limit().set(MAX_FRAME);
-                            handshake_slot = None;
+                            drop(handshake_slot.take());
+                            pending_auth = false;
                         }
                         reply(&tx, f.src, id, (r, vec![])).await;
                         continue;
@@ -867,7 +875,7 @@ impl Node {
         drop(source);
         drop(tx);
         let mut writer = writer;
-        if handshake_slot.is_some() {
+        if pending_auth {
             if tokio::time::timeout(DRAIN, &mut writer).await.is_err() {
                 writer.abort();
             }

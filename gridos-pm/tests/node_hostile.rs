@@ -429,7 +429,10 @@ async fn two_hundred_unauthenticated_connections_do_not_starve_a_good_client() {
     let cl = cluster_env(&["h5"], None, None, &[("GH_HANDSHAKE_TIMEOUT", "60")]);
     let mut crowd = Vec::new();
     for i in 0..200 {
-        let mut s = TcpStream::connect(addr(&cl)).await.unwrap();
+        let mut s = tokio::time::timeout(LIVE, TcpStream::connect(addr(&cl)))
+            .await
+            .expect("the daemon stopped accepting")
+            .unwrap();
         match i % 3 {
             // Silent.
             0 => {}
@@ -505,4 +508,58 @@ async fn a_peer_that_vanishes_silently_is_lost_and_comes_back_as_the_same_incarn
     };
     assert_eq!(rec.status, ExitStatus::Exited(9));
     assert_eq!(rec.gpid, g);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_handshake_slots_are_closed_and_slots_come_back() {
+    use gridos_pm::node::MAX_HANDSHAKES;
+    let cl = cluster_env(&["h6"], None, None, &[("GH_HANDSHAKE_TIMEOUT", "60")]);
+    let pid = cl.nodes[0].child.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let base = fds();
+    let mut crowd = Vec::new();
+    for _ in 0..MAX_HANDSHAKES {
+        let s = tokio::time::timeout(LIVE, TcpStream::connect(addr(&cl)))
+            .await
+            .expect("the daemon stopped accepting")
+            .unwrap();
+        crowd.push(s);
+    }
+    let t0 = Instant::now();
+    while fds() < base + MAX_HANDSHAKES {
+        assert!(t0.elapsed() < LIVE, "daemon holds {} descriptors", fds());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every slot is taken: the next ones are closed on arrival, unanswered.
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr(&cl)).await.unwrap();
+        send(&mut s, 1, &Request::Hello).await;
+        assert_eq!(recv(&mut s).await, None);
+    }
+    // The local socket is not affected.
+    let local = client(&cl.nodes[0]).await;
+    assert_eq!(local.hello().await.unwrap().node, "h6");
+    // Slots held by peers that leave come back.
+    crowd.truncate(MAX_HANDSHAKES - 10);
+    let t0 = Instant::now();
+    loop {
+        match tokio::time::timeout(LIVE, Client::connect_tcp(addr(&cl), &key(&cl), "late")).await {
+            Ok(Ok(c)) => {
+                let (g, _) = c.spawn(None, sh("exit 2")).await.unwrap();
+                let rec = c.wait(&g, None).await.unwrap();
+                assert_eq!(rec.status, ExitStatus::Exited(2));
+                break;
+            }
+            r => assert!(
+                t0.elapsed() < LIVE,
+                "no slot came back: {:?}",
+                r.map(|r| r.err())
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

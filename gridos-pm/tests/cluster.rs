@@ -341,6 +341,21 @@ async fn node_killed_mid_run_gives_node_lost_and_restart_gets_new_incarnation() 
     );
     let (g3, _) = c1.spawn(Some("a2"), sh("exit 0")).await.unwrap();
     assert_eq!(g3.incarnation(), inc_after);
+    // An old-incarnation GPID naming the pid of a live new process is not that process:
+    // signal and wait say the old incarnation is gone, and the new process is untouched.
+    let (g4, _) = c1.spawn(Some("a2"), sh("sleep 1; exit 11")).await.unwrap();
+    let alias = Gpid::new(g4.node().clone(), inc_before, g4.pid());
+    for e in [
+        c1.signal(&alias, 9).await.unwrap_err(),
+        c1.wait(&alias, None).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, Error::NodeLost { detail, .. } if detail.contains("restarted")),
+            "{e}"
+        );
+    }
+    let rec = c1.wait(&g4, None).await.unwrap();
+    assert_eq!(rec.status, ExitStatus::Exited(11));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,12 @@ use tokio::sync::mpsc;
 
 /// Frames kept aside by [`FrameSource::recv`] while it looks for another tag.
 pub const MAX_PENDING: usize = 4096;
+/// Frames a byte-stream channel reads ahead of its consumer.
+pub const READ_AHEAD: usize = 64;
+/// The same for a channel accepted with a small initial receive limit
+/// ([`Listener::set_initial_recv_limit`](crate::Listener::set_initial_recv_limit)): a peer
+/// not yet trusted makes the reader buffer at most this many frames.
+pub const UNTRUSTED_READ_AHEAD: usize = 4;
 
 /// The sending half of a [`Channel`].
 pub struct FrameSink {
@@ -66,13 +72,14 @@ impl FrameSource {
         }
     }
 
-    /// Wraps a byte stream: a task reads frames (at most `limit` bytes each) until EOF or the
-    /// first error, which is delivered once and ends the stream.
-    pub(crate) fn from_stream<R>(mut r: R, limit: FrameLimit) -> Self
+    /// Wraps a byte stream: a task reads frames (at most `limit` bytes each, and at most
+    /// `read_ahead` frames ahead of the consumer) until EOF or the first error, which is
+    /// delivered once and ends the stream.
+    pub(crate) fn from_stream<R>(mut r: R, limit: FrameLimit, read_ahead: usize) -> Self
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(read_ahead.max(1));
         let lim = limit.clone();
         tokio::spawn(async move {
             loop {

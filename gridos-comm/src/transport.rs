@@ -1,7 +1,9 @@
 //! The [`Transport`] trait, its four implementations, listeners and the [`Connector`] that
 //! selects among them.
 
-use crate::channel::{Channel, FrameSink, FrameSource, SinkInner};
+use crate::channel::{
+    Channel, FrameSink, FrameSource, READ_AHEAD, SinkInner, UNTRUSTED_READ_AHEAD,
+};
 use crate::error::{Error, Result};
 use crate::frame::{DEFAULT_MAX_FRAME, Frame, FrameLimit};
 use crate::parallel::{self, ParallelListener};
@@ -93,15 +95,21 @@ pub trait Transport: Send + Sync {
     fn connect<'a>(&'a self, peer: &'a PeerInfo) -> BoxFuture<'a, Result<Channel>>;
 }
 
-/// A channel over a byte stream: frames up to `max` bytes are sent, up to `recv_max` received.
+/// A channel over a byte stream: frames up to `max` bytes are sent, up to `recv_max` received
+/// (and a `recv_max` below `max`, a peer not yet trusted, is also given a short read-ahead).
 fn stream_channel<S>(s: S, kind: TransportKind, max: u32, recv_max: u32) -> Channel
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (r, w) = tokio::io::split(s);
+    let read_ahead = if recv_max < max {
+        UNTRUSTED_READ_AHEAD
+    } else {
+        READ_AHEAD
+    };
     Channel::new(
         FrameSink::new(SinkInner::Stream(Box::new(w)), max),
-        FrameSource::from_stream(r, FrameLimit::new(recv_max)),
+        FrameSource::from_stream(r, FrameLimit::new(recv_max), read_ahead),
         kind,
     )
 }
@@ -408,7 +416,10 @@ impl Listener {
     }
     /// Channels accepted from now on start with a receive limit of `max` bytes (at most the
     /// listener's maximum) instead of the full maximum; their owner raises it through
-    /// [`Channel::recv_limit`] once the peer has earned it (e.g. authenticated). The small
+    /// [`Channel::recv_limit`] once the peer has earned it (e.g. authenticated). Byte-stream
+    /// channels accepted so also read at most
+    /// [`UNTRUSTED_READ_AHEAD`](crate::channel::UNTRUSTED_READ_AHEAD) frames ahead, for their
+    /// whole life, so an untrusted peer costs little memory. The small
     /// limit holds from the first byte on byte-stream transports; a parallel-TCP channel is
     /// assembled before `accept` returns, so chunks that arrived earlier were checked against
     /// the full maximum.

@@ -50,7 +50,7 @@ pub const MAX_HANDSHAKES: usize = 512;
 pub const MAX_PRE_AUTH_HELLOS: u32 = 4;
 /// Client nonces of successful authentications remembered, to refuse one seen again.
 pub const NONCE_LOG: usize = 4096;
-/// How long a closing connection may take to flush its last responses.
+/// How long a closing unauthenticated connection may take to read its last responses.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// How to run a node.

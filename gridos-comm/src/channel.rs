@@ -1,7 +1,7 @@
 //! A bidirectional, method-independent frame channel.
 
 use crate::error::{Error, Result};
-use crate::frame::{Frame, read_frame, write_frame};
+use crate::frame::{Frame, FrameLimit, read_frame_limited, write_frame};
 use crate::parallel::ParSink;
 use crate::select::TransportKind;
 use std::collections::VecDeque;
@@ -11,6 +11,12 @@ use tokio::sync::mpsc;
 
 /// Frames kept aside by [`FrameSource::recv`] while it looks for another tag.
 pub const MAX_PENDING: usize = 4096;
+/// Frames a byte-stream channel reads ahead of its consumer.
+pub const READ_AHEAD: usize = 64;
+/// The same for a channel accepted with a small initial receive limit
+/// ([`Listener::set_initial_recv_limit`](crate::Listener::set_initial_recv_limit)): a peer
+/// not yet trusted makes the reader buffer at most this many frames.
+pub const UNTRUSTED_READ_AHEAD: usize = 4;
 
 /// The sending half of a [`Channel`].
 pub struct FrameSink {
@@ -53,28 +59,32 @@ pub struct FrameSource {
     rx: mpsc::Receiver<Result<Frame>>,
     pending: VecDeque<Frame>,
     broken: Option<String>,
+    limit: FrameLimit,
 }
 
 impl FrameSource {
-    pub(crate) fn new(rx: mpsc::Receiver<Result<Frame>>) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<Result<Frame>>, limit: FrameLimit) -> Self {
         FrameSource {
             rx,
             pending: VecDeque::new(),
             broken: None,
+            limit,
         }
     }
 
-    /// Wraps a byte stream: a task reads frames (at most `max_frame` bytes each) until EOF or
-    /// the first error, which is delivered once and ends the stream.
-    pub(crate) fn from_stream<R>(mut r: R, max_frame: u32) -> Self
+    /// Wraps a byte stream: a task reads frames (at most `limit` bytes each, and at most
+    /// `read_ahead` frames ahead of the consumer) until EOF or the first error, which is
+    /// delivered once and ends the stream.
+    pub(crate) fn from_stream<R>(mut r: R, limit: FrameLimit, read_ahead: usize) -> Self
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(read_ahead.max(1));
+        let lim = limit.clone();
         tokio::spawn(async move {
             loop {
                 let res = tokio::select! {
-                    r = read_frame(&mut r, max_frame) => r,
+                    r = read_frame_limited(&mut r, &lim) => r,
                     // The FrameSource was dropped: stop reading so the stream closes.
                     _ = tx.closed() => return,
                 };
@@ -92,7 +102,15 @@ impl FrameSource {
                 }
             }
         });
-        FrameSource::new(rx)
+        FrameSource::new(rx, limit)
+    }
+
+    /// The largest frame this side accepts from the peer; [`FrameLimit::set`] changes it for
+    /// the frames that follow. A frame over it ends the channel with
+    /// [`Error::FrameTooLarge`], its body unread. (In-process channels pass frames without
+    /// encoding them; there the sender's maximum is the only bound.)
+    pub fn recv_limit(&self) -> &FrameLimit {
+        &self.limit
     }
 
     /// Receives the next frame whose tag is `tag` (any tag if `None`), waiting at most
@@ -166,6 +184,10 @@ impl Channel {
     /// Sends a frame.
     pub async fn send(&mut self, f: &Frame) -> Result<()> {
         self.sink.send(f).await
+    }
+    /// The receive limit (see [`FrameSource::recv_limit`]).
+    pub fn recv_limit(&self) -> &FrameLimit {
+        self.source.recv_limit()
     }
     /// Receives a frame (see [`FrameSource::recv`]).
     pub async fn recv(&mut self, tag: Option<u32>, timeout: Option<Duration>) -> Result<Frame> {

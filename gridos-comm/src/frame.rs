@@ -8,10 +8,14 @@
 //! ```
 //!
 //! `body_len` is checked against the reader's maximum *before* anything is allocated; a frame
-//! over the limit yields [`Error::FrameTooLarge`] and the stream must be dropped.
+//! over the limit yields [`Error::FrameTooLarge`] and the stream must be dropped. The maximum
+//! can be a [`FrameLimit`], changed while a reader runs (a server keeps it small until the peer
+//! has authenticated).
 
 use crate::error::{Error, Result};
 use crate::gpid::Gpid;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Default maximum frame body size (8 MiB).
@@ -94,11 +98,42 @@ impl Frame {
     }
 }
 
+/// The largest frame body a reader accepts, shared between the reader and the owner of the
+/// channel so that it can be changed while the reader runs.
+///
+/// The limit is read after each length prefix arrives, so a new value applies to every frame
+/// whose prefix the peer sends after [`FrameLimit::set`] returns.
+#[derive(Clone, Debug)]
+pub struct FrameLimit(Arc<AtomicU32>);
+
+impl FrameLimit {
+    /// A limit of `max` bytes.
+    pub fn new(max: u32) -> Self {
+        FrameLimit(Arc::new(AtomicU32::new(max)))
+    }
+    /// The current limit.
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// Changes the limit for the frames that follow.
+    pub fn set(&self, max: u32) {
+        self.0.store(max, Ordering::SeqCst);
+    }
+}
+
 /// Reads one frame, refusing bodies over `max` bytes. `Ok(None)` on a clean end of stream
 /// before the first byte of a frame.
 pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     max: u32,
+) -> Result<Option<Frame>> {
+    read_frame_limited(r, &FrameLimit::new(max)).await
+}
+
+/// [`read_frame`] with a limit that may change between frames.
+pub async fn read_frame_limited<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    limit: &FrameLimit,
 ) -> Result<Option<Frame>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
@@ -107,6 +142,8 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len);
+    // Read only now: a limit raised while we waited for this prefix applies to it.
+    let max = limit.get();
     if len > max {
         return Err(Error::FrameTooLarge {
             len: len as u64,
@@ -161,5 +198,28 @@ mod tests {
         assert!(e.to_string().contains("version"), "{e}");
         let e = Frame::decode_body(&[1, 0, 5, b'x']).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn limit_changes_between_frames_and_refuses_before_reading_the_body() {
+        let big = Frame {
+            src: g("a.1.2"),
+            dst: g("b.3.4"),
+            tag: 7,
+            payload: vec![5; 4000],
+        };
+        let bytes = big.encode().unwrap();
+        let limit = FrameLimit::new(1000);
+        // Only the prefix is available: the refusal must not wait for (or allocate) the body.
+        let e = read_frame_limited(&mut &bytes[..4], &limit)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::FrameTooLarge { len, max: 1000 } if len == bytes.len() as u64 - 4),
+            "{e}"
+        );
+        limit.set(8000);
+        let got = read_frame_limited(&mut &bytes[..], &limit).await.unwrap();
+        assert_eq!(got, Some(big));
     }
 }

@@ -41,7 +41,10 @@ pub mod transport;
 pub use channel::{Channel, FrameSink, FrameSource};
 pub use error::{Error, Result};
 pub use events::{PeerEvent, PeerEvents};
-pub use frame::{DEFAULT_MAX_FRAME, Frame, RESERVED_TAG_BASE, read_frame, write_frame};
+pub use frame::{
+    DEFAULT_MAX_FRAME, Frame, FrameLimit, RESERVED_TAG_BASE, read_frame, read_frame_limited,
+    write_frame,
+};
 pub use gpid::{Gpid, NodeId};
 pub use select::{
     Attributes, BandwidthClass, LatencyClass, Locality, Preferences, Selection, TransportKind,

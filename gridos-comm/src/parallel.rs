@@ -10,7 +10,7 @@
 
 use crate::channel::{Channel, FrameSink, FrameSource, SinkInner};
 use crate::error::{Error, Result};
-use crate::frame::Frame;
+use crate::frame::{Frame, FrameLimit};
 use crate::select::TransportKind;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -78,6 +78,7 @@ impl ParSink {
 }
 
 fn build(streams: Vec<TcpStream>, max_frame: u32) -> Channel {
+    let limit = FrameLimit::new(max_frame);
     let error = Arc::new(Mutex::new(None::<String>));
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Chunk>>(64);
     let mut writers = Vec::new();
@@ -106,6 +107,7 @@ fn build(streams: Vec<TcpStream>, max_frame: u32) -> Channel {
             }
         });
         let ctx = chunk_tx.clone();
+        let lim = limit.clone();
         tokio::spawn(async move {
             loop {
                 let mut hdr = [0u8; 20];
@@ -120,11 +122,12 @@ fn build(streams: Vec<TcpStream>, max_frame: u32) -> Channel {
                 let total = u32::from_be_bytes(hdr[8..12].try_into().expect("4 bytes"));
                 let off = u32::from_be_bytes(hdr[12..16].try_into().expect("4 bytes"));
                 let len = u32::from_be_bytes(hdr[16..20].try_into().expect("4 bytes"));
-                if total < 4 || total - 4 > max_frame {
+                let max = lim.get();
+                if total < 4 || total - 4 > max {
                     let _ = ctx
                         .send(Err(Error::FrameTooLarge {
                             len: total as u64,
-                            max: max_frame,
+                            max,
                         }))
                         .await;
                     return;
@@ -214,7 +217,11 @@ fn build(streams: Vec<TcpStream>, max_frame: u32) -> Channel {
         }),
         max_frame,
     );
-    Channel::new(sink, FrameSource::new(out_rx), TransportKind::ParallelTcp)
+    Channel::new(
+        sink,
+        FrameSource::new(out_rx, limit),
+        TransportKind::ParallelTcp,
+    )
 }
 
 /// Opens `n` TCP connections to `addr` and bundles them into one channel.

@@ -1,9 +1,11 @@
 //! The [`Transport`] trait, its four implementations, listeners and the [`Connector`] that
 //! selects among them.
 
-use crate::channel::{Channel, FrameSink, FrameSource, SinkInner};
+use crate::channel::{
+    Channel, FrameSink, FrameSource, READ_AHEAD, SinkInner, UNTRUSTED_READ_AHEAD,
+};
 use crate::error::{Error, Result};
-use crate::frame::{DEFAULT_MAX_FRAME, Frame};
+use crate::frame::{DEFAULT_MAX_FRAME, Frame, FrameLimit};
 use crate::parallel::{self, ParallelListener};
 use crate::select::{
     Attributes, BandwidthClass, DEFAULT_BULK_BDP, LatencyClass, Locality, Preferences, Selection,
@@ -93,14 +95,21 @@ pub trait Transport: Send + Sync {
     fn connect<'a>(&'a self, peer: &'a PeerInfo) -> BoxFuture<'a, Result<Channel>>;
 }
 
-fn stream_channel<S>(s: S, kind: TransportKind, max: u32) -> Channel
+/// A channel over a byte stream: frames up to `max` bytes are sent, up to `recv_max` received
+/// (and a `recv_max` below `max`, a peer not yet trusted, is also given a short read-ahead).
+fn stream_channel<S>(s: S, kind: TransportKind, max: u32, recv_max: u32) -> Channel
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (r, w) = tokio::io::split(s);
+    let read_ahead = if recv_max < max {
+        UNTRUSTED_READ_AHEAD
+    } else {
+        READ_AHEAD
+    };
     Channel::new(
         FrameSink::new(SinkInner::Stream(Box::new(w)), max),
-        FrameSource::from_stream(r, max),
+        FrameSource::from_stream(r, FrameLimit::new(recv_max), read_ahead),
         kind,
     )
 }
@@ -119,12 +128,12 @@ fn inproc_pair(max: u32) -> (Channel, Channel) {
     let (btx, brx) = mpsc::channel(64);
     let a = Channel::new(
         FrameSink::new(SinkInner::InProc(atx), max),
-        FrameSource::new(brx),
+        FrameSource::new(brx, FrameLimit::new(max)),
         TransportKind::InProc,
     );
     let b = Channel::new(
         FrameSink::new(SinkInner::InProc(btx), max),
-        FrameSource::new(arx),
+        FrameSource::new(arx, FrameLimit::new(max)),
         TransportKind::InProc,
     );
     (a, b)
@@ -218,7 +227,12 @@ impl Transport for UnixTransport {
         Box::pin(async move {
             let p = peer.unix.as_ref().ok_or(Error::Closed)?;
             let s = UnixStream::connect(p).await?;
-            Ok(stream_channel(s, TransportKind::Unix, self.max_frame))
+            Ok(stream_channel(
+                s,
+                TransportKind::Unix,
+                self.max_frame,
+                self.max_frame,
+            ))
         })
     }
 }
@@ -261,7 +275,12 @@ impl Transport for TcpTransport {
                 .await
                 .map_err(|_| Error::Timeout(self.connect_timeout))??;
             let _ = s.set_nodelay(true);
-            Ok(stream_channel(s, TransportKind::Tcp, self.max_frame))
+            Ok(stream_channel(
+                s,
+                TransportKind::Tcp,
+                self.max_frame,
+                self.max_frame,
+            ))
         })
     }
 }
@@ -340,6 +359,7 @@ enum ListenerInner {
 pub struct Listener {
     inner: ListenerInner,
     max_frame: u32,
+    recv_max: Option<u32>,
 }
 
 impl Listener {
@@ -360,6 +380,7 @@ impl Listener {
                 rx,
             },
             max_frame,
+            recv_max: None,
         })
     }
     /// Binds a unix socket at `path` (a stale socket file is replaced).
@@ -374,6 +395,7 @@ impl Listener {
                 path: path.into(),
             },
             max_frame,
+            recv_max: None,
         })
     }
     /// Binds TCP.
@@ -381,6 +403,7 @@ impl Listener {
         Ok(Listener {
             inner: ListenerInner::Tcp(TcpListener::bind(addr).await?),
             max_frame,
+            recv_max: None,
         })
     }
     /// Binds parallel TCP.
@@ -388,7 +411,20 @@ impl Listener {
         Ok(Listener {
             inner: ListenerInner::Parallel(ParallelListener::bind(addr, max_frame).await?),
             max_frame,
+            recv_max: None,
         })
+    }
+    /// Channels accepted from now on start with a receive limit of `max` bytes (at most the
+    /// listener's maximum) instead of the full maximum; their owner raises it through
+    /// [`Channel::recv_limit`] once the peer has earned it (e.g. authenticated). Byte-stream
+    /// channels accepted so also read at most
+    /// [`UNTRUSTED_READ_AHEAD`](crate::channel::UNTRUSTED_READ_AHEAD) frames ahead, for their
+    /// whole life, so an untrusted peer costs little memory. The small
+    /// limit holds from the first byte on byte-stream transports; a parallel-TCP channel is
+    /// assembled before `accept` returns, so chunks that arrived earlier were checked against
+    /// the full maximum.
+    pub fn set_initial_recv_limit(&mut self, max: u32) {
+        self.recv_max = Some(max.min(self.max_frame));
     }
     /// The transport this listener serves.
     pub fn kind(&self) -> TransportKind {
@@ -410,9 +446,12 @@ impl Listener {
     /// Next channel and who is behind it.
     pub async fn accept(&mut self) -> Result<(Channel, PeerIdentity)> {
         let max = self.max_frame;
+        let recv_max = self.recv_max.unwrap_or(max);
         match &mut self.inner {
             ListenerInner::InProc { rx, .. } => {
-                Ok((rx.recv().await.ok_or(Error::Closed)?, PeerIdentity::InProc))
+                let c = rx.recv().await.ok_or(Error::Closed)?;
+                c.recv_limit().set(recv_max);
+                Ok((c, PeerIdentity::InProc))
             }
             ListenerInner::Unix { l, .. } => {
                 let (s, _) = l.accept().await?;
@@ -422,18 +461,19 @@ impl Listener {
                     uid: c.uid(),
                     gid: c.gid(),
                 };
-                Ok((stream_channel(s, TransportKind::Unix, max), id))
+                Ok((stream_channel(s, TransportKind::Unix, max, recv_max), id))
             }
             ListenerInner::Tcp(l) => {
                 let (s, a) = l.accept().await?;
                 let _ = s.set_nodelay(true);
                 Ok((
-                    stream_channel(s, TransportKind::Tcp, max),
+                    stream_channel(s, TransportKind::Tcp, max, recv_max),
                     PeerIdentity::Net(a),
                 ))
             }
             ListenerInner::Parallel(l) => {
                 let (c, a) = l.accept().await?;
+                c.recv_limit().set(recv_max);
                 Ok((c, PeerIdentity::Net(a)))
             }
         }

@@ -255,6 +255,56 @@ async fn oversized_frames_and_timeouts_give_clear_errors() {
 }
 
 #[tokio::test]
+async fn accepted_channels_start_with_a_small_receive_limit_that_can_be_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tcp = Listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .await
+        .unwrap();
+    let mut unix = Listener::bind_unix(&dir.path().join("s.sock"), 1 << 20).unwrap();
+    tcp.set_initial_recv_limit(1000);
+    unix.set_initial_recv_limit(1000);
+    let peers = [
+        PeerInfo {
+            name: "tcp".into(),
+            tcp: tcp.local_addr(),
+            ..Default::default()
+        },
+        PeerInfo {
+            name: "unix".into(),
+            host: Some(HostId::local()),
+            unix: Some(dir.path().join("s.sock")),
+            ..Default::default()
+        },
+    ];
+    for (peer, l) in peers.iter().zip([&mut tcp, &mut unix]) {
+        let conn = Connector::with_max_frame(Preferences::default(), 1 << 20);
+        // Over the initial limit: refused at the prefix, the channel is finished.
+        let (mut ch, _) = conn.connect(peer).await.unwrap();
+        let (mut server, _) = l.accept().await.unwrap();
+        assert_eq!(server.recv_limit().get(), 1000);
+        ch.send(&frame(1, vec![7; 10])).await.unwrap();
+        ch.send(&frame(2, vec![7; 5000])).await.unwrap();
+        let t = Some(Duration::from_secs(5));
+        assert_eq!(server.recv(None, t).await.unwrap().tag, 1);
+        let e = server.recv(None, t).await.unwrap_err();
+        assert!(
+            matches!(e, Error::FrameTooLarge { max: 1000, .. }),
+            "{}: {e}",
+            peer.name
+        );
+        // Raised after a first small frame: the big one that follows passes.
+        let (mut ch, _) = conn.connect(peer).await.unwrap();
+        let (mut server, _) = l.accept().await.unwrap();
+        ch.send(&frame(1, vec![7; 10])).await.unwrap();
+        assert_eq!(server.recv(None, t).await.unwrap().tag, 1);
+        server.recv_limit().set(1 << 20);
+        ch.send(&frame(2, vec![8; 5000])).await.unwrap();
+        let f = server.recv(None, t).await.unwrap();
+        assert_eq!(f.payload, vec![8; 5000], "{}", peer.name);
+    }
+}
+
+#[tokio::test]
 async fn closed_peer_is_reported() {
     let mut l = Listener::bind_tcp("127.0.0.1:0".parse().unwrap(), DEFAULT_MAX_FRAME)
         .await

@@ -4,7 +4,15 @@
 //! nonce and `HMAC(key, "gridos-auth-v1 client" | challenge | nonce | client | server)`; the
 //! server checks it (constant time) and proves itself with
 //! `HMAC(key, "gridos-auth-v1 server" | nonce | challenge | server | client)`. The key never
-//! crosses the wire and each connection's challenge is new, so replies cannot be replayed.
+//! crosses the wire and each connection's challenge is new (32 random bytes), so a recorded
+//! `Auth` is useless on any other connection; the two labels keep a server's proof from
+//! passing as a client's. The node also refuses a client nonce it has seen among its last
+//! [`crate::node::NONCE_LOG`] successful authentications.
+//!
+//! What it does not do: it authenticates the start of a connection, not the frames after it
+//! (no integrity, no confidentiality), so an attacker on the path can take over an
+//! authenticated TCP connection or relay a handshake. Across untrusted networks, carry node
+//! traffic over a tunnel that protects it (WireGuard, IPsec, SSH).
 
 use crate::error::{Error, Result};
 use hmac::{Hmac, Mac};

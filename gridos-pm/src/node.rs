@@ -4,7 +4,12 @@
 //!   any other local process may only send and receive messages, and only as the gridos
 //!   process it is (or descends from), found by SO_PEERCRED.
 //! - Optionally TCP (`listen`), only with a key: every TCP connection must authenticate by
-//!   HMAC challenge-response ([`crate::auth`]) before anything but `Hello`.
+//!   HMAC challenge-response ([`crate::auth`]). Until it has, it may send only `Hello` (which
+//!   then tells nothing but the node id and the challenge) and `Auth`, in frames of at most
+//!   [`PRE_AUTH_MAX_FRAME`] bytes, within [`NodeConfig::handshake_timeout`]; anything else
+//!   gets one refusal and the connection is closed. At most [`MAX_HANDSHAKES`] connections
+//!   may be in that state at once; more are closed on arrival, so unauthenticated peers cannot
+//!   take the daemon's file descriptors.
 //! - Links to configured peers, authenticated the same way, over the transport the comm
 //!   selector picks (unix when the peer turns out to be on this host, TCP otherwise);
 //!   heartbeats detect a lost peer, and every request waiting on it fails with
@@ -14,15 +19,15 @@ use crate::auth;
 use crate::error::{Error, Result};
 use crate::procs::{Procs, SpawnUser};
 use crate::proto::{
-    self, Envelope, MAX_FRAME, MAX_MESSAGE, NodeInfo, NodeResources, PeerStatus, Request,
-    ReservationInfo, Response, Scope, TAG_REQUEST, TAG_RESPONSE,
+    self, Envelope, MAX_FRAME, MAX_MESSAGE, NodeInfo, NodeResources, PRE_AUTH_MAX_FRAME,
+    PeerStatus, Request, ReservationInfo, Response, Scope, TAG_REQUEST, TAG_RESPONSE,
 };
 use crate::rpc::RpcConn;
 use gridos_comm::{
     Channel, Connector, Frame, Gpid, HostId, Listener, NodeId, PeerEvent, PeerEvents, PeerIdentity,
     PeerInfo, Preferences, TcpTransport, Transport, TransportKind,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,16 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests in flight per connection.
 pub const MAX_INFLIGHT: usize = 256;
+/// Default for [`NodeConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Network connections that may be authenticating at the same time.
+pub const MAX_HANDSHAKES: usize = 512;
+/// `Hello` requests a network peer may send before it authenticates.
+pub const MAX_PRE_AUTH_HELLOS: u32 = 4;
+/// Client nonces of successful authentications remembered, to refuse one seen again.
+pub const NONCE_LOG: usize = 4096;
+/// How long a closing unauthenticated connection may take to read its last responses.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -57,6 +72,8 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     /// Transport preferences for peer links.
     pub transport: Preferences,
+    /// A network connection that has not authenticated within this time is closed.
+    pub handshake_timeout: Duration,
 }
 
 /// Directory for sockets: `/run/gridos` for root, else `$XDG_RUNTIME_DIR/gridos` or
@@ -103,6 +120,7 @@ impl NodeConfig {
             ctl_socket: default_ctl_socket(),
             spawn_user: None,
             transport: Preferences::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -125,6 +143,44 @@ pub struct Node {
     listen_addr: Option<SocketAddr>,
     me: Gpid,
     spawn_note: Option<String>,
+    handshakes: Arc<Semaphore>,
+    nonces: Mutex<NonceLog>,
+}
+
+/// Client nonces of recent successful authentications, oldest first out.
+///
+/// The per-connection challenge already makes a recorded `Auth` useless on another
+/// connection; this also refuses a nonce seen again, so a client whose random source repeats
+/// itself is noticed rather than trusted.
+#[derive(Default)]
+struct NonceLog {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl NonceLog {
+    /// Records `nonce`; `false` if it was already there.
+    fn insert(&mut self, nonce: &str) -> bool {
+        if self.seen.contains(nonce) {
+            return false;
+        }
+        if self.order.len() >= NONCE_LOG {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(nonce.to_string());
+        self.order.push_back(nonce.to_string());
+        true
+    }
+}
+
+/// What a connection that has not authenticated gets for one frame.
+enum Handshake {
+    /// Answer and keep reading.
+    Reply(u64, Response),
+    /// Answer, then close the connection.
+    Close(u64, Response),
 }
 
 struct Conn {
@@ -177,6 +233,72 @@ impl Node {
                 .values()
                 .map(|p| p.status.lock().expect("poisoned").clone())
                 .collect(),
+        }
+    }
+
+    /// What a network peer that has not authenticated may know: enough to authenticate.
+    fn public_info(&self, challenge: &str) -> NodeInfo {
+        NodeInfo {
+            node: self.cfg.node_id.to_string(),
+            incarnation: 0,
+            host: HostId(String::new()),
+            ctl_socket: PathBuf::new(),
+            listen: None,
+            auth: self.cfg.key.is_some(),
+            challenge: challenge.to_string(),
+            enforcement: String::new(),
+            peers: vec![],
+        }
+    }
+
+    /// One frame from a network peer that has not authenticated: only `Hello` (a few times)
+    /// and `Auth` are answered; anything else, or a failed `Auth`, closes the connection.
+    fn handshake(&self, conn: &Conn, f: &Frame, hellos: &mut u32) -> Handshake {
+        let refuse = |id, e: Error| Handshake::Close(id, Response::Error { error: e });
+        if f.tag != TAG_REQUEST {
+            return refuse(
+                0,
+                Error::BadRequest(format!(
+                    "unexpected frame tag {:#x} before authentication; closing connection",
+                    f.tag
+                )),
+            );
+        }
+        let env = match proto::decode::<Request>(&f.payload) {
+            Ok((env, _)) => env,
+            Err(e) => return refuse(0, e),
+        };
+        match env.body {
+            Request::Hello if *hellos < MAX_PRE_AUTH_HELLOS => {
+                *hellos += 1;
+                Handshake::Reply(
+                    env.id,
+                    Response::Hello {
+                        info: self.public_info(&conn.challenge),
+                    },
+                )
+            }
+            Request::Hello => refuse(
+                env.id,
+                Error::Denied(format!(
+                    "more than {MAX_PRE_AUTH_HELLOS} Hello before authentication; closing connection"
+                )),
+            ),
+            Request::Auth { client, nonce, mac } => {
+                match self.authenticate(conn, &client, &nonce, &mac) {
+                    Ok(r) => Handshake::Reply(env.id, r),
+                    Err(e) => {
+                        tracing::warn!(%e, peer = ?conn.ident, "authentication failed");
+                        refuse(env.id, e)
+                    }
+                }
+            }
+            _ => refuse(
+                env.id,
+                Error::Denied(
+                    "authenticate first (HMAC challenge-response); closing connection".into(),
+                ),
+            ),
         }
     }
 
@@ -258,12 +380,17 @@ impl Node {
     ) -> (Response, Vec<u8>) {
         const FWD: Option<Duration> = Some(Duration::from_secs(30));
         match req {
-            Request::Hello => (
-                Response::Hello {
-                    info: Box::new(self.info(&conn.challenge)).as_ref().clone(),
-                },
-                vec![],
-            ),
+            Request::Hello => {
+                // Network peers reach here only authenticated (see `serve`); stay safe anyway.
+                let public = matches!(conn.ident, PeerIdentity::Net(_))
+                    && conn.authed.lock().expect("poisoned").is_none();
+                let info = if public {
+                    self.public_info(&conn.challenge)
+                } else {
+                    self.info(&conn.challenge)
+                };
+                (Response::Hello { info }, vec![])
+            }
             Request::Ping => (Response::Pong, vec![]),
             Request::Auth { .. } => err_resp(Error::BadRequest(
                 "authentication is handled in order".into(),
@@ -569,13 +696,18 @@ impl Node {
                 "only one authentication attempt per connection".into(),
             ));
         }
-        if nonce.len() < 32 || client.is_empty() || client.len() > 128 {
+        if !(32..=128).contains(&nonce.len()) || client.is_empty() || client.len() > 128 {
             return Err(Error::AuthFailed("malformed nonce or client name".into()));
         }
         let server = self.cfg.node_id.as_str();
         if !auth::verify_client(key, &conn.challenge, nonce, client, server, mac) {
             return Err(Error::AuthFailed(format!(
-                "bad HMAC from {client:?} (wrong key?)"
+                "bad HMAC from {client:?} (wrong key, or not computed over this connection's challenge)"
+            )));
+        }
+        if !self.nonces.lock().expect("poisoned").insert(nonce) {
+            return Err(Error::AuthFailed(format!(
+                "nonce from {client:?} was already used"
             )));
         }
         *conn.authed.lock().expect("poisoned") = Some(client.to_string());
@@ -585,6 +717,19 @@ impl Node {
     }
 
     async fn serve(self: Arc<Self>, ch: Channel, ident: PeerIdentity) {
+        let must_auth = matches!(ident, PeerIdentity::Net(_));
+        // Held until the peer has authenticated (or, failing that, until the socket closes).
+        let mut handshake_slot = if must_auth {
+            match self.handshakes.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    tracing::warn!(peer = ?ident, "{MAX_HANDSHAKES} connections authenticating already; closing");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let privileged_local = match ident {
             PeerIdentity::InProc => true,
             PeerIdentity::Unix { uid, .. } => uid == 0 || uid == nix::unistd::geteuid().as_raw(),
@@ -630,8 +775,27 @@ impl Node {
             }
         };
         let sem = Arc::new(Semaphore::new(MAX_INFLIGHT));
+        let deadline = tokio::time::Instant::now() + self.cfg.handshake_timeout;
+        let mut hellos = 0;
+        let mut pending_auth = must_auth;
         loop {
-            let f = match source.recv(None, None).await {
+            let got = if pending_auth {
+                match tokio::time::timeout_at(deadline, source.recv(None, None)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::info!(peer = ?conn.ident, "handshake not finished in time; closing");
+                        let err = Error::Timeout(format!(
+                            "not authenticated within {:?}; closing connection",
+                            self.cfg.handshake_timeout
+                        ));
+                        reply(&tx, Gpid::anonymous(), 0, err_resp(err)).await;
+                        break;
+                    }
+                }
+            } else {
+                source.recv(None, None).await
+            };
+            let f = match got {
                 Ok(f) => f,
                 Err(gridos_comm::Error::Closed) => break,
                 Err(e) => {
@@ -643,6 +807,25 @@ impl Node {
                     break;
                 }
             };
+            if pending_auth {
+                match self.handshake(&conn, &f, &mut hellos) {
+                    Handshake::Reply(id, r) => {
+                        if conn.authed.lock().expect("poisoned").is_some() {
+                            // Authenticated: full-size frames from the next one on, and the
+                            // slot is free for another peer.
+                            source.recv_limit().set(MAX_FRAME);
+                            drop(handshake_slot.take());
+                            pending_auth = false;
+                        }
+                        reply(&tx, f.src, id, (r, vec![])).await;
+                        continue;
+                    }
+                    Handshake::Close(id, r) => {
+                        reply(&tx, f.src, id, (r, vec![])).await;
+                        break;
+                    }
+                }
+            }
             if f.tag != TAG_REQUEST {
                 let err = Error::BadRequest(format!(
                     "unexpected frame tag {:#x} on a control connection",
@@ -686,8 +869,19 @@ impl Node {
                 drop(permit);
             });
         }
+        // Stop reading and let the last responses out; the socket closes with the last half.
+        // A peer that never authenticated gets `DRAIN` to read them (it may not read at all);
+        // an authenticated one gets the answers to everything it asked.
+        drop(source);
         drop(tx);
-        let _ = writer.await;
+        let mut writer = writer;
+        if pending_auth {
+            if tokio::time::timeout(DRAIN, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        } else {
+            let _ = writer.await;
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, mut l: Listener) {
@@ -790,12 +984,9 @@ impl Node {
         };
         let ch = tcp.connect(&pi).await?;
         let first = mk(ch);
-        let (r, _) = first
-            .call(Request::Hello, &[], Some(Duration::from_secs(5)))
-            .await?;
-        let Response::Hello { info } = r else {
-            return Err(Error::Comm("unexpected reply to Hello".into()));
-        };
+        // The peer tells where it is only once we have authenticated.
+        let me = self.cfg.node_id.as_str();
+        let info = client_auth(&first, key, me).await?;
         if info.node != peer_id.as_str() {
             return Err(Error::Config(format!(
                 "{} is node {:?}, not {peer_id}",
@@ -806,13 +997,14 @@ impl Node {
         pi.unix = Some(info.ctl_socket.clone());
         let connector = Connector::with_max_frame(self.cfg.transport.clone(), MAX_FRAME);
         let sel = connector.select(&pi)?;
-        let conn = if sel.kind == TransportKind::Tcp {
-            first
+        let (conn, info) = if sel.kind == TransportKind::Tcp {
+            (first, info)
         } else {
             let (ch, _) = connector.connect(&pi).await?;
-            mk(ch)
+            let conn = mk(ch);
+            let info = client_auth(&conn, key, me).await?;
+            (conn, info)
         };
-        let info = client_auth(&conn, key, self.cfg.node_id.as_str()).await?;
         Ok((conn, info, sel.to_string()))
     }
 }
@@ -853,7 +1045,14 @@ pub async fn client_auth(conn: &RpcConn, key: &[u8], client: &str) -> Result<Nod
             info.node
         )));
     }
-    Ok(info)
+    // Before authentication a node tells only its id and the challenge; now everything.
+    let (r, _) = conn
+        .call(Request::Hello, &[], Some(Duration::from_secs(5)))
+        .await?;
+    match r {
+        Response::Hello { info: full } if full.node == info.node => Ok(full),
+        _ => Err(Error::Comm("unexpected reply to Hello".into())),
+    }
 }
 
 fn disk_capacity(dir: &Path) -> u64 {
@@ -927,11 +1126,14 @@ pub async fn start(cfg: NodeConfig) -> Result<Arc<Node>> {
         let _ = std::fs::set_permissions(&cfg.ctl_socket, std::fs::Permissions::from_mode(0o666));
     }
     let tcp = match cfg.listen {
-        Some(a) => Some(
-            Listener::bind_tcp(a, MAX_FRAME)
+        Some(a) => {
+            let mut l = Listener::bind_tcp(a, MAX_FRAME)
                 .await
-                .map_err(|e| Error::Config(format!("binding {a}: {e}")))?,
-        ),
+                .map_err(|e| Error::Config(format!("binding {a}: {e}")))?;
+            // Raised per connection once it has authenticated (see `serve`).
+            l.set_initial_recv_limit(PRE_AUTH_MAX_FRAME);
+            Some(l)
+        }
         None => None,
     };
     let listen_addr = tcp.as_ref().and_then(|l| l.local_addr());
@@ -975,6 +1177,8 @@ pub async fn start(cfg: NodeConfig) -> Result<Arc<Node>> {
         host: HostId::local(),
         listen_addr,
         spawn_note,
+        handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+        nonces: Mutex::new(NonceLog::default()),
     });
     tracing::info!(node = %node.cfg.node_id, incarnation, socket = %node.cfg.ctl_socket.display(),
         listen = ?node.listen_addr, enforcement = %node.procs.enforcer().describe(), "node up");

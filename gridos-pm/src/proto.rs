@@ -12,6 +12,9 @@ use std::path::PathBuf;
 
 /// Largest control frame (1 MiB of JSON plus up to 4 MiB of message payload).
 pub const MAX_FRAME: u32 = 5 << 20;
+/// Largest control frame a network peer may send before it has authenticated: room for a
+/// `Hello` or an `Auth`, nothing more. A bigger announcement cuts the connection unread.
+pub const PRE_AUTH_MAX_FRAME: u32 = 16 << 10;
 /// Largest message payload.
 pub const MAX_MESSAGE: usize = 4 << 20;
 /// Tag of request frames.
@@ -189,6 +192,10 @@ pub struct PeerStatus {
 }
 
 /// What `Hello` returns.
+///
+/// A network peer that has not authenticated yet learns only `node`, `auth` and `challenge`
+/// (what it needs to authenticate); the other fields are empty or zero. After `Auth` a new
+/// `Hello` returns everything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Node id.

@@ -1,269 +1,23 @@
 //! Several real node daemons (separate processes) on one machine, and in network namespaces.
 //!
 //! The test binary doubles as the node daemon and as the child programs: run with
-//! `GRIDOS_HELPER=…` and the filter `zz_helper`, it becomes that role (see [`zz_helper`]).
+//! `GRIDOS_HELPER=…` and the filter `zz_helper`, it becomes that role (see `util`).
 
-use gridos_pm::proto::{Request, Response, SpawnSpec, StdioSpec};
-use gridos_pm::{Client, Error, ExitStatus, Gpid, Mailbox, Scope};
+use gridos_pm::proto::{Request, Response};
+use gridos_pm::{Client, Error, ExitStatus, Gpid, Scope};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-// ------------------------------------------------------------------------------------------
-// Helper roles
+mod util;
 
-/// Not a test: the entry point of the helper roles. Without `GRIDOS_HELPER` it does nothing.
+use util::{client, cluster, helper, is_root, sh, wait_peers_up};
+
+/// Not a test: the entry point of the helper roles (see [`util::helper_main`]).
 #[test]
 fn zz_helper() {
-    let Ok(role) = std::env::var("GRIDOS_HELPER") else {
-        return;
-    };
-    match role.as_str() {
-        "node" => {
-            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            let mut cfg = gridos_pm::node::NodeConfig::new(env("GH_ID").unwrap().parse().unwrap());
-            cfg.listen = env("GH_LISTEN").map(|a| a.parse().unwrap());
-            cfg.ctl_socket = env("GH_SOCK").unwrap().into();
-            cfg.state_dir = env("GH_STATE").unwrap().into();
-            cfg.key = env("GH_KEY").map(|k| gridos_pm::auth::load_key(Path::new(&k)).unwrap());
-            for p in env("GH_PEERS")
-                .unwrap_or_default()
-                .split(',')
-                .filter(|s| !s.is_empty())
-            {
-                let (id, addr) = p.split_once('=').unwrap();
-                cfg.peers.push((id.parse().unwrap(), addr.parse().unwrap()));
-            }
-            if let Err(e) = gridos_pm::node::run_blocking(cfg) {
-                eprintln!("node failed: {e}");
-                std::process::exit(2);
-            }
-            std::process::exit(0);
-        }
-        "echo" => {
-            let code = gridos_pm::runtime().unwrap().block_on(async {
-                let mb = Mailbox::from_env().await.unwrap();
-                let m = mb
-                    .recv(Some(7), Some(Duration::from_secs(20)))
-                    .await
-                    .unwrap();
-                let mut p = m.payload.clone();
-                p.reverse();
-                mb.send(&m.src, 8, &p).await.unwrap();
-                0
-            });
-            std::process::exit(code);
-        }
-        "ping" => {
-            let code = gridos_pm::runtime().unwrap().block_on(async {
-                let mb = Mailbox::from_env().await.unwrap();
-                let dst: Gpid = std::env::var("PING_DST").unwrap().parse().unwrap();
-                mb.send(&dst, 7, b"hello grid").await.unwrap();
-                let r = mb
-                    .recv(Some(8), Some(Duration::from_secs(20)))
-                    .await
-                    .unwrap();
-                println!(
-                    "reply from {} tag {}: {}",
-                    r.src,
-                    r.tag,
-                    String::from_utf8_lossy(&r.payload)
-                );
-                if r.payload == b"dirg olleh" && r.src == dst {
-                    0
-                } else {
-                    3
-                }
-            });
-            std::process::exit(code);
-        }
-        other => panic!("unknown helper role {other}"),
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// Harness
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct NodeProc {
-    id: String,
-    sock: PathBuf,
-    state: PathBuf,
-    listen: SocketAddr,
-    child: Option<Child>,
-    netns: Option<String>,
-    peers: String,
-    key: PathBuf,
-}
-
-impl NodeProc {
-    fn start(&mut self) {
-        let exe = std::env::current_exe().unwrap();
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        cmd.args(["zz_helper", "--exact", "--nocapture", "--test-threads=1"])
-            .env("GRIDOS_HELPER", "node")
-            .env("GH_ID", &self.id)
-            .env("GH_LISTEN", self.listen.to_string())
-            .env("GH_SOCK", &self.sock)
-            .env("GH_STATE", &self.state)
-            .env("GH_KEY", &self.key)
-            .env("GH_PEERS", &self.peers)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null());
-        self.child = Some(cmd.spawn().unwrap());
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&self.sock).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(15),
-                "node {} did not come up",
-                self.id
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(3) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    nodes: Vec<NodeProc>,
-}
-
-fn write_key(path: &Path, key: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, key).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// Starts nodes `ids` with addresses `addrs`, all peering with each other.
-fn cluster(ids: &[&str], addrs: Option<Vec<SocketAddr>>, netns: Option<Vec<String>>) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    // Children run as `nobody` when we are root: let them reach the sockets.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let key = dir.path().join("key");
-    write_key(&key, &gridos_pm::auth::random_hex(32));
-    let addrs = addrs.unwrap_or_else(|| {
-        ids.iter()
-            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-            .collect()
-    });
-    let mut nodes: Vec<NodeProc> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| NodeProc {
-            id: id.to_string(),
-            sock: dir.path().join(format!("{id}.sock")),
-            state: dir.path().join(format!("state-{id}")),
-            listen: addrs[i],
-            child: None,
-            netns: netns.as_ref().map(|n| n[i].clone()),
-            peers: ids
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(j, p)| format!("{p}={}", addrs[j]))
-                .collect::<Vec<_>>()
-                .join(","),
-            key: key.clone(),
-        })
-        .collect();
-    for n in &mut nodes {
-        n.start();
-    }
-    Cluster { dir, nodes }
-}
-
-async fn client(n: &NodeProc) -> Client {
-    Client::connect_unix(&n.sock).await.unwrap()
-}
-
-async fn wait_peers_up(c: &Client, n: usize) -> gridos_pm::proto::NodeInfo {
-    let t0 = Instant::now();
-    loop {
-        let info = c.hello().await.unwrap();
-        if info.peers.iter().filter(|p| p.state == "up").count() == n {
-            return info;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "peers not up: {:?}",
-            info.peers
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn sh(script: &str) -> SpawnSpec {
-    SpawnSpec {
-        argv: vec!["sh".into(), "-c".into(), script.into()],
-        stdout: StdioSpec::Capture,
-        stderr: StdioSpec::Capture,
-        ..Default::default()
-    }
-}
-
-fn helper(role: &str, env: Vec<(String, String)>) -> SpawnSpec {
-    let exe = std::env::current_exe().unwrap();
-    let mut env = env;
-    env.push(("GRIDOS_HELPER".into(), role.into()));
-    SpawnSpec {
-        argv: vec![
-            exe.display().to_string(),
-            "zz_helper".into(),
-            "--exact".into(),
-            "--nocapture".into(),
-            "--test-threads=1".into(),
-        ],
-        env,
-        stdout: StdioSpec::Capture,
-        stderr: StdioSpec::Capture,
-        ..Default::default()
-    }
+    util::helper_main();
 }
 
 // ------------------------------------------------------------------------------------------
@@ -587,6 +341,21 @@ async fn node_killed_mid_run_gives_node_lost_and_restart_gets_new_incarnation() 
     );
     let (g3, _) = c1.spawn(Some("a2"), sh("exit 0")).await.unwrap();
     assert_eq!(g3.incarnation(), inc_after);
+    // An old-incarnation GPID naming the pid of a live new process is not that process:
+    // signal and wait say the old incarnation is gone, and the new process is untouched.
+    let (g4, _) = c1.spawn(Some("a2"), sh("sleep 1; exit 11")).await.unwrap();
+    let alias = Gpid::new(g4.node().clone(), inc_before, g4.pid());
+    for e in [
+        c1.signal(&alias, 9).await.unwrap_err(),
+        c1.wait(&alias, None).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, Error::NodeLost { detail, .. } if detail.contains("restarted")),
+            "{e}"
+        );
+    }
+    let rec = c1.wait(&g4, None).await.unwrap();
+    assert_eq!(rec.status, ExitStatus::Exited(11));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

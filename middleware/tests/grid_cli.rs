@@ -240,3 +240,54 @@ fn grid_commands_end_to_end() {
         text(&o)
     );
 }
+
+#[test]
+fn node_closes_tcp_connections_that_do_not_authenticate_within_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "an-example-shared-key-for-tests-only").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = Command::new(GRIDOS)
+        .args(["node", "--node-id", "t0", "--handshake-timeout", "0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--handshake-timeout"), "{:?}", text(&o));
+    let p = port();
+    let sock = dir.path().join("t1.sock");
+    let _d = Daemon(
+        Command::new(GRIDOS)
+            .args(["node", "--node-id", "t1", "--listen"])
+            .arg(format!("127.0.0.1:{p}"))
+            .arg("--key")
+            .arg(&key)
+            .arg("--ctl-socket")
+            .arg(&sock)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--handshake-timeout", "1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let first = Instant::now();
+    let (mut s, t0) = loop {
+        // Taken before connecting: the node's clock for this connection starts later.
+        let t0 = Instant::now();
+        match std::net::TcpStream::connect(("127.0.0.1", p)) {
+            Ok(s) => break (s, t0),
+            Err(e) => assert!(first.elapsed() < Duration::from_secs(15), "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A silent peer: after a second the node says why and closes the connection.
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut got).expect("connection not closed");
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(
+        String::from_utf8_lossy(&got).contains("not authenticated within 1s"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

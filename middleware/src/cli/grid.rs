@@ -93,6 +93,9 @@ pub struct NodeArgs {
     /// State directory (incarnation counter, accounting records).
     #[arg(long = "state-dir")]
     pub state_dir: Option<PathBuf>,
+    /// Seconds a TCP connection has to authenticate before it is closed.
+    #[arg(long = "handshake-timeout", value_name = "SECS", default_value_t = gridos_pm::node::DEFAULT_HANDSHAKE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub handshake_timeout: u64,
 }
 
 /// `gridos spawn`.
@@ -481,6 +484,7 @@ fn run_node(a: NodeArgs) -> Result<ExitCode, GridCliError> {
         ctl_socket: a.ctl_socket.unwrap_or_else(node_socket),
         spawn_user: a.spawn_user,
         transport: Default::default(),
+        handshake_timeout: std::time::Duration::from_secs(a.handshake_timeout),
     };
     gridos_pm::node::run_blocking(cfg)?;
     Ok(ExitCode::SUCCESS)

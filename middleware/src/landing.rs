@@ -173,3 +173,38 @@ pub(crate) fn not_a_file(what: &str) -> Error {
     Error::new(ErrorKind::NotAFile, what)
         .detail("the source is not a regular file (a pipe or device); uploads need a file")
 }
+
+/// Reserves the blocks for bytes `from..to` of a download whose size is known, with
+/// `FALLOC_FL_KEEP_SIZE`: the file's size still says how much has arrived, so a short or
+/// killed download never looks complete. A disk too full for the file fails here, before
+/// any byte moves; file systems without fallocate (and devices) go on without a
+/// reservation (`Ok(false)`).
+pub fn reserve(file: &File, from: u64, to: u64) -> Result<bool> {
+    use nix::errno::Errno;
+    use nix::fcntl::{FallocateFlags, fallocate};
+    if to <= from {
+        return Ok(false);
+    }
+    let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Ok(false);
+    };
+    match fallocate(file, FallocateFlags::FALLOC_FL_KEEP_SIZE, off, len) {
+        Ok(()) => Ok(true),
+        Err(e @ (Errno::ENOSPC | Errno::EDQUOT)) => Err(Error::from_io(
+            format!(
+                "no room for the {} bytes of the download on the local disk",
+                to - from
+            ),
+            std::io::Error::from(e),
+        )),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Gives back blocks reserved past the end of what arrived (a same-size truncate frees
+/// them), for a partial file kept to be resumed.
+pub fn release_reserve(file: &File) {
+    if let Ok(m) = file.metadata() {
+        let _ = file.set_len(m.len());
+    }
+}

@@ -94,6 +94,10 @@ pub struct CopyOptions {
     pub io_path: Option<gridos_io::IoPath>,
     /// TLS (FTPS) settings.
     pub tls: TlsOptions,
+    /// Reserve a download's blocks before it starts when its size is known (fallocate,
+    /// keeping the file's size at what has arrived): a disk too full fails before any
+    /// byte moves, and the file is laid out in one piece. `false`: `--no-preallocate`.
+    pub preallocate: bool,
 }
 
 impl Default for CopyOptions {
@@ -116,6 +120,7 @@ impl Default for CopyOptions {
             timeout: None,
             io_path: None,
             tls: TlsOptions::default(),
+            preallocate: true,
         }
     }
 }

@@ -409,6 +409,14 @@ fn server_killed(mode: Mode) {
     );
     eprintln!("{mode:?} download cut with {} bytes on disk", len_of(&dst));
     assert!(len_of(&dst) < LEN as u64, "the download was not cut");
+    // The blocks reserved for the whole file are given back past what arrived, and the
+    // size never claimed more than arrived.
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&dst).unwrap()) * 512;
+    assert!(
+        allocated <= len_of(&dst) + (1 << 20),
+        "{allocated} bytes allocated for a partial of {}",
+        len_of(&dst)
+    );
     srv.restart();
     let url = |name: &str| srv.url(mode.scheme(), name);
     cp_ok(&mode.args(&["--resume", &url("down.bin"), d]));
@@ -534,13 +542,35 @@ fn a_full_disk_on_either_side_is_a_clear_error_and_leaves_no_complete_looking_fi
     std::fs::write(root.join("big.bin"), &data).unwrap();
     let srv = Ftpd::start(&root, &[]);
     let local = Tmpfs::mount("8m");
-    for mode in [Mode::Stream, Mode::ModeE] {
+    // The size is known (SIZE/MLST): the blocks are reserved first, so the copy fails
+    // before any byte moves; without the reservation it fails midway. Both say why.
+    for (mode, reserve) in [
+        (Mode::Stream, true),
+        (Mode::ModeE, true),
+        (Mode::Stream, false),
+        (Mode::ModeE, false),
+    ] {
         let dst = local.path().join("big.bin");
-        let (st, err) =
-            cp(&mode.args(&[&srv.url(mode.scheme(), "big.bin"), dst.to_str().unwrap()]));
-        eprintln!("{mode:?} download to a full disk: {st}: {err}");
+        let sent = |srv: &Ftpd| srv.stats().get("bytes_sent").cloned();
+        let before = sent(&srv);
+        let url = srv.url(mode.scheme(), "big.bin");
+        let mut args = vec![url.as_str(), dst.to_str().unwrap()];
+        if !reserve {
+            args.insert(0, "--no-preallocate");
+        }
+        let (st, err) = cp(&mode.args(&args));
+        eprintln!("{mode:?} download to a full disk (reserve {reserve}): {st}: {err}");
         assert!(!st.success(), "a download larger than the disk succeeded");
         assert!(says_no_space(&err), "the message does not say why: {err:?}");
+        if reserve {
+            assert!(
+                err.contains("no room for the"),
+                "not refused up front: {err:?}"
+            );
+            assert_eq!(sent(&srv), before, "bytes moved before the refusal");
+        } else {
+            assert!(err.contains("after"), "not cut midway: {err:?}");
+        }
         assert_eq!(
             util::names(local.path()),
             Vec::<String>::new(),

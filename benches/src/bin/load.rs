@@ -89,7 +89,7 @@ fn measure(k: ServerKind, a: &Args, dir: &std::path::Path) -> Result<Row, String
     eprintln!("load: {}: {} sessions", k.name(), a.sessions);
     let s = load::hold_sessions(&t, a.sessions, settle).map_err(|e| format!("sessions: {e}"))?;
     let sessions = format!(
-        "{} held ({:.1} s to open, {} processes); new client {:.0} ms; fds {} → {} → {}; RSS {} → {} → {} MiB",
+        "{} held ({:.1} s to open, {} processes); new client {:.1} ms; fds {} → {} → {}; RSS {} → {} → {} MiB",
         s.held,
         s.open_secs,
         s.processes,

@@ -89,6 +89,10 @@ pub struct CpArgs {
     /// Keep modification times (MFMT on servers).
     #[arg(short = 't', long)]
     pub preserve: bool,
+    /// Do not reserve a download's disk blocks before it starts (by default they are, when
+    /// the size is known, so that a full disk fails before any byte moves).
+    #[arg(long)]
+    pub no_preallocate: bool,
     /// FTP → FTP: fail instead of relaying through this machine when the servers refuse a
     /// direct (third-party) transfer.
     #[arg(long)]
@@ -170,6 +174,7 @@ impl From<&CpArgs> for CopyOptions {
             preserve_times: a.preserve,
             relay: !a.no_relay,
             timeout: a.timeout,
+            preallocate: !a.no_preallocate,
             tls: crate::TlsOptions {
                 require: a.tls,
                 ca_file: a.cacert.clone(),

@@ -143,6 +143,20 @@ pub(crate) fn download(
     let is_dev = holder.is_some() && !o.resume;
     // MODE E places blocks at offsets; a pipe or terminal takes bytes only in order.
     let in_order = is_dev && !seekable(file);
+    // Blocks reserved up front where the size is known (not for a device written in place).
+    let reserved = match total {
+        Some(t) if o.preallocate && (holder.is_none() || o.resume) => {
+            crate::landing::reserve(file, have, t)?
+        }
+        _ => false,
+    };
+    // A partial file kept for a resume gives back what was reserved past its end.
+    let keep_partial = |e: Error| {
+        if reserved && holder.is_some() {
+            crate::landing::release_reserve(file);
+        }
+        e
+    };
     let r = match &ext {
         Some(g) if !in_order => {
             // What the REST line can name: the rest comes again.
@@ -157,7 +171,8 @@ pub(crate) fn download(
             }
             let r = c
                 .get_extended(s, file, 0, None, (!held.is_empty()).then_some(&held), &g)
-                .map_err(ftp)?;
+                .map_err(ftp)
+                .map_err(keep_partial)?;
             if o.resume {
                 let _ = std::fs::remove_file(&sidecar);
             }
@@ -165,7 +180,9 @@ pub(crate) fn download(
         }
         _ => {
             progress.held(have);
-            c.get(s, file, have, have).map_err(ftp)?
+            c.get(s, file, have, have)
+                .map_err(ftp)
+                .map_err(keep_partial)?
         }
     };
     let mode = if in_order { "stream" } else { mode };
@@ -173,8 +190,10 @@ pub(crate) fn download(
         let len = file_len(file)?;
         let want = total.unwrap_or(have + r.bytes);
         if len != want {
-            return Err(Error::new(ErrorKind::Incomplete, "")
-                .detail(format!("{len} bytes on disk, {want} expected")));
+            return Err(keep_partial(
+                Error::new(ErrorKind::Incomplete, "")
+                    .detail(format!("{len} bytes on disk, {want} expected")),
+            ));
         }
         if let Some(alg) = o.verify {
             verify_file(c, alg, file, 0, s, 0, len)?;

@@ -815,6 +815,9 @@ enum Input {
     Overlong,
 }
 
+/// Most replies a session makes before they are taken (commands beyond wait, framed).
+pub const REPLY_BATCH: usize = 64;
+
 /// The FTP/GridFTP server session. See the [module docs](self).
 pub struct Session {
     config: SessionConfig,
@@ -960,7 +963,17 @@ impl Session {
             return;
         }
         self.lines.feed(bytes);
-        while let Some(ev) = self.lines.poll_line() {
+        self.take_lines();
+    }
+
+    /// Runs the framed lines, but stops while [`REPLY_BATCH`] replies wait to be written:
+    /// one read of tiny commands (`FEAT` × thousands) must not make megabytes of replies
+    /// at once. The rest runs as the driver takes the replies ([`Session::poll_reply`]).
+    fn take_lines(&mut self) {
+        while self.replies.len() < REPLY_BATCH && !self.closing {
+            let Some(ev) = self.lines.poll_line() else {
+                break;
+            };
             let input = match ev {
                 LineEvent::Line(l) => match Command::parse(&l) {
                     Ok(c) => Input::Command(c),
@@ -1042,7 +1055,16 @@ impl Session {
 
     /// The next reply to write to the control connection.
     pub fn poll_reply(&mut self) -> Option<Reply> {
+        if self.replies.is_empty() && self.lines.pending() > 0 {
+            self.take_lines();
+        }
         self.replies.pop_front()
+    }
+
+    /// True while an action awaits [`Session::poll_action`] (taking replies may run held
+    /// commands, which may ask for actions).
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
     }
 
     /// The next action for the driver.
@@ -1059,6 +1081,7 @@ impl Session {
     /// the control connection until it turns true again.
     pub fn wants_input(&self) -> bool {
         !self.closing
+            && self.lines.pending() == 0
             && !matches!(self.pending, Pending::Tls)
             && self.queue.len() < self.config.max_pipelined
     }

@@ -279,32 +279,39 @@ impl Conn {
             if !self.write_replies().await {
                 return false;
             }
-            if !acted {
+            if !acted && !self.sess.has_actions() {
                 return true;
             }
         }
     }
 
-    /// Writes (and, under TLS, flushes) every queued reply. False if the connection broke.
+    /// Writes (and, under TLS, flushes) every queued reply, at most
+    /// [`REPLY_BATCH`](crate::proto::REPLY_BATCH) at a time, each batch within the reply
+    /// timeout. False if the connection broke or the client does not read.
     async fn write_replies(&mut self) -> bool {
-        let mut out = Vec::new();
-        while let Some(r) = self.sess.poll_reply() {
-            r.write_to(&mut out);
-        }
-        if out.is_empty() {
-            return true;
-        }
-        let write = async {
-            self.ctrl.write_all(&out).await?;
-            self.ctrl.flush().await
-        };
-        match tokio::time::timeout(self.reply_timeout, write).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
-            Err(_) => {
-                self.shared.stats.timeouts_reply.fetch_add(1, Relaxed);
-                tracing::info!(peer = %self.peer, "ftpd: reply timeout (the client does not read its replies); client cut");
-                false
+        loop {
+            let mut out = Vec::new();
+            for _ in 0..crate::proto::REPLY_BATCH {
+                match self.sess.poll_reply() {
+                    Some(r) => r.write_to(&mut out),
+                    None => break,
+                }
+            }
+            if out.is_empty() {
+                return true;
+            }
+            let write = async {
+                self.ctrl.write_all(&out).await?;
+                self.ctrl.flush().await
+            };
+            match tokio::time::timeout(self.reply_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    self.shared.stats.timeouts_reply.fetch_add(1, Relaxed);
+                    tracing::info!(peer = %self.peer, "ftpd: reply timeout (the client does not read its replies); client cut");
+                    return false;
+                }
             }
         }
     }

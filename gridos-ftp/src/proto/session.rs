@@ -2548,6 +2548,24 @@ mod tests {
         assert!(s.is_closing() && s.user().is_none());
     }
 
+    /// Thousands of tiny commands in one read make at most `REPLY_BATCH` replies before
+    /// the driver takes them; the rest run, in order, as it does.
+    #[test]
+    fn replies_are_made_in_batches() {
+        let mut s = session(offered());
+        s.handle_input("NOOP\r\n".repeat(1000).as_bytes());
+        assert!(!s.wants_input(), "framed commands wait");
+        assert_eq!(s.replies.len(), REPLY_BATCH);
+        let mut n = 0;
+        while let Some(r) = s.poll_reply() {
+            assert_eq!(r.code, 200);
+            n += 1;
+            assert!(s.replies.len() <= REPLY_BATCH);
+        }
+        assert_eq!(n, 1000);
+        assert!(s.wants_input());
+    }
+
     /// A begun line is visible to the driver (the command timeout), an ended one is not.
     #[test]
     fn a_begun_line_is_reported() {

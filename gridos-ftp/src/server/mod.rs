@@ -57,6 +57,16 @@
 //!   listeners listen there), so a peer server sees the address the client connected to,
 //!   also on multi-homed hosts. Both keys apply to sessions started after a change.
 //!
+//! - Hostile clients: failed password logins are throttled per address (module [`guard`]:
+//!   the reply to the Nth failure in a row waits `ftp.login_delay × 2^(N-1)`, at most 30 s,
+//!   in that session only; after `ftp.login_max_failures` the address gets 421 at connect
+//!   and at `USER` for `ftp.login_ban`; `ftp.login_exempt` lists addresses left alone).
+//!   Slow clients are cut by per-session timeouts: `ftp.idle_timeout`,
+//!   `ftp.command_timeout` (a begun command line must end), `ftp.reply_timeout` (writing
+//!   replies), `ftp.data_timeout` (a transfer that moves no byte, listings and TYPE A
+//!   too); a session queues at most 64 commands and makes at most
+//!   [`REPLY_BATCH`](crate::proto::REPLY_BATCH) replies before they are written.
+//!
 //! ```no_run
 //! use gridos_ftp::server::{Server, ServerConfig};
 //! let mut cfg = ServerConfig::new("/srv/ftp");

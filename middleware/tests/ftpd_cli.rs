@@ -170,7 +170,7 @@ fn passwd_file_login_ctl_config_and_sigterm() {
     let config = dir.path().join("ftpd.toml");
     std::fs::write(
         &config,
-        "[ftp]\nmax_clients = 9\nshutdown_grace = 1\n[io]\nauto_tune = true\n",
+        "[ftp]\nmax_clients = 9\nshutdown_grace = 1\nreply_timeout = 11\n[io]\nauto_tune = true\n",
     )
     .unwrap();
     let mut ftpd = Ftpd::start(&[
@@ -186,6 +186,16 @@ fn passwd_file_login_ctl_config_and_sigterm() {
         "2",
         "--io-threads",
         "2",
+        "--login-delay",
+        "0.2",
+        "--login-max-failures",
+        "7",
+        "--login-ban",
+        "60",
+        "--login-exempt",
+        "192.0.2.0/24,2001:db8::/32",
+        "--command-timeout",
+        "9",
     ]);
 
     let mut c = Ctl::connect(ftpd.addr);
@@ -211,9 +221,32 @@ fn passwd_file_login_ctl_config_and_sigterm() {
     assert!(ctl(&sock, &["set", "io.threads", "3"]).0);
     assert_eq!(ctl(&sock, &["get", "io.threads"]), (true, "3\n".into()));
     assert!(!ctl(&sock, &["set", "ftp.bogus", "1"]).0);
+    // The login throttle and the session timeouts, from flags and [ftp].
+    for (key, want) in [
+        ("ftp.login_delay", "0.2"),
+        ("ftp.login_max_failures", "7"),
+        ("ftp.login_ban", "60"),
+        ("ftp.login_exempt", "192.0.2.0/24,2001:db8::/32"),
+        ("ftp.command_timeout", "9"),
+        ("ftp.reply_timeout", "11"),
+    ] {
+        assert_eq!(
+            ctl(&sock, &["get", key]),
+            (true, format!("{want}\n")),
+            "{key}"
+        );
+    }
+    assert!(ctl(&sock, &["set", "ftp.login_max_failures", "0"]).0);
+    assert_eq!(
+        ctl(&sock, &["get", "ftp.login_max_failures"]),
+        (true, "0\n".into())
+    );
     let (ok, stats) = ctl(&sock, &["stats"]);
     assert!(
-        ok && stats.contains("clients = 2") && stats.contains("io.path = "),
+        ok && stats.contains("clients = 2")
+            && stats.contains("io.path = ")
+            && stats.contains("logins_failed = 2\n")
+            && stats.contains("clients_banned = 0\n"),
         "{stats}"
     );
     let (ok, list) = ctl(&sock, &["list"]);

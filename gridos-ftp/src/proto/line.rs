@@ -168,6 +168,11 @@ impl LineReader {
         self.buf.len()
     }
 
+    /// True while a line has begun (held, or being discarded as overlong) and not ended.
+    pub fn in_line(&self) -> bool {
+        !self.buf.is_empty() || self.discarding
+    }
+
     /// True once if a Telnet Interrupt Process (IAC IP) arrived since the last call; clients
     /// send it (with a Synch) before ABOR so the server can look for the ABOR at once.
     pub fn take_interrupt(&mut self) -> bool {

@@ -40,7 +40,7 @@ pub use policy::{DataPolicy, DataRefusal, HostList, HostListError, IpPrefix};
 pub use reply::{Reply, ReplyParser};
 pub use session::{
     Action, AuthOutcome, Authenticator, DataEndpoint, DenyAll, Features, FsError, FsErrorKind,
-    FsOutcome, ListKind, ListRequest, Marker, PassiveKind, RetrRequest, Session, SessionConfig,
-    StorRequest, StoreKind, TlsEstablished, TlsRules, TransferDone, TransferError, TransferParams,
-    TransferStart, UserInfo,
+    FsOutcome, ListKind, ListRequest, Marker, PassiveKind, REPLY_BATCH, RetrRequest, Session,
+    SessionConfig, StorRequest, StoreKind, TlsEstablished, TlsRules, TransferDone, TransferError,
+    TransferParams, TransferStart, UserInfo,
 };

@@ -274,6 +274,10 @@ pub struct SessionConfig {
     pub max_line: usize,
     /// FTPS: offered, required for passwords, required for everything.
     pub tls: TlsRules,
+    /// Report password logins to the driver: a failure becomes [`Action::LoginFailed`]
+    /// (its 530 waits for [`Session::handle_login_verdict`], so the driver may hold it, as
+    /// a login throttle does) and a success [`Action::LoggedIn`]. Off: 530 at once.
+    pub report_logins: bool,
 }
 
 impl Default for SessionConfig {
@@ -292,6 +296,7 @@ impl Default for SessionConfig {
             third_party_hosts: HostList::default(),
             max_line: super::line::DEFAULT_MAX_LINE,
             tls: TlsRules::default(),
+            report_logins: false,
         }
     }
 }
@@ -320,6 +325,12 @@ pub trait Authenticator: Send {
     /// (and `:globus-mapping:` is refused). The default maps nobody.
     fn map_subject(&mut self, subject: &str, wanted: &str) -> Option<String> {
         let _ = (subject, wanted);
+        None
+    }
+
+    /// Asked at each `USER`: `Some(text)` refuses the login with 421 `text` and closes the
+    /// session (e.g. the client's address is banned after failed logins). Default: `None`.
+    fn refusal(&mut self) -> Option<String> {
         None
     }
 }
@@ -552,6 +563,18 @@ pub enum Action {
     /// run the server side of a TLS handshake on the control connection and report it with
     /// [`Session::handle_tls_established`].
     StartTls,
+    /// A password login failed ([`SessionConfig::report_logins`]): decide (maybe after a
+    /// while) and report with [`Session::handle_login_verdict`]; the 530 waits for it.
+    LoginFailed {
+        /// The user name tried.
+        user: String,
+    },
+    /// A password (not anonymous, not certificate) login succeeded
+    /// ([`SessionConfig::report_logins`]). No report.
+    LoggedIn {
+        /// The user.
+        user: String,
+    },
 }
 
 /// Successful outcome of a file-system action.
@@ -780,6 +803,8 @@ enum Pending {
     },
     /// `AUTH TLS` answered; the handshake runs.
     Tls,
+    /// A failed login awaits the driver's verdict.
+    Login,
 }
 
 /// One queued input.
@@ -789,6 +814,9 @@ enum Input {
     Bad(ParseError),
     Overlong,
 }
+
+/// Most replies a session makes before they are taken (commands beyond wait, framed).
+pub const REPLY_BATCH: usize = 64;
 
 /// The FTP/GridFTP server session. See the [module docs](self).
 pub struct Session {
@@ -935,7 +963,17 @@ impl Session {
             return;
         }
         self.lines.feed(bytes);
-        while let Some(ev) = self.lines.poll_line() {
+        self.take_lines();
+    }
+
+    /// Runs the framed lines, but stops while [`REPLY_BATCH`] replies wait to be written:
+    /// one read of tiny commands (`FEAT` × thousands) must not make megabytes of replies
+    /// at once. The rest runs as the driver takes the replies ([`Session::poll_reply`]).
+    fn take_lines(&mut self) {
+        while self.replies.len() < REPLY_BATCH && !self.closing {
+            let Some(ev) = self.lines.poll_line() else {
+                break;
+            };
             let input = match ev {
                 LineEvent::Line(l) => match Command::parse(&l) {
                     Ok(c) => Input::Command(c),
@@ -966,6 +1004,11 @@ impl Session {
     /// The idle timer expired: reply 421 and close.
     pub fn handle_idle_timeout(&mut self) {
         self.close_with(r(421, "Timeout: closing control connection."));
+    }
+
+    /// A command line begun too long ago has not ended: reply 421 and close.
+    pub fn handle_command_timeout(&mut self) {
+        self.close_with(r(421, "Timeout: command line not completed, closing."));
     }
 
     /// The server is shutting down: reply 421 and close.
@@ -1012,7 +1055,16 @@ impl Session {
 
     /// The next reply to write to the control connection.
     pub fn poll_reply(&mut self) -> Option<Reply> {
+        if self.replies.is_empty() && self.lines.pending() > 0 {
+            self.take_lines();
+        }
         self.replies.pop_front()
+    }
+
+    /// True while an action awaits [`Session::poll_action`] (taking replies may run held
+    /// commands, which may ask for actions).
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
     }
 
     /// The next action for the driver.
@@ -1029,6 +1081,7 @@ impl Session {
     /// the control connection until it turns true again.
     pub fn wants_input(&self) -> bool {
         !self.closing
+            && self.lines.pending() == 0
             && !matches!(self.pending, Pending::Tls)
             && self.queue.len() < self.config.max_pipelined
     }
@@ -1039,6 +1092,12 @@ impl Session {
     }
 
     // ----- state accessors ---------------------------------------------------------------
+
+    /// True while a command line has begun but not ended (bytes after the last CRLF are
+    /// held): the driver bounds how long a line may take to complete.
+    pub fn in_line(&self) -> bool {
+        self.lines.in_line()
+    }
 
     /// The logged-in user, if any.
     pub fn user(&self) -> Option<&UserInfo> {
@@ -1149,6 +1208,26 @@ impl Session {
                 self.queue.clear();
             }
         }
+        Ok(())
+    }
+
+    /// Report on [`Action::LoginFailed`]: the 530 goes out now; with `close` (the client's
+    /// address is refused from now on) a 421 follows and the session closes.
+    pub fn handle_login_verdict(&mut self, close: bool) -> Result<(), Error> {
+        if !matches!(self.pending, Pending::Login) {
+            return Err(Error::UnexpectedReport);
+        }
+        self.pending = Pending::Idle;
+        self.reply(r(530, "Login incorrect."));
+        if close {
+            self.close_with(r(
+                421,
+                "Too many failed logins from your address, try again later.",
+            ));
+        } else if self.failures >= self.config.max_login_failures {
+            self.close_with(r(421, "Too many failed login attempts, closing."));
+        }
+        self.run_queue();
         Ok(())
     }
 
@@ -1845,6 +1924,9 @@ impl Session {
 
     fn user_cmd(&mut self, user: String) {
         self.reset_transfer_state();
+        if let Some(text) = self.auth.refusal() {
+            return self.close_with(Reply::new(421, text));
+        }
         let subject = self.tls.as_ref().and_then(|t| t.subject.clone());
         if let Some(subject) = &subject {
             if let Some(local) = self.auth.map_subject(subject, &user) {
@@ -1938,7 +2020,15 @@ impl Session {
                     });
                     self.cwd = VirtualPath::root();
                     self.failures = 0;
+                    if self.config.report_logins {
+                        let user = self.user().map(|u| u.name.clone()).unwrap_or_default();
+                        self.actions.push_back(Action::LoggedIn { user });
+                    }
                     self.reply(r(230, "Login successful."))
+                }
+                AuthOutcome::Denied if self.config.report_logins => {
+                    self.failures += 1;
+                    self.act(Action::LoginFailed { user }, Pending::Login);
                 }
                 AuthOutcome::Denied => {
                     self.failures += 1;
@@ -2390,6 +2480,104 @@ mod tests {
         assert!(s.poll_reply().is_none());
         assert!(s.user().is_none());
         assert_eq!(codes(&mut s, "NOOP\r\n"), [200]);
+    }
+
+    /// With `report_logins` the 530 waits for the driver's verdict, later commands wait
+    /// behind it, a success is reported, and a refusal at USER closes with 421.
+    #[test]
+    fn reported_logins_wait_for_the_verdict() {
+        let config = SessionConfig {
+            report_logins: true,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(config, Box::new(Users), "192.0.2.10:40000".parse().unwrap());
+        assert_eq!(s.poll_reply().unwrap().code, 220);
+        assert_eq!(codes(&mut s, "USER alice\r\nPASS wrong\r\nNOOP\r\n"), [331]);
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::LoginFailed {
+                user: "alice".into()
+            })
+        );
+        assert!(s.poll_reply().is_none());
+        s.handle_login_verdict(false).unwrap();
+        let got: Vec<u16> = std::iter::from_fn(|| s.poll_reply())
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(got, [530, 200]);
+        assert_eq!(s.handle_login_verdict(false), Err(Error::UnexpectedReport));
+        assert_eq!(codes(&mut s, "USER alice\r\nPASS secret\r\n"), [331, 230]);
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::LoggedIn {
+                user: "alice".into()
+            })
+        );
+        // A ban decided by the driver: 530, then 421 and the end.
+        let config = SessionConfig {
+            report_logins: true,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(config, Box::new(Users), "192.0.2.10:40000".parse().unwrap());
+        s.poll_reply();
+        codes(&mut s, "USER bob\r\nPASS x\r\n");
+        s.poll_action();
+        s.handle_login_verdict(true).unwrap();
+        let got: Vec<u16> = std::iter::from_fn(|| s.poll_reply())
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(got, [530, 421]);
+        assert!(s.is_closing());
+
+        struct Banned;
+        impl Authenticator for Banned {
+            fn authenticate(&mut self, _: &str, _: &str) -> AuthOutcome {
+                AuthOutcome::Granted { read_only: false }
+            }
+            fn refusal(&mut self) -> Option<String> {
+                Some("Banned.".into())
+            }
+        }
+        let mut s = Session::new(
+            SessionConfig::default(),
+            Box::new(Banned),
+            "192.0.2.10:40000".parse().unwrap(),
+        );
+        s.poll_reply();
+        assert_eq!(codes(&mut s, "USER alice\r\nPASS x\r\n"), [421]);
+        assert!(s.is_closing() && s.user().is_none());
+    }
+
+    /// Thousands of tiny commands in one read make at most `REPLY_BATCH` replies before
+    /// the driver takes them; the rest run, in order, as it does.
+    #[test]
+    fn replies_are_made_in_batches() {
+        let mut s = session(offered());
+        s.handle_input("NOOP\r\n".repeat(1000).as_bytes());
+        assert!(!s.wants_input(), "framed commands wait");
+        assert_eq!(s.replies.len(), REPLY_BATCH);
+        let mut n = 0;
+        while let Some(r) = s.poll_reply() {
+            assert_eq!(r.code, 200);
+            n += 1;
+            assert!(s.replies.len() <= REPLY_BATCH);
+        }
+        assert_eq!(n, 1000);
+        assert!(s.wants_input());
+    }
+
+    /// A begun line is visible to the driver (the command timeout), an ended one is not.
+    #[test]
+    fn a_begun_line_is_reported() {
+        let mut s = session(offered());
+        assert!(!s.in_line());
+        assert_eq!(codes(&mut s, "NO"), Vec::<u16>::new());
+        assert!(s.in_line());
+        assert_eq!(codes(&mut s, "OP\r\n"), [200]);
+        assert!(!s.in_line());
+        s.handle_command_timeout();
+        assert_eq!(s.poll_reply().unwrap().code, 421);
+        assert!(s.is_closing());
     }
 
     #[test]

@@ -25,8 +25,6 @@ use crate::proto::{
 };
 use crate::tls::{ClientTls, ClientTlsOptions, Roots, SessionTls};
 
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-
 struct Conn {
     sess: Session,
     shared: Arc<Shared>,
@@ -49,6 +47,7 @@ struct Conn {
     draining: bool,
     pasv_ports: Option<(u16, u16)>,
     data_timeout: Duration,
+    reply_timeout: Duration,
 }
 
 /// Serves one client until it quits, times out, breaks the connection or the server stops.
@@ -74,11 +73,14 @@ pub(crate) async fn serve(
         third_party_hosts: settings.third_party_hosts.clone(),
         features: features(),
         tls: ftps::rules(settings.tls, tls.is_some(), shared.listen),
+        report_logins: true,
         ..SessionConfig::default()
     };
     let auth = Box::new(Logins {
         users: Arc::clone(&shared.users),
         grid_map: loaded.grid_map.clone(),
+        guard: Arc::clone(&shared),
+        peer: peer.ip(),
     });
     let (ctrl, sess) = if implicit {
         let Some(t) = tls.as_ref().filter(|_| config.tls.offered) else {
@@ -123,6 +125,7 @@ pub(crate) async fn serve(
         draining: false,
         pasv_ports: settings.pasv_ports,
         data_timeout: settings.data_timeout,
+        reply_timeout: settings.reply_timeout,
     };
     tracing::info!(%peer, "ftpd: client connected");
     let mut shutdown = shared.shutdown.subscribe();
@@ -132,6 +135,12 @@ pub(crate) async fn serve(
     tokio::pin!(idle);
     let gone = tokio::time::sleep(Duration::from_secs(0));
     tokio::pin!(gone);
+    // A begun command line must end within the command timeout: a client trickling bytes
+    // keeps the idle timer from expiring, not this one.
+    let command_timeout = settings.command_timeout;
+    let line = tokio::time::sleep(command_timeout);
+    tokio::pin!(line);
+    let mut line_armed = false;
     loop {
         if !c.pump().await {
             break;
@@ -162,10 +171,25 @@ pub(crate) async fn serve(
                     gone.as_mut().reset(tokio::time::Instant::now() + c.data_timeout);
                 }
                 Ok(n) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    let now = tokio::time::Instant::now();
+                    idle.as_mut().reset(now + idle_timeout);
                     c.sess.handle_input(&buf[..n]);
+                    // Armed when a line begins; a read that ended a line and began
+                    // another starts the count again.
+                    if !c.sess.in_line() {
+                        line_armed = false;
+                    } else if !line_armed || buf[..n].contains(&b'\n') {
+                        line_armed = true;
+                        line.as_mut().reset(now + command_timeout);
+                    }
                 }
             },
+            _ = &mut line, if line_armed && c.sess.wants_input() => {
+                line_armed = false;
+                shared.stats.timeouts_command.fetch_add(1, Relaxed);
+                tracing::info!(%peer, "ftpd: command timeout (a command line did not end)");
+                c.sess.handle_command_timeout();
+            }
             Some(ev) = events.recv() => {
                 c.event(ev);
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
@@ -255,26 +279,72 @@ impl Conn {
             if !self.write_replies().await {
                 return false;
             }
-            if !acted {
+            if !acted && !self.sess.has_actions() {
                 return true;
             }
         }
     }
 
-    /// Writes (and, under TLS, flushes) every queued reply. False if the connection broke.
+    /// Writes (and, under TLS, flushes) every queued reply, at most
+    /// [`REPLY_BATCH`](crate::proto::REPLY_BATCH) at a time, each batch within the reply
+    /// timeout. False if the connection broke or the client does not read.
     async fn write_replies(&mut self) -> bool {
-        let mut out = Vec::new();
-        while let Some(r) = self.sess.poll_reply() {
-            r.write_to(&mut out);
+        loop {
+            let mut out = Vec::new();
+            for _ in 0..crate::proto::REPLY_BATCH {
+                match self.sess.poll_reply() {
+                    Some(r) => r.write_to(&mut out),
+                    None => break,
+                }
+            }
+            if out.is_empty() {
+                return true;
+            }
+            let write = async {
+                self.ctrl.write_all(&out).await?;
+                self.ctrl.flush().await
+            };
+            match tokio::time::timeout(self.reply_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    self.shared.stats.timeouts_reply.fetch_add(1, Relaxed);
+                    tracing::info!(peer = %self.peer, "ftpd: reply timeout (the client does not read its replies); client cut");
+                    return false;
+                }
+            }
         }
-        if out.is_empty() {
-            return true;
-        }
-        let write = async {
-            self.ctrl.write_all(&out).await?;
-            self.ctrl.flush().await
+    }
+
+    /// A failed password login: the throttle decides how long its 530 waits (this session
+    /// only sleeps) and whether the address is now banned.
+    async fn login_failed(&mut self, user: &str) -> bool {
+        let shared = &self.shared;
+        shared.stats.logins_failed.fetch_add(1, Relaxed);
+        let ip = self.peer.ip();
+        let verdict = super::lock(&shared.guard).failure(ip, std::time::Instant::now());
+        let addr = super::guard::AddrKey::of(ip);
+        let (delay, ban) = match verdict {
+            super::guard::Verdict::Delay(d) => (d, None),
+            super::guard::Verdict::Ban { delay, ban } => (delay, Some(ban)),
         };
-        matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+        if let Some(ban) = ban {
+            shared.stats.clients_banned.fetch_add(1, Relaxed);
+            tracing::warn!(%addr, user, ban_secs = ban.as_secs(), "ftpd: address banned after failed logins");
+        } else if !delay.is_zero() {
+            tracing::warn!(%addr, user, delay_ms = delay.as_millis() as u64, "ftpd: failed login; reply delayed");
+        }
+        if !delay.is_zero() {
+            shared.stats.logins_delayed.fetch_add(1, Relaxed);
+            let mut shutdown = shared.shutdown.subscribe();
+            if *shutdown.borrow() == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        ban.is_some()
     }
 
     /// `AUTH TLS`: the 234 goes out in clear, then the handshake (bounded by
@@ -362,6 +432,15 @@ impl Conn {
             Action::StartTls => {
                 let r = self.start_tls().await;
                 self.sess.handle_tls_established(r)
+            }
+            Action::LoginFailed { user } => {
+                let banned = self.login_failed(&user).await;
+                self.sess.handle_login_verdict(banned)
+            }
+            Action::LoggedIn { user } => {
+                tracing::debug!(peer = %self.peer, user, "ftpd: password login");
+                super::lock(&self.shared.guard).success(self.peer.ip());
+                Ok(())
             }
             other => {
                 let r = self.fs(other);

@@ -16,7 +16,7 @@ use super::fs::Root;
 use crate::proto::HostList;
 
 /// The `ftp.*` keys (`io.*` keys come from gridos-io).
-pub(crate) const FTP_KEYS: [&str; 24] = [
+pub(crate) const FTP_KEYS: [&str; 30] = [
     "ftp.docroot",
     "ftp.listen",
     "ftp.chroot",
@@ -26,6 +26,12 @@ pub(crate) const FTP_KEYS: [&str; 24] = [
     "ftp.idle_timeout",
     "ftp.data_timeout",
     "ftp.shutdown_grace",
+    "ftp.command_timeout",
+    "ftp.reply_timeout",
+    "ftp.login_delay",
+    "ftp.login_max_failures",
+    "ftp.login_ban",
+    "ftp.login_exempt",
     "ftp.anonymous",
     "ftp.anonymous_write",
     "ftp.pasv_ports",
@@ -77,6 +83,21 @@ pub(crate) fn parse_secs(key: &str, v: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Seconds as [`parse_secs`], or `0` (off).
+pub(crate) fn parse_secs_or_zero(key: &str, v: &str) -> Result<Duration> {
+    match v.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_secs(key, v),
+    }
+}
+
+/// A count (`0` allowed) that fits in 32 bits.
+pub(crate) fn parse_count(key: &str, v: &str) -> Result<u32> {
+    v.trim()
+        .parse()
+        .map_err(|_| Error::Config(format!("{key}: {v:?} is not a number")))
+}
+
 /// `LOW-HIGH`, or `any`/`0` for any port.
 pub(crate) fn parse_ports(v: &str) -> Result<Option<(u16, u16)>> {
     let v = v.trim();
@@ -124,6 +145,12 @@ impl Shared {
             "ftp.idle_timeout" => secs(s.idle_timeout),
             "ftp.data_timeout" => secs(s.data_timeout),
             "ftp.shutdown_grace" => secs(s.shutdown_grace),
+            "ftp.command_timeout" => secs(s.command_timeout),
+            "ftp.reply_timeout" => secs(s.reply_timeout),
+            "ftp.login_delay" => secs(s.login.delay),
+            "ftp.login_max_failures" => s.login.max_failures.to_string(),
+            "ftp.login_ban" => secs(s.login.ban),
+            "ftp.login_exempt" => s.login.exempt.to_string(),
             "ftp.anonymous" => s.anonymous.to_string(),
             "ftp.anonymous_write" => s.anonymous_write.to_string(),
             "ftp.pasv_ports" => match s.pasv_ports {
@@ -254,6 +281,29 @@ impl Shared {
                 note = "applies to new sessions".into();
             }
             "ftp.shutdown_grace" => self.settings_mut().shutdown_grace = parse_secs(key, v)?,
+            "ftp.command_timeout" => {
+                self.settings_mut().command_timeout = parse_secs(key, v)?;
+                note = "applies to new sessions".into();
+            }
+            "ftp.reply_timeout" => {
+                self.settings_mut().reply_timeout = parse_secs(key, v)?;
+                note = "applies to new sessions".into();
+            }
+            "ftp.login_delay" | "ftp.login_max_failures" | "ftp.login_ban" | "ftp.login_exempt" => {
+                let login = {
+                    let mut st = self.settings_mut();
+                    let l = &mut st.login;
+                    match key {
+                        "ftp.login_delay" => l.delay = parse_secs_or_zero(key, v)?,
+                        "ftp.login_max_failures" => l.max_failures = parse_count(key, v)?,
+                        "ftp.login_ban" => l.ban = parse_secs(key, v)?,
+                        _ => l.exempt = parse_hosts(key, v)?,
+                    }
+                    l.clone()
+                };
+                super::lock(&self.guard).set_config(login);
+                note = "applies at once; counts and running bans stay".into();
+            }
             "ftp.anonymous" => {
                 self.settings_mut().anonymous = parse_bool(key, v)?;
                 note = "applies to new sessions".into();
@@ -313,6 +363,15 @@ impl Shared {
             ("tls_sessions".into(), n(&s.tls_sessions)),
             ("tls_handshakes_failed".into(), n(&s.tls_failed)),
             ("data_tls_failed".into(), n(&s.data_tls_failed)),
+            ("logins_failed".into(), n(&s.logins_failed)),
+            ("logins_delayed".into(), n(&s.logins_delayed)),
+            ("clients_banned".into(), n(&s.clients_banned)),
+            (
+                "login_addresses_tracked".into(),
+                super::lock(&self.guard).len().to_string(),
+            ),
+            ("timeouts_command".into(), n(&s.timeouts_command)),
+            ("timeouts_reply".into(), n(&s.timeouts_reply)),
             ("ftp.threads".into(), self.threads().to_string()),
             ("io.threads".into(), self.io_pool.threads().to_string()),
             // seccomp sandbox (issue 14)

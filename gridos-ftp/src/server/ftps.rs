@@ -157,6 +157,10 @@ pub(crate) fn rules(policy: TlsPolicy, has_tls: bool, listen: SocketAddr) -> Tls
 pub(crate) struct Logins {
     pub users: Arc<PasswordFile>,
     pub grid_map: Option<Arc<GridMap>>,
+    /// The login throttle's table and the client's address: a banned address gets 421 at
+    /// `USER`.
+    pub guard: Arc<super::Shared>,
+    pub peer: std::net::IpAddr,
 }
 
 impl Authenticator for Logins {
@@ -172,6 +176,14 @@ impl Authenticator for Logins {
         let user = self.grid_map.as_ref()?.login(subject, wanted)?;
         tracing::info!(subject, user, "ftpd: certificate login");
         Some(user.to_string())
+    }
+
+    fn refusal(&mut self) -> Option<String> {
+        let now = std::time::Instant::now();
+        let left = super::lock(&self.guard.guard).banned(self.peer, now)?;
+        let addr = super::guard::AddrKey::of(self.peer);
+        tracing::warn!(%addr, left_secs = left.as_secs(), "ftpd: USER refused: address banned after failed logins");
+        Some("Too many failed logins from your address, try again later.".into())
     }
 }
 

@@ -57,6 +57,16 @@
 //!   listeners listen there), so a peer server sees the address the client connected to,
 //!   also on multi-homed hosts. Both keys apply to sessions started after a change.
 //!
+//! - Hostile clients: failed password logins are throttled per address (module [`guard`]:
+//!   the reply to the Nth failure in a row waits `ftp.login_delay × 2^(N-1)`, at most 30 s,
+//!   in that session only; after `ftp.login_max_failures` the address gets 421 at connect
+//!   and at `USER` for `ftp.login_ban`; `ftp.login_exempt` lists addresses left alone).
+//!   Slow clients are cut by per-session timeouts: `ftp.idle_timeout`,
+//!   `ftp.command_timeout` (a begun command line must end), `ftp.reply_timeout` (writing
+//!   replies), `ftp.data_timeout` (a transfer that moves no byte, listings and TYPE A
+//!   too); a session queues at most 64 commands and makes at most
+//!   [`REPLY_BATCH`](crate::proto::REPLY_BATCH) replies before they are written.
+//!
 //! ```no_run
 //! use gridos_ftp::server::{Server, ServerConfig};
 //! let mut cfg = ServerConfig::new("/srv/ftp");
@@ -72,6 +82,7 @@ mod error;
 mod extended;
 mod fs;
 mod ftps;
+pub mod guard;
 pub mod passwd;
 pub mod sandbox;
 mod transfer;
@@ -141,6 +152,23 @@ pub struct ServerConfig {
     pub data_timeout: Duration,
     /// On shutdown, running transfers get this long to finish before they are aborted.
     pub shutdown_grace: Duration,
+    // hostile clients (hardening)
+    /// A command line that has begun must end (CRLF) within this time, or the client is
+    /// cut with 421 (a client trickling one byte at a time resets no other timer).
+    pub command_timeout: Duration,
+    /// The longest writing the queued replies may take (a client that never reads its
+    /// replies is cut once its socket buffers are full).
+    pub reply_timeout: Duration,
+    /// The reply to a failed password login waits this long, doubled at each failure in a
+    /// row from the same address (IPv6: /64), at most 30 s ([`guard`]); zero: no delay.
+    pub login_delay: Duration,
+    /// Failed logins in a row after which the address is refused (421 at connect and at
+    /// `USER`) for `login_ban`; zero: never.
+    pub login_max_failures: u32,
+    /// How long an address stays refused after `login_max_failures` failures.
+    pub login_ban: Duration,
+    /// Addresses and CIDR prefixes the login throttle leaves alone.
+    pub login_exempt: HostList,
     /// Unix control socket path.
     pub ctl_socket: Option<PathBuf>,
     /// Server-to-server transfers for everyone: any session may use data connections to and
@@ -247,6 +275,12 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(60),
+            login_delay: guard::GuardConfig::default().delay,
+            login_max_failures: guard::GuardConfig::default().max_failures,
+            login_ban: guard::GuardConfig::default().ban,
+            login_exempt: HostList::default(),
             ctl_socket: None,
             allow_third_party: false,
             third_party_hosts: HostList::default(),
@@ -282,6 +316,12 @@ impl ServerConfig {
         "idle_timeout",
         "data_timeout",
         "shutdown_grace",
+        "command_timeout",
+        "reply_timeout",
+        "login_delay",
+        "login_max_failures",
+        "login_ban",
+        "login_exempt",
         "ctl_socket",
         "allow_third_party",
         "third_party_hosts",
@@ -321,6 +361,12 @@ impl ServerConfig {
             "idle_timeout" => self.idle_timeout = ctl::parse_secs(k, v)?,
             "data_timeout" => self.data_timeout = ctl::parse_secs(k, v)?,
             "shutdown_grace" => self.shutdown_grace = ctl::parse_secs(k, v)?,
+            "command_timeout" => self.command_timeout = ctl::parse_secs(k, v)?,
+            "reply_timeout" => self.reply_timeout = ctl::parse_secs(k, v)?,
+            "login_delay" => self.login_delay = ctl::parse_secs_or_zero(k, v)?,
+            "login_max_failures" => self.login_max_failures = ctl::parse_count(k, v)?,
+            "login_ban" => self.login_ban = ctl::parse_secs(k, v)?,
+            "login_exempt" => self.login_exempt = ctl::parse_hosts(k, v)?,
             "ctl_socket" => self.ctl_socket = Some(PathBuf::from(v)),
             "allow_third_party" => self.allow_third_party = ctl::parse_bool(k, v)?,
             "third_party_hosts" => self.third_party_hosts = ctl::parse_hosts(k, v)?,
@@ -342,6 +388,16 @@ impl ServerConfig {
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         Ok(())
+    }
+
+    fn guard_config(&self) -> guard::GuardConfig {
+        guard::GuardConfig {
+            delay: self.login_delay,
+            max_failures: self.login_max_failures,
+            ban: self.login_ban,
+            exempt: self.login_exempt.clone(),
+            ..guard::GuardConfig::default()
+        }
     }
 
     /// Applies a TOML configuration file: the `[ftp]` table to this configuration and, if
@@ -390,6 +446,9 @@ pub(crate) struct Settings {
     pub idle_timeout: Duration,
     pub data_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub command_timeout: Duration,
+    pub reply_timeout: Duration,
+    pub login: guard::GuardConfig,
     pub allow_third_party: bool,
     pub third_party_hosts: HostList,
     pub tls: TlsPolicy,
@@ -413,6 +472,11 @@ pub(crate) struct Stats {
     pub tls_sessions: AtomicU64,
     pub tls_failed: AtomicU64,
     pub data_tls_failed: AtomicU64,
+    pub logins_failed: AtomicU64,
+    pub logins_delayed: AtomicU64,
+    pub clients_banned: AtomicU64,
+    pub timeouts_command: AtomicU64,
+    pub timeouts_reply: AtomicU64,
 }
 
 /// A client handed to a listener thread; `true` when it came to the implicit-TLS port.
@@ -437,6 +501,8 @@ pub(crate) struct Shared {
     pub trimmer: trim::Trimmer,
     pub shutdown: watch::Sender<u8>,
     clients: Mutex<HashMap<IpAddr, usize>>,
+    /// Failed logins per address (the login throttle).
+    pub guard: Mutex<guard::Guard>,
     chroot: Option<PathBuf>,
     listen: SocketAddr,
     /// The implicit-TLS listener's address.
@@ -577,6 +643,16 @@ impl Shared {
     fn admit(self: &Arc<Self>, s: tokio::net::TcpStream, peer: SocketAddr, implicit: bool) {
         let settings = self.settings();
         let ip = peer.ip().to_canonical();
+        if let Some(left) = lock(&self.guard).banned(ip, Instant::now()) {
+            self.stats.clients_refused.fetch_add(1, Relaxed);
+            let key = guard::AddrKey::of(ip);
+            tracing::warn!(%peer, addr = %key, left_secs = left.as_secs(), "ftpd: client refused: address banned after failed logins");
+            refuse(
+                s,
+                "421 Too many failed logins from your address, try again later.\r\n",
+            );
+            return;
+        }
         let refusal = {
             let mut map = lock(&self.clients);
             let here = map.get(&ip).copied().unwrap_or(0);
@@ -595,14 +671,7 @@ impl Shared {
         if let Some(msg) = refusal {
             self.stats.clients_refused.fetch_add(1, Relaxed);
             tracing::info!(%peer, "ftpd: client refused: {}", msg.trim_end());
-            tokio::spawn(async move {
-                let mut s = s;
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    let _ = s.write_all(msg.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                })
-                .await;
-            });
+            refuse(s, msg);
             return;
         }
         let guard = ClientGuard {
@@ -631,6 +700,18 @@ pub fn raise_open_file_limit(max_clients: usize) -> (u64, bool) {
         soft
     };
     (now, now < (max_clients as u64).saturating_mul(6) + 64)
+}
+
+/// Writes a refusal (421) and closes, within 2 s, off the accept loop.
+fn refuse(s: tokio::net::TcpStream, msg: &'static str) {
+    tokio::spawn(async move {
+        let mut s = s;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = s.write_all(msg.as_bytes()).await;
+            let _ = s.shutdown().await;
+        })
+        .await;
+    });
 }
 
 /// Counts a client for the limits while it is connected.
@@ -850,6 +931,9 @@ impl Server {
                 idle_timeout: config.idle_timeout,
                 data_timeout: config.data_timeout,
                 shutdown_grace: config.shutdown_grace,
+                command_timeout: config.command_timeout,
+                reply_timeout: config.reply_timeout,
+                login: config.guard_config(),
                 allow_third_party: config.allow_third_party,
                 third_party_hosts: config.third_party_hosts.clone(),
                 tls: config.tls,
@@ -867,6 +951,7 @@ impl Server {
             trimmer: trim::Trimmer::start(),
             shutdown,
             clients: Mutex::new(HashMap::new()),
+            guard: Mutex::new(guard::Guard::new(config.guard_config())),
             chroot: chrooted,
             listen: addr,
             implicit,
@@ -1088,6 +1173,32 @@ mod tests {
         assert!(
             matches!(c.set("no_such_key", "1"), Err(Error::Config(m)) if m.starts_with("unknown key"))
         );
+    }
+
+    /// The login throttle and the session timeouts in `[ftp]`.
+    #[test]
+    fn guard_keys_from_toml() {
+        use std::time::Duration;
+        let mut c = ServerConfig::new("/tmp");
+        c.apply_toml(
+            "[ftp]\nlogin_delay = 0.25\nlogin_max_failures = 4\nlogin_ban = \"90s\"\n\
+             login_exempt = [\"127.0.0.1\", \"2001:db8::/32\"]\ncommand_timeout = 5\n\
+             reply_timeout = 7\n",
+        )
+        .unwrap();
+        assert_eq!(c.login_delay, Duration::from_millis(250));
+        assert_eq!(c.login_max_failures, 4);
+        assert_eq!(c.login_ban, Duration::from_secs(90));
+        assert!(c.login_exempt.contains("127.0.0.1".parse().unwrap()));
+        assert!(c.login_exempt.contains("2001:db8:5::1".parse().unwrap()));
+        assert_eq!(c.command_timeout, Duration::from_secs(5));
+        assert_eq!(c.reply_timeout, Duration::from_secs(7));
+        c.apply_toml("[ftp]\nlogin_delay = 0\nlogin_max_failures = 0\n")
+            .unwrap();
+        assert_eq!(c.login_delay, Duration::ZERO);
+        assert_eq!(c.login_max_failures, 0);
+        assert!(c.apply_toml("[ftp]\nlogin_ban = 0\n").is_err());
+        assert!(c.apply_toml("[ftp]\nlogin_delay = -1\n").is_err());
     }
 
     /// `seccomp` in `[ftp]`: a boolean or `"required"`; the library's default is off.

@@ -365,11 +365,13 @@ fn would_block(e: &std::io::Error) -> bool {
     )
 }
 
-/// `write_all` that honours cancellation (the socket has a [`WAKE`] write timeout).
+/// `write_all` that honours cancellation (the socket has a [`WAKE`] write timeout) and
+/// counts what it wrote in `progress` (the stall watchdog reads it).
 fn write_all(
     mut sock: &std::net::TcpStream,
     mut buf: &[u8],
     cancel: &CancelToken,
+    progress: Option<&AtomicU64>,
 ) -> Result<(), TransferError> {
     let _ = sock.set_write_timeout(Some(WAKE));
     while !buf.is_empty() {
@@ -378,7 +380,12 @@ fn write_all(
         }
         match sock.write(buf) {
             Ok(0) => return Err(TransferError::ConnectionClosed("write returned 0".into())),
-            Ok(n) => buf = &buf[n..],
+            Ok(n) => {
+                buf = &buf[n..];
+                if let Some(p) = progress {
+                    p.fetch_add(n as u64, Relaxed);
+                }
+            }
             Err(e) if would_block(&e) => {}
             Err(e) => return Err(map_sock(e)),
         }
@@ -727,15 +734,15 @@ async fn run_inner(
         }
     };
     // This transfer's own token: ABOR reaches it through the watchdog, which also cancels a
-    // binary transfer that moves no byte for the data timeout.
+    // transfer (any TYPE, listings too) that moves no byte for the data timeout, so a client
+    // that never reads its data connection holds no I/O thread for longer.
     let cancel = CancelToken::new();
     let progress = Arc::new(AtomicU64::new(0));
     let stalled = Arc::new(AtomicBool::new(false));
-    let watch_stall = !ascii && !matches!(prepared, Prepared::List(_));
     let watchdog = tokio::spawn(watchdog(
         ctx.cancel.clone(),
         cancel.clone(),
-        watch_stall.then(|| Arc::clone(&progress)),
+        Some(Arc::clone(&progress)),
         ctx.data_timeout,
         Arc::clone(&stalled),
     ));
@@ -868,14 +875,14 @@ fn move_plain(
     }
     let opts = TransferOptions {
         cancel: Some(cancel.clone()),
-        progress: Some(progress),
+        progress: Some(Arc::clone(&progress)),
         ..Default::default()
     };
     match p {
         Prepared::Retr { file, offset, len } => {
             let n = if ascii {
                 wake_timeouts(sock.stream());
-                let mut w = Guarded::new(sock.stream(), &cancel, None);
+                let mut w = Guarded::new(sock.stream(), &cancel, Some(&progress));
                 send_ascii(&file, offset, len, &mut w, &cancel)?
             } else if how.deflate {
                 gridos_io::compress::send_compressed(&file, offset, len, &sock, ZLIB, &opts)
@@ -896,7 +903,7 @@ fn move_plain(
         } => {
             let n = if ascii {
                 wake_timeouts(sock.stream());
-                let mut r = Guarded::new(sock.stream(), &cancel, None);
+                let mut r = Guarded::new(sock.stream(), &cancel, Some(&progress));
                 recv_ascii(&mut r, &file, offset, &cancel)?
             } else if how.deflate {
                 gridos_io::compress::recv_decompressed(&sock, &file, offset, ZLIB, &opts)
@@ -923,9 +930,9 @@ fn move_plain(
                 std::io::Write::write_all(&mut enc, &bytes)
                     .and_then(|_| enc.finish())
                     .map_err(|e| TransferError::Local(e.to_string()))
-                    .and_then(|z| write_all(sock.stream(), &z, &cancel))?;
+                    .and_then(|z| write_all(sock.stream(), &z, &cancel, Some(&progress)))?;
             } else {
-                write_all(sock.stream(), &bytes, &cancel)?;
+                write_all(sock.stream(), &bytes, &cancel, Some(&progress))?;
             }
             Ok((bytes.len() as u64, 0, None))
         }

@@ -124,6 +124,39 @@ pub struct FtpdArgs {
     /// The seccomp sandbox (boxed, as the TLS flags).
     #[command(flatten)]
     pub sandbox: Box<FtpdSandboxArgs>,
+    /// Login throttle and per-session timeouts (boxed, as the TLS flags).
+    #[command(flatten)]
+    pub guard: Box<FtpdGuardArgs>,
+}
+
+/// The flags of `gridos ftpd` against hostile clients: password guessing, slow clients.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Hostile clients")]
+pub struct FtpdGuardArgs {
+    /// Seconds the reply to a failed login waits, doubled at each failure in a row from
+    /// the same address (IPv6: its /64), at most 30 s; 0: no delay [default: 1]
+    /// (`ftp.login_delay`).
+    #[arg(long, value_name = "SECS")]
+    pub login_delay: Option<String>,
+    /// Failed logins in a row after which the address is refused (421) for --login-ban;
+    /// 0: never [default: 10] (`ftp.login_max_failures`).
+    #[arg(long, value_name = "N")]
+    pub login_max_failures: Option<u32>,
+    /// Seconds a banned address stays refused [default: 300] (`ftp.login_ban`).
+    #[arg(long, value_name = "SECS")]
+    pub login_ban: Option<String>,
+    /// Addresses and CIDR prefixes never delayed or banned, comma-separated
+    /// (`ftp.login_exempt`), e.g. `127.0.0.1,192.0.2.0/24`.
+    #[arg(long, value_name = "ADDRS")]
+    pub login_exempt: Option<String>,
+    /// Seconds a begun command line may take to end (CRLF) before the client is cut with
+    /// 421 [default: 30] (`ftp.command_timeout`).
+    #[arg(long, value_name = "SECS")]
+    pub command_timeout: Option<String>,
+    /// Seconds writing replies may take before a client that does not read them is cut
+    /// [default: 60] (`ftp.reply_timeout`).
+    #[arg(long, value_name = "SECS")]
+    pub reply_timeout: Option<String>,
 }
 
 // seccomp sandbox (issue 14)
@@ -231,6 +264,22 @@ fn config_from(a: &FtpdArgs) -> Result<ServerConfig, String> {
     }
     if let Some(p) = &a.ctl_socket {
         c.ctl_socket = Some(p.clone());
+    }
+    let g = &a.guard;
+    for (key, value) in [
+        ("login_delay", g.login_delay.clone()),
+        (
+            "login_max_failures",
+            g.login_max_failures.map(|n| n.to_string()),
+        ),
+        ("login_ban", g.login_ban.clone()),
+        ("login_exempt", g.login_exempt.clone()),
+        ("command_timeout", g.command_timeout.clone()),
+        ("reply_timeout", g.reply_timeout.clone()),
+    ] {
+        if let Some(v) = value {
+            set(&mut c, key, v)?;
+        }
     }
     if a.keep_net_admin {
         c.keep_net_admin = true;

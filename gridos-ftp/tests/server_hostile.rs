@@ -91,8 +91,6 @@ fn five_hundred_slow_clients_do_not_starve_a_normal_one_and_are_cut() {
         c.command_timeout = Duration::from_secs(2);
         c.reply_timeout = Duration::from_secs(2);
         c.data_timeout = Duration::from_secs(2);
-        // A client that never reads its data connection holds an I/O thread until the
-        // data timeout: fewer of those than threads here (see the README).
         c.io_threads = 8;
     });
     let good = random_bytes(2 << 20, 7);
@@ -279,6 +277,60 @@ fn five_hundred_slow_clients_do_not_starve_a_normal_one_and_are_cut() {
 }
 
 /// A control connection from `local` (a loopback address) to `server`.
+/// More clients that never read their data connection than the server has I/O threads, and a
+/// data timeout far away: the transfers queued behind them get spare threads, so a normal
+/// download is served at once rather than after the stalled ones are cut.
+#[test]
+fn transfers_stalled_by_clients_that_never_read_do_not_hold_up_the_others() {
+    if !need("python3") {
+        return;
+    }
+    let s = start(|c| {
+        c.io_threads = 2;
+        c.data_timeout = Duration::from_secs(300);
+    });
+    let good = random_bytes(2 << 20, 8);
+    std::fs::write(s.root.join("good.bin"), &good).unwrap();
+    std::fs::File::create(s.root.join("big.bin"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let stalled: Vec<(Raw, TcpStream)> = (0..6)
+        .map(|_| {
+            let mut raw = Raw::anon(s.addr);
+            assert_eq!(raw.cmd("TYPE I").0, 200);
+            let a = raw.epsv();
+            let d = small_rcvbuf(a);
+            raw.send(b"RETR big.bin\r\n");
+            assert_eq!(raw.reply().0, 150);
+            (raw, d)
+        })
+        .collect();
+    let started = Instant::now();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(DOWNLOAD)
+        .arg(s.addr.port().to_string())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ftplib: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with(&sha(&good)), "{text}");
+    // Generous for a loaded machine, and far below the 300 s data timeout that would
+    // otherwise free a thread.
+    assert!(
+        took < Duration::from_secs(60),
+        "a download behind 6 stalled transfers on 2 I/O threads took {took:?}"
+    );
+    eprintln!("served in {took:?} beside 6 stalled transfers on 2 I/O threads");
+    drop(stalled);
+}
+
 fn connect_from(local: &str, server: SocketAddr) -> (Raw, (u16, String)) {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     let local: SocketAddr = format!("{local}:0").parse().unwrap();

@@ -1,21 +1,39 @@
 //! The I/O pool (the paper's "I/O" thread pool): worker threads that run transfers, each with
 //! its own io_uring ring. Its size can change while it runs.
+//!
+//! A transfer holds its thread until it ends, and a peer that stops reading stalls it until
+//! a timeout cuts it; with every thread so held, the next transfers would wait behind them.
+//! So an overseer looks at the queue every [`TICK`]: when its oldest job has waited
+//! [`STALL`], it starts a spare thread (at most [`MAX_SPARE`] at once), which runs queued
+//! jobs and ends when it finds none.
 
 use crate::{Error, Result};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// How often the overseer looks at the queue.
+const TICK: Duration = Duration::from_millis(250);
+/// A job that waited this long gets a spare thread.
+const STALL: Duration = Duration::from_secs(1);
+/// Spare threads at most, beyond the pool's size.
+pub const MAX_SPARE: usize = 64;
 
 struct Inner {
     queue: Mutex<Queue>,
     ready: Condvar,
     live: AtomicUsize,
+    /// Spare threads running.
+    spare: AtomicUsize,
+    /// Spare threads started so far.
+    spares_started: AtomicUsize,
 }
 
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<(Instant, Job)>,
     target: usize,
     shutdown: bool,
 }
@@ -53,10 +71,22 @@ impl IoPool {
                 }),
                 ready: Condvar::new(),
                 live: AtomicUsize::new(0),
+                spare: AtomicUsize::new(0),
+                spares_started: AtomicUsize::new(0),
             }),
         };
         pool.set_threads(threads)?;
+        let inner = Arc::clone(&pool.inner);
+        std::thread::Builder::new()
+            .name("gridos-io-oversee".into())
+            .spawn(move || overseer(&inner))
+            .map_err(|e| Error::io("spawn I/O overseer", e))?;
         Ok(pool)
+    }
+
+    /// Spare threads started so far because queued jobs waited behind stalled ones.
+    pub fn spares_started(&self) -> usize {
+        self.inner.spares_started.load(Ordering::Relaxed)
     }
 
     /// The number of threads the pool is sized for.
@@ -94,7 +124,7 @@ impl IoPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
         });
-        self.lock().jobs.push_back(job);
+        self.lock().jobs.push_back((Instant::now(), job));
         self.inner.ready.notify_one();
         JobHandle { rx }
     }
@@ -119,12 +149,58 @@ fn worker(inner: &Inner) {
             return;
         }
         match q.jobs.pop_front() {
-            Some(job) => {
+            Some((_, job)) => {
                 drop(q);
                 job();
                 q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
             }
             None => q = inner.ready.wait(q).unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+}
+
+/// A spare thread: runs queued jobs while there are any, then ends.
+fn spare(inner: &Inner) {
+    loop {
+        let job = {
+            let mut q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            match q.jobs.pop_front() {
+                Some((_, job)) => job,
+                None => break,
+            }
+        };
+        job();
+    }
+    inner.spare.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Starts spare threads for jobs that waited [`STALL`]; ends when the pool shuts down.
+fn overseer(inner: &Arc<Inner>) {
+    loop {
+        std::thread::sleep(TICK);
+        let q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.shutdown {
+            return;
+        }
+        let stalled = q.jobs.front().is_some_and(|(t, _)| t.elapsed() >= STALL);
+        drop(q);
+        if stalled && inner.spare.load(Ordering::SeqCst) < MAX_SPARE {
+            inner.spare.fetch_add(1, Ordering::SeqCst);
+            let me = Arc::clone(inner);
+            match std::thread::Builder::new()
+                .name("gridos-io-spare".into())
+                .spawn(move || spare(&me))
+            {
+                Ok(_) => {
+                    inner.spares_started.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        "gridos-io: a spare I/O thread for jobs queued behind stalled ones"
+                    );
+                }
+                Err(_) => {
+                    inner.spare.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
         }
     }
 }
@@ -145,5 +221,35 @@ mod tests {
         pool.set_threads(1).unwrap();
         assert_eq!(pool.spawn(|| 7).join().unwrap(), 7);
         assert!(pool.set_threads(0).is_err());
+    }
+
+    #[test]
+    fn jobs_queued_behind_stalled_ones_get_a_spare_thread() {
+        let pool = IoPool::new(2).unwrap();
+        // Two jobs that hold both threads until released.
+        let (release, held) = mpsc::channel::<()>();
+        let held = Arc::new(Mutex::new(held));
+        let stuck: Vec<_> = (0..2)
+            .map(|_| {
+                let held = Arc::clone(&held);
+                pool.spawn(move || {
+                    let _ = held.lock().unwrap().recv();
+                })
+            })
+            .collect();
+        // One holds the receiver's lock and waits in recv; the other waits for the lock.
+        std::thread::sleep(Duration::from_millis(100));
+        let (tx, rx) = mpsc::channel();
+        let _quick = pool.spawn(move || tx.send(42).unwrap());
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(20)),
+            Ok(42),
+            "a job queued behind stalled ones never ran"
+        );
+        assert!(pool.spares_started() >= 1);
+        drop(release);
+        for h in stuck {
+            h.join().unwrap();
+        }
     }
 }

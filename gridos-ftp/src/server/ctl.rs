@@ -374,6 +374,10 @@ impl Shared {
             ("timeouts_reply".into(), n(&s.timeouts_reply)),
             ("ftp.threads".into(), self.threads().to_string()),
             ("io.threads".into(), self.io_pool.threads().to_string()),
+            (
+                "io.spare_threads_started".into(),
+                self.io_pool.spares_started().to_string(),
+            ),
             // seccomp sandbox (issue 14)
             ("sandbox".into(), self.sandbox.to_string()),
             ("io.path".into(), io.probed_path.to_string()),

@@ -25,8 +25,15 @@ fn raise_nofile(want: u64) {
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
         if l.rlim_cur < want {
-            l.rlim_cur = want.min(l.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0);
+            // Root may raise the hard limit too; else up to it.
+            let both = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want.max(l.rlim_max),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &both) != 0 {
+                l.rlim_cur = want.min(l.rlim_max);
+                assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0);
+            }
         }
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
     }

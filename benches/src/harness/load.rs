@@ -90,19 +90,25 @@ fn tree_pids(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Raises this process's open-file limit to its hard limit (children inherit it), so the
-/// load client can hold a thousand sessions and the servers it starts can serve them.
+/// Raises this process's open-file limit (children inherit it), so the load client can hold
+/// a thousand sessions and the servers it starts can serve them: to [`FD_WANT`] where the
+/// process may raise its hard limit (root), else to the hard limit. Returns the limit now.
 pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-            hard
-        }
-        Ok((soft, _)) => soft,
-        Err(_) => 0,
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    if hard < FD_WANT && setrlimit(Resource::RLIMIT_NOFILE, FD_WANT, FD_WANT).is_ok() {
+        return FD_WANT;
     }
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
 }
+
+/// Open files the load client asks for: two ends of a thousand sessions with room to spare.
+pub const FD_WANT: u64 = 65_536;
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> HarnessError {
     move |source| HarnessError::Io { what, source }

@@ -691,15 +691,19 @@ impl Shared {
 /// force, and whether it is below what `max_clients` sessions transferring at once may need.
 pub fn raise_open_file_limit(max_clients: usize) -> (u64, bool) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let need = (max_clients as u64).saturating_mul(6).saturating_add(64);
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return (0, false);
     };
-    let now = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+    // A server started as root may raise the hard limit too (CAP_SYS_RESOURCE).
+    let now = if hard < need && setrlimit(Resource::RLIMIT_NOFILE, need, need).is_ok() {
+        need
+    } else if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
         hard
     } else {
         soft
     };
-    (now, now < (max_clients as u64).saturating_mul(6) + 64)
+    (now, now < need)
 }
 
 /// Writes a refusal (421) and closes, within 2 s, off the accept loop.
@@ -729,7 +733,12 @@ impl Drop for ClientGuard {
                 map.remove(&self.ip);
             }
         }
-        let now = self.shared.stats.clients_now.fetch_sub(1, Relaxed) - 1;
+        let now = self
+            .shared
+            .stats
+            .clients_now
+            .fetch_sub(1, Relaxed)
+            .saturating_sub(1);
         drop(map);
         self.shared.trimmer.left(now as usize);
     }

@@ -51,5 +51,5 @@ pub use select::{
 };
 pub use transport::{
     BoxFuture, Connector, HostId, InProcTransport, Listener, ParallelTcpTransport, PathEstimate,
-    PeerIdentity, PeerInfo, TcpTransport, Transport, UnixTransport, request,
+    PeerIdentity, PeerInfo, TcpTransport, Transport, UnixTransport, Unreachable, request,
 };

@@ -78,6 +78,37 @@ pub struct PeerInfo {
     pub path: Option<PathEstimate>,
 }
 
+/// Why a transport cannot reach a peer ([`Transport::check_reach`]); the selector keeps it as
+/// the reason a candidate was passed over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unreachable {
+    /// The peer announced no in-process endpoint.
+    #[error("peer has no in-process endpoint")]
+    NoInProcEndpoint,
+    /// The named in-process endpoint is not in this process.
+    #[error("no endpoint {0:?} in this process")]
+    NoSuchEndpoint(String),
+    /// The peer announced no unix socket.
+    #[error("peer has no unix socket")]
+    NoUnixSocket,
+    /// The peer is on another host or in another network namespace.
+    #[error("peer is on another host or network namespace")]
+    OtherHost,
+    /// The peer did not say which host it is on.
+    #[error("peer's host is unknown")]
+    HostUnknown,
+    /// The peer's unix socket is not on this file system.
+    #[error("{} does not exist here", .0.display())]
+    NoSocketFile(PathBuf),
+    /// The peer announced no TCP address.
+    #[error("peer has no TCP address")]
+    NoTcpAddress,
+    /// The peer announced no parallel-TCP address.
+    #[error("peer has no parallel-TCP address")]
+    NoParallelTcpAddress,
+}
+
 /// A communication method. Implementations say what they offer ([`attributes`]), whether they
 /// can reach a peer ([`check_reach`]) and open [`Channel`]s; callers then use the channel the
 /// same way whatever the method.
@@ -90,7 +121,7 @@ pub trait Transport: Send + Sync {
     /// What it offers.
     fn attributes(&self) -> Attributes;
     /// `Ok` if this method can reach `peer`, otherwise why not.
-    fn check_reach(&self, peer: &PeerInfo) -> Result<(), String>;
+    fn check_reach(&self, peer: &PeerInfo) -> std::result::Result<(), Unreachable>;
     /// Opens a channel to `peer`.
     fn connect<'a>(&'a self, peer: &'a PeerInfo) -> BoxFuture<'a, Result<Channel>>;
 }
@@ -160,11 +191,11 @@ impl Transport for InProcTransport {
             max_message: self.max_frame,
         }
     }
-    fn check_reach(&self, peer: &PeerInfo) -> Result<(), String> {
+    fn check_reach(&self, peer: &PeerInfo) -> std::result::Result<(), Unreachable> {
         match &peer.inproc {
-            None => Err("peer has no in-process endpoint".into()),
+            None => Err(Unreachable::NoInProcEndpoint),
             Some(n) if !hub().lock().expect("poisoned").contains_key(n) => {
-                Err(format!("no endpoint {n:?} in this process"))
+                Err(Unreachable::NoSuchEndpoint(n.clone()))
             }
             Some(_) => Ok(()),
         }
@@ -209,17 +240,17 @@ impl Transport for UnixTransport {
             max_message: self.max_frame,
         }
     }
-    fn check_reach(&self, peer: &PeerInfo) -> Result<(), String> {
+    fn check_reach(&self, peer: &PeerInfo) -> std::result::Result<(), Unreachable> {
         let Some(p) = &peer.unix else {
-            return Err("peer has no unix socket".into());
+            return Err(Unreachable::NoUnixSocket);
         };
         match &peer.host {
             Some(h) if *h == HostId::local() => {}
-            Some(_) => return Err("peer is on another host or network namespace".into()),
-            None => return Err("peer's host is unknown".into()),
+            Some(_) => return Err(Unreachable::OtherHost),
+            None => return Err(Unreachable::HostUnknown),
         }
         if !p.exists() {
-            return Err(format!("{} does not exist here", p.display()));
+            return Err(Unreachable::NoSocketFile(p.clone()));
         }
         Ok(())
     }
@@ -263,10 +294,8 @@ impl Transport for TcpTransport {
             max_message: self.max_frame,
         }
     }
-    fn check_reach(&self, peer: &PeerInfo) -> Result<(), String> {
-        peer.tcp
-            .map(|_| ())
-            .ok_or_else(|| "peer has no TCP address".into())
+    fn check_reach(&self, peer: &PeerInfo) -> std::result::Result<(), Unreachable> {
+        peer.tcp.map(|_| ()).ok_or(Unreachable::NoTcpAddress)
     }
     fn connect<'a>(&'a self, peer: &'a PeerInfo) -> BoxFuture<'a, Result<Channel>> {
         Box::pin(async move {
@@ -308,10 +337,10 @@ impl Transport for ParallelTcpTransport {
             max_message: self.max_frame,
         }
     }
-    fn check_reach(&self, peer: &PeerInfo) -> Result<(), String> {
+    fn check_reach(&self, peer: &PeerInfo) -> std::result::Result<(), Unreachable> {
         peer.parallel_tcp
             .map(|_| ())
-            .ok_or_else(|| "peer has no parallel-TCP address".into())
+            .ok_or(Unreachable::NoParallelTcpAddress)
     }
     fn connect<'a>(&'a self, peer: &'a PeerInfo) -> BoxFuture<'a, Result<Channel>> {
         Box::pin(async move {
@@ -565,7 +594,7 @@ impl Connector {
                 continue;
             }
             if let Err(why) = t.check_reach(peer) {
-                rejected.push((k, why));
+                rejected.push((k, why.to_string()));
                 continue;
             }
             let (rank, reason) = match k {

@@ -83,6 +83,27 @@ f.quit()
 print(h.hexdigest(), round(time.monotonic() - t, 3))
 "#;
 
+/// Downloads good.bin with python's ftplib, checks it against `want`, and says how long it
+/// took.
+fn download_checked(addr: SocketAddr, want: &[u8]) -> Duration {
+    let started = Instant::now();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(DOWNLOAD)
+        .arg(addr.port().to_string())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ftplib: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with(&sha(want)), "{text}");
+    took
+}
+
 #[test]
 fn five_hundred_slow_clients_do_not_starve_a_normal_one_and_are_cut() {
     if !need("python3") {
@@ -185,21 +206,7 @@ fn five_hundred_slow_clients_do_not_starve_a_normal_one_and_are_cut() {
 
     // Meanwhile a normal client downloads, checked byte for byte.
     std::thread::sleep(Duration::from_millis(500));
-    let started = Instant::now();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(DOWNLOAD)
-        .arg(s.addr.port().to_string())
-        .output()
-        .unwrap();
-    let took = started.elapsed();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ftplib: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.starts_with(&sha(&good)), "{text}");
+    let took = download_checked(s.addr, &good);
     assert!(
         took < Duration::from_secs(10),
         "a normal download beside 500 slow clients took {took:?}"
@@ -313,21 +320,7 @@ fn transfers_stalled_by_clients_that_never_read_do_not_hold_up_the_others() {
             (raw, d)
         })
         .collect();
-    let started = Instant::now();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(DOWNLOAD)
-        .arg(s.addr.port().to_string())
-        .output()
-        .unwrap();
-    let took = started.elapsed();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ftplib: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.starts_with(&sha(&good)), "{text}");
+    let took = download_checked(s.addr, &good);
     // Generous for a loaded machine, and far below the 300 s data timeout that would
     // otherwise free a thread.
     assert!(

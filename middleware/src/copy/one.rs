@@ -146,7 +146,12 @@ pub(crate) fn download(
     // Blocks reserved up front where the size is known (not for a device written in place).
     let reserved = match total {
         Some(t) if o.preallocate && (holder.is_none() || o.resume) => {
-            crate::landing::reserve(file, have, t)?
+            crate::landing::reserve(file, have, t).inspect_err(|_| {
+                // A refused reservation may have taken some blocks before it ran out.
+                if holder.is_some() {
+                    crate::landing::release_reserve(file);
+                }
+            })?
         }
         _ => false,
     };

@@ -83,6 +83,30 @@ f.quit()
 print(h.hexdigest(), round(time.monotonic() - t, 3))
 "#;
 
+/// Puts `good.bin` (2 MiB from `seed`, returned) and `big.bin` (1 GiB, larger than any socket
+/// buffer; sparse, so it costs no disk) in `root`.
+fn serve_files(root: &std::path::Path, seed: u64) -> Vec<u8> {
+    let good = random_bytes(2 << 20, seed);
+    std::fs::write(root.join("good.bin"), &good).unwrap();
+    std::fs::File::create(root.join("big.bin"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    good
+}
+
+/// An anonymous session that RETRs big.bin and never reads the data connection (returned
+/// with a small receive buffer, so the server's writes stop early).
+fn stalled_retr(addr: SocketAddr) -> (Raw, TcpStream) {
+    let mut raw = Raw::anon(addr);
+    assert_eq!(raw.cmd("TYPE I").0, 200);
+    let a = raw.epsv();
+    let d = small_rcvbuf(a);
+    raw.send(b"RETR big.bin\r\n");
+    assert_eq!(raw.reply().0, 150);
+    (raw, d)
+}
+
 /// Downloads good.bin with python's ftplib, checks it against `want`, and says how long it
 /// took.
 fn download_checked(addr: SocketAddr, want: &[u8]) -> Duration {
@@ -121,13 +145,7 @@ fn five_hundred_slow_clients_do_not_starve_a_normal_one_and_are_cut() {
         c.data_timeout = Duration::from_secs(2);
         c.io_threads = 8;
     });
-    let good = random_bytes(2 << 20, 7);
-    std::fs::write(s.root.join("good.bin"), &good).unwrap();
-    // Larger than any socket buffer (sparse: costs no disk).
-    std::fs::File::create(s.root.join("big.bin"))
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
+    let good = serve_files(&s.root, 7);
     let (n_silent, n_trickle, n_data) = (160, 160, 6);
     let n_noread = 500 - n_silent - n_trickle - n_data;
     let t0 = Instant::now();
@@ -135,16 +153,7 @@ fn five_hundred_slow_clients_do_not_starve_a_normal_one_and_are_cut() {
     // Never read the data connection of a RETR (the data timeout, then the idle timeout).
     let mut data: Vec<(TcpStream, TcpStream)> = (0..n_data)
         .map(|_| {
-            let (mut raw, g) = Raw::connect(s.addr);
-            assert_eq!(g.0, 220, "{g:?}");
-            let r = raw.cmd("USER anonymous");
-            assert_eq!(r.0, 331, "{r:?}");
-            assert_eq!(raw.cmd("PASS x@").0, 230);
-            assert_eq!(raw.cmd("TYPE I").0, 200);
-            let a = raw.epsv();
-            let d = small_rcvbuf(a);
-            raw.send(b"RETR big.bin\r\n");
-            assert_eq!(raw.reply().0, 150);
+            let (raw, d) = stalled_retr(s.addr);
             (raw.w, d)
         })
         .collect();
@@ -303,23 +312,8 @@ fn transfers_stalled_by_clients_that_never_read_do_not_hold_up_the_others() {
         c.io_threads = 2;
         c.data_timeout = Duration::from_secs(300);
     });
-    let good = random_bytes(2 << 20, 8);
-    std::fs::write(s.root.join("good.bin"), &good).unwrap();
-    std::fs::File::create(s.root.join("big.bin"))
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
-    let stalled: Vec<(Raw, TcpStream)> = (0..6)
-        .map(|_| {
-            let mut raw = Raw::anon(s.addr);
-            assert_eq!(raw.cmd("TYPE I").0, 200);
-            let a = raw.epsv();
-            let d = small_rcvbuf(a);
-            raw.send(b"RETR big.bin\r\n");
-            assert_eq!(raw.reply().0, 150);
-            (raw, d)
-        })
-        .collect();
+    let good = serve_files(&s.root, 8);
+    let stalled: Vec<(Raw, TcpStream)> = (0..6).map(|_| stalled_retr(s.addr)).collect();
     let took = download_checked(s.addr, &good);
     // Generous for a loaded machine, and far below the 300 s data timeout that would
     // otherwise free a thread.

@@ -356,6 +356,15 @@ fn stream_opts(opts: &TransferOptions, stop: &CancelToken) -> TransferOptions {
         max_buffer: opts.max_buffer,
         progress: None,
         on_decision: None,
+        write_behind: opts.write_behind.clone(),
+    }
+}
+
+/// Tells the file's write-behind (if any) of bytes written here rather than by
+/// [`gridos_io::recv_file`], which does it itself.
+fn landed(opts: &TransferOptions, offset: u64, len: u64) {
+    if let Some(wb) = &opts.write_behind {
+        wb.landed(offset, len);
     }
 }
 
@@ -920,6 +929,7 @@ fn recv_stream_plain(
                 let mut buf = vec![0u8; len as usize];
                 read_exact(&sock, &mut buf, flags)?;
                 gridos_io::file_write(file, offset, &buf).map_err(map_io)?;
+                landed(&job.opts, offset, len);
                 lock(&job.rx).handle_written(id, len)?;
                 count(written, len, &job.opts);
             }
@@ -995,6 +1005,7 @@ fn recv_stream_tls(
                 tls_payload(tls, sock, len, &mut bufs, flags, |b| {
                     let n = b.len() as u64;
                     gridos_io::file_write(file, at, b).map_err(map_io)?;
+                    landed(&job.opts, at, n);
                     lock(&job.rx).handle_written(id, n)?;
                     count(written, n, &job.opts);
                     at += n;

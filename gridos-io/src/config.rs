@@ -18,6 +18,9 @@
 //! monitor_interval_ms = 250 # how often the monitor samples TCP_INFO
 //! max_streams = 16          # most parallel streams the tuner will suggest
 //! max_total_buffer = 268435456 # cap on the buffers all streams of one transfer may force
+//! write_behind = "auto"     # off | auto | on: write received files back window by window
+//! write_behind_min = 4294967296 # auto: files at least this large (bytes)
+//! write_behind_window = 16777216 # bytes per write-behind window
 //! ```
 //!
 //! The same keys are readable and settable at run time by name (`io.auto_tune`, …) through
@@ -57,6 +60,13 @@ pub struct IoConfig {
     /// Cap on the sum of the buffers the streams of one transfer (one connection to a
     /// server) may set, so parallel streams × big buffers cannot exhaust memory.
     pub max_total_buffer: usize,
+    /// Write-behind of received files ([`crate::WriteBehind`]): off, auto (files of at least
+    /// `write_behind_min` bytes) or on.
+    pub write_behind: crate::WriteBehindMode,
+    /// The size from which `auto` write-behind applies.
+    pub write_behind_min: u64,
+    /// Bytes per write-behind window.
+    pub write_behind_window: usize,
 }
 
 impl Default for IoConfig {
@@ -74,6 +84,12 @@ impl Default for IoConfig {
             monitor_interval_ms: 250,
             max_streams: 16,
             max_total_buffer: 256 << 20,
+            write_behind: crate::WriteBehindMode::Auto,
+            // Measured on ext4 (benches/RESULTS.md, "The disk end"): a 1 GiB download
+            // is steadier with write-behind but 20 % slower at the median (it fits under
+            // the kernel's dirty limit); an 8 GiB write, past that limit, is 7× faster.
+            write_behind_min: 4 << 30,
+            write_behind_window: 16 << 20,
         }
     }
 }
@@ -136,11 +152,14 @@ impl IoConfig {
         if self.max_streams == 0 || self.max_streams > 256 {
             return bad("io.max_streams must be between 1 and 256");
         }
+        if !(1 << 20..=1 << 30).contains(&self.write_behind_window) {
+            return bad("io.write_behind_window must be between 1 MiB and 1 GiB");
+        }
         Ok(())
     }
 
     /// The names of all keys, as used by [`get_key`] and [`set_key`].
-    pub const KEYS: [&'static str; 12] = [
+    pub const KEYS: [&'static str; 15] = [
         "io.path",
         "io.threads",
         "io.pipe_size",
@@ -153,6 +172,9 @@ impl IoConfig {
         "io.monitor_interval_ms",
         "io.max_streams",
         "io.max_total_buffer",
+        "io.write_behind",
+        "io.write_behind_min",
+        "io.write_behind_window",
     ];
 
     /// Reads one key (`io.` prefix optional) as text.
@@ -171,6 +193,9 @@ impl IoConfig {
             "monitor_interval_ms" => self.monitor_interval_ms.to_string(),
             "max_streams" => self.max_streams.to_string(),
             "max_total_buffer" => self.max_total_buffer.to_string(),
+            "write_behind" => self.write_behind.to_string(),
+            "write_behind_min" => self.write_behind_min.to_string(),
+            "write_behind_window" => self.write_behind_window.to_string(),
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         })
     }
@@ -203,6 +228,9 @@ impl IoConfig {
             "monitor_interval_ms" => next.monitor_interval_ms = num(key, value)?,
             "max_streams" => next.max_streams = num(key, value)?,
             "max_total_buffer" => next.max_total_buffer = num(key, value)?,
+            "write_behind" => next.write_behind = value.trim().parse()?,
+            "write_behind_min" => next.write_behind_min = num(key, value)?,
+            "write_behind_window" => next.write_behind_window = num(key, value)?,
             _ => return Err(Error::Config(format!("unknown key {key:?}"))),
         }
         next.validate()?;
@@ -299,6 +327,8 @@ mod tests {
         assert!(c.set("io.threads", "lots").is_err());
         assert!(c.set("io.pipe_size", "1").is_err());
         assert!(c.set("io.nope", "1").is_err());
+        assert!(c.set("io.write_behind", "sometimes").is_err());
+        assert!(c.set("io.write_behind_window", "4096").is_err());
         assert_eq!(c, before, "a failed set changes nothing");
     }
 }

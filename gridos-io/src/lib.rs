@@ -14,6 +14,8 @@
 //! - [`IoPath`] and [`probe`]: the fallback chain io_uring splice → splice(2)/sendfile(2) →
 //!   read/write, chosen at start and forcible per transfer or by configuration.
 //! - [`IoConfig`]: administrator defaults (`/etc/gridos/io.toml`), changeable at run time.
+//! - [`WriteBehind`]: the disk end of a receive — completed windows of the file written back
+//!   and dropped from the page cache as they land, so large files arrive at a steady rate.
 //! - [`compress`]: gzip/deflate streams — a user-space path by necessity.
 //!
 //! Like any code that writes to sockets with `sendfile(2)`/`splice(2)` (which have no
@@ -56,6 +58,7 @@ mod syscall;
 mod tcpinfo;
 mod transfer;
 mod uring;
+mod writeback;
 
 pub mod compress;
 pub mod tune;
@@ -72,3 +75,4 @@ pub use tcpinfo::{TcpInfo, tcp_info};
 pub use transfer::{
     CancelToken, DecisionSink, TransferOptions, recv_file, send_file, send_file_prefixed,
 };
+pub use writeback::{WriteBehind, WriteBehindMode, WriteBehindReport};

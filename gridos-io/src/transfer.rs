@@ -50,6 +50,9 @@ pub struct TransferOptions {
     /// Told of each buffer-monitor decision as it is applied (the decisions also come back
     /// in the report, once the transfer is over).
     pub on_decision: Option<DecisionSink>,
+    /// The write-behind of the destination file ([`recv_file`] tells it of every range that
+    /// lands). One handle per file, shared by all the streams that write into it.
+    pub write_behind: Option<crate::WriteBehind>,
 }
 
 /// A callback for buffer-monitor decisions while a transfer runs (a live display).
@@ -87,6 +90,9 @@ pub(crate) struct Ctx {
     last_sample: Instant,
     pub decisions: Vec<TuneDecision>,
     on_decision: Option<DecisionSink>,
+    /// A receive's write-behind, the file offset its bytes start at, and how many of them
+    /// it has been told of.
+    landing: Option<(crate::WriteBehind, u64, u64)>,
 }
 
 /// The buffer monitor of one transfer. It starts only once a transfer has run for a monitor
@@ -117,6 +123,7 @@ impl Ctx {
             last_sample: Instant::now(),
             decisions: Vec::new(),
             on_decision: opts.on_decision.clone(),
+            landing: None,
         }
     }
 
@@ -129,6 +136,12 @@ impl Ctx {
     pub fn tick(&mut self, sock: BorrowedFd<'_>, moved: u64) {
         if let Some(p) = &self.progress {
             p.store(moved, Ordering::Relaxed);
+        }
+        if let Some((wb, base, told)) = &mut self.landing
+            && moved > *told
+        {
+            wb.landed(*base + *told, moved - *told);
+            *told = moved;
         }
         if matches!(self.tuning, Tuning::Off) || self.last_sample.elapsed() < self.interval {
             return;
@@ -279,6 +292,9 @@ pub fn recv_file(
     let mut ctx = Ctx::new(opts, Role::Receiver);
     let path = resolve_path(opts, &ctx.cfg)?;
     let at = destination_offset(file.as_fd(), offset)?;
+    if let (Some(o), Some(wb)) = (at, &opts.write_behind) {
+        ctx.landing = Some((wb.clone(), o, 0));
+    }
     stats::started(path);
     let start = Instant::now();
     let result = match path {

@@ -49,6 +49,8 @@ const KEYS: &[&str] = &[
     "active",
     "preserve",
     "no-relay",
+    "no-preallocate",
+    "write-behind",
     "tls",
     "tls.cacert",
     "tls.insecure",
@@ -158,6 +160,14 @@ impl gridos_copy_options {
             "active" => o.active = boolean(key, v)?,
             "preserve" => o.preserve_times = boolean(key, v)?,
             "no-relay" => o.relay = !boolean(key, v)?,
+            "no-preallocate" => o.preallocate = !boolean(key, v)?,
+            "write-behind" => {
+                o.write_behind = Some(
+                    v.trim()
+                        .parse()
+                        .map_err(|_| invalid(format!("{key}: {v:?} is not off, auto or on")))?,
+                )
+            }
             "tls" => o.tls.require = boolean(key, v)?,
             "tls.cacert" => o.tls.ca_file = path(v),
             "tls.insecure" => o.tls.insecure = boolean(key, v)?,
@@ -221,7 +231,8 @@ pub unsafe extern "C" fn gridos_copy_options_new(
 
 /// Sets one option; keys are the long options of `gridos cp` (`_` may stand for `-`):
 /// booleans `recursive`, `resume`, `compress`, `pipeline`, `no-pipeline`, `active`,
-/// `preserve`, `no-relay` (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`); `verify`
+/// `preserve`, `no-relay`, `no-preallocate` (`1`/`0`, `true`/`false`, `yes`/`no`,
+/// `on`/`off`); `write-behind` (`off`, `auto` or `on`, as `--write-behind`); `verify`
 /// (an algorithm — MD5, ADLER32, SHA1, SHA256, SHA512, CRC32C —, `""` for MD5 as
 /// `--verify` alone, `none` for no check); `parallel` (1 to 64, or `auto`); sizes
 /// `tcp-bs`, `block-size`, `offset`, `length` with the units of `gridos cp` (`64k`,

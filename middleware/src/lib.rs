@@ -79,7 +79,7 @@ pub mod selftest;
 pub mod url;
 pub mod verify;
 
-pub use copy::{Copy, CopyReport};
+pub use copy::{Copy, CopyReport, DiskReport};
 pub use error::{Error, ErrorKind, Result};
 pub use file::{CloseReport, RemoteFile};
 pub use gridos_ftp::checksum::Algorithm;

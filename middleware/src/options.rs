@@ -98,6 +98,10 @@ pub struct CopyOptions {
     /// keeping the file's size at what has arrived): a disk too full fails before any
     /// byte moves, and the file is laid out in one piece. `false`: `--no-preallocate`.
     pub preallocate: bool,
+    /// Write a download back to disk window by window and drop it from the page cache as it
+    /// lands ([`gridos_io::WriteBehind`]); `None`: the machine's `io.write_behind` policy
+    /// (by default on for files of 4 GiB and more). `--write-behind off|auto|on`.
+    pub write_behind: Option<gridos_io::WriteBehindMode>,
 }
 
 impl Default for CopyOptions {
@@ -121,6 +125,7 @@ impl Default for CopyOptions {
             io_path: None,
             tls: TlsOptions::default(),
             preallocate: true,
+            write_behind: None,
         }
     }
 }

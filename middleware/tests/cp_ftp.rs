@@ -346,12 +346,43 @@ fn cp_against_our_server_both_ways_resume_and_tree() {
 
 #[test]
 fn selftest_goes_through_ftp() {
-    let out = gridos(&["selftest", "--size", "3MiB", "--json"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = gridos(&[
+        "selftest",
+        "--size",
+        "3MiB",
+        "--rounds",
+        "4",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
     let v = out.ok();
     let legs = v.as_array().unwrap();
-    assert_eq!(legs.len(), 2);
+    assert_eq!(legs.len(), 2, "one summary per direction: {v}");
     let want = sha256(&[]);
+    // The file system the files went to, as the mount table names it.
+    let fs = nix::sys::statfs::statfs(dir.path())
+        .unwrap()
+        .filesystem_type();
+    let expected_fs = if fs == nix::sys::statfs::TMPFS_MAGIC {
+        "tmpfs"
+    } else if fs == nix::sys::statfs::EXT4_SUPER_MAGIC {
+        "ext4"
+    } else {
+        ""
+    };
     for leg in legs {
+        assert_eq!(leg["rounds"], 4, "{leg}");
+        let (lo, mid, hi) = (
+            leg["mb_per_sec_min"].as_f64().unwrap(),
+            leg["mb_per_sec"].as_f64().unwrap(),
+            leg["mb_per_sec_max"].as_f64().unwrap(),
+        );
+        assert!(lo > 0.0 && lo <= mid && mid <= hi, "{leg}");
+        if !expected_fs.is_empty() {
+            assert_eq!(leg["filesystem"], expected_fs, "{leg}");
+        }
         assert_eq!(leg["bytes"], 3 * 1024 * 1024);
         assert_eq!(leg["transport"], "ftp");
         assert_eq!(leg["verified"], true);

@@ -255,7 +255,13 @@ fn confined_server_serves_everything_and_stops_on_sigterm() {
     // on a throw-away UDP socket).
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("ftpd.toml");
-    std::fs::write(&conf, "[io]\nmonitor_interval_ms = 1\n").unwrap();
+    // Write-behind on for every upload, in the smallest windows, so that its calls
+    // (fstatfs, sync_file_range, fadvise64) run under the filter too.
+    std::fs::write(
+        &conf,
+        "[io]\nmonitor_interval_ms = 1\nwrite_behind = \"on\"\nwrite_behind_window = 1048576\n",
+    )
+    .unwrap();
     // On 127.0.0.1: the test certificate names 127.0.0.1 and localhost.
     let f = Ftpd::start(
         [127, 0, 0, 1],

@@ -5,6 +5,7 @@
 //! `runs` times (≥ 3) per pair; a pair whose peer is missing or fails is reported as FAILED
 //! with the reason, never skipped silently or filled in.
 
+pub mod disk;
 pub mod load;
 pub mod machine;
 pub mod peers;
@@ -84,6 +85,9 @@ pub enum Cell {
     TlsRetr,
     /// FTPS: the big file STOR over explicit TLS (hash checked on the server side).
     TlsStor,
+    /// The disk end: the big file downloaded and uploaded onto the file system of `--dir`,
+    /// against local cp of it, interleaved rounds (see [`disk`]).
+    Disk,
 }
 
 /// Harness settings.
@@ -460,14 +464,19 @@ fn loopback_cell(
                 peak = Some(peak.unwrap_or(0).max(max_rss));
                 (t0.elapsed(), machine::machine_busy().saturating_sub(c0))
             }
-            Cell::Wan | Cell::ThirdParty | Cell::TlsRetr | Cell::TlsStor => {
-                unreachable!("the WAN and FTPS cells have their own runners")
+            Cell::Wan | Cell::ThirdParty | Cell::TlsRetr | Cell::TlsStor | Cell::Disk => {
+                unreachable!("the WAN, FTPS and disk cells have their own runners")
             }
         };
         samples.push(sample);
     }
     let bytes = match cell {
-        Cell::RetrNull | Cell::RetrFile | Cell::Stor | Cell::TlsRetr | Cell::TlsStor => s.big,
+        Cell::RetrNull
+        | Cell::RetrFile
+        | Cell::Stor
+        | Cell::TlsRetr
+        | Cell::TlsStor
+        | Cell::Disk => s.big,
         Cell::SmallFiles => 1000 * 1024,
         Cell::OneSmall => 1024,
         Cell::Concurrent => s.per_client * s.clients as u64,
@@ -741,6 +750,10 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
             rows.extend(tls::cell(cell, &data, s));
             continue;
         }
+        if cell == Cell::Disk {
+            rows.extend(disk::cell(&data, s));
+            continue;
+        }
         if cell == Cell::ThirdParty {
             let (wan, files) = start_wan();
             let login = Login::create("bench", "gridos-bench-tp").map_err(|e| e.to_string());
@@ -817,7 +830,7 @@ pub fn table(rows: &[Row]) -> String {
     let is_tls = |r: &Row| matches!(r.cell, Cell::TlsRetr | Cell::TlsStor);
     for r in rows
         .iter()
-        .filter(|r| r.cell != Cell::ThirdParty && !is_tls(r))
+        .filter(|r| !matches!(r.cell, Cell::ThirdParty | Cell::Disk) && !is_tls(r))
     {
         let gridos = rows
             .iter()
@@ -871,9 +884,14 @@ pub fn table(rows: &[Row]) -> String {
     }
     let tp: Vec<&Row> = rows.iter().filter(|r| r.cell == Cell::ThirdParty).collect();
     let tls_rows: Vec<&Row> = rows.iter().filter(|r| is_tls(r)).collect();
-    if tp.len() + tls_rows.len() == rows.len() {
-        // Only third-party and FTPS rows: no empty main table.
+    let disk_rows: Vec<&Row> = rows.iter().filter(|r| r.cell == Cell::Disk).collect();
+    if tp.len() + tls_rows.len() + disk_rows.len() == rows.len() {
+        // Only third-party, FTPS and disk rows: no empty main table.
         out.clear();
+    }
+    if !disk_rows.is_empty() {
+        let t = disk::table(&disk_rows);
+        out += if out.is_empty() { t.trim_start() } else { &t };
     }
     if !tp.is_empty() {
         let t = third_party_table(&tp);

@@ -446,7 +446,10 @@ pub(crate) async fn run_inner(
                     };
                     let job = blocks::Recv {
                         rx,
-                        opts,
+                        opts: TransferOptions {
+                            write_behind: gridos_io::WriteBehind::for_file(&file, None),
+                            ..opts
+                        },
                         max_streams,
                         strict_eod: true,
                         before_gap,

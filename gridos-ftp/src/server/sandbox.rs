@@ -265,8 +265,18 @@ pub const GROUPS: &[Group] = &[
     Group {
         why: "the zero-copy data path of gridos-io and its fallbacks: splice through pooled \
               pipes (pipe2; F_SETPIPE_SZ below), sendfile (the splice path's file → socket), \
-              copy_file_range (REST + STOR that starts from a copy of the existing file)",
-        calls: calls![SYS_splice, SYS_sendfile, SYS_copy_file_range, SYS_pipe2],
+              copy_file_range (REST + STOR that starts from a copy of the existing file); \
+              write-behind of large uploads (fstatfs: not on tmpfs; sync_file_range, \
+              fadvise64)",
+        calls: calls![
+            SYS_splice,
+            SYS_sendfile,
+            SYS_copy_file_range,
+            SYS_pipe2,
+            SYS_fstatfs,
+            SYS_sync_file_range,
+            SYS_fadvise64,
+        ],
     },
     Group {
         why: "the io_uring engine of gridos-io: one ring per I/O thread, made when the thread \

@@ -913,6 +913,12 @@ fn move_plain(
                     })?
                     .bytes
             } else {
+                // The size is not known here (ALLO is optional): `auto` write-behind starts
+                // once the upload is large.
+                let opts = TransferOptions {
+                    write_behind: gridos_io::WriteBehind::for_file(&file, None),
+                    ..opts
+                };
                 gridos_io::recv_file(&sock, &file, offset, None, &opts)
                     .map_err(map_io)?
                     .bytes
@@ -1091,6 +1097,7 @@ fn recv_range(
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; TLS_CHUNK];
     let mut got = 0u64;
+    let wb = gridos_io::WriteBehind::for_file(file, None);
     loop {
         let mut filled = 0;
         let mut end = Ok(false);
@@ -1118,6 +1125,9 @@ fn recv_range(
         }
         if filled > 0 {
             gridos_io::file_write(file, offset + got, &buf[..filled]).map_err(map_io)?;
+            if let Some(wb) = &wb {
+                wb.landed(offset + got, filled as u64);
+            }
             got += filled as u64;
         }
         if end? {

@@ -93,6 +93,11 @@ pub struct CpArgs {
     /// the size is known, so that a full disk fails before any byte moves).
     #[arg(long)]
     pub no_preallocate: bool,
+    /// Write a download back to disk as it lands and drop it from the page cache, so a large
+    /// file arrives at a steady rate: off, auto (files of io.write_behind_min bytes and more,
+    /// 4 GiB by default) or on. Default: the machine's io.write_behind.
+    #[arg(long, value_name = "off|auto|on")]
+    pub write_behind: Option<gridos_io::WriteBehindMode>,
     /// FTP → FTP: fail instead of relaying through this machine when the servers refuse a
     /// direct (third-party) transfer.
     #[arg(long)]
@@ -175,6 +180,7 @@ impl From<&CpArgs> for CopyOptions {
             relay: !a.no_relay,
             timeout: a.timeout,
             preallocate: !a.no_preallocate,
+            write_behind: a.write_behind,
             tls: crate::TlsOptions {
                 require: a.tls,
                 ca_file: a.cacert.clone(),
@@ -704,6 +710,32 @@ pub fn run(a: CpArgs) -> crate::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The `-v` line of what the disk end of the downloads did.
+fn disk_line(d: &crate::DiskReport) -> String {
+    let mut parts = Vec::new();
+    parts.push(if d.preallocated > 0 {
+        format!("{} bytes reserved up front", d.preallocated)
+    } else {
+        "nothing reserved up front".to_string()
+    });
+    if d.write_behind_files == 0 {
+        parts.push("no write-behind (left to the kernel's writeback)".into());
+    } else {
+        parts.push(format!(
+            "write-behind in {} MiB windows: {} written back, {} dropped from the page cache{}",
+            d.window >> 20,
+            d.write_behind_windows,
+            d.dropped_windows,
+            if d.left_to_kernel > 0 {
+                format!(", first {} bytes left to the kernel", d.left_to_kernel)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    parts.join("; ")
+}
+
 fn print_report(a: &CpArgs, r: &CopyReport) {
     if a.verbose >= 1 {
         for t in &r.tuning {
@@ -716,6 +748,9 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
                     if streams == 1 { "" } else { "s" }
                 );
             }
+        }
+        if let Some(d) = &r.disk {
+            eprintln!("gridos: cp: disk: {}", disk_line(d));
         }
         if let Some(t) = &r.third_party {
             let how = match (&t.reason, t.control_round_trips) {
@@ -745,6 +780,9 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
             "directories": r.directories, "resumed": r.resumed, "complete": true,
             "verified": r.verified, "tuning": r.tuning,
         });
+        if let Some(d) = &r.disk {
+            v["disk"] = serde_json::to_value(d).unwrap_or_default();
+        }
         if let Some(t) = &r.third_party {
             v["third_party"] = t.third_party.into();
             v["reason"] = t.reason.clone().into();

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 #[command(after_help = "\
 Examples:
   gridos selftest
-                  1 GiB up and down over loopback, verified by SHA-256
+                  1 GiB up and down over loopback three times, verified by SHA-256;
+                  the median round, the slowest and the fastest
   gridos selftest --size 256MiB --path splice --json
                   a smaller run on a forced I/O path, as JSON
   gridos selftest --tls --size 256MiB
@@ -30,6 +31,9 @@ pub struct SelftestArgs {
     /// for the run, data connections protected (PROT P), plus a MODE E download.
     #[arg(long)]
     pub tls: bool,
+    /// Round trips; the median round is reported with the slowest and the fastest.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub rounds: u16,
 }
 
 /// Runs the self-test and prints its figures.
@@ -39,17 +43,22 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
         path: a.path,
         dir: a.dir,
         tls: a.tls,
+        rounds: usize::from(a.rounds),
     };
     let transport = if a.tls { "ftps" } else { "ftp" };
-    let legs = crate::selftest::run(&opts).map_err(|e| format!("selftest FAILED: {e}"))?;
+    let run = crate::selftest::run(&opts).map_err(|e| format!("selftest FAILED: {e}"))?;
+    let dirs = crate::selftest::summarize(&run.legs);
     if a.json {
-        let v: Vec<_> = legs
+        let v: Vec<_> = dirs
             .iter()
             .map(|l| {
                 serde_json::json!({
-                    "direction": l.direction, "bytes": l.bytes, "seconds": l.elapsed.as_secs_f64(),
-                    "mb_per_sec": l.mb_per_sec(), "cpu_seconds_per_gb": l.cpu_per_gb(), "path": l.path.map(|p| p.name()), "how": l.how,
-                    "verified": true, "sha256": l.sha256, "transport": transport,
+                    "direction": l.direction, "bytes": l.bytes, "rounds": l.rounds,
+                    "seconds": l.seconds, "mb_per_sec": l.mb_per_sec,
+                    "mb_per_sec_min": l.mb_per_sec_min, "mb_per_sec_max": l.mb_per_sec_max,
+                    "cpu_seconds_per_gb": l.cpu_seconds_per_gb, "path": l.path.map(|p| p.name()),
+                    "how": l.how, "verified": true, "sha256": l.sha256, "transport": transport,
+                    "filesystem": run.filesystem,
                 })
             })
             .collect();
@@ -57,29 +66,33 @@ pub fn run(a: SelftestArgs) -> Result<ExitCode, String> {
     } else {
         println!(
             "gridos selftest: {} bytes to and from an in-process gridos FTP server on 127.0.0.1 \
-             (control + passive data connection{}), verified by SHA-256",
+             (control + passive data connection{}), {} round{}, files on {}, verified by SHA-256",
             a.size,
             if a.tls {
                 ", TLS on both with a certificate made for this run"
             } else {
                 ""
-            }
+            },
+            opts.rounds,
+            if opts.rounds == 1 { "" } else { "s" },
+            run.filesystem,
         );
         println!(
-            "{:<16} {:>10} {:>10} {:>14}  path",
-            "direction", "seconds", "MB/s", "CPU s per GB"
+            "{:<16} {:>10} {:>10} {:>21} {:>14}  path",
+            "direction", "seconds", "MB/s", "(slowest – fastest)", "CPU s per GB"
         );
-        for l in &legs {
+        for l in &dirs {
             println!(
-                "{:<16} {:>10.3} {:>10.1} {:>14.3}  {}",
+                "{:<16} {:>10.3} {:>10.1} {:>21} {:>14.3}  {}",
                 l.direction,
-                l.elapsed.as_secs_f64(),
-                l.mb_per_sec(),
-                l.cpu_per_gb(),
+                l.seconds,
+                l.mb_per_sec,
+                format!("({:.0} – {:.0})", l.mb_per_sec_min, l.mb_per_sec_max),
+                l.cpu_seconds_per_gb,
                 l.how
             );
         }
-        if let Some(l) = legs.first() {
+        if let Some(l) = dirs.first() {
             println!("sha256 {}", l.sha256);
         }
         println!("OK");

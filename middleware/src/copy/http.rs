@@ -83,6 +83,7 @@ pub(crate) fn copy(
         bytes,
         path: Some(if h.url.tls { "https" } else { "http" }.into()),
         io: None,
+        disk: None,
     })
 }
 

@@ -61,6 +61,40 @@ pub struct CopyReport {
     /// FTP → FTP: how the data went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub third_party: Option<third_party::Route>,
+    /// What the disk end of downloads did (preallocation, write-behind), when this machine
+    /// wrote files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskReport>,
+}
+
+/// The disk end of the downloads of a copy, summed over its files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskReport {
+    /// Bytes reserved up front (fallocate) for files whose size was known.
+    pub preallocated: u64,
+    /// Files written with write-behind.
+    pub write_behind_files: u64,
+    /// Write-behind windows whose writeback was started, and those then dropped from the
+    /// page cache.
+    pub write_behind_windows: u64,
+    /// Windows dropped from the page cache once on disk.
+    pub dropped_windows: u64,
+    /// Bytes of write-behind files left to the kernel (below the `auto` threshold of a
+    /// file whose size was unknown).
+    pub left_to_kernel: u64,
+    /// The window size, in bytes (0 when no file used write-behind).
+    pub window: u64,
+}
+
+impl DiskReport {
+    fn add(&mut self, o: &DiskReport) {
+        self.preallocated += o.preallocated;
+        self.write_behind_files += o.write_behind_files;
+        self.write_behind_windows += o.write_behind_windows;
+        self.dropped_windows += o.dropped_windows;
+        self.left_to_kernel += o.left_to_kernel;
+        self.window = self.window.max(o.window);
+    }
 }
 
 /// One copy. Build it, set options, an observer and keep its cancel token, then
@@ -294,6 +328,9 @@ impl Copy {
                     t.path = moved.path.map(shown);
                 }
                 t.io = moved.io.or(t.io);
+                if let Some(d) = &moved.disk {
+                    t.disk.get_or_insert_with(DiskReport::default).add(d);
+                }
                 progress.file_done(moved.bytes);
                 obs.file_done(
                     &job.src.show(&src_side),
@@ -333,6 +370,7 @@ impl Copy {
                 })
                 .collect(),
             third_party: t.route,
+            disk: t.disk,
         })
     }
 }
@@ -346,9 +384,11 @@ struct Totals {
     path: Option<String>,
     io: Option<gridos_io::IoPath>,
     route: Option<third_party::Route>,
+    disk: Option<DiskReport>,
 }
 
 /// What copying one file did.
+#[derive(Default)]
 pub(crate) struct Moved {
     /// Bytes moved (0 when a resume found the file complete).
     pub bytes: u64,
@@ -356,15 +396,13 @@ pub(crate) struct Moved {
     pub path: Option<String>,
     /// The zero-copy engine's path on this machine, when this machine moved the data.
     pub io: Option<gridos_io::IoPath>,
+    /// What the disk end did, for a download onto this machine.
+    pub disk: Option<DiskReport>,
 }
 
 impl Moved {
     pub fn none() -> Moved {
-        Moved {
-            bytes: 0,
-            path: None,
-            io: None,
-        }
+        Moved::default()
     }
 }
 

@@ -1,6 +1,6 @@
 //! One file between this machine and a server (or two local paths).
 
-use super::Moved;
+use super::{DiskReport, Moved};
 use crate::endpoint::{FileJob, FtpSide, Node, Side};
 use crate::landing::{
     Landing, existing_device, file_len, not_a_file, open_in_place, ranges_sidecar, seekable,
@@ -45,6 +45,7 @@ fn local(s: &Path, d: &Path, o: &CopyOptions) -> Result<Moved> {
         bytes: r.bytes,
         path: Some(format!("{:?}", r.method)),
         io: None,
+        ..Moved::default()
     })
 }
 
@@ -95,6 +96,7 @@ pub(crate) fn download(
             bytes: r.bytes,
             path: Some(format!("{} {mode}", r.path.name())),
             io: Some(r.path),
+            ..Moved::default()
         });
     }
     let total = match known_size {
@@ -162,7 +164,17 @@ pub(crate) fn download(
         }
         e
     };
-    let r = match &ext {
+    // Large files are written back as they land (not for a device written in place).
+    let wb = if is_dev {
+        None
+    } else {
+        match o.write_behind {
+            Some(m) => gridos_io::WriteBehind::with_mode(file, total, m),
+            None => gridos_io::WriteBehind::for_file(file, total),
+        }
+    };
+    c.config_mut().transfer.write_behind = wb.clone();
+    let got = match &ext {
         Some(g) if !in_order => {
             // What the REST line can name: the rest comes again.
             let held = held(recorded.as_ref(), have).largest(gridos_ftp::client::REST_RANGES_MAX);
@@ -174,22 +186,19 @@ pub(crate) fn download(
                     let _ = write_ranges(&path, r);
                 }));
             }
-            let r = c
-                .get_extended(s, file, 0, None, (!held.is_empty()).then_some(&held), &g)
-                .map_err(ftp)
-                .map_err(keep_partial)?;
-            if o.resume {
-                let _ = std::fs::remove_file(&sidecar);
-            }
-            r
+            c.get_extended(s, file, 0, None, (!held.is_empty()).then_some(&held), &g)
         }
         _ => {
             progress.held(have);
             c.get(s, file, have, have)
-                .map_err(ftp)
-                .map_err(keep_partial)?
         }
     };
+    // The handle belongs to this file only.
+    c.config_mut().transfer.write_behind = None;
+    let r = got.map_err(ftp).map_err(keep_partial)?;
+    if o.resume && ext.is_some() && !in_order {
+        let _ = std::fs::remove_file(&sidecar);
+    }
     let mode = if in_order { "stream" } else { mode };
     if !is_dev {
         let len = file_len(file)?;
@@ -207,10 +216,23 @@ pub(crate) fn download(
     if let Some(l) = landing {
         l.commit(d)?;
     }
+    let w = wb.map(|w| w.report());
+    let disk = DiskReport {
+        preallocated: match total {
+            Some(t) if reserved => t.saturating_sub(have),
+            _ => 0,
+        },
+        write_behind_files: u64::from(w.is_some()),
+        write_behind_windows: w.as_ref().map_or(0, |w| w.windows_started),
+        dropped_windows: w.as_ref().map_or(0, |w| w.windows_dropped),
+        left_to_kernel: w.as_ref().map_or(0, |w| w.bytes_left_to_kernel),
+        window: w.as_ref().map_or(0, |w| w.window),
+    };
     Ok(Moved {
         bytes: r.bytes,
         path: Some(format!("{} {mode}", r.path.name())),
         io: Some(r.path),
+        disk: (!is_dev).then_some(disk),
     })
 }
 
@@ -261,6 +283,7 @@ pub(crate) fn upload(
                 bytes: r.bytes,
                 path: Some(format!("{} MODE E", r.path.name())),
                 io: Some(r.path),
+                ..Moved::default()
             });
         }
         (Some(g), None) if !o.resume => {
@@ -272,6 +295,7 @@ pub(crate) fn upload(
                 bytes: r.bytes,
                 path: Some(format!("{} MODE E", r.path.name())),
                 io: Some(r.path),
+                ..Moved::default()
             }
         }
         // Resumed uploads continue in stream mode (REST/APPE at the remote size).
@@ -328,6 +352,7 @@ pub(crate) fn put_file(
         bytes: r.bytes,
         path: Some(r.path.name().into()),
         io: Some(r.path),
+        ..Moved::default()
     })
 }
 

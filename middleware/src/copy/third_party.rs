@@ -151,6 +151,7 @@ fn direct(
                     bytes: r.bytes,
                     path: Some(format!("server to server, {mode}")),
                     io: None,
+                    disk: None,
                 },
                 route(Some(r.control_round_trips)),
             ))
@@ -212,5 +213,6 @@ fn relay(
         bytes: r.bytes,
         path: Some(r.path.name().into()),
         io: Some(r.path),
+        disk: None,
     })
 }

@@ -329,3 +329,42 @@ pub fn copy_path(src: &Path, dst: &Path) -> Result<CopyReport> {
     }
     result
 }
+
+/// The type of the file system `path` is on, as the mount table names it (`ext4`, `tmpfs`,
+/// `xfs`, …): the longest mount point that contains it; `unknown` when the table cannot be
+/// read. For reports, so a figure says what it was measured on.
+pub fn filesystem_name(path: &std::path::Path) -> String {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return "unknown".into();
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (_, at, kind) = (it.next()?, it.next()?, it.next()?);
+            // Mount points with spaces are octal-escaped (\040) in the table.
+            let at = at.replace("\\040", " ");
+            path.starts_with(&at).then(|| (at.len(), kind.to_string()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, k)| k)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod filesystem_tests {
+    #[test]
+    fn names_the_file_system_of_a_path() {
+        assert_eq!(
+            super::filesystem_name(std::path::Path::new("/proc/self")),
+            "proc"
+        );
+        if std::path::Path::new("/dev/shm").is_dir() {
+            assert_eq!(
+                super::filesystem_name(std::path::Path::new("/dev/shm")),
+                "tmpfs"
+            );
+        }
+    }
+}

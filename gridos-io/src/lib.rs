@@ -65,7 +65,9 @@ pub mod tune;
 
 pub use config::{IoConfig, config, get_key, set_config, set_key};
 pub use error::{Error, Result};
-pub use file::{CopyMethod, CopyReport, copy_path, file_copy, file_read, file_write};
+pub use file::{
+    CopyMethod, CopyReport, copy_path, file_copy, file_read, file_write, filesystem_name,
+};
 pub use net::{BufferOpt, BufferOptName, GridSocket, SocketTuner, apply_plan, privileged};
 pub use path::{IoPath, probe};
 pub use pipe::{Pipe, PipePool, PooledPipe};

@@ -113,25 +113,9 @@ pub fn summarize(legs: &[Leg]) -> Vec<Summary> {
         .collect()
 }
 
-/// The type of the file system `dir` is on, from the mount table (the longest mount point
-/// that contains it), or `unknown`.
+/// The type of the file system `dir` is on (`ext4`, `tmpfs`, …, or `unknown`).
 pub fn filesystem(dir: &Path) -> String {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return "unknown".into();
-    };
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let (_, at, kind) = (it.next()?, it.next()?, it.next()?);
-            // Mount points with spaces are octal-escaped (\040) in the table.
-            let at = at.replace("\\040", " ");
-            dir.starts_with(&at).then(|| (at.len(), kind.to_string()))
-        })
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, k)| k)
-        .unwrap_or_else(|| "unknown".into())
+    gridos_io::filesystem_name(dir)
 }
 
 /// One direction of the test.

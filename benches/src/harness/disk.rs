@@ -208,7 +208,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Runs the disk cell: `s.runs` interleaved rounds of every variant; one row per variant,
 /// its note naming the file system.
 pub fn cell(data: &Data, s: &Settings) -> Vec<Row> {
-    let fs = fs_name(&data.scratch);
+    let fs = gridos_io::filesystem_name(&data.scratch);
     let row = |v: Variant, result| Row {
         cell: Cell::Disk,
         pair: v.name().to_string(),
@@ -323,22 +323,4 @@ pub fn table(rows: &[&Row]) -> String {
         }
     }
     out
-}
-
-/// The file system type of `dir`, by name, for the table's heading.
-pub fn fs_name(dir: &Path) -> String {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return "unknown".into();
-    };
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let (_, at, kind) = (it.next()?, it.next()?, it.next()?);
-            dir.starts_with(at).then(|| (at.len(), kind.to_string()))
-        })
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, k)| k)
-        .unwrap_or_else(|| "unknown".into())
 }

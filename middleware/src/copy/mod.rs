@@ -74,8 +74,7 @@ pub struct DiskReport {
     pub preallocated: u64,
     /// Files written with write-behind.
     pub write_behind_files: u64,
-    /// Write-behind windows whose writeback was started, and those then dropped from the
-    /// page cache.
+    /// Write-behind windows whose writeback was started.
     pub write_behind_windows: u64,
     /// Windows dropped from the page cache once on disk.
     pub dropped_windows: u64,

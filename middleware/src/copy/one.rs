@@ -168,10 +168,10 @@ pub(crate) fn download(
     let wb = if is_dev {
         None
     } else {
-        match o.write_behind {
-            Some(m) => gridos_io::WriteBehind::with_mode(file, total, m),
-            None => gridos_io::WriteBehind::for_file(file, total),
-        }
+        let mode = o
+            .write_behind
+            .unwrap_or_else(|| gridos_io::config().write_behind);
+        gridos_io::WriteBehind::with_mode(file, total, mode)
     };
     c.config_mut().transfer.write_behind = wb.clone();
     let got = match &ext {

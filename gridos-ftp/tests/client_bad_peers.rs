@@ -1,6 +1,8 @@
 //! The client against scripted misbehaving servers (raw TCP listeners): garbage, truncated
 //! replies, silence, a PASV address pointing elsewhere, data connections that close early or
 //! stall. Each must give a clear error, never a panic or a short file reported as complete.
+//! The same scripted servers check what the client writes ahead of replies (the login's
+//! MLST sent with FEAT).
 
 use gridos_ftp::client::{Client, ClientConfig, Error};
 use std::io::{BufRead, BufReader, Write};
@@ -410,5 +412,95 @@ fn mfmt_wire_form_and_fractional_mlst_times() {
     assert_eq!(e.modified, Some(t + Duration::from_millis(789)));
     let e = cl.set_modified("gone", t).unwrap_err();
     assert_eq!(e.reply_code(), Some(550), "{e}");
+    h.join().unwrap();
+}
+
+/// Reads the next command line without checking it.
+fn line(c: &mut Ctl) -> String {
+    let mut l = String::new();
+    c.r.read_line(&mut l).unwrap();
+    l.trim_end().to_string()
+}
+
+#[test]
+fn login_with_stat_sends_mlst_with_feat_and_answers_stat_from_it() {
+    let (addr, h) = fake(|c| {
+        c.send("220 fake\r\n");
+        c.expect("USER");
+        c.expect("PASS");
+        c.send("331 pass\r\n230 in\r\n");
+        // FEAT, TYPE I and MLST arrive before any of them is answered: one round trip.
+        let sent = [line(c), line(c), line(c)];
+        assert_eq!(sent, ["FEAT", "TYPE I", "MLST /data/big.bin"]);
+        c.send("211-Features:\r\n MLST type*;size*;modify*;\r\n211 End\r\n200 binary\r\n");
+        c.send("250-Listing /data/big.bin\r\n type=file;size=1234;modify=20261202101010; /data/big.bin\r\n250 End\r\n");
+        // stat answered from the reply above; the next command is the client's NOOP, then
+        // a stat of another path, which asks.
+        c.expect("NOOP");
+        c.send("200 ok\r\n");
+        c.expect("MLST /data/other");
+        c.send("550 no such file\r\n");
+        c.expect("QUIT");
+        c.send("221 bye\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_with_stat("anonymous", "a@", "/data/big.bin")
+        .unwrap();
+    let e = cl.stat("/data/big.bin").unwrap().expect("exists");
+    assert_eq!((e.name.as_str(), e.size), ("big.bin", Some(1234)));
+    cl.noop().unwrap();
+    assert!(cl.stat("/data/other").unwrap().is_none());
+    cl.quit().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_stat_sent_ahead_is_dropped_by_any_command_before_it() {
+    let (addr, h) = fake(|c| {
+        c.send("220 fake\r\n");
+        c.expect("USER");
+        c.expect("PASS");
+        c.send("331 pass\r\n230 in\r\n");
+        c.expect("FEAT");
+        c.expect("TYPE I");
+        c.expect("MLST f");
+        c.send("211-Features:\r\n MLST type*;size*;\r\n211 End\r\n200 binary\r\n");
+        c.send("250-Listing f\r\n type=file;size=1; f\r\n250 End\r\n");
+        // A DELE came first: the stat asks again and gets the present answer.
+        c.expect("DELE f");
+        c.send("250 deleted\r\n");
+        c.expect("MLST f");
+        c.send("550 no such file\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_with_stat("anonymous", "a@", "f").unwrap();
+    cl.delete("f").unwrap();
+    assert!(cl.stat("f").unwrap().is_none());
+    h.join().unwrap();
+}
+
+#[test]
+fn a_server_without_mlst_gets_the_usual_stat() {
+    let (addr, h) = fake(|c| {
+        c.send("220 fake\r\n");
+        c.expect("USER");
+        c.expect("PASS");
+        c.send("331 pass\r\n230 in\r\n");
+        c.expect("FEAT");
+        c.expect("TYPE I");
+        c.expect("MLST f");
+        c.send("211-Features:\r\n SIZE\r\n211 End\r\n200 binary\r\n500 unknown command\r\n");
+        // The client falls back to PWD, CWD and SIZE, as without the MLST ahead.
+        c.expect("PWD");
+        c.send("257 \"/\"\r\n");
+        c.expect("CWD f");
+        c.send("550 not a directory\r\n");
+        c.expect("SIZE f");
+        c.send("213 7\r\n");
+    });
+    let mut cl = Client::connect(&addr, quick()).unwrap();
+    cl.login_with_stat("anonymous", "a@", "f").unwrap();
+    let e = cl.stat("f").unwrap().expect("exists");
+    assert_eq!(e.size, Some(7));
     h.join().unwrap();
 }

@@ -92,6 +92,17 @@ impl<'a> Connector<'a> {
 
     /// Connects and logs in, with TLS as the URL and the options say.
     pub fn login(&self, url: &FtpUrl, active: bool) -> Result<Client> {
+        self.login_inner(url, active, false)
+    }
+
+    /// Logs in like [`login`](Self::login) and asks about the URL's path in the same round
+    /// trip as the login's FEAT (`Client::login_with_stat`): for a caller whose next step is
+    /// `stat` of that path.
+    pub fn login_and_stat(&self, url: &FtpUrl, active: bool) -> Result<Client> {
+        self.login_inner(url, active, true)
+    }
+
+    fn login_inner(&self, url: &FtpUrl, active: bool, stat_ahead: bool) -> Result<Client> {
         let mut config = ClientConfig::default();
         config.transfer.progress = Some(self.progress.current.clone());
         config.transfer.cancel = Some(self.cancel.clone());
@@ -123,7 +134,13 @@ impl<'a> Connector<'a> {
         }
         let mut c = Client::connect_host(&url.host, url.port, config)
             .map_err(|e| Error::from_ftp(url.display(), e))?;
-        c.login(&url.user, &url.login_password()).map_err(|e| {
+        let pass = url.login_password();
+        let logged_in = if stat_ahead {
+            c.login_with_stat(&url.user, &pass, &url.path)
+        } else {
+            c.login(&url.user, &pass)
+        };
+        logged_in.map_err(|e| {
             let e = Error::from_ftp(url.display(), e).detail("login");
             if e.reply_code() == Some(530) {
                 return Error::new(ErrorKind::PermissionDenied, e.what())
@@ -148,7 +165,8 @@ impl<'a> Connector<'a> {
 
     /// Connects, logs in and plans the side of `url`.
     pub fn side(&self, url: FtpUrl, obs: &dyn CopyObserver) -> Result<FtpSide> {
-        let client = self.login(&url, self.options.active)?;
+        // Copy::run stats the URL's path first.
+        let client = self.login_and_stat(&url, self.options.active)?;
         let rtt_us = client
             .control_tcp_info()
             .ok()

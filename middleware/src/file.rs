@@ -729,7 +729,7 @@ impl Upload {
         if name.is_empty() || name == "." || name == ".." || name == "~" {
             return Err(Error::new(ErrorKind::InvalidInput, what).detail("names no file"));
         }
-        let mut client = o.connector().login(u, o.copy.active)?;
+        let mut client = o.connector().login_and_stat(u, o.copy.active)?;
         let ftp = |e| Error::from_ftp(&what, e);
         match client.stat(&u.path).map_err(ftp)? {
             Some(e) if e.kind == EntryKind::Dir => {

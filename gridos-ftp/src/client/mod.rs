@@ -272,6 +272,10 @@ pub struct Client {
     /// Set-up commands (MODE, OPTS, PORT, REST…) written together with the next command;
     /// each with the reply codes that mean success.
     deferred: Vec<(Command, Vec<u16>)>,
+    /// `MLST` sent ahead with the login's FEAT batch ([`Client::login_with_stat`]): the
+    /// path and its reply, answered by the next [`Client::stat`] of that path; any other
+    /// command sent first drops it (it could change what the reply describes).
+    stat_ahead: Option<(String, Reply)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -521,6 +525,7 @@ impl Client {
             poisoned: false,
             ext: gridftp::ExtState::default(),
             deferred: Vec::new(),
+            stat_ahead: None,
         };
         if c.config.tls == TlsMode::Implicit {
             c.handshake_control()?;
@@ -709,6 +714,19 @@ impl Client {
     /// which is logged as a warning and reported by
     /// [`sent_password_in_clear`](Self::sent_password_in_clear).
     pub fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        self.login_inner(user, password, None)
+    }
+
+    /// Logs in like [`login`](Self::login) and sends `MLST path` in the same round trip as
+    /// FEAT and TYPE I, so the first [`stat`](Self::stat) of `path` costs no round trip of
+    /// its own (on a 100 ms path, 100 ms off every copy). A server without MLST answers it
+    /// with an error that is ignored, and `stat` asks the way it would have. Paths that are
+    /// not ASCII are not sent ahead: they may need the `OPTS UTF8 ON` that FEAT decides.
+    pub fn login_with_stat(&mut self, user: &str, password: &str, path: &str) -> Result<()> {
+        self.login_inner(user, password, Some(path))
+    }
+
+    fn login_inner(&mut self, user: &str, password: &str, stat: Option<&str>) -> Result<()> {
         let anonymous = user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp");
         if !anonymous && !self.ctrl.is_tls() && self.config.tls == TlsMode::Auto {
             self.start_tls(false)?;
@@ -755,9 +773,16 @@ impl Client {
             // A server may hang up after refusing USER; the refusal is the error to report.
             _ => return Err(reply_error(&user, &r)),
         }
-        // FEAT and TYPE I in one round trip.
+        // FEAT, TYPE I (and the MLST asked for) in one round trip.
         let ty = Command::Type(TransferType::Image);
-        self.send_many(&[&Command::Feat, &ty])?;
+        // A path `stat` would refuse is left for `stat` to refuse.
+        let mlst = stat
+            .filter(|p| p.is_ascii())
+            .and_then(|p| Some((p, Command::Mlst(Some(arg(p).ok()?)))));
+        match &mlst {
+            Some((_, m)) => self.send_many(&[&Command::Feat, &ty, m])?,
+            None => self.send_many(&[&Command::Feat, &ty])?,
+        }
         let r = self.read_final("FEAT", self.config.reply_timeout)?;
         self.take_features(&r)?;
         if self.features.utf8 {
@@ -769,10 +794,19 @@ impl Client {
             ));
         }
         let r = self.read_final(&shown(&ty), self.config.reply_timeout)?;
-        if r.code != 200 {
-            return Err(reply_error(&ty, &r));
+        let typed = if r.code != 200 {
+            Err(reply_error(&ty, &r))
+        } else {
+            Ok(())
+        };
+        if let Some((p, m)) = &mlst {
+            // Read whatever the answer, so the replies stay in step.
+            let r = self.read_final(&shown(m), self.config.reply_timeout)?;
+            if self.features.mlst {
+                self.stat_ahead = Some((p.to_string(), r));
+            }
         }
-        Ok(())
+        typed
     }
 
     /// Logs in as `anonymous`.
@@ -877,7 +911,10 @@ impl Client {
         let p = arg(path)?;
         if self.features.mlst {
             let cmd = Command::Mlst(Some(p));
-            let r = self.command(&cmd)?;
+            let r = match self.stat_ahead.take() {
+                Some((q, r)) if q == path => r,
+                _ => self.command(&cmd)?,
+            };
             return match r.code {
                 250 => {
                     let line = r
@@ -1149,6 +1186,7 @@ impl Client {
             return Err(Error::Poisoned);
         }
         self.check_cancel(0)?;
+        self.stat_ahead = None;
         let deferred = std::mem::take(&mut self.deferred);
         let mut bytes = Vec::new();
         // Not a command the protocol core has a variant for: written as text.

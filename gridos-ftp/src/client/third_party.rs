@@ -556,6 +556,7 @@ impl<'a> Peer<'a> {
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.heard = Instant::now();
+        self.c.stat_ahead = None;
         self.c.ctrl.send(bytes).map_err(|e| {
             self.c.poisoned = true;
             Error::io("write command", e)

@@ -1,5 +1,6 @@
 //! `gridos cp` exit codes, one real cause each (our server and vsftpd on loopback, a closed
-//! port, SIGINT during a slow upload), and the help texts that document them.
+//! port, SIGINT during a slow upload, scripted HTTP and FTP sources that send less than they
+//! announce), and the help texts that document them.
 
 mod util;
 
@@ -269,6 +270,114 @@ fn a_source_that_sends_less_than_it_announced_is_incomplete() {
     assert!(
         !out.exists(),
         "a partial download landed under the destination's name"
+    );
+    server.join().unwrap();
+}
+
+/// An FTP server that announces `announced` bytes (MLST, SIZE) and sends `sent` on RETR,
+/// then says 226, for `sessions` control connections.
+fn short_ftp_source(
+    announced: u64,
+    sent: usize,
+    sessions: usize,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        for _ in 0..sessions {
+            let Ok((s, _)) = l.accept() else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let _ = w.write_all(b"220 short\r\n");
+            let mut data: Option<std::net::TcpListener> = None;
+            let mut line = String::new();
+            while {
+                line.clear();
+                r.read_line(&mut line).unwrap_or(0) > 0
+            } {
+                let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                let reply = match verb.as_str() {
+                    "USER" => "331 password\r\n".to_string(),
+                    "PASS" => "230 in\r\n".to_string(),
+                    "FEAT" => {
+                        "211-Features:\r\n MLST type*;size*;\r\n SIZE\r\n EPSV\r\n211 End\r\n"
+                            .to_string()
+                    }
+                    "TYPE" => "200 binary\r\n".to_string(),
+                    "MLST" => {
+                        format!("250-facts\r\n type=file;size={announced}; /big.bin\r\n250 End\r\n")
+                    }
+                    "SIZE" => format!("213 {announced}\r\n"),
+                    "REST" => "350 restarting\r\n".to_string(),
+                    "EPSV" => {
+                        let d = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                        let port = d.local_addr().unwrap().port();
+                        data = Some(d);
+                        format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+                    }
+                    "RETR" => {
+                        let _ = w.write_all(b"150 sending\r\n");
+                        if let Some(d) = data.take()
+                            && let Ok((mut c, _)) = d.accept()
+                        {
+                            let _ = c.write_all(&vec![5u8; sent]);
+                        }
+                        "226 done\r\n".to_string()
+                    }
+                    "QUIT" => {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => "502 not here\r\n".to_string(),
+                };
+                let _ = w.write_all(reply.as_bytes());
+            }
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn an_ftp_source_that_sends_less_than_mlst_said_leaves_nothing_complete() {
+    const ANNOUNCED: u64 = 32 << 20;
+    const SENT: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    // Without --resume: the download lands through a temporary file; nothing is left.
+    let (addr, server) = short_ftp_source(ANNOUNCED, SENT, 1);
+    let out = dir.path().join("big.bin");
+    let err = exits(
+        Code::Incomplete,
+        &[
+            "cp",
+            &format!("ftp://{addr}/big.bin"),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains(&ANNOUNCED.to_string()), "{err}");
+    assert!(!out.exists(), "a short download landed under its name");
+    assert_eq!(util::names(dir.path()), Vec::<String>::new(), "{err}");
+    server.join().unwrap();
+
+    // With --resume the partial stays for the next try: its size says what arrived and the
+    // blocks reserved for the announced size are given back.
+    let (addr, server) = short_ftp_source(ANNOUNCED, SENT, 1);
+    let err = exits(
+        Code::Incomplete,
+        &[
+            "cp",
+            "--resume",
+            &format!("ftp://{addr}/big.bin"),
+            out.to_str().unwrap(),
+        ],
+    );
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&out).unwrap();
+    assert_eq!(m.len(), SENT as u64, "{err}");
+    assert!(
+        m.blocks() * 512 < 4 * SENT as u64,
+        "{} bytes still allocated for a {SENT}-byte partial",
+        m.blocks() * 512
     );
     server.join().unwrap();
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Interleaved rounds on the emulated WAN (100 ms RTT, 1 Gbit/s, MTU 9000):
+# Interleaved rounds on the emulated WAN (100 ms RTT, or DELAY one way; 1 Gbit/s, MTU 9000):
 # OLD and NEW gridos cp (512 MiB download, no flags), then iperf3 -P 4 -t 10, in turn.
 # Needs root, iperf3 and release builds of gridos and wanem: OLD=/path/to/gridos benches/wan_rounds.sh
 set -u
@@ -10,7 +10,7 @@ WANEM=$here/target/release/wanem
 root=/tmp/wanroot; mkdir -p $root
 [ -f $root/big ] || head -c 536870912 /dev/urandom > $root/big
 want=$(sha256sum < $root/big | cut -d' ' -f1)
-$WANEM --delay 50ms --rate 1gbit --mtu 9000 ${LOSS:+--loss $LOSS} > /tmp/wanem.out 2>&1 &
+$WANEM --delay ${DELAY:-50ms} --rate 1gbit --mtu 9000 ${LOSS:+--loss $LOSS} > /tmp/wanem.out 2>&1 &
 wp=$!
 for i in $(seq 50); do grep -q gwan-s /tmp/wanem.out && break; sleep 0.2; done
 S=$(grep -o 'gwan-s-[0-9]*-[0-9]*' /tmp/wanem.out | head -1); C=${S/gwan-s/gwan-c}

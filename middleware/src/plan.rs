@@ -5,8 +5,9 @@
 //! times a link-speed ceiling gives the bandwidth-delay product; buffers are planned to
 //! cover it (forced past the system maximum when privileged, within `io.max_buffer` per
 //! connection and `io.max_total_buffer` per transfer) and, where one connection's buffer
-//! cannot, enough streams are opened. Each stream's TCP_INFO monitor keeps raising
-//! buffers during the transfer.
+//! cannot, enough streams are opened; long paths get enough streams that their slow
+//! starts fill the path within a few round trips ([`ramp_streams`]). Each stream's
+//! TCP_INFO monitor keeps raising buffers during the transfer.
 
 use crate::options::CopyOptions;
 use crate::{Error, ErrorKind, Result};
@@ -19,6 +20,25 @@ pub const LINK_CEILING: u64 = 1_250_000_000;
 
 /// Most streams the automatic plan opens.
 pub const AUTO_MAX_STREAMS: u32 = 8;
+
+/// Bytes a new TCP connection may send in its first round trip: the kernel's initial window
+/// of 10 segments at the common 1448-byte MSS (jumbo-frame paths only ramp faster).
+const INITIAL_WINDOW: u64 = 10 * 1448;
+
+/// Round trips of slow start the automatic plan allows each stream before the streams
+/// together cover the bandwidth-delay product (each doubles its window per round trip).
+const RAMP_ROUND_TRIPS: u32 = 6;
+
+/// Streams whose slow starts together reach `bdp` within [`RAMP_ROUND_TRIPS`]: on a long
+/// path, buffers big enough for the BDP do not make one stream fill it sooner. Measured on
+/// the emulated 100 ms / 1 Gbit/s path (benches/RESULTS.md, 2026-12-02 15:03): 512 MiB with
+/// 4 streams 5.59–5.78 s, with 8 streams 5.47–5.53 s, with 12 streams 5.59–5.62 s.
+pub fn ramp_streams(bdp: u64) -> u32 {
+    let per_stream = INITIAL_WINDOW << RAMP_ROUND_TRIPS;
+    u32::try_from(bdp.div_ceil(per_stream))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
 
 /// Transfer mode on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -175,6 +195,15 @@ pub fn plan_side(
         let bdp = bdp_bytes(LINK_CEILING, rtt_us);
         let bp = plan(bdp, limits, &policy);
         g.streams = bp.streams;
+        let mut reason = bp.reason;
+        let ramp = ramp_streams(bdp).min(policy.max_streams);
+        if ramp > g.streams {
+            g.streams = ramp;
+            reason.push_str(&format!(
+                "; {ramp} streams so that slow start fills the path within \
+                 {RAMP_ROUND_TRIPS} round trips"
+            ));
+        }
         // Forced buffers on this side only: an SBUF the server cannot force would cap its
         // buffer at the system maximum, below what its autotuning reaches; the streams
         // cover the rest.
@@ -195,7 +224,7 @@ pub fn plan_side(
         p.bdp_bytes = Some(bdp);
         p.privileged = Some(policy.privileged);
         p.max_total_buffer = Some(cfg.max_total_buffer);
-        p.reason = Some(bp.reason);
+        p.reason = Some(reason);
     } else {
         p.auto = Some(false);
     }
@@ -263,5 +292,31 @@ mod tests {
         };
         let fixed = plan_side("x", facts(true, 100_000), &o, &cfg, &l).unwrap();
         assert_eq!((fixed.streams, fixed.auto), (Some(4), Some(false)));
+    }
+
+    #[test]
+    fn long_paths_open_streams_for_slow_start_privileged_or_not() {
+        // 1 ms or less: one stream's slow start fills the path in a few round trips.
+        assert_eq!(ramp_streams(bdp_bytes(LINK_CEILING, 50)), 1);
+        assert_eq!(ramp_streams(bdp_bytes(LINK_CEILING, 1_000)), 2);
+        assert!(ramp_streams(bdp_bytes(LINK_CEILING, 100_000)) > AUTO_MAX_STREAMS);
+        let cfg = gridos_io::IoConfig::default();
+        let l = SysLimits::read();
+        for privileged in [false, true] {
+            let f = PathFacts {
+                privileged,
+                ..facts(true, 100_000)
+            };
+            let p = plan_side("x", f, &CopyOptions::default(), &cfg, &l).unwrap();
+            assert_eq!(p.streams, Some(AUTO_MAX_STREAMS), "{p:?}");
+            // Unprivileged, the buffers' reach alone asks for as many streams.
+            if privileged {
+                assert!(p.reason.unwrap().contains("slow start"));
+            }
+            // The forced buffers of all streams stay within io.max_total_buffer.
+            if let Some(b) = p.tcp_buffer {
+                assert!(2 * b * u64::from(AUTO_MAX_STREAMS) <= cfg.max_total_buffer as u64);
+            }
+        }
     }
 }

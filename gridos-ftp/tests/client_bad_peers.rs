@@ -422,16 +422,22 @@ fn line(c: &mut Ctl) -> String {
     l.trim_end().to_string()
 }
 
+/// The server side of `login_with_stat(.., path)` up to the FEAT batch: USER and PASS
+/// answered, then FEAT, TYPE I and `MLST path` read before any of them is answered (one
+/// round trip); the caller answers them.
+fn login_ahead(c: &mut Ctl, path: &str) {
+    c.send("220 fake\r\n");
+    c.expect("USER");
+    c.expect("PASS");
+    c.send("331 pass\r\n230 in\r\n");
+    let sent = [line(c), line(c), line(c)];
+    assert_eq!(sent, ["FEAT", "TYPE I", &format!("MLST {path}")]);
+}
+
 #[test]
 fn login_with_stat_sends_mlst_with_feat_and_answers_stat_from_it() {
     let (addr, h) = fake(|c| {
-        c.send("220 fake\r\n");
-        c.expect("USER");
-        c.expect("PASS");
-        c.send("331 pass\r\n230 in\r\n");
-        // FEAT, TYPE I and MLST arrive before any of them is answered: one round trip.
-        let sent = [line(c), line(c), line(c)];
-        assert_eq!(sent, ["FEAT", "TYPE I", "MLST /data/big.bin"]);
+        login_ahead(c, "/data/big.bin");
         c.send("211-Features:\r\n MLST type*;size*;modify*;\r\n211 End\r\n200 binary\r\n");
         c.send("250-Listing /data/big.bin\r\n type=file;size=1234;modify=20261202101010; /data/big.bin\r\n250 End\r\n");
         // stat answered from the reply above; the next command is the client's NOOP, then
@@ -457,13 +463,7 @@ fn login_with_stat_sends_mlst_with_feat_and_answers_stat_from_it() {
 #[test]
 fn a_stat_sent_ahead_is_dropped_by_any_command_before_it() {
     let (addr, h) = fake(|c| {
-        c.send("220 fake\r\n");
-        c.expect("USER");
-        c.expect("PASS");
-        c.send("331 pass\r\n230 in\r\n");
-        c.expect("FEAT");
-        c.expect("TYPE I");
-        c.expect("MLST f");
+        login_ahead(c, "f");
         c.send("211-Features:\r\n MLST type*;size*;\r\n211 End\r\n200 binary\r\n");
         c.send("250-Listing f\r\n type=file;size=1; f\r\n250 End\r\n");
         // A DELE came first: the stat asks again and gets the present answer.
@@ -482,13 +482,7 @@ fn a_stat_sent_ahead_is_dropped_by_any_command_before_it() {
 #[test]
 fn a_server_without_mlst_gets_the_usual_stat() {
     let (addr, h) = fake(|c| {
-        c.send("220 fake\r\n");
-        c.expect("USER");
-        c.expect("PASS");
-        c.send("331 pass\r\n230 in\r\n");
-        c.expect("FEAT");
-        c.expect("TYPE I");
-        c.expect("MLST f");
+        login_ahead(c, "f");
         c.send("211-Features:\r\n SIZE\r\n211 End\r\n200 binary\r\n500 unknown command\r\n");
         // The client falls back to PWD, CWD and SIZE, as without the MLST ahead.
         c.expect("PWD");

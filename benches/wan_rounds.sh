@@ -2,6 +2,7 @@
 # Interleaved rounds on the emulated WAN (100 ms RTT, or DELAY one way; 1 Gbit/s, MTU 9000):
 # OLD and NEW gridos cp (512 MiB download, no flags), then iperf3 -P 4 -t 10, in turn.
 # Needs root, iperf3 and release builds of gridos and wanem: OLD=/path/to/gridos benches/wan_rounds.sh
+# OLD_ARGS / NEW_ARGS: more cp options for one of them (e.g. NEW_ARGS="--host-memory off").
 set -u
 ROUNDS=${ROUNDS:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,10 +19,10 @@ echo "namespaces $C $S"
 ip netns exec $S $NEW ftpd --listen 198.18.0.2:2121 --anonymous --docroot $root --max-clients 100 > /tmp/wan-ftpd.log 2>&1 &
 fp=$!
 sleep 1
-run_cp() { # bin label
+run_cp() { # bin label [cp options]
   rm -f /tmp/wan.out
   local t0=$(date +%s.%N)
-  ip netns exec $C $1 cp ftp://198.18.0.2:2121/big /tmp/wan.out > /dev/null 2>/tmp/wan-cp.err || { echo "$2 FAILED"; cat /tmp/wan-cp.err; }
+  ip netns exec $C $1 cp $3 ftp://198.18.0.2:2121/big /tmp/wan.out > /dev/null 2>/tmp/wan-cp.err || { echo "$2 FAILED"; cat /tmp/wan-cp.err; }
   local t1=$(date +%s.%N)
   local h=$(sha256sum < /tmp/wan.out | cut -d' ' -f1)
   [ "$h" = "$want" ] || echo "$2 WRONG BYTES"
@@ -29,8 +30,8 @@ run_cp() { # bin label
 }
 for r in $(seq $ROUNDS); do
   echo "round $r"
-  run_cp $OLD old
-  run_cp $NEW new
+  run_cp $OLD old "${OLD_ARGS:-}"
+  run_cp $NEW new "${NEW_ARGS:-}"
   # One test per iperf3 server (-1), started afresh each round.
   ip netns exec $S iperf3 -s -D -1 >/dev/null 2>&1; sleep 0.5
   ip netns exec $C iperf3 -c 198.18.0.2 -P 4 -t 10 -J > /tmp/iperf.json 2>&1

@@ -30,17 +30,20 @@ impl Ctl {
         );
         line.trim_end().to_string()
     }
-    /// Standard login exchange with the given FEAT body.
+    /// Standard login exchange with the given FEAT body: USER, PASS, FEAT and TYPE I
+    /// arrive before any of them is answered (one round trip).
     fn login(&mut self, feat: &str) {
         self.send("220 fake\r\n");
-        self.expect("USER");
-        self.send("331 pass\r\n");
-        self.expect("PASS");
-        self.send("230 in\r\n");
-        self.expect("FEAT");
-        self.send(&format!("211-Features:\r\n{feat}211 End\r\n"));
-        self.expect("TYPE I");
-        self.send("200 binary\r\n");
+        self.login_batch();
+        self.send(&format!(
+            "331 pass\r\n230 in\r\n211-Features:\r\n{feat}211 End\r\n200 binary\r\n"
+        ));
+    }
+    /// Reads the login's batch, before answering any of it.
+    fn login_batch(&mut self) {
+        for c in ["USER", "PASS", "FEAT", "TYPE I"] {
+            self.expect(c);
+        }
     }
 }
 
@@ -422,16 +425,18 @@ fn line(c: &mut Ctl) -> String {
     l.trim_end().to_string()
 }
 
-/// The server side of `login_with_stat(.., path)` up to the FEAT batch: USER and PASS
-/// answered, then FEAT, TYPE I and `MLST path` read before any of them is answered (one
-/// round trip); the caller answers them.
+/// The server side of `login_with_stat(.., path)`: USER, PASS, FEAT, TYPE I and
+/// `MLST path` read before any of them is answered (one round trip); USER and PASS
+/// answered, the caller answers the rest.
 fn login_ahead(c: &mut Ctl, path: &str) {
     c.send("220 fake\r\n");
-    c.expect("USER");
-    c.expect("PASS");
+    let sent = [line(c), line(c), line(c), line(c), line(c)];
+    assert!(
+        sent[0].starts_with("USER ") && sent[1].starts_with("PASS "),
+        "{sent:?}"
+    );
+    assert_eq!(sent[2..], ["FEAT", "TYPE I", &format!("MLST {path}")]);
     c.send("331 pass\r\n230 in\r\n");
-    let sent = [line(c), line(c), line(c)];
-    assert_eq!(sent, ["FEAT", "TYPE I", &format!("MLST {path}")]);
 }
 
 #[test]
@@ -496,5 +501,116 @@ fn a_server_without_mlst_gets_the_usual_stat() {
     cl.login_with_stat("anonymous", "a@", "f").unwrap();
     let e = cl.stat("f").unwrap().expect("exists");
     assert_eq!(e.size, Some(7));
+    h.join().unwrap();
+}
+
+/// The script of one connection.
+type Script = Box<dyn FnOnce(&mut Ctl) + Send>;
+
+/// A scripted server that takes `scripts.len()` connections in turn.
+fn fake_each(scripts: Vec<Script>) -> (String, JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let h = std::thread::spawn(move || {
+        for script in scripts {
+            let (s, _) = l.accept().unwrap();
+            let mut ctl = Ctl {
+                r: BufReader::new(s.try_clone().unwrap()),
+                w: s,
+            };
+            script(&mut ctl);
+        }
+    });
+    (addr, h)
+}
+
+fn ahead() -> ClientConfig {
+    let mut c = quick();
+    c.login_before_greeting = true;
+    c
+}
+
+#[test]
+fn a_login_before_the_greeting_leaves_as_soon_as_the_connection_is_up() {
+    let (addr, h) = fake(|c| {
+        // Nothing is sent until the whole login has arrived.
+        c.login_batch();
+        c.send(
+            "220 fake\r\n331 pass\r\n230 in\r\n211-Features:\r\n SIZE\r\n211 End\r\n200 binary\r\n",
+        );
+        c.expect("QUIT");
+        c.send("221 bye\r\n");
+    });
+    let mut cl = Client::connect(&addr, ahead()).unwrap();
+    cl.login("anonymous", "a@").unwrap();
+    assert_eq!(cl.login_ahead(), Some(true));
+    assert_eq!(cl.welcome().lines, ["fake"]);
+    assert!(cl.features().size);
+    cl.quit().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_server_that_drops_what_came_before_its_greeting_is_connected_to_again() {
+    let (addr, h) = fake_each(vec![
+        Box::new(|c: &mut Ctl| {
+            // Greets, then never answers the batch (as if it had discarded it); the client
+            // gives up on it after its short wait and comes back.
+            c.login_batch();
+            c.send("220 deaf\r\n");
+            let mut rest = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut c.r, &mut rest);
+        }),
+        Box::new(|c: &mut Ctl| {
+            c.login(" SIZE\r\n");
+            c.expect("QUIT");
+            c.send("221 bye\r\n");
+        }),
+    ]);
+    let mut config = ahead();
+    config.reply_timeout = Duration::from_secs(30);
+    let t = std::time::Instant::now();
+    let mut cl = Client::connect(&addr, config).unwrap();
+    cl.login("anonymous", "a@").unwrap();
+    assert_eq!(cl.login_ahead(), Some(false));
+    assert_eq!(cl.welcome().lines, ["fake"]);
+    // The short wait, not the 30 s reply timeout.
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    cl.quit().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_busy_server_met_with_the_login_ahead_is_retried_the_usual_way() {
+    let (addr, h) = fake_each(vec![
+        Box::new(|c: &mut Ctl| c.send("421 too many users\r\n")),
+        Box::new(|c: &mut Ctl| {
+            c.login(" SIZE\r\n");
+        }),
+    ]);
+    let mut config = ahead();
+    config.busy_retry = Duration::from_secs(5);
+    let mut cl = Client::connect(&addr, config).unwrap();
+    cl.login("anonymous", "a@").unwrap();
+    assert_eq!(cl.login_ahead(), Some(false));
+    h.join().unwrap();
+}
+
+#[test]
+fn a_refused_login_reads_what_was_sent_behind_it_and_may_try_again() {
+    let (addr, h) = fake(|c| {
+        c.send("220 fake\r\n");
+        c.login_batch();
+        c.send("331 pass\r\n530 wrong\r\n530 log in first\r\n530 log in first\r\n");
+        c.login_batch();
+        c.send("331 pass\r\n230 in\r\n211-Features:\r\n SIZE\r\n211 End\r\n200 binary\r\n");
+    });
+    let mut config = quick();
+    config.tls = gridos_ftp::client::TlsMode::Never;
+    let mut cl = Client::connect(&addr, config).unwrap();
+    let e = cl.login("u", "bad").unwrap_err();
+    assert!(matches!(e, Error::Reply { code: 530, .. }), "{e}");
+    cl.login("u", "good").unwrap();
+    assert!(cl.features().size);
     h.join().unwrap();
 }

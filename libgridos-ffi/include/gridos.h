@@ -392,7 +392,8 @@ gridos_result gridos_copy_options_new(struct gridos_copy_options **out);
  Sets one option; keys are the long options of `gridos cp` (`_` may stand for `-`):
  booleans `recursive`, `resume`, `compress`, `pipeline`, `no-pipeline`, `active`,
  `preserve`, `no-relay`, `no-preallocate` (`1`/`0`, `true`/`false`, `yes`/`no`,
- `on`/`off`); `write-behind` (`off`, `auto` or `on`, as `--write-behind`); `verify`
+ `on`/`off`); `write-behind` (`off`, `auto` or `on`, as `--write-behind`); `host-memory`
+ (a file, `off`, or `default`, as `--host-memory`); `verify`
  (an algorithm — MD5, ADLER32, SHA1, SHA256, SHA512, CRC32C —, `""` for MD5 as
  `--verify` alone, `none` for no check); `parallel` (1 to 64, or `auto`); sizes
  `tcp-bs`, `block-size`, `offset`, `length` with the units of `gridos cp` (`64k`,

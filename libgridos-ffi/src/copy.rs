@@ -9,7 +9,9 @@
 
 use crate::args::{handle, handle_mut, into_handle, need_out, put, take_handle, text};
 use crate::error::{Failure, boundary, boundary_value, gridos_result};
-use gridos_middleware::{Algorithm, CancelToken, Copy, CopyObserver, CopyOptions, Pipeline, Url};
+use gridos_middleware::{
+    Algorithm, CancelToken, Copy, CopyObserver, CopyOptions, HostMemoryMode, Pipeline, Url,
+};
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,7 @@ const KEYS: &[&str] = &[
     "no-relay",
     "no-preallocate",
     "write-behind",
+    "host-memory",
     "tls",
     "tls.cacert",
     "tls.insecure",
@@ -168,6 +171,14 @@ impl gridos_copy_options {
                         .map_err(|_| invalid(format!("{key}: {v:?} is not off, auto or on")))?,
                 )
             }
+            "host-memory" => {
+                o.host_memory = match v.trim() {
+                    "" => return Err(invalid(format!("{key}: a file, off or default"))),
+                    "off" => HostMemoryMode::Off,
+                    "default" => HostMemoryMode::Default,
+                    f => HostMemoryMode::File(f.into()),
+                }
+            }
             "tls" => o.tls.require = boolean(key, v)?,
             "tls.cacert" => o.tls.ca_file = path(v),
             "tls.insecure" => o.tls.insecure = boolean(key, v)?,
@@ -232,7 +243,8 @@ pub unsafe extern "C" fn gridos_copy_options_new(
 /// Sets one option; keys are the long options of `gridos cp` (`_` may stand for `-`):
 /// booleans `recursive`, `resume`, `compress`, `pipeline`, `no-pipeline`, `active`,
 /// `preserve`, `no-relay`, `no-preallocate` (`1`/`0`, `true`/`false`, `yes`/`no`,
-/// `on`/`off`); `write-behind` (`off`, `auto` or `on`, as `--write-behind`); `verify`
+/// `on`/`off`); `write-behind` (`off`, `auto` or `on`, as `--write-behind`); `host-memory`
+/// (a file, `off`, or `default`, as `--host-memory`); `verify`
 /// (an algorithm — MD5, ADLER32, SHA1, SHA256, SHA512, CRC32C —, `""` for MD5 as
 /// `--verify` alone, `none` for no check); `parallel` (1 to 64, or `auto`); sizes
 /// `tcp-bs`, `block-size`, `offset`, `length` with the units of `gridos cp` (`64k`,

@@ -1,5 +1,6 @@
 //! The two ends of a copy: this machine or a logged-in FTP server, and paths on them.
 
+use crate::hosts::HostMemory;
 use crate::observe::{CopyObserver, Progress};
 use crate::options::CopyOptions;
 use crate::plan::{PathFacts, TransferPlan, plan_side};
@@ -54,6 +55,14 @@ pub(crate) struct Connector<'a> {
     tls: OnceLock<ClientTls>,
     /// Servers already warned about a password in clear (once per copy is enough).
     warned: Mutex<HashSet<String>>,
+    /// What earlier copies learned of the servers; written back when the copy ends.
+    pub memory: HostMemory,
+}
+
+impl Drop for Connector<'_> {
+    fn drop(&mut self) {
+        self.memory.save();
+    }
 }
 
 impl<'a> Connector<'a> {
@@ -70,6 +79,7 @@ impl<'a> Connector<'a> {
             observer,
             tls: OnceLock::new(),
             warned: Mutex::new(HashSet::new()),
+            memory: HostMemory::open(&options.host_memory),
         }
     }
 
@@ -112,6 +122,8 @@ impl<'a> Connector<'a> {
             obs.adjusted(&endpoint, d)
         }));
         config.active = active;
+        // The client sends it ahead only where no TLS has to come first.
+        config.login_before_greeting = self.memory.login_ahead(&url.host, url.port);
         if let Some(d) = self.options.busy_retry {
             config.busy_retry = d;
         }
@@ -149,6 +161,9 @@ impl<'a> Connector<'a> {
             }
             e
         })?;
+        let greeting = c.welcome().lines.first().cloned().unwrap_or_default();
+        self.memory
+            .logged_in(&url.host, url.port, &greeting, c.login_ahead());
         if c.sent_password_in_clear() {
             let host = url.authority();
             let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,6 +198,7 @@ impl<'a> Connector<'a> {
             gridftp_url: url.gridftp,
             rtt_us,
             privileged: gridos_io::privileged(),
+            remembered_bytes_per_sec: self.memory.delivered(&url.host, url.port),
         };
         let mut plan = plan_side(
             &url.display(),
@@ -202,6 +218,7 @@ impl<'a> Connector<'a> {
                 (None, false) => crate::plan::CertCheck::SystemRoots,
             },
         });
+        plan.login_ahead = client.login_ahead();
         obs.planned(&url.display(), &plan);
         Ok(FtpSide { client, url, plan })
     }

@@ -10,7 +10,8 @@
 //! Start at [`Copy`](struct@Copy) ([`copy`] module): options in [`CopyOptions`], events to a
 //! [`CopyObserver`], the result in a [`CopyReport`], failures as one [`Error`] whose
 //! [`ErrorKind`] a program can match. The pieces: [`plan`] (how one FTP side moves data,
-//! a pure function), [`landing`] (downloads appear only when complete), [`resume`],
+//! a pure function), [`hosts`] (what copies remember of servers: a login sent before the
+//! greeting, the last rate), [`landing`] (downloads appear only when complete), [`resume`],
 //! [`verify`], [`http`] (HTTP(S) sources), [`fetch`] (one URL's bytes, for the cache and
 //! [`file`]).
 //!
@@ -68,6 +69,7 @@ mod endpoint;
 pub mod error;
 pub mod fetch;
 pub mod file;
+pub mod hosts;
 pub mod http;
 pub mod landing;
 pub mod observe;
@@ -84,6 +86,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use file::{CloseReport, RemoteFile};
 pub use gridos_ftp::checksum::Algorithm;
 pub use gridos_io::CancelToken;
+pub use hosts::HostMemoryMode;
 pub use observe::CopyObserver;
 pub use options::{CopyOptions, Pipeline, TlsOptions};
 pub use plan::{CertCheck, TlsPlan, TransferPlan};

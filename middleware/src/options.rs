@@ -102,6 +102,10 @@ pub struct CopyOptions {
     /// lands ([`gridos_io::WriteBehind`]); `None`: the machine's `io.write_behind` policy
     /// (by default on for files of 4 GiB and more). `--write-behind off|auto|on`.
     pub write_behind: Option<gridos_io::WriteBehindMode>,
+    /// What is remembered of the servers between copies ([`crate::hosts`]): a login sent
+    /// before the greeting of a server that answered one, a plan that starts from the rate
+    /// the last copy reached. `--host-memory FILE|off`.
+    pub host_memory: crate::hosts::HostMemoryMode,
 }
 
 impl Default for CopyOptions {
@@ -126,6 +130,7 @@ impl Default for CopyOptions {
             tls: TlsOptions::default(),
             preallocate: true,
             write_behind: None,
+            host_memory: crate::hosts::HostMemoryMode::Default,
         }
     }
 }

@@ -118,6 +118,15 @@ pub struct ClientConfig {
     /// address connected to. Set it when connecting by host name
     /// ([`Client::connect_host`] does).
     pub server_name: Option<String>,
+    /// Send the login (with FEAT, TYPE I and the MLST of [`Client::login_with_stat`]) as
+    /// soon as the connection is up, before the greeting arrives: one round trip less per
+    /// connection (default false). Only where nothing has to happen first — a clear
+    /// control connection that needs no `AUTH TLS` ([`TlsMode::Never`], or
+    /// [`TlsMode::Auto`] with an anonymous login); ignored otherwise. Meant for servers
+    /// known to read commands ahead: one that answers the greeting but not the login within
+    /// a few round trips (2 s at least) is connected to again the usual way
+    /// ([`Client::login_ahead`] tells which happened).
+    pub login_before_greeting: bool,
 }
 
 impl Default for ClientConfig {
@@ -134,6 +143,7 @@ impl Default for ClientConfig {
             tls: TlsMode::Auto,
             tls_config: None,
             server_name: None,
+            login_before_greeting: false,
         }
     }
 }
@@ -276,6 +286,12 @@ pub struct Client {
     /// path and its reply, answered by the next [`Client::stat`] of that path; any other
     /// command sent first drops it (it could change what the reply describes).
     stat_ahead: Option<(String, Reply)>,
+    /// The greeting has not been read yet ([`ClientConfig::login_before_greeting`]).
+    greeting_pending: bool,
+    /// What became of a login sent before the greeting ([`Client::login_ahead`]).
+    login_ahead: Option<bool>,
+    /// How long the TCP connection took to set up: about one round trip.
+    connected_in: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -493,7 +509,9 @@ impl Client {
     }
 
     fn connect_greeted(addrs: &[SocketAddr], config: ClientConfig) -> Result<Client> {
+        let started = Instant::now();
         let ctrl = connect_any(addrs, config.connect_timeout, "connect")?;
+        let connected_in = started.elapsed();
         let peer = ctrl.peer_addr().map_err(|e| Error::io("getpeername", e))?;
         let server_name = config
             .server_name
@@ -526,26 +544,42 @@ impl Client {
             ext: gridftp::ExtState::default(),
             deferred: Vec::new(),
             stat_ahead: None,
+            greeting_pending: false,
+            login_ahead: None,
+            connected_in,
         };
         if c.config.tls == TlsMode::Implicit {
             c.handshake_control()?;
         }
-        let greeting = c.read_final("the greeting", c.config.reply_timeout)?;
-        if greeting.code != 220 {
-            c.poisoned = true;
-            return Err(Error::Reply {
-                command: "(connect)".into(),
-                code: greeting.code,
-                text: greeting.lines.join(" "),
-            });
+        if c.config.login_before_greeting && matches!(c.config.tls, TlsMode::Auto | TlsMode::Never)
+        {
+            // The login reads it (or the first command, if another comes first).
+            c.greeting_pending = true;
+            return Ok(c);
         }
-        c.welcome = greeting;
+        c.read_greeting()?;
         match c.config.tls {
             TlsMode::Explicit => c.start_tls(true).map(drop)?,
             TlsMode::Implicit => c.protect_data_connections()?,
             _ => {}
         }
         Ok(c)
+    }
+
+    /// Reads the 220 greeting (a 4yz one is what [`connect`](Self::connect) retries).
+    fn read_greeting(&mut self) -> Result<()> {
+        self.greeting_pending = false;
+        let greeting = self.read_final("the greeting", self.config.reply_timeout)?;
+        if greeting.code != 220 {
+            self.poisoned = true;
+            return Err(Error::Reply {
+                command: "(connect)".into(),
+                code: greeting.code,
+                text: greeting.lines.join(" "),
+            });
+        }
+        self.welcome = greeting;
+        Ok(())
     }
 
     /// This connection's TLS settings: the configured ones (or the system's roots) with a
@@ -683,7 +717,15 @@ impl Client {
         gridos_io::tcp_info(self.ctrl.tcp()).map_err(|e| Error::Protocol(format!("TCP_INFO: {e}")))
     }
 
-    /// The 220 greeting.
+    /// What became of a login sent before the greeting
+    /// ([`ClientConfig::login_before_greeting`]): `None` if none was, `Some(true)` if the
+    /// server answered it, `Some(false)` if it did not and the client connected again.
+    pub fn login_ahead(&self) -> Option<bool> {
+        self.login_ahead
+    }
+
+    /// The 220 greeting (empty until the login reads it, with
+    /// [`ClientConfig::login_before_greeting`]).
     pub fn welcome(&self) -> &Reply {
         &self.welcome
     }
@@ -728,9 +770,59 @@ impl Client {
 
     fn login_inner(&mut self, user: &str, password: &str, stat: Option<&str>) -> Result<()> {
         let anonymous = user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp");
-        if !anonymous && !self.ctrl.is_tls() && self.config.tls == TlsMode::Auto {
+        let auth_tls = !anonymous && !self.ctrl.is_tls() && self.config.tls == TlsMode::Auto;
+        if self.greeting_pending && !auth_tls {
+            return self.login_before_greeting(user, password, stat);
+        }
+        if auth_tls {
             self.start_tls(false)?;
         }
+        self.login_batch(user, password, stat, false)
+    }
+
+    /// The login of [`ClientConfig::login_before_greeting`]: the batch leaves now, the
+    /// greeting is read before its replies. A server that greets but leaves the login
+    /// unanswered for a few round trips, or that is busy, is connected to again and logged
+    /// in the usual way.
+    fn login_before_greeting(
+        &mut self,
+        user: &str,
+        password: &str,
+        stat: Option<&str>,
+    ) -> Result<()> {
+        self.greeting_pending = false;
+        match self.login_batch(user, password, stat, true) {
+            Err(e)
+                if self.login_ahead.is_none()
+                    && !matches!(e, Error::Cancelled { .. } | Error::InvalidArgument(_)) =>
+            {
+                tracing::info!(
+                    server = %self.server_name,
+                    reason = %e,
+                    "ftp client: the login sent before the greeting went unanswered; connecting again"
+                );
+                let mut config = self.config.clone();
+                config.login_before_greeting = false;
+                // Hung up first: a server at its client limit has room for the new one.
+                let _ = self.ctrl.tcp().shutdown(std::net::Shutdown::Both);
+                *self = Client::connect(self.peer, config)?;
+                self.login_ahead = Some(false);
+                self.login_inner(user, password, stat)
+            }
+            r => r,
+        }
+    }
+
+    /// Sends USER, PASS, FEAT, TYPE I (and MLST) and reads their replies; `ahead`: the
+    /// greeting is read between the two.
+    fn login_batch(
+        &mut self,
+        user: &str,
+        password: &str,
+        stat: Option<&str>,
+        ahead: bool,
+    ) -> Result<()> {
+        let anonymous = user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp");
         if !anonymous && !self.ctrl.is_tls() {
             self.clear_password = true;
             tracing::warn!(
@@ -750,38 +842,46 @@ impl Client {
                 "password contains CR, LF or NUL".into(),
             ));
         }
-        // USER and PASS leave in one segment (RFC 959 lets a client send commands ahead):
-        // on a long path every round trip saved is one RTT off every transfer.
+        // USER, PASS, FEAT, TYPE I (and the MLST asked for) leave in one segment (RFC 959
+        // lets a client send commands ahead): on a long path every round trip saved is one
+        // RTT off every transfer.
         let pass = Command::Pass(password.to_string());
-        self.send_many(&[&user, &pass])?;
-        let r = self.read_final(&shown(&user), self.config.reply_timeout)?;
-        let after = self.read_final(&shown(&pass), self.config.reply_timeout);
-        match r.code {
-            // Logged in without a password: PASS got 503 or 202; either way we are in.
-            230 | 202 => {
-                after?;
-            }
-            331 => {
-                let r = after?;
-                match r.code {
-                    230 | 202 => {}
-                    332 => return Err(Error::Unsupported("an account (ACCT) is required")),
-                    _ => return Err(reply_error(&pass, &r)),
-                }
-            }
-            332 => return Err(Error::Unsupported("an account (ACCT) is required")),
-            // A server may hang up after refusing USER; the refusal is the error to report.
-            _ => return Err(reply_error(&user, &r)),
-        }
-        // FEAT, TYPE I (and the MLST asked for) in one round trip.
         let ty = Command::Type(TransferType::Image);
         // A path `stat` would refuse is left for `stat` to refuse.
         let mlst = stat
             .filter(|p| p.is_ascii())
             .and_then(|p| Some((p, Command::Mlst(Some(arg(p).ok()?)))));
         match &mlst {
-            Some((_, m)) => self.send_many(&[&Command::Feat, &ty, m])?,
-            None => self.send_many(&[&Command::Feat, &ty])?,
+            Some((_, m)) => self.send_many(&[&user, &pass, &Command::Feat, &ty, m])?,
+            None => self.send_many(&[&user, &pass, &Command::Feat, &ty])?,
+        }
+        let mut wait = self.config.reply_timeout;
+        if ahead {
+            self.read_greeting()?;
+            // A server that dropped what came before its greeting never answers: wait a
+            // few round trips, not the whole reply timeout.
+            wait = (self.connected_in * 10)
+                .max(Duration::from_secs(2))
+                .min(wait);
+        }
+        let first = self.read_final(&shown(&user), wait)?;
+        if ahead {
+            self.login_ahead = Some(true);
+        }
+        if let Err(e) = self.read_login(first, &user, &pass) {
+            // The commands behind a refused login are answered (530) without running; once
+            // their replies are read the connection may try another login.
+            let behind = if mlst.is_some() { 3 } else { 2 };
+            for _ in 0..behind {
+                if self
+                    .read_final("a command sent behind the login", self.config.reply_timeout)
+                    .is_err()
+                {
+                    self.poisoned = true;
+                    break;
+                }
+            }
+            return Err(e);
         }
         let r = self.read_final("FEAT", self.config.reply_timeout)?;
         self.take_features(&r)?;
@@ -807,6 +907,26 @@ impl Client {
             }
         }
         typed
+    }
+
+    /// Reads the reply to PASS sent with USER, whose reply `r` is.
+    fn read_login(&mut self, r: Reply, user: &Command, pass: &Command) -> Result<()> {
+        let after = self.read_final(&shown(pass), self.config.reply_timeout);
+        match r.code {
+            // Logged in without a password: PASS got 503 or 202; either way we are in.
+            230 | 202 => after.map(drop),
+            331 => {
+                let r = after?;
+                match r.code {
+                    230 | 202 => Ok(()),
+                    332 => Err(Error::Unsupported("an account (ACCT) is required")),
+                    _ => Err(reply_error(pass, &r)),
+                }
+            }
+            332 => Err(Error::Unsupported("an account (ACCT) is required")),
+            // A server may hang up after refusing USER; the refusal is the error to report.
+            _ => Err(reply_error(user, &r)),
+        }
     }
 
     /// Logs in as `anonymous`.
@@ -1186,6 +1306,9 @@ impl Client {
             return Err(Error::Poisoned);
         }
         self.check_cancel(0)?;
+        if self.greeting_pending {
+            self.read_greeting()?;
+        }
         self.stat_ahead = None;
         let deferred = std::mem::take(&mut self.deferred);
         let mut bytes = Vec::new();

@@ -83,6 +83,10 @@ int main(int argc, char **argv) {
     CHECK_OK(gridos_copy_options_set(opts, "active", "no"));
     CHECK_OK(gridos_copy_options_set(opts, "preserve", "1"));
     CHECK_OK(gridos_copy_options_set(opts, "no-relay", "on"));
+    CHECK_OK(gridos_copy_options_set(opts, "host-memory", "off"));
+    CHECK_OK(gridos_copy_options_set(opts, "host_memory", "/tmp/gridos-c-hosts.json"));
+    CHECK_OK(gridos_copy_options_set(opts, "host-memory", "default"));
+    CHECK_ERR(gridos_copy_options_set(opts, "host-memory", ""), GRIDOS_ERR_INVALID_ARGUMENT);
     CHECK_ERR(gridos_copy_options_set(opts, "bogus", "1"), GRIDOS_ERR_UNKNOWN_KEY);
     CHECK_ERR(gridos_copy_options_set(opts, "progress", "1"), GRIDOS_ERR_UNKNOWN_KEY);
     CHECK_ERR(gridos_copy_options_set(opts, "recursive", "maybe"), GRIDOS_ERR_INVALID_ARGUMENT);

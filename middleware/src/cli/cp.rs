@@ -3,7 +3,7 @@
 
 use crate::observe::{CopyObserver, TuneAction, TuneDecision};
 use crate::options::{CopyOptions, Pipeline};
-use crate::plan::{Mode, TransferPlan};
+use crate::plan::{CeilingSource, Mode, TransferPlan};
 use crate::{Algorithm, Copy, CopyReport, Url};
 use clap::Args;
 use std::collections::VecDeque;
@@ -98,6 +98,13 @@ pub struct CpArgs {
     /// 4 GiB by default) or on. Default: the machine's io.write_behind.
     #[arg(long, value_name = "off|auto|on")]
     pub write_behind: Option<gridos_io::WriteBehindMode>,
+    /// Where to remember what copies learn of servers (a login sent before the greeting of
+    /// a server that answered one; the plan starts from the last copy's rate): a FILE, for
+    /// every host, or off [default: $GRIDOS_HOST_MEMORY, else
+    /// $XDG_STATE_HOME/gridos/hosts.json or ~/.local/state/gridos/hosts.json, for hosts
+    /// other than this machine's loopback].
+    #[arg(long, value_name = "FILE|off", value_parser = parse_host_memory)]
+    pub host_memory: Option<crate::hosts::HostMemoryMode>,
     /// FTP → FTP: fail instead of relaying through this machine when the servers refuse a
     /// direct (third-party) transfer.
     #[arg(long)]
@@ -181,6 +188,7 @@ impl From<&CpArgs> for CopyOptions {
             timeout: a.timeout,
             preallocate: !a.no_preallocate,
             write_behind: a.write_behind,
+            host_memory: a.host_memory.clone().unwrap_or_default(),
             tls: crate::TlsOptions {
                 require: a.tls,
                 ca_file: a.cacert.clone(),
@@ -441,6 +449,14 @@ impl CopyObserver for Terminal {
     }
 }
 
+fn parse_host_memory(s: &str) -> Result<crate::hosts::HostMemoryMode, String> {
+    match s {
+        "" => Err("a file or off".into()),
+        "off" => Ok(crate::hosts::HostMemoryMode::Off),
+        f => Ok(crate::hosts::HostMemoryMode::File(f.into())),
+    }
+}
+
 /// One line on a plan: `MODE E, 4 streams (RTT 100.2 ms, BDP 125 MB over a 10 Gbit/s
 /// ceiling; unprivileged: buffers left to autotuning), block 1 MiB`.
 fn plan_line(p: &TransferPlan) -> String {
@@ -455,19 +471,23 @@ fn plan_line(p: &TransferPlan) -> String {
         Some(b) => format!("TCP buffers forced to {} each", binary(b)),
         None => "buffers left to autotuning".into(),
     };
-    match p.mode {
+    let line = match p.mode {
         Mode::S => "MODE S, one connection (--stream, or the server offers no MODE E)".into(),
         Mode::Z => "MODE Z (deflate), one connection (--compress)".into(),
         Mode::E => {
             let why = if p.auto == Some(true) {
                 format!(
-                    "RTT {}, BDP {} over a {} ceiling; {}: {buffers}",
+                    "RTT {}, BDP {} over a {} ceiling{}; {}: {buffers}",
                     match p.rtt_us.unwrap_or(0) {
                         us @ 0..1000 => format!("{us} µs"),
                         us => format!("{:.1} ms", f64::from(us) / 1000.0),
                     },
                     decimal(p.bdp_bytes.unwrap_or(0)),
                     bits(p.link_ceiling_bytes_per_sec.unwrap_or(0)),
+                    match p.link_ceiling_from {
+                        Some(CeilingSource::Remembered) => " (twice the last copy's rate)",
+                        _ => "",
+                    },
                     if p.privileged == Some(true) {
                         "privileged"
                     } else {
@@ -486,6 +506,16 @@ fn plan_line(p: &TransferPlan) -> String {
                 if streams == 1 { "" } else { "s" }
             )
         }
+    };
+    line + login_note(p)
+}
+
+/// `; login sent before the greeting` (or that it went unanswered).
+fn login_note(p: &TransferPlan) -> &'static str {
+    match p.login_ahead {
+        Some(true) => "; login sent before the greeting",
+        Some(false) => "; the login sent before the greeting went unanswered: connected again",
+        None => "",
     }
 }
 

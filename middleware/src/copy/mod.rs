@@ -348,6 +348,18 @@ impl Copy {
         both(both_remote, || quit(src_side), || quit(dst_side));
         let seconds = start.elapsed().as_secs_f64();
         let rate = (t.bytes as f64 / seconds.max(1e-9)) as u64;
+        // What the path between this machine and the server gave an automatic plan: where
+        // the next copy with the server starts (not a third-party copy's server-to-server
+        // path).
+        let remote = match (&self.src, &self.dst) {
+            (Url::Ftp(u), Url::Local(_)) | (Url::Local(_), Url::Ftp(u)) => Some(u),
+            _ => None,
+        };
+        if let Some(u) = remote
+            && plans.first().is_some_and(|p| p.auto == Some(true))
+        {
+            conn.memory.copied(&u.host, u.port, t.bytes, rate);
+        }
         Ok(CopyReport {
             src: self.src.to_string(),
             dst: self.dst.to_string(),

@@ -614,3 +614,25 @@ fn a_refused_login_reads_what_was_sent_behind_it_and_may_try_again() {
     assert!(cl.features().size);
     h.join().unwrap();
 }
+
+#[test]
+fn a_server_that_never_greets_is_not_waited_for_twice() {
+    let (addr, h) = fake(|c| {
+        c.login_batch();
+        // Silent until the client gives up and hangs up.
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c.r, &mut rest);
+    });
+    let t = std::time::Instant::now();
+    let mut cl = Client::connect(&addr, ahead()).unwrap();
+    let e = cl.login("anonymous", "a@").unwrap_err();
+    assert!(matches!(e, Error::Timeout(..)), "{e}");
+    // One reply timeout (0.8 s), not two.
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(cl);
+    h.join().unwrap();
+}

@@ -52,6 +52,10 @@ pub struct HostFacts {
     /// batch sent after it); `false` once a login sent ahead went unanswered.
     #[serde(default)]
     pub login_ahead: bool,
+    /// When a login sent ahead last went unanswered (seconds since the epoch): none is sent
+    /// to the same server (same greeting) for [`MAX_AGE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered_at: Option<u64>,
     /// The rate of the last automatic copy of at least [`MIN_REMEMBERED_BYTES`] from or to
     /// it, set-up included (bytes per second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,20 +207,25 @@ impl HostMemory {
     }
 
     /// A login to `host:port` succeeded; `ahead` is what became of a login sent before the
-    /// greeting (`None`: none was sent). A server once found not to answer one is not sent
-    /// one again until its facts expire.
+    /// greeting (`None`: none was sent). A server found not to answer one is not sent one
+    /// again for [`MAX_AGE`] (unless another server, by its greeting, now answers there).
     pub fn logged_in(&self, host: &str, port: u16, greeting: &str, ahead: Option<bool>) {
+        let t = now();
         self.update(host, port, |e| {
-            let same = e.greeting == greeting;
-            e.login_ahead = match ahead {
-                Some(a) => a,
-                // A batch after the greeting was answered: worth trying ahead next time,
-                // unless this very server was found not to answer one.
-                None => !same || e.seen == 0 || e.login_ahead,
-            };
-            if !same {
+            if e.greeting != greeting {
                 e.greeting = greeting.to_string();
+                e.unanswered_at = None;
             }
+            match ahead {
+                Some(true) => e.unanswered_at = None,
+                Some(false) => e.unanswered_at = Some(t),
+                None => {}
+            }
+            // A batch after the greeting was answered: worth sending ahead next time,
+            // unless this server was lately found not to answer one.
+            e.login_ahead = e
+                .unanswered_at
+                .is_none_or(|at| t.saturating_sub(at) > MAX_AGE.as_secs());
         });
     }
 
@@ -370,6 +379,16 @@ mod tests {
         assert!(!m.login_ahead("127.0.0.1", 21));
         // The usual login then works: still not ahead for this server...
         m.logged_in("127.0.0.1", 21, "hello", None);
+        assert!(!m.login_ahead("127.0.0.1", 21));
+        // ...until the refusal is old.
+        m.state()
+            .hosts
+            .get_mut("127.0.0.1:21")
+            .unwrap()
+            .unanswered_at = Some(1);
+        m.logged_in("127.0.0.1", 21, "hello", None);
+        assert!(m.login_ahead("127.0.0.1", 21));
+        m.logged_in("127.0.0.1", 21, "hello", Some(false));
         assert!(!m.login_ahead("127.0.0.1", 21));
         // ...but another server on that port (another greeting) gets a fresh start.
         m.logged_in("127.0.0.1", 21, "other", None);

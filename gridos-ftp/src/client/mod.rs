@@ -771,6 +771,13 @@ impl Client {
     fn login_inner(&mut self, user: &str, password: &str, stat: Option<&str>) -> Result<()> {
         let anonymous = user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp");
         let auth_tls = !anonymous && !self.ctrl.is_tls() && self.config.tls == TlsMode::Auto;
+        // Refused before anything leaves, so the connection stays as it was.
+        arg(user)?;
+        if password.contains(['\r', '\n', '\0']) {
+            return Err(Error::InvalidArgument(
+                "password contains CR, LF or NUL".into(),
+            ));
+        }
         if self.greeting_pending && !auth_tls {
             return self.login_before_greeting(user, password, stat);
         }
@@ -782,8 +789,9 @@ impl Client {
 
     /// The login of [`ClientConfig::login_before_greeting`]: the batch leaves now, the
     /// greeting is read before its replies. A server that greets but leaves the login
-    /// unanswered for a few round trips, or that is busy, is connected to again and logged
-    /// in the usual way.
+    /// unanswered for a few round trips, or that is busy (a 4yz greeting, a connection
+    /// closed before the greeting), is connected to again and logged in the usual way; one
+    /// that never greets is not waited for twice.
     fn login_before_greeting(
         &mut self,
         user: &str,
@@ -794,7 +802,7 @@ impl Client {
         match self.login_batch(user, password, stat, true) {
             Err(e)
                 if self.login_ahead.is_none()
-                    && !matches!(e, Error::Cancelled { .. } | Error::InvalidArgument(_)) =>
+                    && (self.welcome.code == 220 || greeting_busy(&e)) =>
             {
                 tracing::info!(
                     server = %self.server_name,

@@ -28,6 +28,11 @@ struct Args {
     /// Size of the WAN file (bytes).
     #[arg(long, default_value_t = 512 << 20)]
     wan_size: u64,
+    /// Random loss on the emulated WAN of the wan and third-party cells: a fraction
+    /// (0.001) or a percentage (0.1%); with loss the wan cell measures gridos cp against
+    /// globus-url-copy -p 16 only.
+    #[arg(long, default_value = "0", value_parser = |s: &str| gridos_benches::wan::parse_loss(s).map_err(|e| e.to_string()))]
+    wan_loss: f64,
     /// Directory for the data (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         per_client: a.per_client,
         clients: a.clients,
         wan_size: a.wan_size,
+        wan_loss: a.wan_loss,
         dir: a.dir.clone().unwrap_or_else(std::env::temp_dir),
     };
     let rows = match harness::run(&cells, &settings) {

@@ -103,6 +103,8 @@ pub struct Settings {
     pub clients: usize,
     /// Size of the WAN file.
     pub wan_size: u64,
+    /// Random loss on the emulated WAN (a probability; 0: none).
+    pub wan_loss: f64,
     /// Where data lives.
     pub dir: PathBuf,
 }
@@ -684,12 +686,14 @@ fn third_party_cell(
     Ok((medians(samples, s.wan_size, None), note))
 }
 
-/// The emulated WAN of the WAN cells (100 ms RTT, 1 Gbit/s, MTU 9000) with its netns files.
-fn start_wan() -> (Result<Wan, String>, Result<NetnsFiles, String>) {
+/// The emulated WAN of the WAN cells (100 ms RTT, 1 Gbit/s, MTU 9000, `loss`) with its
+/// netns files.
+fn start_wan(loss: f64) -> (Result<Wan, String>, Result<NetnsFiles, String>) {
     let wan = Wan::start(WanParams {
         delay: WAN_RTT / 2,
         rate_bits_per_sec: 1_000_000_000,
         mtu: 9000,
+        loss,
         ..WanParams::default()
     })
     .map_err(|e| format!("WAN emulator: {e}"));
@@ -755,7 +759,7 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
             continue;
         }
         if cell == Cell::ThirdParty {
-            let (wan, files) = start_wan();
+            let (wan, files) = start_wan(s.wan_loss);
             let login = Login::create("bench", "gridos-bench-tp").map_err(|e| e.to_string());
             for (client, kind) in [
                 (ClientKind::Gridos, ServerKind::Gridos),
@@ -780,13 +784,23 @@ pub fn run(cells: &[Cell], s: &Settings) -> Result<Vec<Row>, HarnessError> {
             continue;
         }
         if cell == Cell::Wan {
-            let (wan, files) = start_wan();
-            let pairs = [
-                (ClientKind::Gridos, ServerKind::Gridos),
-                (ClientKind::Globus(&[]), ServerKind::Globus),
-                (ClientKind::Globus(&["-p", "4"]), ServerKind::Globus),
-                (ClientKind::Curl, ServerKind::Vsftpd),
-            ];
+            let (wan, files) = start_wan(s.wan_loss);
+            let pairs = if s.wan_loss > 0.0 {
+                // With loss, globus-url-copy's best is many streams; one or four streams
+                // take minutes per run (loss halves a window that takes a long round trip
+                // to grow back).
+                vec![
+                    (ClientKind::Gridos, ServerKind::Gridos),
+                    (ClientKind::Globus(&["-p", "16"]), ServerKind::Globus),
+                ]
+            } else {
+                vec![
+                    (ClientKind::Gridos, ServerKind::Gridos),
+                    (ClientKind::Globus(&[]), ServerKind::Globus),
+                    (ClientKind::Globus(&["-p", "4"]), ServerKind::Globus),
+                    (ClientKind::Curl, ServerKind::Vsftpd),
+                ]
+            };
             for (client, kind) in pairs {
                 let result = match (&wan, &files) {
                     (Ok(w), Ok(_)) => wan_cell(client, kind, w, &data, s),

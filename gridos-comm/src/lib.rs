@@ -47,7 +47,8 @@ pub use frame::{
 };
 pub use gpid::{Gpid, NodeId};
 pub use select::{
-    Attributes, BandwidthClass, LatencyClass, Locality, Preferences, Selection, TransportKind,
+    Attributes, BandwidthClass, LatencyClass, Locality, NotPermitted, Preferences, Selection,
+    TransportKind, UnknownTransport,
 };
 pub use transport::{
     BoxFuture, Connector, HostId, InProcTransport, Listener, ParallelTcpTransport, PathEstimate,

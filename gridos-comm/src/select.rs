@@ -44,13 +44,18 @@ impl fmt::Display for TransportKind {
     }
 }
 
+/// A name that is not a transport's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown transport {0:?} (inproc, unix, tcp, parallel-tcp)")]
+pub struct UnknownTransport(pub String);
+
 impl FromStr for TransportKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownTransport;
+    fn from_str(s: &str) -> Result<Self, UnknownTransport> {
         TransportKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown transport {s:?} (inproc, unix, tcp, parallel-tcp)"))
+            .ok_or_else(|| UnknownTransport(s.to_string()))
     }
 }
 
@@ -127,27 +132,43 @@ pub struct Preferences {
 /// typical autotuning reach (4 MiB) get parallel streams.
 pub const DEFAULT_BULK_BDP: u64 = 4 << 20;
 
+/// Why the programmer's [`Preferences`] rule a method out: the reason selection gives for
+/// passing it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotPermitted {
+    /// Another method was asked for explicitly.
+    #[error("explicit transport is {0}")]
+    OtherExplicit(TransportKind),
+    /// The method is on the deny list.
+    #[error("on the deny list")]
+    Denied,
+    /// There is an allow list and the method is not on it.
+    #[error("not on the allow list")]
+    NotAllowed,
+}
+
 impl Preferences {
     /// Is `k` permitted by the lists?
-    pub fn permits(&self, k: TransportKind) -> Result<(), String> {
+    pub fn permits(&self, k: TransportKind) -> Result<(), NotPermitted> {
         if let Some(e) = self.explicit {
             if e != k {
-                return Err(format!("explicit transport is {e}"));
+                return Err(NotPermitted::OtherExplicit(e));
             }
         }
         if self.deny.contains(&k) {
-            return Err("on the deny list".into());
+            return Err(NotPermitted::Denied);
         }
         if let Some(a) = &self.allow {
             if !a.contains(&k) {
-                return Err("not on the allow list".into());
+                return Err(NotPermitted::NotAllowed);
             }
         }
         Ok(())
     }
 
     /// Parses a comma-separated list of transport names.
-    pub fn parse_list(s: &str) -> Result<Vec<TransportKind>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<TransportKind>, UnknownTransport> {
         s.split(',')
             .filter(|x| !x.trim().is_empty())
             .map(|x| x.trim().parse())

@@ -590,7 +590,7 @@ impl Connector {
         for (i, t) in self.transports.iter().enumerate() {
             let k = t.kind();
             if let Err(why) = self.prefs.permits(k) {
-                rejected.push((k, why));
+                rejected.push((k, why.to_string()));
                 continue;
             }
             if let Err(why) = t.check_reach(peer) {

@@ -205,6 +205,115 @@ fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
     let _ = server.0.kill();
 }
 
+#[test]
+fn an_upload_opens_more_streams_when_every_stream_is_limited_and_lands_every_byte_once() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipping: needs root (network namespaces, SO_SNDBUFFORCE)");
+        return;
+    }
+    let Some(gridos) = gridos_bin() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the gridos binary was not built (cargo test --workspace builds it)"
+        );
+        println!("skipping: no gridos binary (build the workspace, or set GRIDOS_BIN)");
+        return;
+    };
+    let wan = long_path();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let port = wan
+        .run_in(Side::Server, || {
+            TcpListener::bind((wan.server_addr(), 0)).map(|l| l.local_addr().unwrap().port())
+        })
+        .unwrap()
+        .unwrap();
+    let mut server = std::process::Command::new(&gridos);
+    server.args(["ftpd", "--anonymous", "--anonymous-write", "--docroot"]);
+    server
+        .arg(&root)
+        .arg("--listen")
+        .arg(format!("{}:{port}", wan.server_addr()));
+    server
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut server = Kill(wan.exec_in(Side::Server, &mut server).spawn().unwrap());
+    // Small locked send buffers (64 KiB), which the monitor may raise only to 128 KiB
+    // (256 KiB as the kernel counts them): on a 20 ms path every stream is send-buffer
+    // limited at the cap, which only more streams can help.
+    let io = dir.path().join("io.toml");
+    std::fs::write(
+        &io,
+        "[io]\nmax_buffer = 262144\nmax_total_buffer = 4194304\nmax_streams = 12\n\
+         monitor_interval_ms = 100\n",
+    )
+    .unwrap();
+    let size = 96usize << 20;
+    let data: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+    let src = dir.path().join("up.bin");
+    std::fs::write(&src, &data).unwrap();
+    let url = format!("gridftp://{}:{port}/up.bin", wan.server_addr());
+    let mut cp = std::process::Command::new(&gridos);
+    cp.env("GRIDOS_IO_CONFIG", &io)
+        .args([
+            "-vv",
+            "cp",
+            "--json",
+            "--host-memory",
+            "off",
+            "--tcp-bs",
+            "64K",
+        ])
+        .arg(&src)
+        .arg(&url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = wan.exec_in(Side::Client, &mut cp).output().unwrap();
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!("{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let added: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(": monitor: every stream limited where a larger buffer cannot help: opened another, "))
+        .collect();
+    assert!(!added.is_empty(), "no stream was added: {stderr}");
+    let counts: Vec<u32> = added
+        .iter()
+        .map(|l| {
+            l.split("opened another, ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{l}"))
+        })
+        .collect();
+    // From the one stream of the plan, one at a time, up to io.max_streams at most.
+    assert_eq!(counts[0], 2, "{counts:?}");
+    assert!(counts.windows(2).all(|w| w[1] == w[0] + 1), "{counts:?}");
+    assert!(*counts.last().unwrap() <= 12, "{counts:?}");
+    // Every byte once: what arrived is the file, and the copy counted each byte once.
+    assert!(
+        std::fs::read(root.join("up.bin")).unwrap() == data,
+        "upload differs"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(summary["bytes"], size as u64, "{summary}");
+    assert_eq!(
+        summary["tuning"][0]["grew_to"],
+        *counts.last().unwrap(),
+        "{summary}"
+    );
+    let _ = server.0.kill();
+}
+
 /// Kills the child when the test ends, however it ends.
 struct Kill(std::process::Child);
 

@@ -20,7 +20,9 @@
 //!
 //! Buffer tuning: each stream runs a [`gridos_io::SocketTuner`] while the transfer lasts, so a
 //! stream that is send-buffer or receive-window limited gets larger buffers, as single-stream
-//! transfers do inside gridos-io.
+//! transfers do inside gridos-io. A sender given a [`Grow`] ([`send_growing`]) also opens
+//! more streams while it runs, when every stream is limited where a larger buffer cannot
+//! help (the receiver accepts connections until the EOF's count of EODs has arrived).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -32,7 +34,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use gridos_io::tune::Role;
+use gridos_io::tune::{Role, TuneAction};
 use gridos_io::{CancelToken, SocketTuner, TransferOptions};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -88,6 +90,18 @@ pub struct Send {
     /// Cancellation, progress (bytes of payload sent), forced I/O path.
     pub opts: TransferOptions,
 }
+
+/// How a MODE E sender opens more data connections while it runs ([`send_growing`]).
+pub struct Grow<'a> {
+    /// Opens one more connection to the receiver, ready for blocks (TLS handshake done).
+    pub connect: &'a (dyn Fn() -> Result<DataStream, TransferError> + Sync),
+    /// Streams the transfer may reach in all.
+    pub max_streams: usize,
+}
+
+/// A stream joins only while this many blocks remain for it to take: fewer would not pay
+/// for its connection and slow start.
+const GROW_MIN_BLOCKS: u64 = 8;
 
 /// A MODE E receive. The reassembly state is shared so a caller can read it while the
 /// transfer runs (for 111 range markers).
@@ -383,6 +397,8 @@ struct Tuners {
     tuners: Vec<SocketTuner>,
     last: Instant,
     on_decision: Option<gridos_io::DecisionSink>,
+    /// The inputs of the latest decision, for a [`TuneAction::StreamAdded`] report.
+    latest: Option<gridos_io::tune::TuneDecision>,
 }
 
 impl Tuners {
@@ -395,7 +411,43 @@ impl Tuners {
             tuners: Vec::new(),
             last: Instant::now(),
             on_decision: opts.on_decision.clone(),
+            latest: None,
         }
+    }
+
+    /// Whether every stream's monitor, sampled at least twice, finds it limited where a
+    /// larger buffer cannot help ([`SocketTuner::wants_streams`]).
+    fn all_want_streams(&self) -> bool {
+        !self.tuners.is_empty()
+            && self.tuners.len() == self.socks.len()
+            && self.tuners.iter().all(SocketTuner::wants_streams)
+    }
+
+    /// Reports a stream opened by the sender, with the inputs of the latest decision.
+    fn tell_added(&self, streams: usize) {
+        let Some(sink) = &self.on_decision else {
+            return;
+        };
+        let mut d = self
+            .latest
+            .clone()
+            .unwrap_or(gridos_io::tune::TuneDecision {
+                action: TuneAction::StreamAdded { streams: 0 },
+                rtt_us: 0,
+                delivery_rate: 0,
+                bdp: 0,
+                sndbuf_limited_permille: 0,
+                rwnd_limited_permille: 0,
+                current: 0,
+                reason: String::new(),
+            });
+        let streams = u32::try_from(streams).unwrap_or(u32::MAX);
+        d.action = TuneAction::StreamAdded { streams };
+        d.reason = format!(
+            "every stream limited by its buffer at the cap or by the receiver's window; \
+             opened stream {streams}"
+        );
+        sink.tell(&d);
     }
 
     fn add(&mut self, sock: &TcpStream) {
@@ -429,8 +481,11 @@ impl Tuners {
                 .push(SocketTuner::new(self.role, self.max_buffer));
         }
         for (sock, tuner) in self.socks.iter().zip(&mut self.tuners) {
-            if let (Some(d), Some(sink)) = (tuner.sample(sock.as_fd()), &self.on_decision) {
-                sink.tell(&d);
+            if let Some(d) = tuner.sample(sock.as_fd()) {
+                if let Some(sink) = &self.on_decision {
+                    sink.tell(&d);
+                }
+                self.latest = Some(d);
             }
         }
     }
@@ -451,6 +506,20 @@ fn cancelled(opts: &TransferOptions) -> bool {
 /// Sends `job.ranges` of `file` over `socks` (at least one, all connected). Returns once
 /// every stream has sent its final EOD (stream 0's also carries EOF with the stream count).
 pub fn send(file: &File, job: &Send, socks: Vec<DataStream>) -> Result<Outcome, TransferError> {
+    send_growing(file, job, socks, None)
+}
+
+/// [`send`], opening more streams with `grow` while the transfer runs when every stream's
+/// monitor finds it limited where a larger buffer cannot help (needs the monitor:
+/// `auto_tune`). A stream joins only while at least [`GROW_MIN_BLOCKS`] blocks remain, so
+/// stream 0's EOF counts it; a connection that cannot be opened after it joined fails the
+/// transfer (the receiver would wait for its EOD).
+pub fn send_growing(
+    file: &File,
+    job: &Send,
+    socks: Vec<DataStream>,
+    grow: Option<&Grow<'_>>,
+) -> Result<Outcome, TransferError> {
     if socks.is_empty() {
         return Err(TransferError::CannotOpenData("no data connection".into()));
     }
@@ -479,31 +548,54 @@ pub fn send(file: &File, job: &Send, socks: Vec<DataStream>) -> Result<Outcome, 
     for sock in &socks {
         tuners.add(sock.tcp());
     }
+    // Streams opened while the transfer runs, for their monitors.
+    let opened = Mutex::new(Vec::new());
     let channels = std::thread::scope(|s| {
-        let workers: Vec<_> = socks
+        let (planner, flags, sent, opts, opened) = (&planner, &flags, &sent, &opts, &opened);
+        let run = move |i: usize, mut sock: DataStream| {
+            let out = match send_stream(file, job, i, &mut sock, planner, sent, opts) {
+                Ok(()) => Some(sock),
+                Err(e) => {
+                    flags.fail(e);
+                    None
+                }
+            };
+            flags.notify();
+            out
+        };
+        let mut workers: Vec<_> = socks
             .into_iter()
             .enumerate()
-            .map(|(i, mut sock)| {
-                let (planner, flags, sent, opts) = (&planner, &flags, &sent, &opts);
-                s.spawn(move || {
-                    let out = match send_stream(file, job, i, &mut sock, planner, sent, opts) {
-                        Ok(()) => Some(sock),
-                        Err(e) => {
-                            flags.fail(e);
-                            None
-                        }
-                    };
-                    flags.notify();
-                    out
-                })
-            })
+            .map(|(i, sock)| s.spawn(move || run(i, sock)))
             .collect();
-        let n = workers.len();
-        while flags.finished.load(Relaxed) < n {
+        while flags.finished.load(Relaxed) < workers.len() {
             if cancelled(&job.opts) {
                 flags.fail(TransferError::Aborted);
             }
+            tuners.adopt(opened);
             tuners.sample();
+            let more = grow.filter(|g| {
+                workers.len() < g.max_streams && !flags.ended() && tuners.all_want_streams()
+            });
+            if let Some(g) = more {
+                if let Some(i) = lock(planner).add_stream(GROW_MIN_BLOCKS) {
+                    tuners.tell_added(i + 1);
+                    workers.push(s.spawn(move || match (g.connect)() {
+                        Ok(sock) => {
+                            if let Ok(dup) = sock.tcp().try_clone() {
+                                lock(opened).push(dup);
+                            }
+                            run(i, sock)
+                        }
+                        Err(e) => {
+                            // It joined the plan: the receiver waits for its EOD.
+                            flags.fail(e);
+                            flags.notify();
+                            None
+                        }
+                    }));
+                }
+            }
             flags.wait(None, Duration::from_millis(u64::from(WAKE_MS)));
         }
         workers

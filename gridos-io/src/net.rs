@@ -342,7 +342,7 @@ pub(crate) fn apply_action(fd: BorrowedFd<'_>, a: &TuneAction) -> Result<()> {
     match *a {
         TuneAction::RaiseSndbuf { request, force } => set_buf(fd, false, request, force),
         TuneAction::RaiseRcvbuf { request, force } => set_buf(fd, true, request, force),
-        TuneAction::SuggestStreams { .. } => Ok(()),
+        TuneAction::SuggestStreams { .. } | TuneAction::StreamAdded { .. } => Ok(()),
     }
 }
 
@@ -390,6 +390,11 @@ impl SocketTuner {
         }
     }
 
+    /// See [`Monitor::wants_streams`](crate::tune::Monitor::wants_streams).
+    pub fn wants_streams(&self) -> bool {
+        self.monitor.wants_streams()
+    }
+
     /// Takes a TCP_INFO sample of `fd` and applies what the monitor decides, if anything.
     pub fn sample(&mut self, fd: BorrowedFd<'_>) -> Option<crate::tune::TuneDecision> {
         let info = crate::tcp_info(&fd).ok()?;
@@ -413,7 +418,7 @@ impl SocketTuner {
         let (s, r) = match d.action {
             TuneAction::RaiseSndbuf { request, .. } => (Some(request * 2), None),
             TuneAction::RaiseRcvbuf { request, .. } => (None, Some(request * 2)),
-            TuneAction::SuggestStreams { .. } => (None, None),
+            TuneAction::SuggestStreams { .. } | TuneAction::StreamAdded { .. } => (None, None),
         };
         crate::stats::decision(s, r);
         Some(d)

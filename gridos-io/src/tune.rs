@@ -230,6 +230,12 @@ pub enum TuneAction {
         /// Total streams suggested.
         streams: u32,
     },
+    /// A MODE E sender opened another data connection while the transfer ran, every stream
+    /// being limited by its buffer at the cap or by the peer's window.
+    StreamAdded {
+        /// Streams of the transfer now.
+        streams: u32,
+    },
 }
 
 /// A monitor decision with the inputs it was taken from (logged and kept in the report).
@@ -277,10 +283,14 @@ pub struct Monitor {
     policy: TunePolicy,
     prev: Option<TcpInfo>,
     suggested: u32,
+    wants_streams: bool,
 }
 
 /// Fraction limited above which the monitor acts, per mille.
 const LIMITED_PERMILLE: u32 = 100;
+
+/// Shortest round trip on which a limited sender [wants streams](Monitor::wants_streams).
+pub const MIN_GROW_RTT_US: u32 = 1000;
 
 impl Monitor {
     /// A monitor for one socket.
@@ -291,7 +301,16 @@ impl Monitor {
             policy,
             prev: None,
             suggested: 1,
+            wants_streams: false,
         }
+    }
+
+    /// Whether the last sample found this sender limited where a buffer raise cannot help
+    /// (its send buffer at the cap, or the peer's window) on a path of at least
+    /// [`MIN_GROW_RTT_US`]: another stream would carry more. On a shorter path a full
+    /// window means a slow reader, which another stream does not make faster.
+    pub fn wants_streams(&self) -> bool {
+        self.wants_streams
     }
 
     /// Which side this monitor watches.
@@ -311,6 +330,7 @@ impl Monitor {
         match self.role {
             Role::Sender => {
                 let prev = prev?;
+                self.wants_streams = false;
                 let busy = info.busy_time_us.saturating_sub(prev.busy_time_us);
                 if busy == 0 {
                     return None;
@@ -333,6 +353,7 @@ impl Monitor {
                     current,
                     reason,
                 };
+                let long = rtt >= MIN_GROW_RTT_US;
                 if snd > LIMITED_PERMILLE {
                     if let Some((request, force)) =
                         self.raise(current, bdp, self.limits.wmem_max, 0)
@@ -342,6 +363,7 @@ impl Monitor {
                             format!("send-buffer limited {snd}‰ of busy time; raising SO_SNDBUF"),
                         ));
                     }
+                    self.wants_streams = long;
                     return self.suggest(current, bdp).map(|streams| {
                         decision(
                             TuneAction::SuggestStreams { streams },
@@ -352,6 +374,7 @@ impl Monitor {
                     });
                 }
                 if rwnd > LIMITED_PERMILLE {
+                    self.wants_streams = long;
                     return self.suggest(current, bdp).map(|streams| {
                         decision(
                             TuneAction::SuggestStreams { streams },
@@ -611,6 +634,39 @@ mod tests {
         let d = m.observe(&sample(1_000_000, 0, 600_000), 4 << 20).unwrap();
         assert_eq!(d.rwnd_limited_permille, 600);
         assert!(matches!(d.action, TuneAction::SuggestStreams { .. }));
+    }
+
+    #[test]
+    fn a_sender_wants_streams_only_when_a_raise_cannot_help_on_a_long_path() {
+        let mut m = Monitor::new(Role::Sender, LIMITS, policy(false));
+        m.observe(&sample(0, 0, 0), 8 << 20);
+        assert!(!m.wants_streams());
+        // At the cap (unprivileged, 4 MiB system maximum): wants streams, sample after sample.
+        m.observe(&sample(1_000_000, 900_000, 0), 8 << 20);
+        assert!(m.wants_streams());
+        m.observe(&sample(2_000_000, 1_900_000, 0), 8 << 20);
+        assert!(m.wants_streams());
+        // No longer limited: no.
+        m.observe(&sample(3_000_000, 1_900_000, 0), 8 << 20);
+        assert!(!m.wants_streams());
+        // The peer's window, too.
+        m.observe(&sample(4_000_000, 1_900_000, 600_000), 8 << 20);
+        assert!(m.wants_streams());
+        // A buffer that can still be raised: raise it instead.
+        let mut m = Monitor::new(Role::Sender, LIMITS, policy(false));
+        m.observe(&sample(0, 0, 0), 16 << 10);
+        m.observe(&sample(500_000, 400_000, 0), 16 << 10);
+        assert!(!m.wants_streams());
+        // A full window on loopback is a slow reader: no.
+        let short = |busy, rwnd| TcpInfo {
+            rtt_us: 50,
+            min_rtt_us: 40,
+            ..sample(busy, 0, rwnd)
+        };
+        let mut m = Monitor::new(Role::Sender, LIMITS, policy(false));
+        m.observe(&short(0, 0), 8 << 20);
+        m.observe(&short(1_000_000, 900_000), 8 << 20);
+        assert!(!m.wants_streams());
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub(crate) struct Connector<'a> {
     warned: Mutex<HashSet<String>>,
     /// What earlier copies learned of the servers; written back when the copy ends.
     pub memory: HostMemory,
+    /// The most streams a sender opened while its transfers ran, by endpoint.
+    grown: Arc<Mutex<std::collections::HashMap<String, u32>>>,
 }
 
 impl Drop for Connector<'_> {
@@ -80,6 +82,7 @@ impl<'a> Connector<'a> {
             tls: OnceLock::new(),
             warned: Mutex::new(HashSet::new()),
             memory: HostMemory::open(&options.host_memory),
+            grown: Arc::default(),
         }
     }
 
@@ -117,8 +120,13 @@ impl<'a> Connector<'a> {
         config.transfer.progress = Some(self.progress.current.clone());
         config.transfer.cancel = Some(self.cancel.clone());
         config.transfer.path = self.options.io_path;
-        let (obs, endpoint) = (self.observer.clone(), url.display());
+        let (obs, endpoint, grown) = (self.observer.clone(), url.display(), self.grown.clone());
         config.transfer.on_decision = Some(gridos_io::DecisionSink::new(move |d| {
+            if let gridos_io::tune::TuneAction::StreamAdded { streams } = d.action {
+                let mut g = grown.lock().unwrap_or_else(|p| p.into_inner());
+                let e = g.entry(endpoint.clone()).or_default();
+                *e = (*e).max(streams);
+            }
             obs.adjusted(&endpoint, d)
         }));
         config.active = active;
@@ -176,6 +184,13 @@ impl<'a> Connector<'a> {
             }
         }
         Ok(c)
+    }
+
+    /// The most streams a sender opened while its transfers to or from `endpoint` ran (as
+    /// [`FtpUrl::display`] names it), if it opened any.
+    pub fn grown_to(&self, endpoint: &str) -> Option<u32> {
+        let g = self.grown.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(endpoint).copied()
     }
 
     /// Connects, logs in and plans the side of `url`.

@@ -75,6 +75,13 @@ pub struct TransferPlan {
     /// Parallel data connections (MODE E).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<u32>,
+    /// Most streams an upload may grow to while it runs (unless `-p` fixed them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grow_to: Option<u32>,
+    /// The streams an upload had when it ended, when it opened more while it ran (filled in
+    /// by the report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grew_to: Option<u32>,
     /// Socket buffer forced on each data connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_buffer: Option<u64>,
@@ -163,6 +170,8 @@ impl TransferPlan {
             link_ceiling_from: None,
             bdp_bytes: None,
             streams: None,
+            grow_to: None,
+            grew_to: None,
             tcp_buffer: None,
             sbuf: None,
             block_size: None,
@@ -251,6 +260,7 @@ pub fn plan_side(
             let share = (cfg.max_total_buffer / 2 / g.streams.max(1) as usize) as u64;
             g.tcp_buffer = (share >= 64 * 1024).then_some(b.min(share));
         }
+
         p.auto = Some(true);
         p.rtt_us = Some(rtt_us);
         p.link_ceiling_bytes_per_sec = Some(ceiling);
@@ -271,7 +281,18 @@ pub fn plan_side(
     if let Some(b) = o.block_size {
         g.block_size = b.max(1);
     }
+    // Unless -p fixed the streams, an upload may open more while it runs (when the monitor
+    // finds every stream limited where a buffer raise cannot help), as many as
+    // io.max_streams and, for forced buffers, io.max_total_buffer allow.
+    if o.parallel.is_none() {
+        let by_buffers = g.tcp_buffer.map_or(u32::MAX, |b| {
+            u32::try_from(cfg.max_total_buffer as u64 / (2 * b.max(1))).unwrap_or(u32::MAX)
+        });
+        let grow_to = cfg.max_streams.min(by_buffers);
+        g.grow_to = (grow_to > g.streams).then_some(grow_to);
+    }
     p.streams = Some(g.streams);
+    p.grow_to = g.grow_to;
     p.tcp_buffer = g.tcp_buffer;
     p.sbuf = Some(g.sbuf);
     p.block_size = Some(g.block_size);

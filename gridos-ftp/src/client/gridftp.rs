@@ -57,6 +57,10 @@ pub struct GridOptions {
     pub block_size: u64,
     /// Downloads report the ranges they hold here (see [`RangesHook`]).
     pub on_ranges: Option<RangesHook>,
+    /// Uploads may open more data connections while they run, up to this many streams in
+    /// all, when every stream's monitor finds it limited where a larger buffer cannot help
+    /// ([`blocks::send_growing`]; the monitor must be on). `None`: the streams stay as set.
+    pub grow_to: Option<u32>,
 }
 
 impl std::fmt::Debug for GridOptions {
@@ -67,6 +71,7 @@ impl std::fmt::Debug for GridOptions {
             .field("sbuf", &self.sbuf)
             .field("block_size", &self.block_size)
             .field("on_ranges", &self.on_ranges.is_some())
+            .field("grow_to", &self.grow_to)
             .finish()
     }
 }
@@ -79,6 +84,7 @@ impl Default for GridOptions {
             sbuf: true,
             block_size: DEFAULT_BLOCK_SIZE,
             on_ranges: None,
+            grow_to: None,
         }
     }
 }
@@ -104,6 +110,8 @@ pub(super) struct ExtState {
     sbuf: Option<u64>,
     /// Open data connections, the direction they carried, and (downloads) our listener.
     cache: Option<(Dir, Conns, Option<TcpListener>)>,
+    /// The server's passive address the upload connections went to (more may join).
+    upload_to: Option<SocketAddr>,
 }
 
 /// Data connections kept for the next transfer.
@@ -357,6 +365,8 @@ impl Client {
         let streams = o.streams.max(1) as usize;
         if let Some((Dir::Upload, conns, _)) = self.ext.cache.take() {
             if conns.len() == streams {
+                // The passive port they came from may be closed by now: no stream joins.
+                self.ext.upload_to = None;
                 return Ok(conns);
             }
         }
@@ -385,6 +395,7 @@ impl Client {
             }
         };
         let to = SocketAddr::new(ip, port);
+        self.ext.upload_to = Some(to);
         let mut socks = Vec::with_capacity(streams);
         for _ in 0..streams {
             let s = connect_any(
@@ -506,6 +517,28 @@ impl Client {
         Ok(report(bytes, start, self.data_path()))
     }
 
+    /// One more data connection to the passive address of this upload, set up as the
+    /// others (buffers, TLS).
+    fn another_upload_stream(
+        &self,
+        o: &GridOptions,
+    ) -> std::result::Result<DataStream, TransferError> {
+        let failed = |e: Error| TransferError::CannotOpenData(format!("another stream: {e}"));
+        let to = self
+            .ext
+            .upload_to
+            .ok_or_else(|| TransferError::CannotOpenData("no passive address".into()))?;
+        let s = connect_any(
+            &[to],
+            self.config.connect_timeout,
+            "connect data connection",
+        )
+        .map_err(failed)?;
+        let _ = s.set_nodelay(true);
+        Self::apply_local_buffers([&s], o);
+        self.protect_data(s).map_err(failed)
+    }
+
     /// MODE E upload of `len` bytes of `file` from `offset`.
     ///
     /// `esto`: `Some(adjust)` stores with `ESTO A adjust` (every block lands at its offset
@@ -577,7 +610,15 @@ impl Client {
                 close: false,
                 opts: opts.clone(),
             };
-            Ok(blocks::send(file, &job, socks))
+            let connect = || self.another_upload_stream(o);
+            let grow = match (o.grow_to, self.ext.upload_to) {
+                (Some(n), Some(_)) if n as usize > socks.len() => Some(blocks::Grow {
+                    connect: &connect,
+                    max_streams: n as usize,
+                }),
+                _ => None,
+            };
+            Ok(blocks::send_growing(file, &job, socks, grow.as_ref()))
         });
         let res = match res {
             Ok(Ok(out)) => Ok(out),

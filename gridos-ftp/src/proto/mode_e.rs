@@ -480,6 +480,32 @@ impl ModeESender {
         }
     }
 
+    /// Bytes not yet handed out by [`next_block`](Self::next_block).
+    pub fn remaining(&self) -> u64 {
+        let mut left = 0;
+        for (i, &(start, end)) in self.ranges.iter().enumerate().skip(self.idx) {
+            let from = if i == self.idx {
+                self.pos.max(start)
+            } else {
+                start
+            };
+            left += end.saturating_sub(from);
+        }
+        left
+    }
+
+    /// Takes one more stream into the plan while at least `min_blocks` blocks remain to be
+    /// handed out, and returns its index. While data remains no stream has taken its final
+    /// block, so stream 0's EOF will count the new one; the new stream must send its own
+    /// final block (EOD), with or without data blocks before it.
+    pub fn add_stream(&mut self, min_blocks: u64) -> Option<usize> {
+        if self.remaining() < min_blocks.max(1).saturating_mul(self.block_size) {
+            return None;
+        }
+        self.streams += 1;
+        Some(self.streams - 1)
+    }
+
     /// A static round-robin plan: for each stream, its data blocks followed by its final
     /// block.
     pub fn plan_round_robin(mut self, close: bool) -> Vec<Vec<BlockHeader>> {
@@ -718,5 +744,28 @@ mod tests {
             .unwrap()
             .plan_round_robin(false);
         assert_eq!(plan.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+    }
+
+    #[test]
+    fn a_stream_added_while_data_remains_is_counted_by_the_eof() {
+        let ranges: RangeSet = [(0, 10), (20, 30)].into_iter().collect();
+        let mut tx = ModeESender::new(&ranges, 1, 4).unwrap();
+        assert_eq!(tx.remaining(), 20);
+        assert_eq!(tx.next_block(), Some(BlockHeader::data(0, 4)));
+        assert_eq!(tx.remaining(), 16);
+        // Four blocks (16 bytes) left: room for a stream that wants at least four.
+        assert_eq!(tx.add_stream(5), None);
+        assert_eq!(tx.add_stream(4), Some(1));
+        assert_eq!(tx.streams(), 2);
+        let mut sent = vec![(0, 4)];
+        while let Some(h) = tx.next_block() {
+            sent.push((h.offset, h.count));
+        }
+        assert_eq!(sent, [(0, 4), (4, 4), (8, 2), (20, 4), (24, 4), (28, 2)]);
+        assert_eq!(tx.remaining(), 0);
+        // Nothing left: no stream joins once a final block may have gone out.
+        assert_eq!(tx.add_stream(0), None);
+        assert_eq!(tx.final_block(0, false).offset, 2);
+        assert!(tx.final_block(1, false).is_eod());
     }
 }

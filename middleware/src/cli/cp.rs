@@ -585,6 +585,10 @@ fn adjustment_line(d: &TuneDecision) -> String {
             "buffers at their limit; {streams} stream{} would carry the path",
             if *streams == 1 { "" } else { "s" }
         ),
+        TuneAction::StreamAdded { streams } => format!(
+            "every stream limited where a larger buffer cannot help: opened another, \
+             {streams} streams now"
+        ),
     };
     format!("monitor: {what} ({inputs})")
 }
@@ -771,8 +775,12 @@ fn print_report(a: &CpArgs, r: &CopyReport) {
         for t in &r.tuning {
             if let Some(m) = t.measured_bytes_per_sec {
                 let streams = t.streams.unwrap_or(1);
+                let grew = t
+                    .grew_to
+                    .map(|n| format!(", {n} by the end"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "gridos: cp: the path delivered {:.1} MB/s (MODE {:?}, {streams} stream{})",
+                    "gridos: cp: the path delivered {:.1} MB/s (MODE {:?}, {streams} stream{}{grew})",
                     m as f64 / 1e6,
                     t.mode,
                     if streams == 1 { "" } else { "s" }
@@ -874,6 +882,13 @@ mod tests {
             adjustment_line(&d),
             "monitor: receive buffer 4.00 MiB → 8.00 MiB (forced past net.core.rmem_max) \
              (RTT 100.2 ms, the receive space of 9.06 MiB fills half the buffer)"
+        );
+        let d = decision(TuneAction::StreamAdded { streams: 9 });
+        assert_eq!(
+            adjustment_line(&d),
+            "monitor: every stream limited where a larger buffer cannot help: opened another, \
+             9 streams now (RTT 100.2 ms, 95 MB/s delivered, BDP 10 MB; 34% of the time \
+             limited by the receiver's window)"
         );
     }
 }

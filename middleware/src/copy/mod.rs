@@ -188,10 +188,11 @@ impl Copy {
             .iter()
             .any(|s| matches!(s, Side::Ftp(f) if f.client.data_protected()));
         let shown = |path: String| if tls { format!("TLS {path}") } else { path };
-        let plans: Vec<TransferPlan> = [&src_side, &dst_side]
+        // Each FTP side's plan, with the endpoint its monitor decisions name.
+        let plans: Vec<(String, TransferPlan)> = [&src_side, &dst_side]
             .iter()
             .filter_map(|s| match s {
-                Side::Ftp(f) => Some(f.plan.clone()),
+                Side::Ftp(f) => Some((f.url.display(), f.plan.clone())),
                 Side::Local | Side::Http(_) => None,
             })
             .collect();
@@ -356,7 +357,7 @@ impl Copy {
             _ => None,
         };
         if let Some(u) = remote
-            && plans.first().is_some_and(|p| p.auto == Some(true))
+            && plans.first().is_some_and(|(_, p)| p.auto == Some(true))
         {
             conn.memory.copied(&u.host, u.port, t.bytes, rate);
         }
@@ -374,9 +375,10 @@ impl Copy {
             verified: o.verify.is_some(),
             tuning: plans
                 .into_iter()
-                .map(|mut p| {
+                .map(|(end, mut p)| {
                     // What the path delivered: the estimate the next transfer starts from.
                     p.measured_bytes_per_sec = Some(rate);
+                    p.grew_to = conn.grown_to(&end);
                     p
                 })
                 .collect(),

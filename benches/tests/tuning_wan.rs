@@ -122,26 +122,7 @@ fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
     };
     let wan = long_path();
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    // The server drops root for nobody: the docroot must be writable by it.
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let port = wan
-        .run_in(Side::Server, || {
-            TcpListener::bind((wan.server_addr(), 0)).map(|l| l.local_addr().unwrap().port())
-        })
-        .unwrap()
-        .unwrap();
-    let mut server = std::process::Command::new(&gridos);
-    server.args(["ftpd", "--anonymous", "--anonymous-write", "--docroot"]);
-    server
-        .arg(&root)
-        .arg("--listen")
-        .arg(format!("{}:{port}", wan.server_addr()));
-    server
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut server = Kill(wan.exec_in(Side::Server, &mut server).spawn().unwrap());
+    let (mut server, root, port) = ftpd_behind(&wan, &gridos, dir.path());
     let size = 64usize << 20;
     let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
     let src = dir.path().join("up.bin");
@@ -153,15 +134,7 @@ fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
     cp.args(["-vv", "cp", "--tcp-bs", "64K"])
         .arg(&src)
         .arg(&url);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let out = loop {
-        // The server may still be starting in its namespace.
-        let out = wan.exec_in(Side::Client, &mut cp).output().unwrap();
-        if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let out = run_in_client(&wan, &mut cp);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     println!("{stderr}");
     assert!(out.status.success(), "{stderr}");
@@ -221,25 +194,7 @@ fn an_upload_opens_more_streams_when_every_stream_is_limited_and_lands_every_byt
     };
     let wan = long_path();
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let port = wan
-        .run_in(Side::Server, || {
-            TcpListener::bind((wan.server_addr(), 0)).map(|l| l.local_addr().unwrap().port())
-        })
-        .unwrap()
-        .unwrap();
-    let mut server = std::process::Command::new(&gridos);
-    server.args(["ftpd", "--anonymous", "--anonymous-write", "--docroot"]);
-    server
-        .arg(&root)
-        .arg("--listen")
-        .arg(format!("{}:{port}", wan.server_addr()));
-    server
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut server = Kill(wan.exec_in(Side::Server, &mut server).spawn().unwrap());
+    let (mut server, root, port) = ftpd_behind(&wan, &gridos, dir.path());
     // Small locked send buffers (64 KiB), which the monitor may raise only to 128 KiB
     // (256 KiB as the kernel counts them): on a 20 ms path every stream is send-buffer
     // limited at the cap, which only more streams can help.
@@ -268,14 +223,7 @@ fn an_upload_opens_more_streams_when_every_stream_is_limited_and_lands_every_byt
         ])
         .arg(&src)
         .arg(&url);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let out = loop {
-        let out = wan.exec_in(Side::Client, &mut cp).output().unwrap();
-        if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let out = run_in_client(&wan, &mut cp);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     println!("{stderr}");
     assert!(out.status.success(), "{stderr}");
@@ -312,6 +260,49 @@ fn an_upload_opens_more_streams_when_every_stream_is_limited_and_lands_every_byt
         "{summary}"
     );
     let _ = server.0.kill();
+}
+
+/// `gridos ftpd` in the WAN's server namespace serving `dir/root` (anonymous, writable; the
+/// server drops root for nobody, so the docroot is writable by all): the server, the
+/// docroot and the port.
+fn ftpd_behind(
+    wan: &Wan,
+    gridos: &std::path::Path,
+    dir: &std::path::Path,
+) -> (Kill, std::path::PathBuf, u16) {
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let port = wan
+        .run_in(Side::Server, || {
+            TcpListener::bind((wan.server_addr(), 0)).map(|l| l.local_addr().unwrap().port())
+        })
+        .unwrap()
+        .unwrap();
+    let mut server = std::process::Command::new(gridos);
+    server.args(["ftpd", "--anonymous", "--anonymous-write", "--docroot"]);
+    server
+        .arg(&root)
+        .arg("--listen")
+        .arg(format!("{}:{port}", wan.server_addr()));
+    server
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let server = Kill(wan.exec_in(Side::Server, &mut server).spawn().unwrap());
+    (server, root, port)
+}
+
+/// Runs `cmd` in the client namespace until it succeeds (the server may still be starting
+/// in its namespace) or 20 s have passed; the last run's output.
+fn run_in_client(wan: &Wan, cmd: &mut std::process::Command) -> std::process::Output {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = wan.exec_in(Side::Client, cmd).output().unwrap();
+        if out.status.success() || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Kills the child when the test ends, however it ends.

@@ -48,17 +48,7 @@ impl Ctl {
 }
 
 fn fake(script: impl FnOnce(&mut Ctl) + Send + 'static) -> (String, JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let h = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        let mut ctl = Ctl {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        script(&mut ctl);
-    });
-    (addr, h)
+    fake_each(vec![Box::new(script)])
 }
 
 fn quick() -> ClientConfig {

@@ -106,18 +106,27 @@ fn gridos_bin() -> Option<std::path::PathBuf> {
     bin.exists().then_some(bin)
 }
 
-#[test]
-fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
+/// The gridos binary when this runs as root (network namespaces, forced buffers); `None`
+/// (skip) otherwise, or when the binary is not built (a failure in CI).
+fn root_and_gridos() -> Option<std::path::PathBuf> {
     if !nix::unistd::geteuid().is_root() {
-        println!("skipping: needs root (network namespaces)");
-        return;
+        println!("skipping: needs root (network namespaces, SO_SNDBUFFORCE)");
+        return None;
     }
-    let Some(gridos) = gridos_bin() else {
+    let bin = gridos_bin();
+    if bin.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "the gridos binary was not built (cargo test --workspace builds it)"
         );
         println!("skipping: no gridos binary (build the workspace, or set GRIDOS_BIN)");
+    }
+    bin
+}
+
+#[test]
+fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
+    let Some(gridos) = root_and_gridos() else {
         return;
     };
     let wan = long_path();
@@ -180,16 +189,7 @@ fn cp_vv_reports_the_monitors_adjustments_as_they_happen() {
 
 #[test]
 fn an_upload_opens_more_streams_when_every_stream_is_limited_and_lands_every_byte_once() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipping: needs root (network namespaces, SO_SNDBUFFORCE)");
-        return;
-    }
-    let Some(gridos) = gridos_bin() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the gridos binary was not built (cargo test --workspace builds it)"
-        );
-        println!("skipping: no gridos binary (build the workspace, or set GRIDOS_BIN)");
+    let Some(gridos) = root_and_gridos() else {
         return;
     };
     let wan = long_path();
